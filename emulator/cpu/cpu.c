@@ -1,0 +1,980 @@
+/* SPDX-License-Identifier: MIT */
+
+/*
+ * The interpreter: fetch through the TLB, decode, execute. Loads, stores and
+ * fetches hit a direct-mapped TLB on the fast path (one compare, one
+ * host access); everything else (misses, MMIO, misaligned and page-crossing
+ * accesses, faults) goes through the slow paths below.
+ *
+ * Interrupts are checked at slice boundaries: hart_run() executes slices of
+ * a few thousand instructions, and instructions that may unmask an
+ * interrupt (CSR writes, xRET, WFI) end the current slice early.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "machine/physmem.h"
+#include "macro.h"
+
+#define SLICE_INSTRUCTIONS 4096
+
+static inline int64_t sext32(uint64_t v) {
+        return (int64_t) (int32_t) v;
+}
+
+void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
+        memset(h, 0, offsetof(Hart, tlb));
+        h->mem = mem;
+        h->mhartid = hartid;
+        pthread_mutex_init(&h->wfi_lock, NULL);
+        pthread_cond_init(&h->wfi_cond, NULL);
+        hart_reset(h, 0);
+}
+
+void hart_destroy(Hart *h) {
+        pthread_mutex_destroy(&h->wfi_lock);
+        pthread_cond_destroy(&h->wfi_cond);
+}
+
+void hart_reset(Hart *h, uint64_t pc) {
+        memset(h->x, 0, sizeof(h->x));
+        memset(&h->fpu, 0, sizeof(h->fpu));
+        h->pc = pc;
+        h->priv = PRIV_M;
+        /* RV64 with I M A F D C S U; MXL=2 (64-bit). */
+        h->misa = (2ULL << 62) | (1 << ('I' - 'A')) | (1 << ('M' - 'A')) | (1 << ('A' - 'A')) |
+                (1 << ('F' - 'A')) | (1 << ('D' - 'A')) | (1 << ('C' - 'A')) | (1 << ('S' - 'A')) |
+                (1 << ('U' - 'A'));
+        h->mstatus = (2ULL << 32) | (2ULL << 34); /* UXL = SXL = 64-bit */
+        h->medeleg = h->mideleg = 0;
+        h->mie = h->mip_sw = 0;
+        atomic_store(&h->mip_ext, 0);
+        h->mtvec = h->stvec = 0;
+        h->mscratch = h->sscratch = 0;
+        h->mepc = h->sepc = h->mcause = h->scause = h->mtval = h->stval = 0;
+        h->mcounteren = h->scounteren = h->mcountinhibit = 0;
+        h->menvcfg = h->senvcfg = 0;
+        h->satp = 0;
+        h->stimecmp = UINT64_MAX;
+        memset(&h->pmp, 0, sizeof(h->pmp));
+        h->reservation = UINT64_MAX;
+        h->instret = 0;
+        h->in_wfi = false;
+        hart_tlb_flush_all(h);
+        hart_update_regime(h);
+}
+
+void hart_kick(Hart *h) {
+        atomic_store_explicit(&h->kick, true, memory_order_release);
+        pthread_mutex_lock(&h->wfi_lock);
+        pthread_cond_broadcast(&h->wfi_cond);
+        pthread_mutex_unlock(&h->wfi_lock);
+}
+
+void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level) {
+        uint64_t old;
+
+        if (level)
+                old = atomic_fetch_or(&h->mip_ext, mip_bit);
+        else
+                old = atomic_fetch_and(&h->mip_ext, ~mip_bit);
+
+        if (level && !(old & mip_bit))
+                hart_kick(h);
+}
+
+/* ---- traps ---- */
+
+static void trap_enter(Hart *h, uint64_t cause, uint64_t tval) {
+        bool interrupt = cause & CAUSE_INTERRUPT;
+        uint64_t code = cause & ~CAUSE_INTERRUPT;
+        uint64_t deleg = interrupt ? h->mideleg : h->medeleg;
+
+        h->in_wfi = false;
+
+        if (h->priv <= PRIV_S && code < 64 && ((deleg >> code) & 1)) {
+                h->scause = cause;
+                h->sepc = h->pc;
+                h->stval = tval;
+                h->mstatus = (h->mstatus & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) |
+                        ((h->mstatus & MSTATUS_SIE) ? MSTATUS_SPIE : 0) |
+                        (h->priv == PRIV_S ? MSTATUS_SPP : 0);
+                h->priv = PRIV_S;
+                h->pc = (h->stvec & ~3ULL) + ((interrupt && (h->stvec & 1)) ? 4 * code : 0);
+        } else {
+                h->mcause = cause;
+                h->mepc = h->pc;
+                h->mtval = tval;
+                h->mstatus = (h->mstatus & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) |
+                        ((h->mstatus & MSTATUS_MIE) ? MSTATUS_MPIE : 0) |
+                        ((uint64_t) h->priv << MSTATUS_MPP_SHIFT);
+                h->priv = PRIV_M;
+                h->pc = (h->mtvec & ~3ULL) + ((interrupt && (h->mtvec & 1)) ? 4 * code : 0);
+        }
+        hart_update_regime(h);
+}
+
+void hart_raise_exception(Hart *h, uint64_t cause, uint64_t tval) {
+        trap_enter(h, cause, tval);
+}
+
+uint64_t hart_pending_interrupt(Hart *h) {
+        uint64_t mip = h->mip_sw | atomic_load_explicit(&h->mip_ext, memory_order_acquire);
+        uint64_t pending, m_pending, s_pending;
+        static const uint64_t priority[] = { MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP };
+
+        if ((h->menvcfg & (1ULL << 63)) && h->read_time(h->time_opaque) >= h->stimecmp)
+                mip |= MIP_STIP;
+
+        pending = mip & h->mie;
+        if (!pending)
+                return 0;
+
+        m_pending = pending & ~h->mideleg;
+        if (!(h->priv < PRIV_M || (h->mstatus & MSTATUS_MIE)))
+                m_pending = 0;
+        s_pending = pending & h->mideleg;
+        if (!(h->priv < PRIV_S || (h->priv == PRIV_S && (h->mstatus & MSTATUS_SIE))))
+                s_pending = 0;
+
+        for (unsigned i = 0; i < ELEMENTSOF(priority); i++)
+                if (m_pending & priority[i])
+                        return priority[i];
+        for (unsigned i = 0; i < ELEMENTSOF(priority); i++)
+                if (s_pending & priority[i])
+                        return priority[i];
+        return 0;
+}
+
+static bool take_interrupt(Hart *h) {
+        uint64_t irq = hart_pending_interrupt(h);
+
+        if (!irq)
+                return false;
+        trap_enter(h, CAUSE_INTERRUPT | (uint64_t) __builtin_ctzll(irq), 0);
+        return true;
+}
+
+/* ---- memory: slow paths ---- */
+
+static unsigned data_priv(const Hart *h) {
+        if (h->priv == PRIV_M && (h->mstatus & MSTATUS_MPRV))
+                return (h->mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT;
+        return h->priv;
+}
+
+/*
+ * Translates and, when the whole page is plain memory with uniform PMP
+ * permissions, enters it into the TLB. Returns the host pointer for the
+ * access or NULL for MMIO (with *ret_paddr set); on a fault raises the
+ * exception and returns NULL with *ret_fault set.
+ */
+static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, uint64_t *ret_paddr,
+                                 int64_t *ret_fb_page, bool *ret_fault) {
+        unsigned priv = type == ACCESS_FETCH ? h->priv : data_priv(h);
+        uint64_t pa;
+        int cause;
+        uint8_t *p;
+
+        *ret_fault = false;
+        cause = mmu_translate(h, va, type, &pa);
+        if (cause) {
+                trap_enter(h, (uint64_t) cause, va);
+                *ret_fault = true;
+                return NULL;
+        }
+        if (!pmp_allows(h, pa, size, type, priv)) {
+                trap_enter(h, type == ACCESS_READ ? CAUSE_LOAD_ACCESS :
+                                      type == ACCESS_WRITE ? CAUSE_STORE_ACCESS : CAUSE_FETCH_ACCESS, va);
+                *ret_fault = true;
+                return NULL;
+        }
+
+        *ret_paddr = pa;
+        p = physmem_host_ptr(h->mem, pa, size, ret_fb_page);
+        if (!p)
+                return NULL;
+
+        /* Cache the page if it is all memory and PMP treats it uniformly. */
+        uint64_t page_pa = pa & PAGE_MASK;
+        int64_t fb_page;
+        uint8_t *page = physmem_host_ptr(h->mem, page_pa, PAGE_SIZE, &fb_page);
+        if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type == ACCESS_FETCH && fb_page >= 0)) {
+                TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
+                TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+                e->tag = va & PAGE_MASK;
+                e->addend = (uintptr_t) page - (uintptr_t) (va & PAGE_MASK);
+                e->fb_page = fb_page;
+        }
+        return p;
+}
+
+static bool load_slow(Hart *h, uint64_t va, unsigned size, uint64_t *ret) {
+        uint64_t pa, v = 0;
+        int64_t fb_page;
+        bool fault;
+        uint8_t *p;
+
+        if ((va & (PAGE_SIZE - 1)) + size > PAGE_SIZE) {
+                /* Misaligned across a page boundary: byte by byte (little-endian). */
+                for (unsigned i = 0; i < size; i++) {
+                        uint64_t b;
+                        if (!load_slow(h, va + i, 1, &b))
+                                return false;
+                        v |= b << (8 * i);
+                }
+                *ret = v;
+                return true;
+        }
+
+        p = translate_access(h, va, size, ACCESS_READ, &pa, &fb_page, &fault);
+        if (fault)
+                return false;
+        if (p) {
+                memcpy(&v, p, size);
+        } else if (physmem_mmio_read(h->mem, pa, size, &v) < 0) {
+                trap_enter(h, CAUSE_LOAD_ACCESS, va);
+                return false;
+        }
+        *ret = v;
+        return true;
+}
+
+static bool store_slow(Hart *h, uint64_t va, unsigned size, uint64_t v) {
+        uint64_t pa;
+        int64_t fb_page;
+        bool fault;
+        uint8_t *p;
+
+        if ((va & (PAGE_SIZE - 1)) + size > PAGE_SIZE) {
+                /* Check both pages before writing anything, so a fault leaves memory unchanged. */
+                uint64_t second = (va | (PAGE_SIZE - 1)) + 1;
+                int cause = mmu_translate(h, va, ACCESS_WRITE, &pa);
+                if (cause) {
+                        trap_enter(h, (uint64_t) cause, va);
+                        return false;
+                }
+                cause = mmu_translate(h, second, ACCESS_WRITE, &pa);
+                if (cause) {
+                        trap_enter(h, (uint64_t) cause, second);
+                        return false;
+                }
+                for (unsigned i = 0; i < size; i++)
+                        if (!store_slow(h, va + i, 1, (v >> (8 * i)) & 0xff))
+                                return false;
+                return true;
+        }
+
+        p = translate_access(h, va, size, ACCESS_WRITE, &pa, &fb_page, &fault);
+        if (fault)
+                return false;
+        if (p) {
+                memcpy(p, &v, size);
+                if (fb_page >= 0)
+                        physmem_fb_mark_range(h->mem, pa - h->mem->fb_base, size);
+        } else if (physmem_mmio_write(h->mem, pa, size, v) < 0) {
+                trap_enter(h, CAUSE_STORE_ACCESS, va);
+                return false;
+        }
+        return true;
+}
+
+/* ---- memory: fast paths ---- */
+
+#define DEFINE_LOAD(name, type, size)                                                   \
+        static inline bool name(Hart *h, uint64_t va, uint64_t *ret) {                  \
+                TlbEntry *e = &h->tlb_load[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];        \
+                if (_likely_(e->tag == (va & (PAGE_MASK | ((size) - 1))))) {            \
+                        type v;                                                         \
+                        memcpy(&v, (void *) (uintptr_t) (va + e->addend), size);        \
+                        *ret = (uint64_t) v;                                            \
+                        return true;                                                    \
+                }                                                                       \
+                uint64_t raw;                                                           \
+                if (!load_slow(h, va, size, &raw))                                      \
+                        return false;                                                   \
+                *ret = (uint64_t) (type) raw;                                           \
+                return true;                                                            \
+        }
+
+DEFINE_LOAD(load_i8, int8_t, 1)
+DEFINE_LOAD(load_u8, uint8_t, 1)
+DEFINE_LOAD(load_i16, int16_t, 2)
+DEFINE_LOAD(load_u16, uint16_t, 2)
+DEFINE_LOAD(load_i32, int32_t, 4)
+DEFINE_LOAD(load_u32, uint32_t, 4)
+DEFINE_LOAD(load_u64, uint64_t, 8)
+
+static inline bool store(Hart *h, uint64_t va, unsigned size, uint64_t v) {
+        TlbEntry *e = &h->tlb_store[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+
+        if (_likely_(e->tag == (va & (PAGE_MASK | (size - 1))) && e->fb_page < 0)) {
+                void *p = (void *) (uintptr_t) (va + e->addend);
+                switch (size) {
+                case 1: { uint8_t b = v; memcpy(p, &b, 1); break; }
+                case 2: { uint16_t w = v; memcpy(p, &w, 2); break; }
+                case 4: { uint32_t w = v; memcpy(p, &w, 4); break; }
+                default: memcpy(p, &v, 8);
+                }
+                return true;
+        }
+        return store_slow(h, va, size, v);
+}
+
+/*
+ * AMOs and LR/SC need the address aligned and a host pointer with write
+ * permission (a fault is reported as a store/AMO fault). MMIO is not
+ * atomic-capable here: access fault.
+ */
+static void *amo_ptr(Hart *h, uint64_t va, unsigned size, bool is_lr, uint64_t *ret_pa) {
+        uint64_t pa;
+        int64_t fb_page;
+        bool fault;
+        uint8_t *p;
+
+        if (va & (size - 1)) {
+                trap_enter(h, is_lr ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, va);
+                return NULL;
+        }
+        p = translate_access(h, va, size, is_lr ? ACCESS_READ : ACCESS_WRITE, &pa, &fb_page, &fault);
+        if (fault)
+                return NULL;
+        if (!p || fb_page >= 0) {
+                trap_enter(h, is_lr ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS, va);
+                return NULL;
+        }
+        *ret_pa = pa;
+        return p;
+}
+
+static bool fetch_slow(Hart *h, uint64_t pc, uint32_t *ret) {
+        uint64_t pa;
+        int64_t fb_page;
+        bool fault;
+        uint8_t *p;
+        uint16_t lo, hi;
+
+        p = translate_access(h, pc, 2, ACCESS_FETCH, &pa, &fb_page, &fault);
+        if (fault)
+                return false;
+        if (!p || fb_page >= 0) {
+                trap_enter(h, CAUSE_FETCH_ACCESS, pc);
+                return false;
+        }
+        memcpy(&lo, p, 2);
+        if ((lo & 3) != 3) {
+                *ret = lo;
+                return true;
+        }
+        /* A fault on the second half is reported with tval = pc + 2 and epc = pc. */
+        p = translate_access(h, pc + 2, 2, ACCESS_FETCH, &pa, &fb_page, &fault);
+        if (fault)
+                return false;
+        if (!p || fb_page >= 0) {
+                trap_enter(h, CAUSE_FETCH_ACCESS, pc + 2);
+                return false;
+        }
+        memcpy(&hi, p, 2);
+        *ret = (uint32_t) hi << 16 | lo;
+        return true;
+}
+
+static inline bool fetch(Hart *h, uint64_t pc, uint32_t *ret) {
+        TlbEntry *e = &h->tlb_fetch[(pc >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+
+        if (_likely_(e->tag == (pc & PAGE_MASK) && (pc & (PAGE_SIZE - 1)) <= PAGE_SIZE - 4)) {
+                memcpy(ret, (void *) (uintptr_t) (pc + e->addend), 4);
+                return true;
+        }
+        return fetch_slow(h, pc, ret);
+}
+
+/* ---- execution ---- */
+
+static inline uint64_t mulhu64(uint64_t a, uint64_t b) {
+        return (uint64_t) (((unsigned __int128) a * b) >> 64);
+}
+
+static inline int64_t mulh64(int64_t a, int64_t b) {
+        return (int64_t) (((__int128) a * b) >> 64);
+}
+
+static inline int64_t mulhsu64(int64_t a, uint64_t b) {
+        return (int64_t) (((__int128) a * (unsigned __int128) b) >> 64);
+}
+
+static uint64_t alu_op(uint32_t f3, uint32_t f7, uint64_t a, uint64_t b, bool *ret_illegal) {
+        if (f7 == 0x01) {
+                switch (f3) {
+                case 0: return a * b;
+                case 1: return (uint64_t) mulh64((int64_t) a, (int64_t) b);
+                case 2: return (uint64_t) mulhsu64((int64_t) a, b);
+                case 3: return mulhu64(a, b);
+                case 4:
+                        if (b == 0)
+                                return UINT64_MAX;
+                        if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
+                                return a;
+                        return (uint64_t) ((int64_t) a / (int64_t) b);
+                case 5:
+                        return b == 0 ? UINT64_MAX : a / b;
+                case 6:
+                        if (b == 0)
+                                return a;
+                        if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
+                                return 0;
+                        return (uint64_t) ((int64_t) a % (int64_t) b);
+                default:
+                        return b == 0 ? a : a % b;
+                }
+        }
+        if (f7 == 0x00) {
+                switch (f3) {
+                case 0: return a + b;
+                case 1: return a << (b & 63);
+                case 2: return (int64_t) a < (int64_t) b;
+                case 3: return a < b;
+                case 4: return a ^ b;
+                case 5: return a >> (b & 63);
+                case 6: return a | b;
+                default: return a & b;
+                }
+        }
+        if (f7 == 0x20) {
+                if (f3 == 0)
+                        return a - b;
+                if (f3 == 5)
+                        return (uint64_t) ((int64_t) a >> (b & 63));
+        }
+        *ret_illegal = true;
+        return 0;
+}
+
+static uint64_t alu_op32(uint32_t f3, uint32_t f7, uint64_t a64, uint64_t b64, bool *ret_illegal) {
+        uint32_t a = a64, b = b64;
+
+        if (f7 == 0x01) {
+                switch (f3) {
+                case 0: return (uint64_t) sext32(a * b);
+                case 4:
+                        if (b == 0)
+                                return UINT64_MAX;
+                        if ((int32_t) a == INT32_MIN && (int32_t) b == -1)
+                                return sext32(a);
+                        return sext32((uint32_t) ((int32_t) a / (int32_t) b));
+                case 5:
+                        return b == 0 ? UINT64_MAX : (uint64_t) sext32(a / b);
+                case 6:
+                        if (b == 0)
+                                return sext32(a);
+                        if ((int32_t) a == INT32_MIN && (int32_t) b == -1)
+                                return 0;
+                        return sext32((uint32_t) ((int32_t) a % (int32_t) b));
+                case 7:
+                        return b == 0 ? sext32(a) : sext32(a % b);
+                default:
+                        break;
+                }
+        } else if (f7 == 0x00) {
+                switch (f3) {
+                case 0: return sext32(a + b);
+                case 1: return sext32(a << (b & 31));
+                case 5: return sext32(a >> (b & 31));
+                default: break;
+                }
+        } else if (f7 == 0x20) {
+                if (f3 == 0)
+                        return sext32(a - b);
+                if (f3 == 5)
+                        return sext32((uint32_t) ((int32_t) a >> (b & 31)));
+        }
+        *ret_illegal = true;
+        return 0;
+}
+
+static uint64_t amo_compute(uint32_t f5, uint64_t old, uint64_t src, bool word) {
+        if (word) {
+                old = (uint64_t) sext32(old);
+                src = (uint64_t) sext32(src);
+        }
+        switch (f5) {
+        case 0x01: return src;                                                  /* SWAP */
+        case 0x00: return old + src;                                            /* ADD */
+        case 0x04: return old ^ src;                                            /* XOR */
+        case 0x0c: return old & src;                                            /* AND */
+        case 0x08: return old | src;                                            /* OR */
+        case 0x10: return (int64_t) old < (int64_t) src ? old : src;            /* MIN */
+        case 0x14: return (int64_t) old > (int64_t) src ? old : src;            /* MAX */
+        case 0x18: {                                                            /* MINU */
+                uint64_t a = word ? (uint32_t) old : old, b = word ? (uint32_t) src : src;
+                return a < b ? old : src;
+        }
+        default: {                                                              /* MAXU */
+                uint64_t a = word ? (uint32_t) old : old, b = word ? (uint32_t) src : src;
+                return a > b ? old : src;
+        }
+        }
+}
+
+static bool valid_amo(uint32_t f5) {
+        switch (f5) {
+        case 0x00: case 0x01: case 0x04: case 0x08: case 0x0c:
+        case 0x10: case 0x14: case 0x18: case 0x1c:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Executes an A-extension instruction; returns false if it trapped or is illegal. */
+static bool exec_amo(Hart *h, uint32_t insn, unsigned rd, uint64_t a, uint64_t b, bool *ret_illegal) {
+        uint32_t f3 = (insn >> 12) & 7, f5 = insn >> 27;
+        unsigned size = f3 == 2 ? 4 : 8;
+        uint64_t pa, old, result;
+        void *p;
+
+        if (f3 != 2 && f3 != 3) {
+                *ret_illegal = true;
+                return false;
+        }
+
+        if (f5 == 0x02) { /* LR */
+                if (((insn >> 20) & 31) != 0) {
+                        *ret_illegal = true;
+                        return false;
+                }
+                p = amo_ptr(h, a, size, true, &pa);
+                if (!p)
+                        return false;
+                if (size == 4) {
+                        int32_t w;
+                        memcpy(&w, p, 4);
+                        old = (uint64_t) (int64_t) w;
+                } else
+                        memcpy(&old, p, 8);
+                h->reservation = pa;
+                h->x[rd] = old;
+                return true;
+        }
+        if (f5 == 0x03) { /* SC */
+                p = amo_ptr(h, a, size, false, &pa);
+                if (!p)
+                        return false;
+                if (h->reservation == pa) {
+                        memcpy(p, &b, size);
+                        h->x[rd] = 0;
+                } else
+                        h->x[rd] = 1;
+                h->reservation = UINT64_MAX;
+                return true;
+        }
+        if (!valid_amo(f5)) {
+                *ret_illegal = true;
+                return false;
+        }
+
+        p = amo_ptr(h, a, size, false, &pa);
+        if (!p)
+                return false;
+        if (size == 4) {
+                uint32_t w;
+                memcpy(&w, p, 4);
+                old = w;
+        } else
+                memcpy(&old, p, 8);
+        result = amo_compute(f5, old, b, size == 4);
+        memcpy(p, &result, size);
+        h->x[rd] = size == 4 ? (uint64_t) sext32(old) : old;
+        return true;
+}
+
+static inline bool fp_enabled(const Hart *h) {
+        return (h->mstatus & MSTATUS_FS) != 0;
+}
+
+static inline void fp_dirty(Hart *h) {
+        h->mstatus |= MSTATUS_FS;
+}
+
+/* Ends the current slice so pending interrupts are looked at before the next instruction. */
+static inline void end_slice(Hart *h) {
+        h->budget = 0;
+}
+
+typedef enum SystemResult {
+        SYSTEM_NEXT,            /* continue with the next instruction */
+        SYSTEM_JUMPED,          /* pc was set (xRET) */
+        SYSTEM_TRAPPED,         /* an exception was taken */
+        SYSTEM_ILLEGAL,
+} SystemResult;
+
+static SystemResult exec_system(Hart *h, uint32_t insn, unsigned rd, unsigned rs1) {
+        uint32_t f3 = (insn >> 12) & 7;
+        unsigned csr = insn >> 20;
+
+        if (f3 == 0) {
+                uint32_t f7 = insn >> 25;
+                if (rd != 0) {
+                        return SYSTEM_ILLEGAL;
+                }
+                if (f7 == 0x09) { /* SFENCE.VMA */
+                        if (h->priv == PRIV_U || (h->priv == PRIV_S && (h->mstatus & MSTATUS_TVM))) {
+                                return SYSTEM_ILLEGAL;
+                        }
+                        hart_tlb_flush_all(h);
+                        return SYSTEM_NEXT;
+                }
+                if (rs1 != 0) {
+                        return SYSTEM_ILLEGAL;
+                }
+                switch (csr) {
+                case 0x000: /* ECALL */
+                        trap_enter(h, h->priv == PRIV_U ? CAUSE_USER_ECALL :
+                                      h->priv == PRIV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL, 0);
+                        return SYSTEM_TRAPPED;
+                case 0x001: /* EBREAK */
+                        trap_enter(h, CAUSE_BREAKPOINT, h->pc);
+                        return SYSTEM_TRAPPED;
+                case 0x102: /* SRET */
+                        if (h->priv == PRIV_U || (h->priv == PRIV_S && (h->mstatus & MSTATUS_TSR))) {
+                                return SYSTEM_ILLEGAL;
+                        }
+                        h->priv = (h->mstatus & MSTATUS_SPP) ? PRIV_S : PRIV_U;
+                        h->mstatus = (h->mstatus & ~(MSTATUS_SIE | MSTATUS_SPP)) |
+                                ((h->mstatus & MSTATUS_SPIE) ? MSTATUS_SIE : 0) | MSTATUS_SPIE;
+                        if (h->priv != PRIV_M)
+                                h->mstatus &= ~MSTATUS_MPRV;
+                        h->pc = h->sepc;
+                        hart_update_regime(h);
+                        end_slice(h);
+                        return SYSTEM_JUMPED;
+                case 0x302: { /* MRET */
+                        if (h->priv != PRIV_M) {
+                                return SYSTEM_ILLEGAL;
+                        }
+                        unsigned mpp = (h->mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT;
+                        h->priv = mpp;
+                        h->mstatus = (h->mstatus & ~(MSTATUS_MIE | MSTATUS_MPP)) |
+                                ((h->mstatus & MSTATUS_MPIE) ? MSTATUS_MIE : 0) | MSTATUS_MPIE;
+                        if (h->priv != PRIV_M)
+                                h->mstatus &= ~MSTATUS_MPRV;
+                        h->pc = h->mepc;
+                        hart_update_regime(h);
+                        end_slice(h);
+                        return SYSTEM_JUMPED;
+                }
+                case 0x105: /* WFI */
+                        if (h->priv == PRIV_U || (h->priv == PRIV_S && (h->mstatus & MSTATUS_TW))) {
+                                return SYSTEM_ILLEGAL;
+                        }
+                        h->in_wfi = true;
+                        end_slice(h);
+                        return SYSTEM_NEXT;
+                default:
+                        return SYSTEM_ILLEGAL;
+                }
+        }
+
+        if (f3 == 4) {
+                return SYSTEM_ILLEGAL;
+        }
+
+        /* Zicsr */
+        uint64_t src = (f3 & 4) ? rs1 : h->x[rs1];
+        unsigned op = f3 & 3;
+        bool do_read = !(op == 1 && rd == 0);   /* CSRRW with rd=x0 does not read */
+        bool do_write = op == 1 || rs1 != 0;    /* CSRRS/C with rs1=x0 (or uimm 0) do not write */
+        uint64_t old = 0;
+
+        if (do_read || op != 1) {
+                if (csr_read(h, csr, &old) < 0) {
+                        return SYSTEM_ILLEGAL;
+                }
+        }
+        if (do_write) {
+                uint64_t v = op == 1 ? src : op == 2 ? (old | src) : (old & ~src);
+                if (csr_write(h, csr, v) < 0) {
+                        return SYSTEM_ILLEGAL;
+                }
+                end_slice(h);
+        }
+        h->x[rd] = old;
+        return SYSTEM_NEXT;
+}
+
+/*
+ * Executes one 32-bit (or expanded 16-bit) instruction at h->pc with length
+ * 'len'. On a trap, h->pc already points at the handler.
+ */
+static inline void execute(Hart *h, uint32_t insn, unsigned len) {
+        unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+        uint32_t f3 = (insn >> 12) & 7, f7 = insn >> 25;
+        uint64_t *x = h->x;
+        int64_t imm_i = (int32_t) insn >> 20;
+        bool illegal = false;
+        uint64_t v;
+
+        switch (insn & 0x7f) {
+        case 0x37: /* LUI */
+                x[rd] = (uint64_t) (int64_t) (int32_t) (insn & 0xfffff000u);
+                break;
+        case 0x17: /* AUIPC */
+                x[rd] = h->pc + (uint64_t) (int64_t) (int32_t) (insn & 0xfffff000u);
+                break;
+        case 0x6f: { /* JAL */
+                int64_t imm = ((int64_t) (int32_t) (insn & 0x80000000u) >> 11) | (insn & 0xff000) |
+                        ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe);
+                uint64_t target = h->pc + (uint64_t) imm;
+                x[rd] = h->pc + len;
+                h->pc = target;
+                x[0] = 0;
+                return;
+        }
+        case 0x67: { /* JALR */
+                if (f3 != 0)
+                        goto illegal;
+                uint64_t target = (x[rs1] + (uint64_t) imm_i) & ~1ULL;
+                x[rd] = h->pc + len;
+                h->pc = target;
+                x[0] = 0;
+                return;
+        }
+        case 0x63: { /* BRANCH */
+                int64_t imm = ((int64_t) (int32_t) (insn & 0x80000000u) >> 19) | ((insn << 4) & 0x800) |
+                        ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e);
+                uint64_t a = x[rs1], b = x[rs2];
+                bool taken;
+                switch (f3) {
+                case 0: taken = a == b; break;
+                case 1: taken = a != b; break;
+                case 4: taken = (int64_t) a < (int64_t) b; break;
+                case 5: taken = (int64_t) a >= (int64_t) b; break;
+                case 6: taken = a < b; break;
+                case 7: taken = a >= b; break;
+                default: goto illegal;
+                }
+                h->pc += taken ? (uint64_t) imm : len;
+                return;
+        }
+        case 0x03: { /* LOAD */
+                uint64_t addr = x[rs1] + (uint64_t) imm_i;
+                bool ok;
+                switch (f3) {
+                case 0: ok = load_i8(h, addr, &v); break;
+                case 1: ok = load_i16(h, addr, &v); break;
+                case 2: ok = load_i32(h, addr, &v); break;
+                case 3: ok = load_u64(h, addr, &v); break;
+                case 4: ok = load_u8(h, addr, &v); break;
+                case 5: ok = load_u16(h, addr, &v); break;
+                case 6: ok = load_u32(h, addr, &v); break;
+                default: goto illegal;
+                }
+                if (!ok)
+                        return;
+                x[rd] = v;
+                break;
+        }
+        case 0x23: { /* STORE */
+                int64_t imm = (int64_t) ((int32_t) (insn & 0xfe000000u) >> 20) | (int64_t) ((insn >> 7) & 0x1f);
+                uint64_t addr = x[rs1] + (uint64_t) imm;
+                if (f3 > 3)
+                        goto illegal;
+                if (!store(h, addr, 1u << f3, x[rs2]))
+                        return;
+                break;
+        }
+        case 0x13: /* OP-IMM */
+                switch (f3) {
+                case 0: v = x[rs1] + (uint64_t) imm_i; break;
+                case 1:
+                        if (insn >> 26)
+                                goto illegal;
+                        v = x[rs1] << (rs2 | ((insn >> 20) & 0x20));
+                        break;
+                case 2: v = (int64_t) x[rs1] < imm_i; break;
+                case 3: v = x[rs1] < (uint64_t) imm_i; break;
+                case 4: v = x[rs1] ^ (uint64_t) imm_i; break;
+                case 5: {
+                        unsigned sh = (insn >> 20) & 63;
+                        if ((insn >> 26) == 0)
+                                v = x[rs1] >> sh;
+                        else if ((insn >> 26) == 0x10)
+                                v = (uint64_t) ((int64_t) x[rs1] >> sh);
+                        else
+                                goto illegal;
+                        break;
+                }
+                case 6: v = x[rs1] | (uint64_t) imm_i; break;
+                default: v = x[rs1] & (uint64_t) imm_i; break;
+                }
+                x[rd] = v;
+                break;
+        case 0x1b: /* OP-IMM-32 */
+                switch (f3) {
+                case 0: v = (uint64_t) sext32(x[rs1] + (uint64_t) imm_i); break;
+                case 1:
+                        if (f7 != 0)
+                                goto illegal;
+                        v = (uint64_t) sext32((uint32_t) x[rs1] << rs2);
+                        break;
+                case 5:
+                        if (f7 == 0)
+                                v = (uint64_t) sext32((uint32_t) x[rs1] >> rs2);
+                        else if (f7 == 0x20)
+                                v = (uint64_t) sext32((uint32_t) ((int32_t) x[rs1] >> rs2));
+                        else
+                                goto illegal;
+                        break;
+                default:
+                        goto illegal;
+                }
+                x[rd] = v;
+                break;
+        case 0x33: /* OP */
+                v = alu_op(f3, f7, x[rs1], x[rs2], &illegal);
+                if (illegal)
+                        goto illegal;
+                x[rd] = v;
+                break;
+        case 0x3b: /* OP-32 */
+                v = alu_op32(f3, f7, x[rs1], x[rs2], &illegal);
+                if (illegal)
+                        goto illegal;
+                x[rd] = v;
+                break;
+        case 0x0f: /* MISC-MEM: FENCE (incl. the PAUSE hint), FENCE.I */
+                if (f3 != 0 && f3 != 1)
+                        goto illegal;
+                break;
+        case 0x2f: /* AMO */
+                if (!exec_amo(h, insn, rd, x[rs1], x[rs2], &illegal)) {
+                        if (illegal)
+                                goto illegal;
+                        return;
+                }
+                break;
+        case 0x73: /* SYSTEM */
+                switch (exec_system(h, insn, rd, rs1)) {
+                case SYSTEM_NEXT:
+                        break;
+                case SYSTEM_ILLEGAL:
+                        goto illegal;
+                default:
+                        x[0] = 0;
+                        return;
+                }
+                break;
+        case 0x07: { /* LOAD-FP */
+                uint64_t addr = x[rs1] + (uint64_t) imm_i;
+                if (!fp_enabled(h) || (f3 != 2 && f3 != 3))
+                        goto illegal;
+                if (f3 == 2) {
+                        if (!load_u32(h, addr, &v))
+                                return;
+                        h->fpu.f[rd] = v | 0xffffffff00000000ULL;
+                } else {
+                        if (!load_u64(h, addr, &v))
+                                return;
+                        h->fpu.f[rd] = v;
+                }
+                fp_dirty(h);
+                break;
+        }
+        case 0x27: { /* STORE-FP */
+                int64_t imm = (int64_t) ((int32_t) (insn & 0xfe000000u) >> 20) | (int64_t) ((insn >> 7) & 0x1f);
+                uint64_t addr = x[rs1] + (uint64_t) imm;
+                if (!fp_enabled(h) || (f3 != 2 && f3 != 3))
+                        goto illegal;
+                if (!store(h, addr, f3 == 2 ? 4 : 8, h->fpu.f[rs2]))
+                        return;
+                break;
+        }
+        case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: /* FMADD..FNMADD, OP-FP */
+                if (!fp_enabled(h) || fpu_execute(&h->fpu, x, insn) < 0)
+                        goto illegal;
+                fp_dirty(h);
+                break;
+        default:
+                goto illegal;
+        }
+
+        x[0] = 0;
+        h->pc += len;
+        return;
+
+illegal:
+        /* mtval/stval gets the instruction bits (the original 16-bit form for RVC, as the caller passes it). */
+        trap_enter(h, CAUSE_ILLEGAL_INSTRUCTION, h->illegal_bits);
+}
+
+static long trace_left = -1;
+
+static inline void step(Hart *h) {
+        uint32_t raw;
+
+        if (!fetch(h, h->pc, &raw))
+                return;
+        if (_unlikely_(trace_left != 0)) {
+                if (trace_left < 0) {
+                        const char *e = getenv("ORRERY_TRACE_INSN");
+                        trace_left = e ? atol(e) : 0;
+                }
+                if (trace_left > 0) {
+                        trace_left--;
+                        fprintf(stderr, "T %016llx %08x sp=%016llx ra=%016llx a0=%016llx a5=%016llx s0=%016llx\n", (unsigned long long) h->pc, raw, (unsigned long long) h->x[2], (unsigned long long) h->x[1], (unsigned long long) h->x[10], (unsigned long long) h->x[15], (unsigned long long) h->x[8]);
+                }
+        }
+
+        if ((raw & 3) == 3) {
+                h->illegal_bits = raw;
+                execute(h, raw, 4);
+        } else {
+                uint16_t c = raw & 0xffff;
+                uint32_t insn = rvc_expand(c);
+                h->illegal_bits = c;
+                if (_unlikely_(insn == 0)) {
+                        trap_enter(h, CAUSE_ILLEGAL_INSTRUCTION, c);
+                        return;
+                }
+                execute(h, insn, 2);
+        }
+}
+
+HartExit hart_run(Hart *h, uint64_t max_instructions) {
+        uint64_t left = max_instructions;
+
+        while (left > 0) {
+                uint64_t slice;
+
+                if (atomic_exchange_explicit(&h->kick, false, memory_order_acquire))
+                        return HART_EXIT_KICK;
+
+                if (take_interrupt(h))
+                        h->in_wfi = false;
+
+                if (h->in_wfi) {
+                        uint64_t mip = h->mip_sw | atomic_load(&h->mip_ext);
+                        if ((h->menvcfg & (1ULL << 63)) && h->read_time(h->time_opaque) >= h->stimecmp)
+                                mip |= MIP_STIP;
+                        /* WFI resumes on any pending enabled-in-mie interrupt, even if globally masked. */
+                        if (!(mip & h->mie))
+                                return HART_EXIT_WFI;
+                        h->in_wfi = false;
+                }
+
+                slice = MIN(left, SLICE_INSTRUCTIONS);
+                h->budget = (int64_t) slice;
+                uint64_t executed = 0;
+                while (h->budget > 0) {
+                        h->budget--;
+                        executed++;
+                        step(h);
+                }
+                h->instret += executed;
+                left -= executed;
+        }
+        return HART_EXIT_BUDGET;
+}

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * One RV64IMAFDC hart with Zicsr/Zifencei and the M/S/U privileged
+ * architecture (trap delegation, PMP, Sv39/Sv48 with a software TLB).
+ *
+ * This is the narrow interface between the CPU and the rest of the machine:
+ * the machine gives the hart a PhysMem (guest physical address space) and a
+ * time source, and calls hart_run() from its CPU thread. A faster engine
+ * (block cache, JIT) can replace the interpreter behind the same calls.
+ *
+ * Threading: everything in Hart belongs to the CPU thread, except
+ *   - 'mip_ext' (interrupt lines driven by devices) and 'kick', which other
+ *     threads change only through hart_set_external_irq() and hart_kick(),
+ *     both lock-free (atomics) and wake a hart sleeping in WFI.
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fpu.h"
+
+typedef struct PhysMem PhysMem;
+
+enum {
+        PRIV_U = 0,
+        PRIV_S = 1,
+        PRIV_M = 3,
+};
+
+/* mip/mie bits */
+#define MIP_SSIP (1ULL << 1)
+#define MIP_MSIP (1ULL << 3)
+#define MIP_STIP (1ULL << 5)
+#define MIP_MTIP (1ULL << 7)
+#define MIP_SEIP (1ULL << 9)
+#define MIP_MEIP (1ULL << 11)
+
+/* Exception causes */
+enum {
+        CAUSE_MISALIGNED_FETCH = 0,
+        CAUSE_FETCH_ACCESS = 1,
+        CAUSE_ILLEGAL_INSTRUCTION = 2,
+        CAUSE_BREAKPOINT = 3,
+        CAUSE_MISALIGNED_LOAD = 4,
+        CAUSE_LOAD_ACCESS = 5,
+        CAUSE_MISALIGNED_STORE = 6,
+        CAUSE_STORE_ACCESS = 7,
+        CAUSE_USER_ECALL = 8,
+        CAUSE_SUPERVISOR_ECALL = 9,
+        CAUSE_MACHINE_ECALL = 11,
+        CAUSE_FETCH_PAGE_FAULT = 12,
+        CAUSE_LOAD_PAGE_FAULT = 13,
+        CAUSE_STORE_PAGE_FAULT = 15,
+};
+#define CAUSE_INTERRUPT (1ULL << 63)
+
+/* mstatus bits */
+#define MSTATUS_SIE (1ULL << 1)
+#define MSTATUS_MIE (1ULL << 3)
+#define MSTATUS_SPIE (1ULL << 5)
+#define MSTATUS_MPIE (1ULL << 7)
+#define MSTATUS_SPP (1ULL << 8)
+#define MSTATUS_MPP_SHIFT 11
+#define MSTATUS_MPP (3ULL << 11)
+#define MSTATUS_FS_SHIFT 13
+#define MSTATUS_FS (3ULL << 13)
+#define MSTATUS_MPRV (1ULL << 17)
+#define MSTATUS_SUM (1ULL << 18)
+#define MSTATUS_MXR (1ULL << 19)
+#define MSTATUS_TVM (1ULL << 20)
+#define MSTATUS_TW (1ULL << 21)
+#define MSTATUS_TSR (1ULL << 22)
+#define MSTATUS_UXL (3ULL << 32)
+#define MSTATUS_SXL (3ULL << 34)
+#define MSTATUS_SD (1ULL << 63)
+
+enum {
+        ACCESS_READ = 0,
+        ACCESS_WRITE = 1,
+        ACCESS_FETCH = 2,
+};
+
+/*
+ * Software TLB: direct-mapped, one table per access type, and one set of
+ * tables per translation regime (see TLB_REGIME_*) so that the frequent
+ * privilege switches (every trap and return) and SUM toggles (every
+ * copy_to/from_user) need no flush. An entry maps a virtual page to a host
+ * address: host = vaddr + addend. Pages that are not plain RAM (MMIO) are
+ * never entered; framebuffer pages are entered for writes with 'fb_page'
+ * set so that the store path marks them dirty.
+ */
+#define TLB_BITS 8
+#define TLB_SIZE (1u << TLB_BITS)
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1ULL << PAGE_SHIFT)
+#define PAGE_MASK (~(PAGE_SIZE - 1))
+
+typedef struct TlbEntry {
+        uint64_t tag;           /* virtual page address; TLB_INVALID if empty */
+        uintptr_t addend;       /* host pointer = vaddr + addend */
+        int64_t fb_page;        /* framebuffer page index for stores, or -1 */
+} TlbEntry;
+
+#define TLB_INVALID (~0ULL)
+
+enum {
+        TLB_REGIME_U,           /* user */
+        TLB_REGIME_S,           /* supervisor, SUM=0 */
+        TLB_REGIME_S_SUM,       /* supervisor, SUM=1 */
+        TLB_REGIME_M,           /* machine (physical, PMP) */
+        _TLB_REGIME_MAX,
+};
+
+typedef struct Pmp {
+        uint8_t cfg[16];
+        uint64_t addr[16];
+} Pmp;
+
+typedef struct Hart {
+        /* --- hot: keep first --- */
+        uint64_t x[32];
+        uint64_t pc;
+        unsigned priv;
+        int64_t budget;                 /* instructions left in this slice */
+        TlbEntry *tlb_load;             /* tables of the current data regime */
+        TlbEntry *tlb_store;
+        TlbEntry *tlb_fetch;            /* tables of the current fetch regime */
+        PhysMem *mem;
+        uint64_t instret;
+        uint32_t illegal_bits;          /* the instruction being executed, as fetched (for xtval) */
+
+        FpuState fpu;
+
+        /* --- CSRs --- */
+        uint64_t mhartid;
+        uint64_t mstatus;
+        uint64_t misa;
+        uint64_t medeleg, mideleg;
+        uint64_t mie;
+        uint64_t mip_sw;                /* SSIP, STIP, SEIP as written by software */
+        _Atomic uint64_t mip_ext;       /* MSIP, MTIP, MEIP, SEIP driven by devices */
+        uint64_t mtvec, stvec;
+        uint64_t mscratch, sscratch;
+        uint64_t mepc, sepc;
+        uint64_t mcause, scause;
+        uint64_t mtval, stval;
+        uint64_t mcounteren, scounteren;
+        uint64_t mcountinhibit;
+        uint64_t menvcfg, senvcfg;
+        uint64_t satp;
+        uint64_t stimecmp;              /* Sstc */
+        Pmp pmp;
+
+        /* LR/SC reservation: the reserved physical address, or ~0. */
+        uint64_t reservation;
+
+        /* Time: mtime in timebase ticks is read through this callback. */
+        uint64_t (*read_time)(void *opaque);
+        void *time_opaque;
+
+        /* Set by other threads to make hart_run() return at the next slice boundary. */
+        _Atomic bool kick;
+
+        /* WFI sleep. */
+        pthread_mutex_t wfi_lock;
+        pthread_cond_t wfi_cond;
+        bool in_wfi;
+        uint64_t wfi_deadline;          /* mtime at which a timer fires, or ~0 */
+
+        TlbEntry tlb[_TLB_REGIME_MAX][3][TLB_SIZE];
+} Hart;
+
+typedef enum HartExit {
+        HART_EXIT_BUDGET,       /* ran the requested number of instructions */
+        HART_EXIT_KICK,         /* another thread asked (hart_kick) */
+        HART_EXIT_WFI,          /* waiting for an interrupt; nothing pending */
+} HartExit;
+
+void hart_init(Hart *h, PhysMem *mem, uint64_t hartid);
+void hart_destroy(Hart *h);
+void hart_reset(Hart *h, uint64_t pc);
+
+/* Runs up to 'max_instructions'; returns why it stopped. CPU thread only. */
+HartExit hart_run(Hart *h, uint64_t max_instructions);
+
+/* Device interrupt lines (MSIP, MTIP, MEIP, SEIP). Any thread. */
+void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level);
+
+/* Makes hart_run() return soon and wakes WFI. Any thread. */
+void hart_kick(Hart *h);
+
+/* Drops every cached translation (e.g. after guest RAM was rewritten on reset). */
+void hart_tlb_flush_all(Hart *h);
+
+/* Pending and enabled interrupt that would be taken now, or 0 (for tests). */
+uint64_t hart_pending_interrupt(Hart *h);
+
+/* Raises a synchronous exception at the current pc (used by the interpreter and tests). */
+void hart_raise_exception(Hart *h, uint64_t cause, uint64_t tval);
+
+/* CSR access with the current privilege's rules. Return 0 or -1 (illegal). */
+int csr_read(Hart *h, unsigned csr, uint64_t *ret_value);
+int csr_write(Hart *h, unsigned csr, uint64_t value);
+
+/*
+ * Virtual memory: translates 'vaddr' for an access of 'type' under the
+ * current privilege/mstatus. Returns 0 and the physical address, or the
+ * exception cause to raise (page fault or access fault) as a positive value.
+ */
+int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr);
+
+/* PMP check of [paddr, paddr+size) for 'type' at privilege 'priv'. */
+bool pmp_allows(const Hart *h, uint64_t paddr, uint64_t size, int type, unsigned priv);
+
+/* Recomputes which TLB regime loads/stores and fetches use (after priv/mstatus changes). */
+void hart_update_regime(Hart *h);
+
+/* Expands a 16-bit compressed instruction to its 32-bit equivalent; 0 = illegal. */
+uint32_t rvc_expand(uint16_t insn);

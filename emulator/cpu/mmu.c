@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+
+/*
+ * Address translation (Sv39, Sv48), PMP, and the software TLB's regimes.
+ * Called from the interpreter's slow paths only: the fast path is a TLB
+ * tag compare in cpu.c.
+ */
+
+#include <string.h>
+
+#include "cpu.h"
+#include "macro.h"
+#include "machine/physmem.h"
+
+#define PTE_V (1ULL << 0)
+#define PTE_R (1ULL << 1)
+#define PTE_W (1ULL << 2)
+#define PTE_X (1ULL << 3)
+#define PTE_U (1ULL << 4)
+#define PTE_A (1ULL << 6)
+#define PTE_D (1ULL << 7)
+#define PTE_PPN_SHIFT 10
+#define PTE_PPN_MASK ((1ULL << 44) - 1)
+/* Bits 63..54: Svpbmt/Svnapot (not implemented) and reserved; must be zero. */
+#define PTE_RESERVED_MASK (~((1ULL << 54) - 1))
+
+#define SATP_MODE_SHIFT 60
+#define SATP_MODE_BARE 0
+#define SATP_MODE_SV39 8
+#define SATP_MODE_SV48 9
+#define SATP_PPN_MASK ((1ULL << 44) - 1)
+
+#define PMP_R 0x01
+#define PMP_W 0x02
+#define PMP_X 0x04
+#define PMP_A 0x18
+#define PMP_A_OFF 0x00
+#define PMP_A_TOR 0x08
+#define PMP_A_NA4 0x10
+#define PMP_A_NAPOT 0x18
+#define PMP_L 0x80
+
+static void pmp_range(const Pmp *pmp, unsigned i, uint64_t *ret_lo, uint64_t *ret_hi) {
+        uint8_t a = pmp->cfg[i] & PMP_A;
+        uint64_t addr = pmp->addr[i];
+
+        switch (a) {
+        case PMP_A_TOR:
+                *ret_lo = i == 0 ? 0 : pmp->addr[i - 1] << 2;
+                *ret_hi = addr << 2; /* exclusive */
+                break;
+        case PMP_A_NA4:
+                *ret_lo = addr << 2;
+                *ret_hi = (addr << 2) + 4;
+                break;
+        case PMP_A_NAPOT: {
+                /* Trailing ones of pmpaddr give the size: 2^(t+3) bytes. */
+                unsigned t = __builtin_ctzll(~addr);
+                if (t >= 54) {
+                        *ret_lo = 0;
+                        *ret_hi = UINT64_MAX;
+                } else {
+                        uint64_t size = 1ULL << (t + 3);
+                        *ret_lo = (addr << 2) & ~(size - 1);
+                        *ret_hi = *ret_lo + size;
+                }
+                break;
+        }
+        default:
+                *ret_lo = *ret_hi = 0;
+        }
+}
+
+bool pmp_allows(const Hart *h, uint64_t paddr, uint64_t size, int type, unsigned priv) {
+        uint64_t end = paddr + size; /* exclusive */
+
+        for (unsigned i = 0; i < ELEMENTSOF(h->pmp.cfg); i++) {
+                uint8_t cfg = h->pmp.cfg[i];
+                uint64_t lo, hi;
+
+                if ((cfg & PMP_A) == PMP_A_OFF)
+                        continue;
+
+                pmp_range(&h->pmp, i, &lo, &hi);
+                if (hi <= lo)
+                        continue;
+                if (end <= lo || paddr >= hi)
+                        continue; /* no byte matches */
+                if (paddr < lo || end > hi)
+                        return false; /* matches only partially: fails */
+
+                if (priv == PRIV_M && !(cfg & PMP_L))
+                        return true;
+
+                switch (type) {
+                case ACCESS_READ:
+                        return cfg & PMP_R;
+                case ACCESS_WRITE:
+                        return cfg & PMP_W;
+                default:
+                        return cfg & PMP_X;
+                }
+        }
+
+        return priv == PRIV_M;
+}
+
+static uint64_t access_fault(int type) {
+        switch (type) {
+        case ACCESS_READ:
+                return CAUSE_LOAD_ACCESS;
+        case ACCESS_WRITE:
+                return CAUSE_STORE_ACCESS;
+        default:
+                return CAUSE_FETCH_ACCESS;
+        }
+}
+
+static uint64_t page_fault(int type) {
+        switch (type) {
+        case ACCESS_READ:
+                return CAUSE_LOAD_PAGE_FAULT;
+        case ACCESS_WRITE:
+                return CAUSE_STORE_PAGE_FAULT;
+        default:
+                return CAUSE_FETCH_PAGE_FAULT;
+        }
+}
+
+static unsigned effective_priv(const Hart *h, int type) {
+        if (type != ACCESS_FETCH && h->priv == PRIV_M && (h->mstatus & MSTATUS_MPRV))
+                return (h->mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT;
+        return h->priv;
+}
+
+int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
+        unsigned priv = effective_priv(h, type);
+        unsigned mode = h->satp >> SATP_MODE_SHIFT;
+        unsigned levels;
+
+        if (priv == PRIV_M || mode == SATP_MODE_BARE) {
+                *ret_paddr = vaddr;
+                return 0;
+        }
+
+        levels = mode == SATP_MODE_SV48 ? 4 : 3;
+
+        /* The address must be sign-extended from its top virtual address bit. */
+        unsigned va_bits = 12 + 9 * levels;
+        int64_t sext = (int64_t) (vaddr << (64 - va_bits)) >> (64 - va_bits);
+        if ((uint64_t) sext != vaddr)
+                return page_fault(type);
+
+        uint64_t table = (h->satp & SATP_PPN_MASK) << PAGE_SHIFT;
+        for (int level = levels - 1; level >= 0; level--) {
+                uint64_t vpn = (vaddr >> (PAGE_SHIFT + 9 * level)) & 0x1ff;
+                uint64_t pte_addr = table + vpn * 8;
+                int64_t fb_page;
+                uint8_t *p;
+                uint64_t pte;
+
+                /* Implicit page-table accesses are S-mode accesses for PMP. */
+                if (!pmp_allows(h, pte_addr, 8, ACCESS_READ, PRIV_S))
+                        return access_fault(type);
+                p = physmem_host_ptr(h->mem, pte_addr, 8, &fb_page);
+                if (!p || fb_page >= 0)
+                        return access_fault(type);
+                memcpy(&pte, p, 8);
+
+                if (!(pte & PTE_V) || (!(pte & PTE_R) && (pte & PTE_W)) || (pte & PTE_RESERVED_MASK))
+                        return page_fault(type);
+
+                uint64_t ppn = (pte >> PTE_PPN_SHIFT) & PTE_PPN_MASK;
+                if (!(pte & (PTE_R | PTE_X))) {
+                        /* Pointer to the next level; A/D/U must be zero there. */
+                        if (level == 0 || (pte & (PTE_A | PTE_D | PTE_U)))
+                                return page_fault(type);
+                        table = ppn << PAGE_SHIFT;
+                        continue;
+                }
+
+                /* Leaf: permissions. */
+                if (priv == PRIV_U) {
+                        if (!(pte & PTE_U))
+                                return page_fault(type);
+                } else if (pte & PTE_U) {
+                        /* S-mode never executes user pages; reads/writes them only with SUM. */
+                        if (type == ACCESS_FETCH || !(h->mstatus & MSTATUS_SUM))
+                                return page_fault(type);
+                }
+                switch (type) {
+                case ACCESS_READ:
+                        if (!(pte & PTE_R) && !((h->mstatus & MSTATUS_MXR) && (pte & PTE_X)))
+                                return page_fault(type);
+                        break;
+                case ACCESS_WRITE:
+                        if (!(pte & PTE_W))
+                                return page_fault(type);
+                        break;
+                default:
+                        if (!(pte & PTE_X))
+                                return page_fault(type);
+                }
+
+                /* A superpage's low PPN bits must be zero. */
+                uint64_t low_mask = (1ULL << (9 * level)) - 1;
+                if (ppn & low_mask)
+                        return page_fault(type);
+
+                /* Hardware A/D update (as QEMU does), so Linux needs no extra faults. */
+                uint64_t want = PTE_A | (type == ACCESS_WRITE ? PTE_D : 0);
+                if ((pte & want) != want) {
+                        if (!pmp_allows(h, pte_addr, 8, ACCESS_WRITE, PRIV_S))
+                                return access_fault(type);
+                        pte |= want;
+                        memcpy(p, &pte, 8);
+                }
+
+                uint64_t page_ppn = ppn | ((vaddr >> PAGE_SHIFT) & low_mask);
+                *ret_paddr = (page_ppn << PAGE_SHIFT) | (vaddr & (PAGE_SIZE - 1));
+                return 0;
+        }
+
+        return page_fault(type);
+}
+
+void hart_update_regime(Hart *h) {
+        unsigned data_priv = effective_priv(h, ACCESS_READ);
+        unsigned data_regime, fetch_regime;
+
+        switch (data_priv) {
+        case PRIV_M:
+                data_regime = TLB_REGIME_M;
+                break;
+        case PRIV_S:
+                data_regime = (h->mstatus & MSTATUS_SUM) ? TLB_REGIME_S_SUM : TLB_REGIME_S;
+                break;
+        default:
+                data_regime = TLB_REGIME_U;
+        }
+        switch (h->priv) {
+        case PRIV_M:
+                fetch_regime = TLB_REGIME_M;
+                break;
+        case PRIV_S:
+                fetch_regime = TLB_REGIME_S;
+                break;
+        default:
+                fetch_regime = TLB_REGIME_U;
+        }
+
+        h->tlb_load = h->tlb[data_regime][ACCESS_READ];
+        h->tlb_store = h->tlb[data_regime][ACCESS_WRITE];
+        h->tlb_fetch = h->tlb[fetch_regime][ACCESS_FETCH];
+}
+
+void hart_tlb_flush_all(Hart *h) {
+        for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
+                for (unsigned t = 0; t < 3; t++)
+                        for (unsigned i = 0; i < TLB_SIZE; i++)
+                                h->tlb[r][t][i].tag = TLB_INVALID;
+}

@@ -1,0 +1,666 @@
+/* SPDX-License-Identifier: MIT */
+
+/*
+ * The machine: wires RAM, framebuffer and devices into the physical
+ * address map, loads the boot images, and runs the hart on the CPU thread.
+ *
+ * Ownership and locking:
+ *   - 'lock' protects 'requests', 'state' and 'exit_code' (written by the
+ *     CPU thread, read by any thread); 'cond' signals request arrival to a
+ *     paused CPU thread.
+ *   - The hart, the CLINT and the boot images belong to the CPU thread.
+ *   - PLIC, UART and RTC have their own locks (see their headers).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu/cpu.h"
+#include "devices/clint.h"
+#include "devices/goldfish_rtc.h"
+#include "devices/plic.h"
+#include "devices/sifive_test.h"
+#include "devices/uart16550.h"
+#include "machine/boot.h"
+#include "machine/fdt.h"
+#include "machine/machine.h"
+#include "machine/memmap.h"
+#include "machine/physmem.h"
+#include "macro.h"
+
+#define RUN_CHUNK_INSTRUCTIONS 65536
+#define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause"
+
+struct Machine {
+        MachineConfig config;
+        char *name, *append;
+        MachineCallbacks callbacks;
+
+        PhysMem mem;
+        int ram_fd;
+        int fb_fd;
+        uint32_t fb_width, fb_height, fb_stride;
+
+        Hart hart;
+        Hart *harts[1];
+        Clint clint;
+        Plic *plic;
+        Uart16550 *uart;
+        GoldfishRtc *rtc;
+        SifiveTest *test;
+
+        BootBlob bios, kernel, initrd;
+        void *fdt;
+        size_t fdt_size;
+        BootLayout layout;
+
+        /* Guest time: mtime = (monotonic ns - time_base_ns) / 100, frozen while paused. */
+        uint64_t time_base_ns;
+        uint64_t paused_at_ns;
+
+        pthread_t cpu_thread;
+        bool cpu_thread_started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned requests;              /* bit set of MachineRequest */
+        MachineState state;
+        int exit_code;
+
+        /* Set by the sifive_test callback on the CPU thread. */
+        int power_action;               /* -1 none, else SifiveTestAction */
+        int power_code;
+
+        int notify_fd;
+};
+
+static uint64_t monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+static uint64_t realtime_ns(void *userdata) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+static uint64_t machine_read_time(void *opaque) {
+        Machine *m = opaque;
+        /* 10 MHz timebase: 100 ns per tick. Reads only CPU-thread state. */
+        return (monotonic_ns() - m->time_base_ns) / (1000000000ULL / TIMEBASE_FREQUENCY);
+}
+
+static void notify(Machine *m) {
+        uint64_t one = 1;
+        (void) !write(m->notify_fd, &one, sizeof(one));
+}
+
+/* ---- device callbacks ---- */
+
+static void plic_set_external(void *opaque, unsigned hart, bool machine_mode, bool level) {
+        Machine *m = opaque;
+        if (hart < ELEMENTSOF(m->harts))
+                hart_set_external_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
+}
+
+static void uart_tx(void *opaque, const uint8_t *buf, size_t n) {
+        Machine *m = opaque;
+        if (m->callbacks.serial_output)
+                m->callbacks.serial_output(m->callbacks.opaque, buf, n);
+}
+
+static void uart_rx_space(void *opaque) {
+        notify(opaque);
+}
+
+static void test_action(void *opaque, SifiveTestAction action, int code) {
+        Machine *m = opaque;
+        m->power_action = (int) action;
+        m->power_code = code;
+        /* Stop the hart at once: nothing after the write should run. */
+        m->hart.budget = 0;
+        atomic_store(&m->hart.kick, true);
+}
+
+/* Empty virtio-mmio slots: the guest's driver finds DeviceID 0 and leaves them alone. */
+static uint64_t empty_virtio_read(void *opaque, uint64_t offset, unsigned size) {
+        switch (offset) {
+        case 0x000:
+                return 0x74726976; /* "virt" */
+        case 0x004:
+                return 2;
+        default:
+                return 0;
+        }
+}
+
+static const MmioOps empty_virtio_ops = {
+        .read = empty_virtio_read,
+};
+
+static const MmioOps rtc_ops = {
+        .read = goldfish_rtc_mmio_read,
+        .write = goldfish_rtc_mmio_write,
+};
+
+static const MmioOps test_ops = {
+        .read = sifive_test_mmio_read,
+        .write = sifive_test_mmio_write,
+};
+
+/* ---- memory ---- */
+
+static int map_memfd(const char *name, uint64_t size, int *ret_fd, uint8_t **ret_ptr) {
+        _cleanup_close_ int fd = -1;
+        void *p;
+
+        fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+        if (ftruncate(fd, (off_t) size) < 0)
+                return -errno;
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        *ret_fd = TAKE_FD(fd);
+        *ret_ptr = p;
+        return 0;
+}
+
+static int setup_memory(Machine *m, char *error, size_t error_size) {
+        int r;
+
+        r = map_memfd("orrery-ram", m->config.memory, &m->ram_fd, &m->mem.ram);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot allocate %llu MiB of guest RAM: %s",
+                         (unsigned long long) (m->config.memory >> 20), strerror(-r));
+                return r;
+        }
+        m->mem.ram_base = MEMMAP_RAM_BASE;
+        m->mem.ram_size = m->config.memory;
+
+        if (m->config.fb_width == 0)
+                return 0;
+
+        m->fb_width = m->config.fb_width;
+        m->fb_height = m->config.fb_height;
+        m->fb_stride = m->fb_width * 4;
+        uint64_t size = ((uint64_t) m->fb_stride * m->fb_height + 4095) & ~4095ULL;
+        r = map_memfd("orrery-framebuffer", size, &m->fb_fd, &m->mem.fb);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot allocate the framebuffer: %s", strerror(-r));
+                return r;
+        }
+        /*
+         * The mapping above stays writable for the guest; the seals stop anyone
+         * who receives the fd from resizing it or mapping it writable.
+         */
+        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+                snprintf(error, error_size, "cannot seal the framebuffer memfd: %s", strerror(errno));
+                return -errno;
+        }
+        m->mem.fb_base = MEMMAP_FB_BASE;
+        m->mem.fb_size = size;
+        m->mem.fb_dirty_words = (size / 4096 + 63) / 64;
+        m->mem.fb_dirty = calloc(m->mem.fb_dirty_words, sizeof(uint64_t));
+        if (!m->mem.fb_dirty)
+                return -ENOMEM;
+        return 0;
+}
+
+static int setup_devices(Machine *m, char *error, size_t error_size) {
+        int r;
+
+        m->harts[0] = &m->hart;
+        hart_init(&m->hart, &m->mem, 0);
+        m->hart.read_time = machine_read_time;
+        m->hart.time_opaque = m;
+        clint_init(&m->clint, m->harts, ELEMENTSOF(m->harts), machine_read_time, m);
+
+        r = plic_new(ELEMENTSOF(m->harts), plic_set_external, m, &m->plic);
+        if (r < 0)
+                goto fail;
+
+        IrqLine uart_irq = plic_irq_line(m->plic, IRQ_UART0);
+        Uart16550Callbacks uart_cb = { .tx = uart_tx, .rx_space = uart_rx_space };
+        r = uart_new(&uart_irq, &uart_cb, m, &m->uart);
+        if (r < 0)
+                goto fail;
+
+        IrqLine rtc_irq = plic_irq_line(m->plic, IRQ_RTC);
+        r = goldfish_rtc_new(&rtc_irq, realtime_ns, NULL, &m->rtc);
+        if (r < 0)
+                goto fail;
+
+        r = sifive_test_new(test_action, m, &m->test);
+        if (r < 0)
+                goto fail;
+
+        struct {
+                uint64_t base, size;
+                const MmioOps *ops;
+                void *opaque;
+        } map[] = {
+                { MEMMAP_TEST_BASE, MEMMAP_TEST_SIZE, &test_ops, m->test },
+                { MEMMAP_RTC_BASE, MEMMAP_RTC_SIZE, &rtc_ops, m->rtc },
+                { MEMMAP_CLINT_BASE, MEMMAP_CLINT_SIZE, &clint_mmio_ops, &m->clint },
+                { MEMMAP_PLIC_BASE, MEMMAP_PLIC_SIZE, &plic_mmio_ops, m->plic },
+                { MEMMAP_UART0_BASE, MEMMAP_UART0_SIZE, &uart_mmio_ops, m->uart },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(map); i++) {
+                r = physmem_add_mmio(&m->mem, map[i].base, map[i].size, map[i].ops, map[i].opaque);
+                if (r < 0)
+                        goto fail;
+        }
+        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
+                r = physmem_add_mmio(&m->mem, MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE, MEMMAP_VIRTIO_SIZE,
+                                     &empty_virtio_ops, NULL);
+                if (r < 0)
+                        goto fail;
+        }
+        return 0;
+
+fail:
+        snprintf(error, error_size, "cannot set up devices: %s", strerror(-r));
+        return r;
+}
+
+static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
+        FdtConfig c = {
+                .num_harts = ELEMENTSOF(m->harts),
+                .isa = RISCV_ISA,
+                .mmu_type = "riscv,sv39",
+                .ram_base = MEMMAP_RAM_BASE,
+                .ram_size = m->config.memory,
+                .bootargs = m->append,
+                .initrd_start = initrd_start,
+                .initrd_end = initrd_end,
+                .fb_size = m->mem.fb_size,
+                .fb_width = m->fb_width,
+                .fb_height = m->fb_height,
+                .fb_stride = m->fb_stride,
+        };
+
+        free(m->fdt);
+        m->fdt = NULL;
+        return fdt_build(&c, &m->fdt, &m->fdt_size);
+}
+
+static int load_images(Machine *m, char *error, size_t error_size) {
+        uint64_t kernel_size;
+        int r;
+
+        r = boot_read_file(m->config.bios, m->config.memory, &m->bios, error, error_size);
+        if (r < 0)
+                return r;
+        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel, error, error_size);
+        if (r < 0)
+                return r;
+        r = boot_check_kernel(&m->kernel, m->config.kernel, &kernel_size, error, error_size);
+        if (r < 0)
+                return r;
+        if (m->config.initrd) {
+                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd, error, error_size);
+                if (r < 0)
+                        return r;
+        }
+
+        /* The tree's size does not depend on the initrd addresses: plan with a first build, then fill them in. */
+        r = build_fdt(m, m->initrd.size ? 1 : 0, m->initrd.size ? 2 : 0);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
+                return r;
+        }
+        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size,
+                      error, error_size);
+        if (r < 0)
+                return r;
+        r = build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size) {
+        memcpy(m->mem.ram + (paddr - MEMMAP_RAM_BASE), src, size);
+}
+
+/* Puts the machine in its power-on state. CPU thread (or before it starts). */
+static void machine_reset_cpu_side(Machine *m) {
+        BootLayout *l = &m->layout;
+
+        copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
+        copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
+        if (m->initrd.size)
+                copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
+        copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
+        boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
+
+        hart_reset(&m->hart, l->bios_addr);
+        m->hart.x[10] = 0;                 /* a0: hart id */
+        m->hart.x[11] = l->fdt_addr;       /* a1: device tree */
+        m->hart.x[12] = l->dyninfo_addr;   /* a2: fw_dynamic_info */
+
+        clint_reset(&m->clint);
+        plic_reset(m->plic);
+        uart_reset(m->uart);
+        goldfish_rtc_reset(m->rtc);
+        sifive_test_reset(m->test);
+        m->power_action = -1;
+}
+
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
+                char *error, size_t error_size) {
+        Machine *m;
+        int r;
+
+        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX) {
+                snprintf(error, error_size, "memory size %llu MiB out of range (%llu MiB .. %llu GiB)",
+                         (unsigned long long) (config->memory >> 20), (unsigned long long) (MACHINE_MEMORY_MIN >> 20),
+                         (unsigned long long) (MACHINE_MEMORY_MAX >> 30));
+                return -EINVAL;
+        }
+        if (config->fb_width > MACHINE_FB_MAX_DIM || config->fb_height > MACHINE_FB_MAX_DIM ||
+            (config->fb_width == 0) != (config->fb_height == 0)) {
+                snprintf(error, error_size, "display size %ux%u out of range (at most %ux%u)", config->fb_width,
+                         config->fb_height, MACHINE_FB_MAX_DIM, MACHINE_FB_MAX_DIM);
+                return -EINVAL;
+        }
+
+        m = calloc(1, sizeof(*m));
+        if (!m) {
+                snprintf(error, error_size, "out of memory");
+                return -ENOMEM;
+        }
+        m->config = *config;
+        m->ram_fd = m->fb_fd = m->notify_fd = -1;
+        m->power_action = -1;
+        pthread_mutex_init(&m->lock, NULL);
+        pthread_cond_init(&m->cond, NULL);
+        if (callbacks)
+                m->callbacks = *callbacks;
+        m->name = strdup(config->name ? config->name : "orrery");
+        m->append = config->append ? strdup(config->append) : NULL;
+        if (!m->name || (config->append && !m->append)) {
+                r = -ENOMEM;
+                snprintf(error, error_size, "out of memory");
+                goto fail;
+        }
+        m->config.name = m->name;
+        m->config.append = m->append;
+
+        m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (m->notify_fd < 0) {
+                r = -errno;
+                snprintf(error, error_size, "eventfd: %s", strerror(errno));
+                goto fail;
+        }
+
+        r = setup_memory(m, error, error_size);
+        if (r < 0)
+                goto fail;
+        r = setup_devices(m, error, error_size);
+        if (r < 0)
+                goto fail;
+        r = load_images(m, error, error_size);
+        if (r < 0)
+                goto fail;
+
+        /* Images are kept so that a reset can restore them: the guest may have overwritten RAM. */
+        m->time_base_ns = monotonic_ns();
+        machine_reset_cpu_side(m);
+        m->state = MACHINE_PAUSED;
+        *ret = m;
+        return 0;
+
+fail:
+        machine_free(m);
+        return r;
+}
+
+static void set_state(Machine *m, MachineState state) {
+        pthread_mutex_lock(&m->lock);
+        m->state = state;
+        pthread_mutex_unlock(&m->lock);
+        notify(m);
+}
+
+/* Sleeps until the next timer deadline, an interrupt or a request. CPU thread. */
+static void wait_for_interrupt(Machine *m) {
+        uint64_t deadline = clint_next_deadline(&m->clint);
+        uint64_t rtc_ns;
+        struct timespec ts;
+
+        if ((m->hart.menvcfg & (1ULL << 63)) && m->hart.stimecmp < deadline)
+                deadline = m->hart.stimecmp;
+
+        uint64_t now_ticks = machine_read_time(m);
+        uint64_t wait_ns = 100 * 1000000ULL; /* re-check at least every 100 ms (RTC alarm, robustness) */
+        if (deadline != UINT64_MAX) {
+                if (deadline <= now_ticks)
+                        return;
+                uint64_t ticks = deadline - now_ticks;
+                if (ticks < wait_ns / 100)
+                        wait_ns = ticks * 100;
+        }
+        if (goldfish_rtc_alarm_deadline(m->rtc, &rtc_ns) == 0) {
+                uint64_t now = realtime_ns(NULL);
+                if (rtc_ns <= now)
+                        return;
+                if (rtc_ns - now < wait_ns)
+                        wait_ns = rtc_ns - now;
+        }
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t abs_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec + wait_ns;
+        ts.tv_sec = (time_t) (abs_ns / 1000000000ULL);
+        ts.tv_nsec = (long) (abs_ns % 1000000000ULL);
+
+        pthread_mutex_lock(&m->hart.wfi_lock);
+        if (!atomic_load(&m->hart.kick))
+                pthread_cond_timedwait(&m->hart.wfi_cond, &m->hart.wfi_lock, &ts);
+        pthread_mutex_unlock(&m->hart.wfi_lock);
+}
+
+/* Handles queued requests; returns false when the CPU thread should end. */
+static bool handle_requests(Machine *m) {
+        pthread_mutex_lock(&m->lock);
+        for (;;) {
+                unsigned req = m->requests;
+                m->requests = 0;
+
+                if (req & (1u << MACHINE_REQUEST_QUIT)) {
+                        m->state = MACHINE_SHUTDOWN;
+                        pthread_mutex_unlock(&m->lock);
+                        notify(m);
+                        return false;
+                }
+                if (req & (1u << MACHINE_REQUEST_RESET)) {
+                        pthread_mutex_unlock(&m->lock);
+                        machine_reset_cpu_side(m);
+                        pthread_mutex_lock(&m->lock);
+                }
+                if ((req & (1u << MACHINE_REQUEST_PAUSE)) && m->state == MACHINE_RUNNING) {
+                        m->state = MACHINE_PAUSED;
+                        m->paused_at_ns = monotonic_ns();
+                        notify(m);
+                }
+                if ((req & (1u << MACHINE_REQUEST_RESUME)) && m->state == MACHINE_PAUSED) {
+                        /* Guest time stands still while paused. */
+                        m->time_base_ns += monotonic_ns() - m->paused_at_ns;
+                        m->state = MACHINE_RUNNING;
+                        notify(m);
+                }
+                if (m->state != MACHINE_PAUSED)
+                        break;
+                while (m->requests == 0)
+                        pthread_cond_wait(&m->cond, &m->lock);
+        }
+        pthread_mutex_unlock(&m->lock);
+        return true;
+}
+
+/* Carries out a power-off or reboot the guest asked for; returns false when the CPU thread should end. */
+static bool handle_power_action(Machine *m) {
+        int action = m->power_action;
+
+        if (getenv("ORRERY_DEBUG"))
+                fprintf(stderr, "orrery-vm: power action %d code %d at pc %#llx after %llu instructions\n", action,
+                        m->power_code, (unsigned long long) m->hart.pc, (unsigned long long) m->hart.instret);
+
+        m->power_action = -1;
+        if (action == SIFIVE_TEST_RESET && !m->config.no_reboot) {
+                machine_reset_cpu_side(m);
+                return true;
+        }
+        pthread_mutex_lock(&m->lock);
+        m->exit_code = action == SIFIVE_TEST_FAIL ? (m->power_code ? m->power_code : 1) : 0;
+        pthread_mutex_unlock(&m->lock);
+        set_state(m, MACHINE_SHUTDOWN);
+        return false;
+}
+
+static void *cpu_thread_main(void *userdata) {
+        Machine *m = userdata;
+
+        for (;;) {
+                HartExit e;
+
+                if (!handle_requests(m))
+                        break;
+
+                clint_update_timers(&m->clint);
+                e = hart_run(&m->hart, RUN_CHUNK_INSTRUCTIONS);
+                if (getenv("ORRERY_TRACE") && 1) if ((m->hart.instret & ~0xfffffULL) != ((m->hart.instret - RUN_CHUNK_INSTRUCTIONS) & ~0xfffffULL))
+                        fprintf(stderr, "trace: pc=%#llx priv=%u instret=%llu mcause=%#llx mepc=%#llx scause=%#llx sepc=%#llx\n",
+                                (unsigned long long) m->hart.pc, m->hart.priv, (unsigned long long) m->hart.instret,
+                                (unsigned long long) m->hart.mcause, (unsigned long long) m->hart.mepc,
+                                (unsigned long long) m->hart.scause, (unsigned long long) m->hart.sepc);
+
+                if (m->power_action >= 0 && !handle_power_action(m))
+                        break;
+                if (e == HART_EXIT_WFI) {
+                        if (getenv("ORRERY_TRACE"))
+                                fprintf(stderr, "wfi: pc=%#llx priv=%u instret=%llu mcause=%#llx mepc=%#llx mtval=%#llx\n",
+                                        (unsigned long long) m->hart.pc, m->hart.priv, (unsigned long long) m->hart.instret,
+                                        (unsigned long long) m->hart.mcause, (unsigned long long) m->hart.mepc, (unsigned long long) m->hart.mtval);
+                        goldfish_rtc_poll(m->rtc);
+                        wait_for_interrupt(m);
+                }
+        }
+        return NULL;
+}
+
+int machine_start(Machine *m) {
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        m->state = MACHINE_RUNNING;
+        m->time_base_ns = monotonic_ns();
+        pthread_mutex_unlock(&m->lock);
+
+        r = -pthread_create(&m->cpu_thread, NULL, cpu_thread_main, m);
+        if (r < 0)
+                return r;
+        m->cpu_thread_started = true;
+        notify(m);
+        return 0;
+}
+
+void machine_request(Machine *m, MachineRequest request) {
+        pthread_mutex_lock(&m->lock);
+        m->requests |= 1u << request;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+        hart_kick(&m->hart);
+}
+
+MachineState machine_get_state(Machine *m) {
+        MachineState s;
+
+        pthread_mutex_lock(&m->lock);
+        s = m->state;
+        pthread_mutex_unlock(&m->lock);
+        return s;
+}
+
+int machine_exit_code(Machine *m) {
+        int c;
+
+        pthread_mutex_lock(&m->lock);
+        c = m->exit_code;
+        pthread_mutex_unlock(&m->lock);
+        return c;
+}
+
+int machine_notify_fd(Machine *m) {
+        return m->notify_fd;
+}
+
+void machine_notify_drain(Machine *m) {
+        uint64_t v;
+        (void) !read(m->notify_fd, &v, sizeof(v));
+}
+
+size_t machine_serial_input(Machine *m, const uint8_t *buf, size_t n) {
+        return uart_receive(m->uart, buf, n);
+}
+
+const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride) {
+        *ret_width = m->fb_width;
+        *ret_height = m->fb_height;
+        *ret_stride = m->fb_stride;
+        return m->mem.fb;
+}
+
+int machine_framebuffer_fd(Machine *m) {
+        return m->fb_fd;
+}
+
+uint64_t machine_instructions(Machine *m) {
+        return __atomic_load_n(&m->hart.instret, __ATOMIC_RELAXED);
+}
+
+void machine_free(Machine *m) {
+        if (!m)
+                return;
+        if (m->cpu_thread_started) {
+                machine_request(m, MACHINE_REQUEST_QUIT);
+                pthread_join(m->cpu_thread, NULL);
+        }
+        if (m->harts[0])
+                hart_destroy(&m->hart);
+        if (m->plic)
+                plic_free(m->plic);
+        uart_freep(&m->uart);
+        goldfish_rtc_freep(&m->rtc);
+        sifive_test_freep(&m->test);
+        if (m->mem.ram)
+                munmap(m->mem.ram, m->mem.ram_size);
+        if (m->mem.fb)
+                munmap(m->mem.fb, m->mem.fb_size);
+        free(m->mem.fb_dirty);
+        safe_close(m->ram_fd);
+        safe_close(m->fb_fd);
+        safe_close(m->notify_fd);
+        boot_blob_clear(&m->bios);
+        boot_blob_clear(&m->kernel);
+        boot_blob_clear(&m->initrd);
+        free(m->fdt);
+        free(m->name);
+        free(m->append);
+        pthread_mutex_destroy(&m->lock);
+        pthread_cond_destroy(&m->cond);
+        free(m);
+}

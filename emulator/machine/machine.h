@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * A machine: RAM, framebuffer, devices, one hart and the CPU thread that
+ * runs it. The event-loop thread (main.c, and the bus layer) drives it only
+ * through the functions below, which are thread-safe; the CPU thread owns
+ * the hart and the devices' CPU-side state.
+ *
+ * Lifecycle: machine_new() validates and loads everything (no thread yet),
+ * machine_start() starts the CPU thread, machine_request() asks it to
+ * pause, resume, reset or stop, and the notify fd becomes readable whenever
+ * the state changed or serial input may be delivered again.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Machine Machine;
+
+typedef struct MachineConfig {
+        const char *name;
+        const char *bios;               /* M-mode firmware (OpenSBI fw_dynamic) */
+        const char *kernel;             /* RISC-V Linux "Image" */
+        const char *initrd;             /* may be NULL */
+        const char *append;             /* kernel command line; may be NULL */
+        uint64_t memory;                /* bytes of RAM */
+        uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
+        bool no_reboot;                 /* a guest reboot powers off instead */
+} MachineConfig;
+
+typedef enum MachineState {
+        MACHINE_RUNNING,
+        MACHINE_PAUSED,
+        MACHINE_SHUTDOWN,
+} MachineState;
+
+typedef enum MachineRequest {
+        MACHINE_REQUEST_PAUSE,
+        MACHINE_REQUEST_RESUME,
+        MACHINE_REQUEST_RESET,
+        MACHINE_REQUEST_QUIT,           /* hard stop, exit code 0 */
+} MachineRequest;
+
+typedef struct MachineCallbacks {
+        /* Guest serial output. CPU thread; should not block for long. */
+        void (*serial_output)(void *opaque, const uint8_t *buf, size_t n);
+        void *opaque;
+} MachineCallbacks;
+
+#define MACHINE_MEMORY_MIN (16ULL << 20)
+#define MACHINE_MEMORY_MAX (64ULL << 30)
+#define MACHINE_FB_MAX_DIM 8192
+
+/*
+ * Loads firmware, kernel and initrd and builds the device tree. Returns 0,
+ * or a negative errno with a message for a person in 'error' (size
+ * error_size): missing files, a kernel that is not a RISC-V Image, an
+ * initrd that does not fit, memory out of range, ...
+ */
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
+                char *error, size_t error_size);
+void machine_free(Machine *m);
+
+int machine_start(Machine *m);
+
+/* Any thread. Requests are queued and carried out by the CPU thread. */
+void machine_request(Machine *m, MachineRequest request);
+
+MachineState machine_get_state(Machine *m);
+/* Exit status the guest asked for when it powered off (0 unless it reported failure). */
+int machine_exit_code(Machine *m);
+
+/* Readable (eventfd) when the state changed or serial input has room again. */
+int machine_notify_fd(Machine *m);
+void machine_notify_drain(Machine *m);
+
+/* Serial input from the host; returns bytes accepted (the rest: retry after notify). Any thread. */
+size_t machine_serial_input(Machine *m, const uint8_t *buf, size_t n);
+
+/* Test/debug hooks: the framebuffer as the guest wrote it. */
+const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride);
+int machine_framebuffer_fd(Machine *m);
+/* Number of guest instructions retired so far (approximate while running). */
+uint64_t machine_instructions(Machine *m);

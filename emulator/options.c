@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "macro.h"
+#include "options.h"
+
+bool vm_name_is_valid(const char *name) {
+        size_t len;
+
+        if (!name || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
+                return false;
+        len = strlen(name);
+        if (len > 64)
+                return false;
+        for (size_t i = 1; i < len; i++) {
+                char c = name[i];
+                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+                        return false;
+        }
+        return true;
+}
+
+int parse_memory_size(const char *s, uint64_t *ret) {
+        unsigned long long v;
+        char *end;
+        unsigned shift = 20;
+
+        if (!s || !*s || *s == '-' || *s == '+')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end) {
+                switch (*end) {
+                case 'B': case 'b': shift = 0; break;
+                case 'K': case 'k': shift = 10; break;
+                case 'M': case 'm': shift = 20; break;
+                case 'G': case 'g': shift = 30; break;
+                default: return -EINVAL;
+                }
+                end++;
+                if (*end == 'i')
+                        end++;
+                if (*end == 'B')
+                        end++;
+                if (*end)
+                        return -EINVAL;
+        }
+        if (v > (UINT64_MAX >> shift))
+                return -ERANGE;
+        *ret = (uint64_t) v << shift;
+        return 0;
+}
+
+int parse_display(const char *s, uint32_t *ret_width, uint32_t *ret_height) {
+        unsigned long w, h;
+        char *end;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (strcmp(s, "none") == 0) {
+                *ret_width = *ret_height = 0;
+                return 0;
+        }
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        w = strtoul(s, &end, 10);
+        if (errno || *end != 'x' || end[1] < '0' || end[1] > '9')
+                return -EINVAL;
+        h = strtoul(end + 1, &end, 10);
+        if (errno || *end)
+                return -EINVAL;
+        if (w < 16 || h < 16 || w > 8192 || h > 8192)
+                return -ERANGE;
+        *ret_width = (uint32_t) w;
+        *ret_height = (uint32_t) h;
+        return 0;
+}
+
+static void help(void) {
+        printf("Usage: orrery-vm --name NAME [OPTIONS]\n"
+               "\n"
+               "Emulates a 64-bit RISC-V machine and boots Linux on it.\n"
+               "\n"
+               "  --name NAME          VM name: [A-Za-z_][A-Za-z0-9_]{0,63}\n"
+               "  --bios FILE          M-mode firmware (default: %s)\n"
+               "  --kernel FILE        RISC-V Linux Image (default: the default guest)\n"
+               "  --initrd FILE        initramfs (default: the default guest's)\n"
+               "  --append STR         kernel command line (default: \"%s\")\n"
+               "  --memory SIZE        guest RAM, e.g. 512M or 2G (default: 512M)\n"
+               "  --display WxH|none   framebuffer size (default: 1024x768)\n"
+               "  --serial stdio|none|file:PATH\n"
+               "                       where the serial console goes (default: stdio)\n"
+               "  --no-reboot          exit when the guest reboots\n"
+               "  --help, --version\n"
+               "\n"
+               "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
+               ORRERY_DEFAULT_BIOS, OPTIONS_DEFAULT_APPEND);
+}
+
+static char *dir_of_self(void) {
+        char buf[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+        char *slash;
+
+        if (n <= 0)
+                return NULL;
+        buf[n] = 0;
+        slash = strrchr(buf, '/');
+        if (!slash)
+                return NULL;
+        *slash = 0;
+        return strdup(buf);
+}
+
+/*
+ * The default guest: $ORRERY_GUEST_DIR, else the build tree next to this
+ * binary (build/emulator/../guest), else the installed datadir.
+ */
+static char *find_guest_file(const char *file) {
+        _cleanup_free_ char *self = NULL;
+        char *path = NULL;
+        const char *env = getenv("ORRERY_GUEST_DIR");
+
+        if (env && *env) {
+                if (asprintf(&path, "%s/%s", env, file) < 0)
+                        return NULL;
+                return path;
+        }
+        self = dir_of_self();
+        if (self) {
+                if (asprintf(&path, "%s/../guest/%s", self, file) < 0)
+                        return NULL;
+                if (access(path, R_OK) == 0)
+                        return path;
+                free(path);
+        }
+        if (asprintf(&path, "%s/%s", ORRERY_GUEST_DATADIR, file) < 0)
+                return NULL;
+        return path;
+}
+
+static int set_string(char **field, const char *value) {
+        char *copy = strdup(value);
+        if (!copy)
+                return -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_size) {
+        enum {
+                ARG_NAME = 0x100,
+                ARG_BIOS,
+                ARG_KERNEL,
+                ARG_INITRD,
+                ARG_APPEND,
+                ARG_MEMORY,
+                ARG_DISPLAY,
+                ARG_SERIAL,
+                ARG_NO_REBOOT,
+                ARG_HELP,
+                ARG_VERSION,
+        };
+        static const struct option longopts[] = {
+                { "name", required_argument, NULL, ARG_NAME },
+                { "bios", required_argument, NULL, ARG_BIOS },
+                { "kernel", required_argument, NULL, ARG_KERNEL },
+                { "initrd", required_argument, NULL, ARG_INITRD },
+                { "append", required_argument, NULL, ARG_APPEND },
+                { "memory", required_argument, NULL, ARG_MEMORY },
+                { "display", required_argument, NULL, ARG_DISPLAY },
+                { "serial", required_argument, NULL, ARG_SERIAL },
+                { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
+                { "help", no_argument, NULL, ARG_HELP },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {}
+        };
+        bool kernel_given = false;
+        int c, r;
+
+        *o = (Options) {
+                .memory = OPTIONS_DEFAULT_MEMORY,
+                .fb_width = 1024,
+                .fb_height = 768,
+        };
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) >= 0) {
+                r = 0;
+                switch (c) {
+                case ARG_NAME:
+                        if (!vm_name_is_valid(optarg)) {
+                                snprintf(error, error_size,
+                                         "invalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], not starting with a digit",
+                                         optarg);
+                                return -EINVAL;
+                        }
+                        r = set_string(&o->name, optarg);
+                        break;
+                case ARG_BIOS:
+                        r = set_string(&o->bios, optarg);
+                        break;
+                case ARG_KERNEL:
+                        r = set_string(&o->kernel, optarg);
+                        kernel_given = true;
+                        break;
+                case ARG_INITRD:
+                        r = set_string(&o->initrd, optarg);
+                        break;
+                case ARG_APPEND:
+                        r = set_string(&o->append, optarg);
+                        break;
+                case ARG_MEMORY:
+                        if (parse_memory_size(optarg, &o->memory) < 0) {
+                                snprintf(error, error_size, "invalid --memory '%s': expected a size such as 512M or 2G", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_DISPLAY:
+                        r = parse_display(optarg, &o->fb_width, &o->fb_height);
+                        if (r < 0) {
+                                snprintf(error, error_size,
+                                         "invalid --display '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none",
+                                         optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_SERIAL:
+                        if (strcmp(optarg, "stdio") != 0 && strcmp(optarg, "none") != 0 &&
+                            !(strncmp(optarg, "file:", 5) == 0 && optarg[5])) {
+                                snprintf(error, error_size, "invalid --serial '%s': expected stdio, none or file:PATH", optarg);
+                                return -EINVAL;
+                        }
+                        r = set_string(&o->serial, optarg);
+                        break;
+                case ARG_NO_REBOOT:
+                        o->no_reboot = true;
+                        break;
+                case ARG_HELP:
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("orrery-vm %s\n", ORRERY_VERSION);
+                        return 0;
+                case '?':
+                        if (optopt)
+                                snprintf(error, error_size, "option '%s' needs an argument", argv[optind - 1]);
+                        else
+                                snprintf(error, error_size, "unknown option '%s'", argv[optind - 1]);
+                        return -EINVAL;
+                default:
+                        snprintf(error, error_size, "unexpected option");
+                        return -EINVAL;
+                }
+                if (r < 0) {
+                        snprintf(error, error_size, "out of memory");
+                        return r;
+                }
+        }
+        if (optind < argc) {
+                snprintf(error, error_size, "unexpected argument '%s'", argv[optind]);
+                return -EINVAL;
+        }
+        if (!o->name) {
+                snprintf(error, error_size, "--name NAME is required");
+                return -EINVAL;
+        }
+
+        if (!o->bios)
+                r = set_string(&o->bios, ORRERY_DEFAULT_BIOS);
+        else
+                r = 0;
+        if (r >= 0 && !o->serial)
+                r = set_string(&o->serial, "stdio");
+        if (r >= 0 && !o->append)
+                r = set_string(&o->append, OPTIONS_DEFAULT_APPEND);
+        if (r >= 0 && !kernel_given) {
+                o->kernel = find_guest_file("Image");
+                if (!o->initrd)
+                        o->initrd = find_guest_file("initramfs.cpio.gz");
+                if (!o->kernel || !o->initrd)
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                snprintf(error, error_size, "out of memory");
+                return r;
+        }
+        if (!kernel_given && access(o->kernel, R_OK) < 0) {
+                snprintf(error, error_size,
+                         "the default guest is not built ('%s' missing): run 'meson compile -C build guest' or pass --kernel",
+                         o->kernel);
+                return -ENOENT;
+        }
+        return 1;
+}
+
+void options_free(Options *o) {
+        free(o->name);
+        free(o->bios);
+        free(o->kernel);
+        free(o->initrd);
+        free(o->append);
+        free(o->serial);
+        *o = (Options) {};
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Options {
+        char *name;
+        char *bios, *kernel, *initrd, *append;
+        uint64_t memory;
+        uint32_t fb_width, fb_height;
+        char *serial;                   /* "stdio", "none" or "file:PATH" */
+        bool no_reboot;
+} Options;
+
+#define OPTIONS_DEFAULT_MEMORY (512ULL << 20)
+#define OPTIONS_DEFAULT_APPEND "console=tty1 console=ttyS0"
+
+/*
+ * Parses the command line and fills in defaults (the default guest and
+ * Debian's OpenSBI). Returns 1 to run, 0 when done (--help, --version), or
+ * a negative errno with a one-line message in 'error'.
+ */
+int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_size);
+void options_free(Options *o);
+
+/* [A-Za-z_][A-Za-z0-9_]{0,63} */
+bool vm_name_is_valid(const char *name);
+
+/* "512M", "2G", "65536K", "1073741824B"; a bare number means MiB. */
+int parse_memory_size(const char *s, uint64_t *ret);
+
+/* "1024x768" */
+int parse_display(const char *s, uint32_t *ret_width, uint32_t *ret_height);
