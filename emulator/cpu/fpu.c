@@ -10,13 +10,16 @@
  *     code; they never touch the host FPU, so they raise no host flags.
  *
  *   - Add/sub/mul/div/sqrt/fma, FCVT.S.D and the rounding int-to-float
- *     conversions run on the host FPU (SSE on x86-64; FLT_EVAL_METHOD must be
- *     0) for the rounding modes the host has (RNE, RTZ, RDN, RUP). The host
- *     rounding mode is RNE whenever fpu_execute() is not running; the other
- *     three are set around the one operation and restored, so the common RNE
- *     case never touches the mode. Host NaN results are replaced by the
- *     canonical NaN. Both the host and RISC-V detect tininess after rounding
- *     and raise UF only for tiny *and* inexact results.
+ *     conversions run on the host FPU for the rounding modes the host has
+ *     (RNE, RTZ, RDN, RUP). On x86-64 that is SSE, and the rounding mode
+ *     and flags are read and written in MXCSR directly (the x87 unit is never
+ *     used); elsewhere <fenv.h> is used. The host rounding mode is RNE
+ *     whenever fpu_execute() is not running; the other three are set around
+ *     the one operation and restored, so the common RNE case never touches
+ *     the mode. Host NaN results are replaced by the canonical NaN. Both x86
+ *     and RISC-V detect tininess after rounding and raise UF only for tiny
+ *     *and* inexact results (the tests check this against the host). The
+ *     host must not run with flush-to-zero or denormals-are-zero set.
  *
  *   - Host exception flags are not cleared before every operation (clearing
  *     is slow). After the operation we read the host's sticky flags: if they
@@ -30,8 +33,8 @@
  *     Those operations go through a small exact software implementation
  *     below (unpack to integer significand and exponent, compute exactly or
  *     with a sticky bit, round once). The same code handles all five modes;
- *     tests/fpu/test-fpu-soft.c checks it against the host in the four
- *     modes the host has.
+ *     tests/fpu/test-fpu-random.c checks it against the host in the four
+ *     modes the host has. It needs unsigned __int128 (64-bit hosts).
  *
  * Compiler discipline: GCC does not model the floating-point environment,
  * so every host operation's inputs and result pass through an empty asm
@@ -48,9 +51,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cpu/fpu.h"
+#include "fpu.h"
 
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#if !defined(FLT_EVAL_METHOD) || (FLT_EVAL_METHOD != 0 && FLT_EVAL_METHOD != 16)
 #  error "fpu.c needs float and double arithmetic evaluated in their own precision"
 #endif
 
@@ -438,7 +441,7 @@ static inline uint64_t ff_frac_mask(const FloatFormat *ff) {
         return (UINT64_C(1) << (ff->prec - 1)) - 1;
 }
 
-static Unpacked unpack(const FloatFormat *ff, uint64_t v) {
+static inline Unpacked unpack(const FloatFormat *ff, uint64_t v) {
         uint64_t biased = (v >> (ff->prec - 1)) & ff_exp_max(ff);
         uint64_t frac = v & ff_frac_mask(ff);
         Unpacked u = {
@@ -514,6 +517,42 @@ static uint64_t round_shift(uint128_t m, unsigned shift, bool sign, unsigned rm,
                 break;
         case RM_RMM:
                 inc = cmp >= 0;
+                break;
+        case RM_RDN:
+                inc = *inexact && sign;
+                break;
+        case RM_RUP:
+                inc = *inexact && !sign;
+                break;
+        default: /* RM_RTZ */
+                inc = false;
+                break;
+        }
+        return q + inc;
+}
+
+/* round_shift() for a 64-bit m that is below 2^63 (the float-to-integer conversions). */
+static inline uint64_t round_shift64(uint64_t m, unsigned shift, bool sign, unsigned rm, bool *inexact) {
+        uint64_t q, rem, half;
+        bool inc;
+
+        if (shift >= 64) {
+                q = 0;
+                rem = m;
+                half = UINT64_MAX; /* m < 2^63: always below one half */
+        } else {
+                q = m >> shift;
+                rem = m & ((UINT64_C(1) << shift) - 1);
+                half = UINT64_C(1) << (shift - 1);
+        }
+        *inexact = rem != 0;
+
+        switch (rm) {
+        case RM_RNE:
+                inc = rem > half || (rem == half && (q & 1));
+                break;
+        case RM_RMM:
+                inc = rem >= half;
                 break;
         case RM_RDN:
                 inc = *inexact && sign;
@@ -868,7 +907,7 @@ static uint64_t soft_cvt_from_int(const FloatFormat *ff, uint64_t v, unsigned ki
  * small the smallest; NV instead of NX when out of range. 32-bit results
  * come back sign-extended to 64 bits (also for WU).
  */
-static uint64_t cvt_to_int(const FloatFormat *ff, uint64_t v, unsigned kind, unsigned rm, uint32_t *flags) {
+static inline uint64_t cvt_to_int(const FloatFormat *ff, uint64_t v, unsigned kind, unsigned rm, uint32_t *flags) {
         static const uint64_t max_val[4] = {
                 UINT64_C(0x7fffffff), UINT64_C(0xffffffff), UINT64_C(0x7fffffffffffffff), UINT64_MAX,
         };
@@ -898,7 +937,7 @@ static uint64_t cvt_to_int(const FloatFormat *ff, uint64_t v, unsigned kind, uns
                         goto overflow;
                 q = x.mant << x.exp;
         } else
-                q = round_shift(x.mant, (unsigned) -x.exp, x.sign, rm, &inexact);
+                q = round_shift64(x.mant, (unsigned) -x.exp, x.sign, rm, &inexact);
 
         if (x.sign) {
                 if (q > min_mag[kind])
@@ -1288,7 +1327,11 @@ static int exec_op_fp(FpuState *fpu, uint64_t x[32], uint32_t insn) {
                 rm = resolve_rm(fpu, insn);
                 if (rm < 0)
                         return -1;
-                x[rd] = cvt_to_int(ff, read_src(fpu, fmt, rs1), rs2, (unsigned) rm, &flags);
+                /* Separate calls so that each is specialized for its format. */
+                if (fmt == 0)
+                        x[rd] = cvt_to_int(&format_s, unbox_s(fpu->f[rs1]), rs2, (unsigned) rm, &flags);
+                else
+                        x[rd] = cvt_to_int(&format_d, fpu->f[rs1], rs2, (unsigned) rm, &flags);
                 fpu->fflags |= flags;
                 return 0;
         }
