@@ -11,11 +11,10 @@
  * interrupt (CSR writes, xRET, WFI) end the current slice early.
  */
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
+#include "decode.h"
 #include "machine/physmem.h"
 #include "macro.h"
 
@@ -27,6 +26,7 @@ static inline int64_t sext32(uint64_t v) {
 
 void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
         memset(h, 0, offsetof(Hart, tlb));
+        memset(h->dcache, 0, sizeof(h->dcache));
         h->mem = mem;
         h->mhartid = hartid;
         pthread_mutex_init(&h->wfi_lock, NULL);
@@ -406,95 +406,6 @@ static inline int64_t mulhsu64(int64_t a, uint64_t b) {
         return (int64_t) (((__int128) a * (unsigned __int128) b) >> 64);
 }
 
-static uint64_t alu_op(uint32_t f3, uint32_t f7, uint64_t a, uint64_t b, bool *ret_illegal) {
-        if (f7 == 0x01) {
-                switch (f3) {
-                case 0: return a * b;
-                case 1: return (uint64_t) mulh64((int64_t) a, (int64_t) b);
-                case 2: return (uint64_t) mulhsu64((int64_t) a, b);
-                case 3: return mulhu64(a, b);
-                case 4:
-                        if (b == 0)
-                                return UINT64_MAX;
-                        if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
-                                return a;
-                        return (uint64_t) ((int64_t) a / (int64_t) b);
-                case 5:
-                        return b == 0 ? UINT64_MAX : a / b;
-                case 6:
-                        if (b == 0)
-                                return a;
-                        if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
-                                return 0;
-                        return (uint64_t) ((int64_t) a % (int64_t) b);
-                default:
-                        return b == 0 ? a : a % b;
-                }
-        }
-        if (f7 == 0x00) {
-                switch (f3) {
-                case 0: return a + b;
-                case 1: return a << (b & 63);
-                case 2: return (int64_t) a < (int64_t) b;
-                case 3: return a < b;
-                case 4: return a ^ b;
-                case 5: return a >> (b & 63);
-                case 6: return a | b;
-                default: return a & b;
-                }
-        }
-        if (f7 == 0x20) {
-                if (f3 == 0)
-                        return a - b;
-                if (f3 == 5)
-                        return (uint64_t) ((int64_t) a >> (b & 63));
-        }
-        *ret_illegal = true;
-        return 0;
-}
-
-static uint64_t alu_op32(uint32_t f3, uint32_t f7, uint64_t a64, uint64_t b64, bool *ret_illegal) {
-        uint32_t a = a64, b = b64;
-
-        if (f7 == 0x01) {
-                switch (f3) {
-                case 0: return (uint64_t) sext32(a * b);
-                case 4:
-                        if (b == 0)
-                                return UINT64_MAX;
-                        if ((int32_t) a == INT32_MIN && (int32_t) b == -1)
-                                return sext32(a);
-                        return sext32((uint32_t) ((int32_t) a / (int32_t) b));
-                case 5:
-                        return b == 0 ? UINT64_MAX : (uint64_t) sext32(a / b);
-                case 6:
-                        if (b == 0)
-                                return sext32(a);
-                        if ((int32_t) a == INT32_MIN && (int32_t) b == -1)
-                                return 0;
-                        return sext32((uint32_t) ((int32_t) a % (int32_t) b));
-                case 7:
-                        return b == 0 ? sext32(a) : sext32(a % b);
-                default:
-                        break;
-                }
-        } else if (f7 == 0x00) {
-                switch (f3) {
-                case 0: return sext32(a + b);
-                case 1: return sext32(a << (b & 31));
-                case 5: return sext32(a >> (b & 31));
-                default: break;
-                }
-        } else if (f7 == 0x20) {
-                if (f3 == 0)
-                        return sext32(a - b);
-                if (f3 == 5)
-                        return sext32((uint32_t) ((int32_t) a >> (b & 31)));
-        }
-        *ret_illegal = true;
-        return 0;
-}
-
 static uint64_t amo_compute(uint32_t f5, uint64_t old, uint64_t src, bool word) {
         if (word) {
                 old = (uint64_t) sext32(old);
@@ -706,241 +617,216 @@ static SystemResult exec_system(Hart *h, uint32_t insn, unsigned rd, unsigned rs
 }
 
 /*
- * Executes one 32-bit (or expanded 16-bit) instruction at h->pc with length
- * 'len'. On a trap, h->pc already points at the handler.
+ * Executes one decoded instruction at h->pc. On a trap, h->pc already
+ * points at the handler and nothing else has changed.
  */
-static inline void execute(Hart *h, uint32_t insn, unsigned len) {
-        unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
-        uint32_t f3 = (insn >> 12) & 7, f7 = insn >> 25;
+static inline void execute(Hart *h, const DecodedInsn *d) {
         uint64_t *x = h->x;
-        int64_t imm_i = (int32_t) insn >> 20;
-        bool illegal = false;
+        unsigned rd = d->rd;
+        uint64_t a = x[d->rs1], b = x[d->rs2];
+        int64_t imm = d->imm;
         uint64_t v;
 
-        switch (insn & 0x7f) {
-        case 0x37: /* LUI */
-                x[rd] = (uint64_t) (int64_t) (int32_t) (insn & 0xfffff000u);
-                break;
-        case 0x17: /* AUIPC */
-                x[rd] = h->pc + (uint64_t) (int64_t) (int32_t) (insn & 0xfffff000u);
-                break;
-        case 0x6f: { /* JAL */
-                int64_t imm = ((int64_t) (int32_t) (insn & 0x80000000u) >> 11) | (insn & 0xff000) |
-                        ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe);
-                uint64_t target = h->pc + (uint64_t) imm;
-                x[rd] = h->pc + len;
+        switch ((Op) d->op) {
+        case OP_LUI: v = (uint64_t) imm; break;
+        case OP_AUIPC: v = h->pc + (uint64_t) imm; break;
+        case OP_JAL:
+                x[rd] = h->pc + d->len;
+                h->pc += (uint64_t) imm;
+                x[0] = 0;
+                return;
+        case OP_JALR: {
+                uint64_t target = (a + (uint64_t) imm) & ~1ULL;
+                x[rd] = h->pc + d->len;
                 h->pc = target;
                 x[0] = 0;
                 return;
         }
-        case 0x67: { /* JALR */
-                if (f3 != 0)
-                        goto illegal;
-                uint64_t target = (x[rs1] + (uint64_t) imm_i) & ~1ULL;
-                x[rd] = h->pc + len;
-                h->pc = target;
-                x[0] = 0;
+#define BRANCH(cond) h->pc += (cond) ? (uint64_t) imm : d->len; return
+        case OP_BEQ: BRANCH(a == b);
+        case OP_BNE: BRANCH(a != b);
+        case OP_BLT: BRANCH((int64_t) a < (int64_t) b);
+        case OP_BGE: BRANCH((int64_t) a >= (int64_t) b);
+        case OP_BLTU: BRANCH(a < b);
+        case OP_BGEU: BRANCH(a >= b);
+#undef BRANCH
+#define LOAD(fn) if (!fn(h, a + (uint64_t) imm, &v)) return; break
+        case OP_LB: LOAD(load_i8);
+        case OP_LH: LOAD(load_i16);
+        case OP_LW: LOAD(load_i32);
+        case OP_LD: LOAD(load_u64);
+        case OP_LBU: LOAD(load_u8);
+        case OP_LHU: LOAD(load_u16);
+        case OP_LWU: LOAD(load_u32);
+#undef LOAD
+#define STORE(size) if (!store(h, a + (uint64_t) imm, size, b)) return; h->pc += d->len; return
+        case OP_SB: STORE(1);
+        case OP_SH: STORE(2);
+        case OP_SW: STORE(4);
+        case OP_SD: STORE(8);
+#undef STORE
+        case OP_ADDI: v = a + (uint64_t) imm; break;
+        case OP_SLTI: v = (int64_t) a < imm; break;
+        case OP_SLTIU: v = a < (uint64_t) imm; break;
+        case OP_XORI: v = a ^ (uint64_t) imm; break;
+        case OP_ORI: v = a | (uint64_t) imm; break;
+        case OP_ANDI: v = a & (uint64_t) imm; break;
+        case OP_SLLI: v = a << imm; break;
+        case OP_SRLI: v = a >> imm; break;
+        case OP_SRAI: v = (uint64_t) ((int64_t) a >> imm); break;
+        case OP_ADDIW: v = (uint64_t) sext32(a + (uint64_t) imm); break;
+        case OP_SLLIW: v = (uint64_t) sext32((uint32_t) a << imm); break;
+        case OP_SRLIW: v = (uint64_t) sext32((uint32_t) a >> imm); break;
+        case OP_SRAIW: v = (uint64_t) sext32((uint32_t) ((int32_t) a >> imm)); break;
+        case OP_ADD: v = a + b; break;
+        case OP_SUB: v = a - b; break;
+        case OP_SLL: v = a << (b & 63); break;
+        case OP_SLT: v = (int64_t) a < (int64_t) b; break;
+        case OP_SLTU: v = a < b; break;
+        case OP_XOR: v = a ^ b; break;
+        case OP_SRL: v = a >> (b & 63); break;
+        case OP_SRA: v = (uint64_t) ((int64_t) a >> (b & 63)); break;
+        case OP_OR: v = a | b; break;
+        case OP_AND: v = a & b; break;
+        case OP_MUL: v = a * b; break;
+        case OP_MULH: v = (uint64_t) mulh64((int64_t) a, (int64_t) b); break;
+        case OP_MULHSU: v = (uint64_t) mulhsu64((int64_t) a, b); break;
+        case OP_MULHU: v = mulhu64(a, b); break;
+        case OP_DIV:
+                if (b == 0)
+                        v = UINT64_MAX;
+                else if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
+                        v = a;
+                else
+                        v = (uint64_t) ((int64_t) a / (int64_t) b);
+                break;
+        case OP_DIVU: v = b == 0 ? UINT64_MAX : a / b; break;
+        case OP_REM:
+                if (b == 0)
+                        v = a;
+                else if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
+                        v = 0;
+                else
+                        v = (uint64_t) ((int64_t) a % (int64_t) b);
+                break;
+        case OP_REMU: v = b == 0 ? a : a % b; break;
+        case OP_ADDW: v = (uint64_t) sext32(a + b); break;
+        case OP_SUBW: v = (uint64_t) sext32(a - b); break;
+        case OP_SLLW: v = (uint64_t) sext32((uint32_t) a << (b & 31)); break;
+        case OP_SRLW: v = (uint64_t) sext32((uint32_t) a >> (b & 31)); break;
+        case OP_SRAW: v = (uint64_t) sext32((uint32_t) ((int32_t) a >> (b & 31))); break;
+        case OP_MULW: v = (uint64_t) sext32((uint32_t) a * (uint32_t) b); break;
+        case OP_DIVW: {
+                int32_t sa = (int32_t) a, sb = (int32_t) b;
+                if (sb == 0)
+                        v = UINT64_MAX;
+                else if (sa == INT32_MIN && sb == -1)
+                        v = (uint64_t) (int64_t) sa;
+                else
+                        v = (uint64_t) (int64_t) (sa / sb);
+                break;
+        }
+        case OP_DIVUW:
+                v = (uint32_t) b == 0 ? UINT64_MAX : (uint64_t) sext32((uint32_t) a / (uint32_t) b);
+                break;
+        case OP_REMW: {
+                int32_t sa = (int32_t) a, sb = (int32_t) b;
+                if (sb == 0)
+                        v = (uint64_t) (int64_t) sa;
+                else if (sa == INT32_MIN && sb == -1)
+                        v = 0;
+                else
+                        v = (uint64_t) (int64_t) (sa % sb);
+                break;
+        }
+        case OP_REMUW:
+                v = (uint32_t) b == 0 ? (uint64_t) sext32(a) : (uint64_t) sext32((uint32_t) a % (uint32_t) b);
+                break;
+        case OP_FENCE:
+                h->pc += d->len;
                 return;
-        }
-        case 0x63: { /* BRANCH */
-                int64_t imm = ((int64_t) (int32_t) (insn & 0x80000000u) >> 19) | ((insn << 4) & 0x800) |
-                        ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e);
-                uint64_t a = x[rs1], b = x[rs2];
-                bool taken;
-                switch (f3) {
-                case 0: taken = a == b; break;
-                case 1: taken = a != b; break;
-                case 4: taken = (int64_t) a < (int64_t) b; break;
-                case 5: taken = (int64_t) a >= (int64_t) b; break;
-                case 6: taken = a < b; break;
-                case 7: taken = a >= b; break;
-                default: goto illegal;
-                }
-                h->pc += taken ? (uint64_t) imm : len;
-                return;
-        }
-        case 0x03: { /* LOAD */
-                uint64_t addr = x[rs1] + (uint64_t) imm_i;
-                bool ok;
-                switch (f3) {
-                case 0: ok = load_i8(h, addr, &v); break;
-                case 1: ok = load_i16(h, addr, &v); break;
-                case 2: ok = load_i32(h, addr, &v); break;
-                case 3: ok = load_u64(h, addr, &v); break;
-                case 4: ok = load_u8(h, addr, &v); break;
-                case 5: ok = load_u16(h, addr, &v); break;
-                case 6: ok = load_u32(h, addr, &v); break;
-                default: goto illegal;
-                }
-                if (!ok)
-                        return;
-                x[rd] = v;
-                break;
-        }
-        case 0x23: { /* STORE */
-                int64_t imm = (int64_t) ((int32_t) (insn & 0xfe000000u) >> 20) | (int64_t) ((insn >> 7) & 0x1f);
-                uint64_t addr = x[rs1] + (uint64_t) imm;
-                if (f3 > 3)
-                        goto illegal;
-                if (!store(h, addr, 1u << f3, x[rs2]))
-                        return;
-                break;
-        }
-        case 0x13: /* OP-IMM */
-                switch (f3) {
-                case 0: v = x[rs1] + (uint64_t) imm_i; break;
-                case 1:
-                        if (insn >> 26)
-                                goto illegal;
-                        v = x[rs1] << (rs2 | ((insn >> 20) & 0x20));
-                        break;
-                case 2: v = (int64_t) x[rs1] < imm_i; break;
-                case 3: v = x[rs1] < (uint64_t) imm_i; break;
-                case 4: v = x[rs1] ^ (uint64_t) imm_i; break;
-                case 5: {
-                        unsigned sh = (insn >> 20) & 63;
-                        if ((insn >> 26) == 0)
-                                v = x[rs1] >> sh;
-                        else if ((insn >> 26) == 0x10)
-                                v = (uint64_t) ((int64_t) x[rs1] >> sh);
-                        else
-                                goto illegal;
-                        break;
-                }
-                case 6: v = x[rs1] | (uint64_t) imm_i; break;
-                default: v = x[rs1] & (uint64_t) imm_i; break;
-                }
-                x[rd] = v;
-                break;
-        case 0x1b: /* OP-IMM-32 */
-                switch (f3) {
-                case 0: v = (uint64_t) sext32(x[rs1] + (uint64_t) imm_i); break;
-                case 1:
-                        if (f7 != 0)
-                                goto illegal;
-                        v = (uint64_t) sext32((uint32_t) x[rs1] << rs2);
-                        break;
-                case 5:
-                        if (f7 == 0)
-                                v = (uint64_t) sext32((uint32_t) x[rs1] >> rs2);
-                        else if (f7 == 0x20)
-                                v = (uint64_t) sext32((uint32_t) ((int32_t) x[rs1] >> rs2));
-                        else
-                                goto illegal;
-                        break;
-                default:
-                        goto illegal;
-                }
-                x[rd] = v;
-                break;
-        case 0x33: /* OP */
-                v = alu_op(f3, f7, x[rs1], x[rs2], &illegal);
-                if (illegal)
-                        goto illegal;
-                x[rd] = v;
-                break;
-        case 0x3b: /* OP-32 */
-                v = alu_op32(f3, f7, x[rs1], x[rs2], &illegal);
-                if (illegal)
-                        goto illegal;
-                x[rd] = v;
-                break;
-        case 0x0f: /* MISC-MEM: FENCE (incl. the PAUSE hint), FENCE.I */
-                if (f3 != 0 && f3 != 1)
-                        goto illegal;
-                break;
-        case 0x2f: /* AMO */
-                if (!exec_amo(h, insn, rd, x[rs1], x[rs2], &illegal)) {
+        case OP_AMO: {
+                bool illegal = false;
+                if (!exec_amo(h, (uint32_t) imm, rd, a, b, &illegal)) {
                         if (illegal)
                                 goto illegal;
                         return;
                 }
-                break;
-        case 0x73: /* SYSTEM */
-                switch (exec_system(h, insn, rd, rs1)) {
+                x[0] = 0;
+                h->pc += d->len;
+                return;
+        }
+        case OP_SYSTEM:
+                switch (exec_system(h, (uint32_t) imm, rd, d->rs1)) {
                 case SYSTEM_NEXT:
-                        break;
+                        x[0] = 0;
+                        h->pc += d->len;
+                        return;
                 case SYSTEM_ILLEGAL:
                         goto illegal;
                 default:
                         x[0] = 0;
                         return;
                 }
-                break;
-        case 0x07: { /* LOAD-FP */
-                uint64_t addr = x[rs1] + (uint64_t) imm_i;
-                if (!fp_enabled(h) || (f3 != 2 && f3 != 3))
+        case OP_FLW:
+                if (!fp_enabled(h))
                         goto illegal;
-                if (f3 == 2) {
-                        if (!load_u32(h, addr, &v))
-                                return;
-                        h->fpu.f[rd] = v | 0xffffffff00000000ULL;
-                } else {
-                        if (!load_u64(h, addr, &v))
-                                return;
-                        h->fpu.f[rd] = v;
-                }
-                fp_dirty(h);
-                break;
-        }
-        case 0x27: { /* STORE-FP */
-                int64_t imm = (int64_t) ((int32_t) (insn & 0xfe000000u) >> 20) | (int64_t) ((insn >> 7) & 0x1f);
-                uint64_t addr = x[rs1] + (uint64_t) imm;
-                if (!fp_enabled(h) || (f3 != 2 && f3 != 3))
-                        goto illegal;
-                if (!store(h, addr, f3 == 2 ? 4 : 8, h->fpu.f[rs2]))
+                if (!load_u32(h, a + (uint64_t) imm, &v))
                         return;
-                break;
-        }
-        case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: /* FMADD..FNMADD, OP-FP */
-                if (!fp_enabled(h) || fpu_execute(&h->fpu, x, insn) < 0)
+                h->fpu.f[rd] = v | 0xffffffff00000000ULL;
+                fp_dirty(h);
+                h->pc += d->len;
+                return;
+        case OP_FLD:
+                if (!fp_enabled(h))
+                        goto illegal;
+                if (!load_u64(h, a + (uint64_t) imm, &v))
+                        return;
+                h->fpu.f[rd] = v;
+                fp_dirty(h);
+                h->pc += d->len;
+                return;
+        case OP_FSW:
+        case OP_FSD:
+                if (!fp_enabled(h))
+                        goto illegal;
+                if (!store(h, a + (uint64_t) imm, d->op == OP_FSW ? 4 : 8, h->fpu.f[d->rs2]))
+                        return;
+                h->pc += d->len;
+                return;
+        case OP_FP:
+                if (!fp_enabled(h) || fpu_execute(&h->fpu, x, (uint32_t) imm) < 0)
                         goto illegal;
                 fp_dirty(h);
-                break;
+                x[0] = 0;
+                h->pc += d->len;
+                return;
         default:
                 goto illegal;
         }
 
+        x[rd] = v;
         x[0] = 0;
-        h->pc += len;
+        h->pc += d->len;
         return;
 
 illegal:
-        /* mtval/stval gets the instruction bits (the original 16-bit form for RVC, as the caller passes it). */
-        trap_enter(h, CAUSE_ILLEGAL_INSTRUCTION, h->illegal_bits);
+        /* xtval gets the instruction bits as fetched (16 bits for a compressed one). */
+        trap_enter(h, CAUSE_ILLEGAL_INSTRUCTION, d->raw);
 }
 
-static long trace_left = -1;
-
 static inline void step(Hart *h) {
-        uint32_t raw;
+        uint32_t fetched, key;
+        DecodedInsn *d;
 
-        if (!fetch(h, h->pc, &raw))
+        if (!fetch(h, h->pc, &fetched))
                 return;
-        if (_unlikely_(trace_left != 0)) {
-                if (trace_left < 0) {
-                        const char *e = getenv("ORRERY_TRACE_INSN");
-                        trace_left = e ? atol(e) : 0;
-                }
-                if (trace_left > 0) {
-                        trace_left--;
-                        fprintf(stderr, "T %016llx %08x sp=%016llx ra=%016llx a0=%016llx a5=%016llx s0=%016llx\n", (unsigned long long) h->pc, raw, (unsigned long long) h->x[2], (unsigned long long) h->x[1], (unsigned long long) h->x[10], (unsigned long long) h->x[15], (unsigned long long) h->x[8]);
-                }
-        }
 
-        if ((raw & 3) == 3) {
-                h->illegal_bits = raw;
-                execute(h, raw, 4);
-        } else {
-                uint16_t c = raw & 0xffff;
-                uint32_t insn = rvc_expand(c);
-                h->illegal_bits = c;
-                if (_unlikely_(insn == 0)) {
-                        trap_enter(h, CAUSE_ILLEGAL_INSTRUCTION, c);
-                        return;
-                }
-                execute(h, insn, 2);
-        }
+        key = decode_key(fetched);
+        d = &h->dcache[(h->pc >> 1) & (DCACHE_SIZE - 1)];
+        if (_unlikely_(d->raw != key || d->op == OP_ILLEGAL))
+                decode_insn(key, d);
+        execute(h, d);
 }
 
 HartExit hart_run(Hart *h, uint64_t max_instructions) {

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "decode.h"
 #include "fpu.h"
 
 typedef struct PhysMem PhysMem;
@@ -115,6 +116,8 @@ enum {
         _TLB_REGIME_MAX,
 };
 
+#define DCACHE_SIZE 65536
+
 typedef struct Pmp {
         uint8_t cfg[16];
         uint64_t addr[16];
@@ -131,7 +134,6 @@ typedef struct Hart {
         TlbEntry *tlb_fetch;            /* tables of the current fetch regime */
         PhysMem *mem;
         uint64_t instret;
-        uint32_t illegal_bits;          /* the instruction being executed, as fetched (for xtval) */
 
         FpuState fpu;
 
@@ -172,6 +174,9 @@ typedef struct Hart {
         uint64_t wfi_deadline;          /* mtime at which a timer fires, or ~0 */
 
         TlbEntry tlb[_TLB_REGIME_MAX][3][TLB_SIZE];
+
+        /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
+        DecodedInsn dcache[DCACHE_SIZE];
 } Hart;
 
 typedef enum HartExit {

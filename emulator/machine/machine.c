@@ -542,19 +542,9 @@ static void *cpu_thread_main(void *userdata) {
 
                 clint_update_timers(&m->clint);
                 e = hart_run(&m->hart, RUN_CHUNK_INSTRUCTIONS);
-                if (getenv("ORRERY_TRACE") && 1) if ((m->hart.instret & ~0xfffffULL) != ((m->hart.instret - RUN_CHUNK_INSTRUCTIONS) & ~0xfffffULL))
-                        fprintf(stderr, "trace: pc=%#llx priv=%u instret=%llu mcause=%#llx mepc=%#llx scause=%#llx sepc=%#llx\n",
-                                (unsigned long long) m->hart.pc, m->hart.priv, (unsigned long long) m->hart.instret,
-                                (unsigned long long) m->hart.mcause, (unsigned long long) m->hart.mepc,
-                                (unsigned long long) m->hart.scause, (unsigned long long) m->hart.sepc);
-
                 if (m->power_action >= 0 && !handle_power_action(m))
                         break;
                 if (e == HART_EXIT_WFI) {
-                        if (getenv("ORRERY_TRACE"))
-                                fprintf(stderr, "wfi: pc=%#llx priv=%u instret=%llu mcause=%#llx mepc=%#llx mtval=%#llx\n",
-                                        (unsigned long long) m->hart.pc, m->hart.priv, (unsigned long long) m->hart.instret,
-                                        (unsigned long long) m->hart.mcause, (unsigned long long) m->hart.mepc, (unsigned long long) m->hart.mtval);
                         goldfish_rtc_poll(m->rtc);
                         wait_for_interrupt(m);
                 }
