@@ -45,6 +45,7 @@ int parse_memory_size(const char *s, uint64_t *ret) {
                 case 'K': case 'k': shift = 10; break;
                 case 'M': case 'm': shift = 20; break;
                 case 'G': case 'g': shift = 30; break;
+                case 'T': case 't': shift = 40; break;
                 default: return -EINVAL;
                 }
                 end++;
@@ -224,9 +225,14 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                         r = set_string(&o->append, optarg);
                         break;
                 case ARG_MEMORY:
-                        if (parse_memory_size(optarg, &o->memory) < 0) {
+                        r = parse_memory_size(optarg, &o->memory);
+                        if (r == -ERANGE) {
+                                snprintf(error, error_size, "--memory '%s' is out of range", optarg);
+                                return r;
+                        }
+                        if (r < 0) {
                                 snprintf(error, error_size, "invalid --memory '%s': expected a size such as 512M or 2G", optarg);
-                                return -EINVAL;
+                                return r;
                         }
                         break;
                 case ARG_DISPLAY:

@@ -50,8 +50,8 @@ int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret, char *err
                 return -EINVAL;
         }
         if ((uint64_t) st.st_size > max_size) {
-                snprintf(error, error_size, "'%s' is too large (%lld bytes, at most %llu fit)", path,
-                         (long long) st.st_size, (unsigned long long) max_size);
+                snprintf(error, error_size, "'%s' (%lld bytes) does not fit in guest RAM (%llu bytes); give more --memory",
+                         path, (long long) st.st_size, (unsigned long long) max_size);
                 return -EFBIG;
         }
 

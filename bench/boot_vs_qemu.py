@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Boots the same OpenSBI + kernel + initramfs on orrery-vm and on QEMU's
+riscv64 "virt" board (TCG) and prints, over N runs (min/median/max):
+
+  - time from process start to the guest's ready marker,
+  - the guest CPU benchmark (orrery-guest-probe cpu-bench) in milliseconds
+    as measured by the guest's own clock, and the wall-clock time it took,
+  - orrery-vm's resident memory beyond the guest RAM the guest touched
+    (RSS minus the RAM memfd's resident pages).
+
+Usage: bench/boot_vs_qemu.py [--runs N] [--build DIR]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+READY = b"orrery-guest: ready"
+BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
+
+
+class Guest:
+    def __init__(self, cmd):
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.out = b""
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            data = self.proc.stdout.read1(65536)
+            if not data:
+                break
+            with self.cond:
+                self.out += data
+                self.cond.notify_all()
+
+    def wait_for(self, pattern, timeout, since=0):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = rx.search(self.out, since)
+                if m:
+                    return m, time.monotonic()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(pattern)
+                self.cond.wait(min(left, 0.2))
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def rss_beyond_ram(pid):
+    """RSS of the process minus the resident pages of guest RAM (the orrery-ram memfd mapping)."""
+    rss = ram = 0
+    current = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                current = line
+            elif line.startswith("Rss:"):
+                kb = int(line.split()[1])
+                rss += kb
+                if current and "orrery-ram" in current:
+                    ram += kb
+    return (rss - ram) / 1024.0
+
+
+def run_one(kind, args):
+    if kind == "orrery":
+        cmd = [args.orrery, "--name", "bench", "--kernel", args.kernel, "--initrd", args.initrd,
+               "--bios", BIOS, "--display", "none", "--memory", "512M"]
+    else:
+        cmd = ["qemu-system-riscv64", "-M", "virt", "-m", "512M", "-nographic", "-bios", BIOS,
+               "-kernel", args.kernel, "-initrd", args.initrd, "-append", "console=ttyS0",
+               "-global", "virtio-mmio.force-legacy=false", "-monitor", "none", "-serial", "stdio"]
+    g = Guest(cmd)
+    try:
+        _, t_ready = g.wait_for(READY, 300)
+        ready = t_ready - g.start
+        since = len(g.out)
+        t0 = time.monotonic()
+        g.send("orrery-guest-probe cpu-bench\n")
+        m, t1 = g.wait_for(rb"cpu-bench result=(\w+) ms=(\d+)", 600, since)
+        rss = rss_beyond_ram(g.proc.pid) if kind == "orrery" else None
+        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss
+    finally:
+        g.stop()
+
+
+def summary(values):
+    return f"min {min(values):8.3f}  median {statistics.median(values):8.3f}  max {max(values):8.3f}"
+
+
+def main():
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = argparse.ArgumentParser()
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--build", default=os.path.join(top, "build"))
+    args = p.parse_args()
+    args.orrery = os.path.join(args.build, "emulator", "orrery-vm")
+    args.kernel = os.path.join(args.build, "guest", "Image")
+    args.initrd = os.path.join(args.build, "guest", "initramfs.cpio.gz")
+
+    results = {}
+    for kind in ("orrery", "qemu"):
+        rows = [run_one(kind, args) for _ in range(args.runs)]
+        results[kind] = rows
+        print(f"{kind:7s} boot to ready (s)     {summary([r[0] for r in rows])}")
+        print(f"{kind:7s} cpu-bench guest (ms)  {summary([r[1] for r in rows])}")
+        print(f"{kind:7s} cpu-bench wall (s)    {summary([r[2] for r in rows])}")
+        print(f"{kind:7s} cpu-bench checksum    {sorted(set(r[3] for r in rows))}")
+        if kind == "orrery":
+            print(f"{kind:7s} RSS beyond RAM (MiB)  {summary([r[4] for r in rows])}")
+        sys.stdout.flush()
+
+    def med(kind, i):
+        return statistics.median(r[i] for r in results[kind])
+    print(f"ratio orrery/qemu: boot {med('orrery', 0) / med('qemu', 0):.2f}x, "
+          f"cpu-bench {med('orrery', 1) / med('qemu', 1):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

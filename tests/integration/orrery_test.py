@@ -1,0 +1,121 @@
+"""Shared pieces of the integration tests: a TAP reporter and a running VM.
+
+A VM is orrery-vm started with a pipe as stdin (never /dev/null: tests must
+not depend on it) and its serial console on stdout, which a reader thread
+collects so tests can wait for lines with generous timeouts that only catch
+hangs.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+BUILD = os.environ.get("ORRERY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+ORRERY_VM = os.environ.get("ORRERY_VM", os.path.join(BUILD, "emulator", "orrery-vm"))
+READY = "orrery-guest: ready"
+BOOT_TIMEOUT = float(os.environ.get("ORRERY_BOOT_TIMEOUT", "180"))
+
+
+class Tap:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def check(self, ok, what, detail=None):
+        self.n += 1
+        print(f"{'ok' if ok else 'not ok'} {self.n} - {what}", flush=True)
+        if not ok:
+            self.failed += 1
+            if detail:
+                for line in str(detail).splitlines()[-40:]:
+                    print(f"#   {line}", flush=True)
+        return ok
+
+    def finish(self):
+        print(f"1..{self.n}", flush=True)
+        sys.exit(1 if self.failed else 0)
+
+
+class Vm:
+    def __init__(self, *args, name="test", env=None):
+        cmd = [ORRERY_VM, "--name", name] + list(args)
+        self.output = ""
+        self.lock = threading.Condition()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.stderr = ""
+        self.reader = threading.Thread(target=self._read, args=(self.proc.stdout, False), daemon=True)
+        self.reader.start()
+        self.err_reader = threading.Thread(target=self._read, args=(self.proc.stderr, True), daemon=True)
+        self.err_reader.start()
+        self.mark = 0
+
+    def _read(self, stream, is_err):
+        while True:
+            data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(1)
+            if not data:
+                break
+            with self.lock:
+                if is_err:
+                    self.stderr += data.decode(errors="replace")
+                else:
+                    self.output += data.decode(errors="replace")
+                self.lock.notify_all()
+
+    def wait_for(self, pattern, timeout=60, since=None):
+        """Waits until 'pattern' (a regex) appears in the console output after 'since'; returns the match or None."""
+        start = self.mark if since is None else since
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        with self.lock:
+            while True:
+                m = rx.search(self.output, start)
+                if m:
+                    self.mark = m.end()
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and not self.reader.is_alive():
+                    return None
+                self.lock.wait(min(left, 0.5))
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def command(self, cmd, pattern, timeout=60):
+        """Types a shell command on the serial console and waits for 'pattern' in what follows."""
+        with self.lock:
+            start = len(self.output)
+        self.send(cmd + "\n")
+        return self.wait_for(pattern, timeout, since=start)
+
+    def wait_exit(self, timeout=60):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def framebuffer(self):
+        """The guest framebuffer, read through the emulator's memfd (no copy in the emulator)."""
+        fd_dir = f"/proc/{self.proc.pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target.startswith("/memfd:orrery-framebuffer"):
+                with open(os.path.join(fd_dir, fd), "rb") as f:
+                    return f.read()
+        return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def tail(self, n=3000):
+        with self.lock:
+            return self.output[-n:] + ("\n[stderr]\n" + self.stderr[-2000:] if self.stderr else "")
