@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "machine/chardev.h"
 #include "machine/machine.h"
 #include "macro.h"
 #include "options.h"
@@ -30,35 +31,55 @@ typedef struct Vm {
         Options options;
         Machine *machine;
         sd_event *event;
-        sd_event_source *stdin_source;
         sd_event_source *stop_timer;
+        Chardev *serial;
 
-        int serial_out_fd;
         bool stdin_is_tty;
         struct termios saved_termios;
         bool escape_pending;            /* Ctrl-A seen on the terminal */
 
-        uint8_t pending_input[256];     /* held back by a full UART FIFO */
-        size_t pending_len;
-
         bool stopping;
-        int exit_code;
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
         Vm *vm = opaque;
+        chardev_guest_output(vm->serial, buf, n);
+}
 
-        while (n > 0 && vm->serial_out_fd >= 0) {
-                ssize_t w = write(vm->serial_out_fd, buf, n);
-                if (w < 0) {
-                        if (errno == EINTR)
+static void serial_room(void *opaque) {
+        Vm *vm = opaque;
+        chardev_guest_room(vm->serial);
+}
+
+static size_t serial_to_guest(void *opaque, const uint8_t *buf, size_t n) {
+        Vm *vm = opaque;
+        return machine_serial_input(vm->machine, buf, n);
+}
+
+/* Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU. Only on a terminal. */
+static size_t filter_stdin(void *opaque, uint8_t *buf, size_t n) {
+        Vm *vm = opaque;
+        size_t out = 0;
+
+        if (!vm->stdin_is_tty)
+                return n;
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = buf[i];
+                if (vm->escape_pending) {
+                        vm->escape_pending = false;
+                        if (c == 'x' || c == 'X') {
+                                machine_request(vm->machine, MACHINE_REQUEST_QUIT);
                                 continue;
-                        /* Nobody listens any more: drop output rather than stall the guest. */
-                        return;
+                        }
+                        if (c != 0x01)
+                                continue;
+                } else if (c == 0x01) {
+                        vm->escape_pending = true;
+                        continue;
                 }
-                buf += w;
-                n -= (size_t) w;
+                buf[out++] = c;
         }
+        return out;
 }
 
 static void restore_terminal(Vm *vm) {
@@ -81,65 +102,10 @@ static void request_clean_stop(Vm *vm) {
         machine_request(vm->machine, MACHINE_REQUEST_QUIT);
 }
 
-static void feed_serial(Vm *vm) {
-        size_t n;
-
-        if (vm->pending_len == 0)
-                return;
-        n = machine_serial_input(vm->machine, vm->pending_input, vm->pending_len);
-        memmove(vm->pending_input, vm->pending_input + n, vm->pending_len - n);
-        vm->pending_len -= n;
-        /* Stop reading stdin while the guest has not drained what we have. */
-        if (vm->stdin_source)
-                sd_event_source_set_enabled(vm->stdin_source, vm->pending_len ? SD_EVENT_OFF : SD_EVENT_ON);
-}
-
-static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Vm *vm = userdata;
-        uint8_t buf[sizeof(vm->pending_input)];
-        ssize_t n;
-
-        n = read(fd, buf, sizeof(buf) - vm->pending_len);
-        if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR)
-                        return 0;
-                n = 0;
-        }
-        if (n == 0) {
-                /* End of input: keep the VM running, stop listening. */
-                vm->stdin_source = sd_event_source_disable_unref(vm->stdin_source);
-                return 0;
-        }
-
-        for (ssize_t i = 0; i < n; i++) {
-                uint8_t c = buf[i];
-
-                if (vm->stdin_is_tty) {
-                        /* Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU. */
-                        if (vm->escape_pending) {
-                                vm->escape_pending = false;
-                                if (c == 'x' || c == 'X') {
-                                        machine_request(vm->machine, MACHINE_REQUEST_QUIT);
-                                        return 0;
-                                }
-                                if (c != 0x01)
-                                        continue;
-                        } else if (c == 0x01) {
-                                vm->escape_pending = true;
-                                continue;
-                        }
-                }
-                vm->pending_input[vm->pending_len++] = c;
-        }
-        feed_serial(vm);
-        return 0;
-}
-
 static int on_machine_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Vm *vm = userdata;
 
         machine_notify_drain(vm->machine);
-        feed_serial(vm);
 
         if (machine_get_state(vm->machine) == MACHINE_SHUTDOWN)
                 return sd_event_exit(vm->event, machine_exit_code(vm->machine));
@@ -168,23 +134,27 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
 static int setup_serial(Vm *vm) {
         const char *serial = vm->options.serial;
+        ChardevBackend backend = { .write_to_guest = serial_to_guest, .opaque = vm };
+        ChardevHooks hooks = { .filter_stdin = filter_stdin, .opaque = vm };
         int r;
 
-        if (strcmp(serial, "none") == 0) {
-                vm->serial_out_fd = -1;
+        r = chardev_new(vm->event, "serial0", "serial0", &backend, &vm->serial);
+        if (r < 0)
+                return r;
+        chardev_set_hooks(vm->serial, &hooks);
+
+        if (strcmp(serial, "none") == 0)
                 return 0;
-        }
         if (strncmp(serial, "file:", 5) == 0) {
-                vm->serial_out_fd = open(serial + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
-                if (vm->serial_out_fd < 0) {
+                int fd = open(serial + 5, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+                if (fd < 0) {
                         fprintf(stderr, "orrery-vm: cannot open serial output file '%s': %s\n", serial + 5, strerror(errno));
                         return -errno;
                 }
-                return 0;
+                return chardev_attach_file(vm->serial, fd);
         }
 
-        /* stdio */
-        vm->serial_out_fd = STDOUT_FILENO;
+        /* stdio: a terminal goes into raw mode so that every key reaches the guest. */
         if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &vm->saved_termios) == 0) {
                 struct termios raw = vm->saved_termios;
                 cfmakeraw(&raw);
@@ -192,14 +162,7 @@ static int setup_serial(Vm *vm) {
                 if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0)
                         vm->stdin_is_tty = true;
         }
-        fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-        r = sd_event_add_io(vm->event, &vm->stdin_source, STDIN_FILENO, EPOLLIN, on_stdin, vm);
-        if (r == -EPERM) {
-                /* stdin is a regular file (or /dev/null replaced by one): no interactive input. */
-                vm->stdin_source = NULL;
-                return 0;
-        }
-        return r;
+        return chardev_attach_stdio(vm->serial, STDIN_FILENO, STDOUT_FILENO);
 }
 
 static int run(Vm *vm) {
@@ -216,6 +179,7 @@ static int run(Vm *vm) {
         };
         MachineCallbacks callbacks = {
                 .serial_output = serial_output,
+                .serial_room = serial_room,
                 .opaque = vm,
         };
         char error[512] = "";
@@ -270,7 +234,7 @@ fail:
 }
 
 int main(int argc, char *argv[]) {
-        Vm vm = { .serial_out_fd = -1 };
+        Vm vm = {};
         char error[512] = "";
         int r;
 
@@ -287,11 +251,11 @@ int main(int argc, char *argv[]) {
 
         if (vm.machine)
                 machine_free(vm.machine);
+        if (vm.serial)
+                chardev_flush(vm.serial);
         vm.stop_timer = sd_event_source_unref(vm.stop_timer);
-        vm.stdin_source = sd_event_source_disable_unref(vm.stdin_source);
+        vm.serial = chardev_free(vm.serial);
         sd_event_unref(vm.event);
-        if (vm.serial_out_fd > STDERR_FILENO)
-                close(vm.serial_out_fd);
         options_free(&vm.options);
         return r;
 }

@@ -37,7 +37,7 @@
 #include "macro.h"
 
 #define RUN_CHUNK_INSTRUCTIONS 65536
-#define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause"
+#define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause_sstc"
 
 struct Machine {
         MachineConfig config;
@@ -119,7 +119,9 @@ static void uart_tx(void *opaque, const uint8_t *buf, size_t n) {
 }
 
 static void uart_rx_space(void *opaque) {
-        notify(opaque);
+        Machine *m = opaque;
+        if (m->callbacks.serial_room)
+                m->callbacks.serial_room(m->callbacks.opaque);
 }
 
 static void test_action(void *opaque, SifiveTestAction action, int code) {

@@ -44,8 +44,10 @@ typedef enum MachineRequest {
 } MachineRequest;
 
 typedef struct MachineCallbacks {
-        /* Guest serial output. CPU thread; should not block for long. */
+        /* Guest serial output. CPU thread; must not block. */
         void (*serial_output)(void *opaque, const uint8_t *buf, size_t n);
+        /* The UART can take serial input again after machine_serial_input() took less than offered. CPU thread. */
+        void (*serial_room)(void *opaque);
         void *opaque;
 } MachineCallbacks;
 
@@ -72,7 +74,7 @@ MachineState machine_get_state(Machine *m);
 /* Exit status the guest asked for when it powered off (0 unless it reported failure). */
 int machine_exit_code(Machine *m);
 
-/* Readable (eventfd) when the state changed or serial input has room again. */
+/* Readable (eventfd) when the state changed. */
 int machine_notify_fd(Machine *m);
 void machine_notify_drain(Machine *m);
 

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "machine/chardev.h"
+#include "macro.h"
+
+#define INPUT_CHUNK 256
+
+/* A byte ring; 'size' is a power of two. */
+typedef struct Ring {
+        uint8_t *data;
+        size_t size;
+        size_t head;    /* total bytes ever written */
+        size_t tail;    /* total bytes ever read */
+} Ring;
+
+struct Chardev {
+        char *id, *name;
+        sd_event *event;
+        ChardevBackend backend;
+        ChardevHooks hooks;
+
+        /* Shared with the device's thread: 'lock' protects 'out' and 'scrollback'. */
+        pthread_mutex_t lock;
+        Ring out;               /* guest output not yet delivered */
+        Ring scrollback;        /* the most recent guest output */
+        size_t dropped;         /* guest output lost because 'out' was full */
+        int wake_fd;            /* eventfd: output pending or room for input */
+        sd_event_source *wake_source;
+
+        /* Event-loop thread only. */
+        int stdio_in_fd, stdio_out_fd;
+        sd_event_source *stdio_in_source;
+        int file_fd;
+        int client_fd;
+        sd_event_source *client_source;
+
+        uint8_t input[INPUT_CHUNK];     /* host input the guest has not taken yet */
+        size_t input_len;
+};
+
+static size_t ring_used(const Ring *r) {
+        return r->head - r->tail;
+}
+
+static void ring_put(Ring *r, const uint8_t *buf, size_t n, bool overwrite) {
+        if (overwrite && n > r->size) {
+                buf += n - r->size;
+                n = r->size;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (ring_used(r) == r->size) {
+                        if (!overwrite)
+                                return;
+                        r->tail++;
+                }
+                r->data[r->head++ & (r->size - 1)] = buf[i];
+        }
+}
+
+static size_t ring_get(Ring *r, uint8_t *buf, size_t n) {
+        size_t got = 0;
+        while (got < n && ring_used(r) > 0)
+                buf[got++] = r->data[r->tail++ & (r->size - 1)];
+        return got;
+}
+
+static void wake(Chardev *c) {
+        uint64_t one = 1;
+        (void) !write(c->wake_fd, &one, sizeof(one));
+}
+
+void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n) {
+        bool was_empty;
+        size_t room;
+
+        pthread_mutex_lock(&c->lock);
+        was_empty = ring_used(&c->out) == 0;
+        room = c->out.size - ring_used(&c->out);
+        if (n > room)
+                c->dropped += n - room;
+        ring_put(&c->out, buf, MIN(n, room), false);
+        ring_put(&c->scrollback, buf, n, true);
+        pthread_mutex_unlock(&c->lock);
+
+        /* One wakeup per burst, not per byte. */
+        if (was_empty)
+                wake(c);
+}
+
+void chardev_guest_room(Chardev *c) {
+        wake(c);
+}
+
+static void set_sources_enabled(Chardev *c, bool enabled) {
+        int mode = enabled ? SD_EVENT_ON : SD_EVENT_OFF;
+        if (c->stdio_in_source)
+                sd_event_source_set_enabled(c->stdio_in_source, mode);
+        if (c->client_source)
+                sd_event_source_set_enabled(c->client_source, mode);
+}
+
+/* Offers held-back input to the guest; sources stay off until it is all taken. */
+static void feed_guest(Chardev *c) {
+        size_t n;
+
+        if (c->input_len > 0 && c->backend.write_to_guest) {
+                n = c->backend.write_to_guest(c->backend.opaque, c->input, c->input_len);
+                if (n > c->input_len)
+                        n = c->input_len;
+                memmove(c->input, c->input + n, c->input_len - n);
+                c->input_len -= n;
+        }
+        set_sources_enabled(c, c->input_len == 0);
+}
+
+static void write_all_blocking(int fd, const uint8_t *buf, size_t n) {
+        while (n > 0) {
+                ssize_t w = write(fd, buf, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0 && errno == EAGAIN) {
+                        /* A non-blocking terminal: wait for it rather than lose console output. */
+                        fd_set set;
+                        FD_ZERO(&set);
+                        FD_SET(fd, &set);
+                        (void) select(fd + 1, NULL, &set, NULL, NULL);
+                        continue;
+                }
+                if (w <= 0)
+                        return;
+                buf += w;
+                n -= (size_t) w;
+        }
+}
+
+static void deliver_output(Chardev *c) {
+        uint8_t buf[4096];
+        size_t n;
+
+        for (;;) {
+                pthread_mutex_lock(&c->lock);
+                n = ring_get(&c->out, buf, sizeof(buf));
+                pthread_mutex_unlock(&c->lock);
+                if (n == 0)
+                        break;
+
+                if (c->stdio_out_fd >= 0)
+                        write_all_blocking(c->stdio_out_fd, buf, n);
+                if (c->file_fd >= 0)
+                        write_all_blocking(c->file_fd, buf, n);
+                if (c->client_fd >= 0) {
+                        /* Never block on a client: what it cannot take now is dropped (the scrollback keeps it). */
+                        ssize_t w = send(c->client_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                        if (w < 0 && errno != EAGAIN && errno != EINTR)
+                                chardev_detach_client(c);
+                }
+        }
+}
+
+void chardev_flush(Chardev *c) {
+        deliver_output(c);
+}
+
+static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Chardev *c = userdata;
+        uint64_t v;
+
+        (void) !read(fd, &v, sizeof(v));
+        deliver_output(c);
+        feed_guest(c);
+        return 0;
+}
+
+static void take_input(Chardev *c, const uint8_t *buf, size_t n) {
+        memcpy(c->input + c->input_len, buf, n);
+        c->input_len += n;
+        feed_guest(c);
+}
+
+static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Chardev *c = userdata;
+        uint8_t buf[INPUT_CHUNK];
+        ssize_t n;
+
+        n = read(fd, buf, sizeof(buf) - c->input_len);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n <= 0) {
+                /* End of input: the VM keeps running, the terminal is just not read any more. */
+                c->stdio_in_source = sd_event_source_disable_unref(c->stdio_in_source);
+                return 0;
+        }
+        if (c->hooks.filter_stdin)
+                n = (ssize_t) c->hooks.filter_stdin(c->hooks.opaque, buf, (size_t) n);
+        if (n > 0)
+                take_input(c, buf, (size_t) n);
+        return 0;
+}
+
+static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Chardev *c = userdata;
+        uint8_t buf[INPUT_CHUNK];
+        ssize_t n;
+
+        n = recv(fd, buf, sizeof(buf) - c->input_len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n <= 0) {
+                chardev_detach_client(c);
+                if (c->hooks.client_gone)
+                        c->hooks.client_gone(c->hooks.opaque, c);
+                return 0;
+        }
+        take_input(c, buf, (size_t) n);
+        return 0;
+}
+
+static int ring_init(Ring *r, size_t size) {
+        r->data = malloc(size);
+        if (!r->data)
+                return -ENOMEM;
+        r->size = size;
+        r->head = r->tail = 0;
+        return 0;
+}
+
+int chardev_new(sd_event *event, const char *id, const char *name, const ChardevBackend *backend, Chardev **ret) {
+        Chardev *c;
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        pthread_mutex_init(&c->lock, NULL);
+        c->wake_fd = c->stdio_in_fd = c->stdio_out_fd = c->file_fd = c->client_fd = -1;
+        c->event = sd_event_ref(event);
+        c->backend = *backend;
+        c->id = strdup(id);
+        c->name = strdup(name);
+        if (!c->id || !c->name) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = ring_init(&c->out, CHARDEV_RING_SIZE);
+        if (r < 0)
+                goto fail;
+        r = ring_init(&c->scrollback, CHARDEV_SCROLLBACK_SIZE);
+        if (r < 0)
+                goto fail;
+        c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (c->wake_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = sd_event_add_io(event, &c->wake_source, c->wake_fd, EPOLLIN, on_wake, c);
+        if (r < 0)
+                goto fail;
+        *ret = c;
+        return 0;
+
+fail:
+        chardev_free(c);
+        return r;
+}
+
+Chardev *chardev_free(Chardev *c) {
+        if (!c)
+                return NULL;
+        chardev_detach_client(c);
+        sd_event_source_disable_unref(c->stdio_in_source);
+        sd_event_source_disable_unref(c->wake_source);
+        safe_close(c->wake_fd);
+        safe_close(c->file_fd);
+        sd_event_unref(c->event);
+        free(c->out.data);
+        free(c->scrollback.data);
+        free(c->id);
+        free(c->name);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+const char *chardev_id(const Chardev *c) {
+        return c->id;
+}
+
+const char *chardev_name(const Chardev *c) {
+        return c->name;
+}
+
+void chardev_set_hooks(Chardev *c, const ChardevHooks *hooks) {
+        c->hooks = *hooks;
+}
+
+int chardev_attach_stdio(Chardev *c, int in_fd, int out_fd) {
+        int r;
+
+        c->stdio_out_fd = out_fd;
+        c->stdio_in_fd = in_fd;
+        if (in_fd < 0)
+                return 0;
+        (void) fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
+        r = sd_event_add_io(c->event, &c->stdio_in_source, in_fd, EPOLLIN, on_stdin, c);
+        if (r == -EPERM) {
+                /* A regular file (or a /dev/null replaced by one): nothing to read interactively. */
+                c->stdio_in_source = NULL;
+                return 0;
+        }
+        return r;
+}
+
+int chardev_attach_file(Chardev *c, int out_fd) {
+        safe_close(c->file_fd);
+        c->file_fd = out_fd;
+        return 0;
+}
+
+int chardev_attach_client(Chardev *c, int fd) {
+        int r;
+
+        if (c->client_fd >= 0)
+                return -EBUSY;
+        r = sd_event_add_io(c->event, &c->client_source, fd, EPOLLIN, on_client, c);
+        if (r < 0)
+                return r;
+        c->client_fd = fd;
+        if (c->input_len > 0)
+                sd_event_source_set_enabled(c->client_source, SD_EVENT_OFF);
+        return 0;
+}
+
+void chardev_detach_client(Chardev *c) {
+        c->client_source = sd_event_source_disable_unref(c->client_source);
+        c->client_fd = safe_close(c->client_fd);
+}
+
+bool chardev_has_client(const Chardev *c) {
+        return c->client_fd >= 0;
+}
+
+int chardev_get_scrollback(Chardev *c, uint8_t **ret_data, size_t *ret_size) {
+        uint8_t *data;
+        size_t n;
+
+        pthread_mutex_lock(&c->lock);
+        n = ring_used(&c->scrollback);
+        data = malloc(n ? n : 1);
+        if (data) {
+                for (size_t i = 0; i < n; i++)
+                        data[i] = c->scrollback.data[(c->scrollback.tail + i) & (c->scrollback.size - 1)];
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (!data)
+                return -ENOMEM;
+        *ret_data = data;
+        *ret_size = n;
+        return 0;
+}

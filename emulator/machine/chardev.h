@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * A character device between a guest device (the UART, a virtio-console
+ * port) and the host: the terminal orrery-vm runs on and/or one client
+ * socket registered over the bus (org.orrery.Chardev1).
+ *
+ * Guest output is produced on whatever thread runs the device (the CPU
+ * thread for the UART) and must never block: it goes into a bounded ring
+ * (protected by 'lock') and the event-loop thread is woken through an
+ * eventfd to deliver it. A copy is kept in a bounded scrollback so a client
+ * that attaches later sees what it missed.
+ *
+ * Host input is delivered on the event-loop thread; when the guest device
+ * cannot take more, the chardev stops reading its sources until the device
+ * reports room again (chardev_guest_room(), any thread).
+ *
+ * Everything else belongs to the event-loop thread.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#define CHARDEV_RING_SIZE (64 * 1024)
+#define CHARDEV_SCROLLBACK_SIZE (64 * 1024)
+
+typedef struct Chardev Chardev;
+
+typedef struct ChardevBackend {
+        /* Host → guest; returns how many bytes the device took. Event-loop thread. */
+        size_t (*write_to_guest)(void *opaque, const uint8_t *buf, size_t n);
+        void *opaque;
+} ChardevBackend;
+
+typedef struct ChardevHooks {
+        /*
+         * Filters bytes typed on the terminal before they reach the guest
+         * (e.g. the Ctrl-A escape); returns how many of 'buf' remain (in place).
+         */
+        size_t (*filter_stdin)(void *opaque, uint8_t *buf, size_t n);
+        /* The registered client went away (closed its socket). */
+        void (*client_gone)(void *opaque, Chardev *c);
+        void *opaque;
+} ChardevHooks;
+
+int chardev_new(sd_event *event, const char *id, const char *name, const ChardevBackend *backend, Chardev **ret);
+Chardev *chardev_free(Chardev *c);
+
+const char *chardev_id(const Chardev *c);
+const char *chardev_name(const Chardev *c);
+void chardev_set_hooks(Chardev *c, const ChardevHooks *hooks);
+
+/* Guest side, any thread, never blocks. */
+void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n);
+void chardev_guest_room(Chardev *c);
+
+/* The terminal: guest output is written to out_fd (blocking), in_fd (if >= 0) is read. */
+int chardev_attach_stdio(Chardev *c, int in_fd, int out_fd);
+/* Appends guest output to a file descriptor (e.g. --serial file:PATH); takes ownership. */
+int chardev_attach_file(Chardev *c, int out_fd);
+
+/* A client's connected stream socket; takes ownership. -EBUSY if one is attached. */
+int chardev_attach_client(Chardev *c, int fd);
+void chardev_detach_client(Chardev *c);
+bool chardev_has_client(const Chardev *c);
+
+/* Delivers pending guest output now (before exiting). Event-loop thread. */
+void chardev_flush(Chardev *c);
+
+/* A copy of the scrollback (malloc'ed). */
+int chardev_get_scrollback(Chardev *c, uint8_t **ret_data, size_t *ret_size);
