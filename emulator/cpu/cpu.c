@@ -606,7 +606,11 @@ static SystemResult exec_system(Hart *h, uint32_t insn, unsigned rd, unsigned rs
                 }
         }
         if (do_write) {
-                uint64_t v = op == 1 ? src : op == 2 ? (old | src) : (old & ~src);
+                uint64_t base = old;
+                /* CSRRS/CSRRC on mip modify the software SEIP bit, not its OR with the device line. */
+                if (csr == 0x344 && op != 1)
+                        base = (old & ~MIP_SEIP) | (h->mip_sw & MIP_SEIP);
+                uint64_t v = op == 1 ? src : op == 2 ? (base | src) : (base & ~src);
                 if (csr_write(h, csr, v) < 0) {
                         return SYSTEM_ILLEGAL;
                 }
@@ -858,8 +862,8 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                         h->budget--;
                         executed++;
                         step(h);
+                        h->instret++;   /* per instruction, so that CSR reads of instret are exact */
                 }
-                h->instret += executed;
                 left -= executed;
         }
         return HART_EXIT_BUDGET;

@@ -378,6 +378,9 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 break;
         case CSR_MENVCFG:
                 h->menvcfg = value & (MENVCFG_STCE | MENVCFG_FIOM);
+                /* With STCE, STIP follows stimecmp alone: drop what software wrote to it before. */
+                if (h->menvcfg & MENVCFG_STCE)
+                        h->mip_sw &= ~MIP_STIP;
                 break;
         case CSR_MCOUNTINHIBIT:
                 h->mcountinhibit = value & 0xfffffffd;
@@ -426,7 +429,11 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
         }
         case CSR_MCYCLE:
         case CSR_MINSTRET:
-                h->instret = value;
+                /*
+                 * hart_run() counts the writing instruction as retired right after it; the write
+                 * replaces that increment, so the next instruction reads 'value' (Zicsr).
+                 */
+                h->instret = value - 1;
                 break;
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
                 break;
