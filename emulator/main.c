@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "bus/bus.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
 #include "macro.h"
@@ -33,6 +34,7 @@ typedef struct Vm {
         sd_event *event;
         sd_event_source *stop_timer;
         Chardev *serial;
+        VmBus *bus;
 
         bool stdin_is_tty;
         struct termios saved_termios;
@@ -106,6 +108,8 @@ static int on_machine_notify(sd_event_source *s, int fd, uint32_t revents, void 
         Vm *vm = userdata;
 
         machine_notify_drain(vm->machine);
+        if (vm->bus)
+                vm_bus_machine_changed(vm->bus);
 
         if (machine_get_state(vm->machine) == MACHINE_SHUTDOWN)
                 return sd_event_exit(vm->event, machine_exit_code(vm->machine));
@@ -216,6 +220,22 @@ static int run(Vm *vm) {
         if (r < 0)
                 goto fail;
 
+        if (!vm->options.no_bus) {
+                VmBusConfig bus_config = {
+                        .name = vm->options.name,
+                        .address = vm->options.bus_address,
+                        .machine = vm->machine,
+                        .chardevs = { vm->serial },
+                        .n_chardevs = 1,
+                };
+                r = vm_bus_new(vm->event, &bus_config, &vm->bus, error, sizeof(error));
+                if (r < 0) {
+                        restore_terminal(vm);
+                        fprintf(stderr, "orrery-vm: %s\n", error);
+                        return EXIT_USAGE;
+                }
+        }
+
         /* The CPU thread inherits the blocked signal mask: signals go to the event loop. */
         r = machine_start(vm->machine);
         if (r < 0)
@@ -249,6 +269,9 @@ int main(int argc, char *argv[]) {
 
         r = run(&vm);
 
+        if (vm.machine)
+                machine_request(vm.machine, MACHINE_REQUEST_QUIT);
+        vm.bus = vm_bus_free(vm.bus);
         if (vm.machine)
                 machine_free(vm.machine);
         if (vm.serial)

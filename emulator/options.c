@@ -103,6 +103,8 @@ static void help(void) {
                "  --serial stdio|none|file:PATH\n"
                "                       where the serial console goes (default: stdio)\n"
                "  --no-reboot          exit when the guest reboots\n"
+               "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
+               "  --no-bus             do not publish the VM on any bus\n"
                "  --help, --version\n"
                "\n"
                "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
@@ -171,6 +173,8 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 ARG_DISPLAY,
                 ARG_SERIAL,
                 ARG_NO_REBOOT,
+                ARG_BUS,
+                ARG_NO_BUS,
                 ARG_HELP,
                 ARG_VERSION,
         };
@@ -184,6 +188,8 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 { "display", required_argument, NULL, ARG_DISPLAY },
                 { "serial", required_argument, NULL, ARG_SERIAL },
                 { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
+                { "bus", required_argument, NULL, ARG_BUS },
+                { "no-bus", no_argument, NULL, ARG_NO_BUS },
                 { "help", no_argument, NULL, ARG_HELP },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -255,6 +261,16 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 case ARG_NO_REBOOT:
                         o->no_reboot = true;
                         break;
+                case ARG_BUS:
+                        if (!*optarg) {
+                                snprintf(error, error_size, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
+                                return -EINVAL;
+                        }
+                        r = set_string(&o->bus_address, optarg);
+                        break;
+                case ARG_NO_BUS:
+                        o->no_bus = true;
+                        break;
                 case ARG_HELP:
                         help();
                         return 0;
@@ -282,6 +298,10 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
         }
         if (!o->name) {
                 snprintf(error, error_size, "--name NAME is required");
+                return -EINVAL;
+        }
+        if (o->no_bus && o->bus_address) {
+                snprintf(error, error_size, "--bus and --no-bus exclude each other");
                 return -EINVAL;
         }
 
@@ -320,5 +340,6 @@ void options_free(Options *o) {
         free(o->initrd);
         free(o->append);
         free(o->serial);
+        free(o->bus_address);
         *o = (Options) {};
 }

@@ -12,6 +12,8 @@ typedef struct Options {
         uint32_t fb_width, fb_height;
         char *serial;                   /* "stdio", "none" or "file:PATH" */
         bool no_reboot;
+        char *bus_address;              /* NULL: the user's session bus */
+        bool no_bus;
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

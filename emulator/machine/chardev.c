@@ -142,6 +142,12 @@ static void write_all_blocking(int fd, const uint8_t *buf, size_t n) {
         }
 }
 
+static void client_lost(Chardev *c) {
+        chardev_detach_client(c);
+        if (c->hooks.client_gone)
+                c->hooks.client_gone(c->hooks.client_gone_opaque, c);
+}
+
 static void deliver_output(Chardev *c) {
         uint8_t buf[4096];
         size_t n;
@@ -161,7 +167,7 @@ static void deliver_output(Chardev *c) {
                         /* Never block on a client: what it cannot take now is dropped (the scrollback keeps it). */
                         ssize_t w = send(c->client_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
                         if (w < 0 && errno != EAGAIN && errno != EINTR)
-                                chardev_detach_client(c);
+                                client_lost(c);
                 }
         }
 }
@@ -215,9 +221,7 @@ static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdat
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (n <= 0) {
-                chardev_detach_client(c);
-                if (c->hooks.client_gone)
-                        c->hooks.client_gone(c->hooks.opaque, c);
+                client_lost(c);
                 return 0;
         }
         take_input(c, buf, (size_t) n);
@@ -288,6 +292,10 @@ Chardev *chardev_free(Chardev *c) {
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
+}
+
+ChardevHooks chardev_get_hooks(const Chardev *c) {
+        return c->hooks;
 }
 
 const char *chardev_id(const Chardev *c) {

@@ -41,9 +41,10 @@ typedef struct ChardevHooks {
          * (e.g. the Ctrl-A escape); returns how many of 'buf' remain (in place).
          */
         size_t (*filter_stdin)(void *opaque, uint8_t *buf, size_t n);
+        void *opaque;
         /* The registered client went away (closed its socket). */
         void (*client_gone)(void *opaque, Chardev *c);
-        void *opaque;
+        void *client_gone_opaque;
 } ChardevHooks;
 
 int chardev_new(sd_event *event, const char *id, const char *name, const ChardevBackend *backend, Chardev **ret);
@@ -52,6 +53,7 @@ Chardev *chardev_free(Chardev *c);
 const char *chardev_id(const Chardev *c);
 const char *chardev_name(const Chardev *c);
 void chardev_set_hooks(Chardev *c, const ChardevHooks *hooks);
+ChardevHooks chardev_get_hooks(const Chardev *c);
 
 /* Guest side, any thread, never blocks. */
 void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n);

@@ -70,7 +70,10 @@ struct Machine {
         bool cpu_thread_started;
         pthread_mutex_t lock;
         pthread_cond_t cond;
+        pthread_cond_t done_cond;       /* signalled when requests have been carried out */
         unsigned requests;              /* bit set of MachineRequest */
+        uint64_t request_seq;           /* requests issued */
+        uint64_t done_seq;              /* requests carried out (all up to this number) */
         MachineState state;
         int exit_code;
 
@@ -390,6 +393,11 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->power_action = -1;
         pthread_mutex_init(&m->lock, NULL);
         pthread_cond_init(&m->cond, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->done_cond, &attr);
+        pthread_condattr_destroy(&attr);
         if (callbacks)
                 m->callbacks = *callbacks;
         m->name = strdup(config->name ? config->name : "orrery");
@@ -480,10 +488,13 @@ static bool handle_requests(Machine *m) {
         pthread_mutex_lock(&m->lock);
         for (;;) {
                 unsigned req = m->requests;
+                uint64_t seq = m->request_seq;
                 m->requests = 0;
 
                 if (req & (1u << MACHINE_REQUEST_QUIT)) {
                         m->state = MACHINE_SHUTDOWN;
+                        m->done_seq = seq;
+                        pthread_cond_broadcast(&m->done_cond);
                         pthread_mutex_unlock(&m->lock);
                         notify(m);
                         return false;
@@ -504,6 +515,8 @@ static bool handle_requests(Machine *m) {
                         m->state = MACHINE_RUNNING;
                         notify(m);
                 }
+                m->done_seq = seq;
+                pthread_cond_broadcast(&m->done_cond);
                 if (m->state != MACHINE_PAUSED)
                         break;
                 while (m->requests == 0)
@@ -573,9 +586,49 @@ int machine_start(Machine *m) {
 void machine_request(Machine *m, MachineRequest request) {
         pthread_mutex_lock(&m->lock);
         m->requests |= 1u << request;
+        m->request_seq++;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
         hart_kick(&m->hart);
+}
+
+int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_usec) {
+        struct timespec deadline;
+        uint64_t seq;
+        int r = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += (time_t) (timeout_usec / 1000000);
+        deadline.tv_nsec += (long) (timeout_usec % 1000000) * 1000;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+
+        pthread_mutex_lock(&m->lock);
+        m->requests |= 1u << request;
+        seq = ++m->request_seq;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+        hart_kick(&m->hart);
+
+        pthread_mutex_lock(&m->lock);
+        while (m->done_seq < seq && m->state != MACHINE_SHUTDOWN && m->cpu_thread_started) {
+                if (pthread_cond_timedwait(&m->done_cond, &m->lock, &deadline) == ETIMEDOUT) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&m->lock);
+        return r;
+}
+
+int machine_power_button(Machine *m) {
+        return -EOPNOTSUPP;
+}
+
+uint64_t machine_memory_bytes(Machine *m) {
+        return m->config.memory;
 }
 
 MachineState machine_get_state(Machine *m) {
@@ -620,6 +673,16 @@ int machine_framebuffer_fd(Machine *m) {
         return m->fb_fd;
 }
 
+size_t machine_framebuffer_dirty_words(Machine *m) {
+        return m->mem.fb_dirty ? m->mem.fb_dirty_words : 0;
+}
+
+uint64_t machine_framebuffer_take_dirty(Machine *m, size_t word) {
+        if (!m->mem.fb_dirty || word >= m->mem.fb_dirty_words)
+                return 0;
+        return physmem_fb_take_dirty(&m->mem, word);
+}
+
 uint64_t machine_instructions(Machine *m) {
         return __atomic_load_n(&m->hart.instret, __ATOMIC_RELAXED);
 }
@@ -654,5 +717,6 @@ void machine_free(Machine *m) {
         free(m->append);
         pthread_mutex_destroy(&m->lock);
         pthread_cond_destroy(&m->cond);
+        pthread_cond_destroy(&m->done_cond);
         free(m);
 }

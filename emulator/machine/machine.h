@@ -70,7 +70,17 @@ int machine_start(Machine *m);
 /* Any thread. Requests are queued and carried out by the CPU thread. */
 void machine_request(Machine *m, MachineRequest request);
 
+/*
+ * Like machine_request(), then waits (up to timeout_usec) until the CPU
+ * thread has carried it out. Returns 0, or -ETIMEDOUT.
+ */
+int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_usec);
+
+/* Presses and releases KEY_POWER on the guest's keyboard. -EOPNOTSUPP without one. Any thread. */
+int machine_power_button(Machine *m);
+
 MachineState machine_get_state(Machine *m);
+uint64_t machine_memory_bytes(Machine *m);
 /* Exit status the guest asked for when it powered off (0 unless it reported failure). */
 int machine_exit_code(Machine *m);
 
@@ -84,5 +94,12 @@ size_t machine_serial_input(Machine *m, const uint8_t *buf, size_t n);
 /* Test/debug hooks: the framebuffer as the guest wrote it. */
 const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride);
 int machine_framebuffer_fd(Machine *m);
+/*
+ * The framebuffer's dirty bitmap, one bit per 4 KiB page, 64 pages per word.
+ * machine_framebuffer_take_dirty() returns a word's bits and clears them
+ * (atomically: the CPU thread sets them as the guest stores). Any thread.
+ */
+size_t machine_framebuffer_dirty_words(Machine *m);
+uint64_t machine_framebuffer_take_dirty(Machine *m, size_t word);
 /* Number of guest instructions retired so far (approximate while running). */
 uint64_t machine_instructions(Machine *m);

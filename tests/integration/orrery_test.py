@@ -40,8 +40,8 @@ class Tap:
 
 
 class Vm:
-    def __init__(self, *args, name="test", env=None):
-        cmd = [ORRERY_VM, "--name", name] + list(args)
+    def __init__(self, *args, name="test", env=None, bus=None):
+        cmd = [ORRERY_VM, "--name", name] + list(args) + (["--bus", bus] if bus else ["--no-bus"])
         self.output = ""
         self.lock = threading.Condition()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -119,3 +119,18 @@ class Vm:
     def tail(self, n=3000):
         with self.lock:
             return self.output[-n:] + ("\n[stderr]\n" + self.stderr[-2000:] if self.stderr else "")
+
+
+class PrivateBus:
+    """A dbus-daemon of our own, so tests never touch (or need) the user's session bus."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.address = self.proc.stdout.readline().decode().strip()
+        if not self.address:
+            raise RuntimeError("dbus-daemon did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()

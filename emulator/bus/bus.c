@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-id128.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "macro.h"
+
+int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
+        sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (r >= 0) {
+                r = sd_bus_creds_get_euid(creds, &uid);
+                sd_bus_creds_unref(creds);
+        }
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's user: %s",
+                                         strerror(-r));
+        if (uid != geteuid())
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Only the VM's owner (uid %u) may call it; the caller is uid %u",
+                                         (unsigned) geteuid(), (unsigned) uid);
+        return 0;
+}
+
+static int connect_bus(const char *address, sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r;
+
+        if (!address)
+                return sd_bus_open_user_with_description(ret, "orrery-vm");
+
+        r = sd_bus_new(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_address(bus, address);
+        if (r >= 0)
+                r = sd_bus_set_bus_client(bus, true);
+        if (r >= 0)
+                r = sd_bus_set_trusted(bus, false);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r < 0) {
+                sd_bus_unref(bus);
+                return r;
+        }
+        *ret = bus;
+        return 0;
+}
+
+int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size) {
+        VmBus *b;
+        sd_id128_t id;
+        char service[128];
+        int r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b) {
+                snprintf(error, error_size, "out of memory");
+                return -ENOMEM;
+        }
+        b->event = sd_event_ref(event);
+        b->machine = config->machine;
+        b->last_state = machine_get_state(config->machine);
+        b->name = strdup(config->name);
+        if (!b->name || asprintf(&b->path, "/org/orrery/VM/%s", config->name) < 0 ||
+            asprintf(&b->console_path, "/org/orrery/VM/%s/Console/0", config->name) < 0) {
+                r = -ENOMEM;
+                snprintf(error, error_size, "out of memory");
+                goto fail;
+        }
+        if (sd_id128_randomize(&id) >= 0)
+                sd_id128_to_uuid_string(id, b->uuid);
+
+        r = connect_bus(config->address, &b->bus);
+        if (r < 0) {
+                snprintf(error, error_size,
+                         "cannot connect to %s: %s (use --bus ADDRESS for another bus, or --no-bus)",
+                         config->address ? config->address : "the session bus", strerror(-r));
+                goto fail;
+        }
+
+        r = sd_bus_add_object_manager(b->bus, NULL, b->path);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Machine1", machine1_vtable, b);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
+                goto fail;
+        }
+        r = console1_setup(b);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot publish the console: %s", strerror(-r));
+                goto fail;
+        }
+        for (unsigned i = 0; i < config->n_chardevs && i < BUS_MAX_CHARDEVS; i++) {
+                b->chardevs[i].bus = b;
+                b->chardevs[i].chardev = config->chardevs[i];
+                b->n_chardevs++;
+        }
+        r = chardev1_setup(b);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot publish the character devices: %s", strerror(-r));
+                goto fail;
+        }
+
+        r = sd_bus_attach_event(b->bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot attach the bus to the event loop: %s", strerror(-r));
+                goto fail;
+        }
+
+        /* Without queueing: a second VM of the same name fails instead of waiting. */
+        snprintf(service, sizeof(service), "org.orrery.VM.%s", config->name);
+        r = sd_bus_request_name(b->bus, service, 0);
+        if (r == -EEXIST || r == -EALREADY) {
+                snprintf(error, error_size, "the bus name %s is already owned: another VM named '%s' is running",
+                         service, config->name);
+                goto fail;
+        }
+        if (r < 0) {
+                snprintf(error, error_size, "cannot own the bus name %s: %s", service, strerror(-r));
+                goto fail;
+        }
+
+        *ret = b;
+        return 0;
+
+fail:
+        vm_bus_free(b);
+        return r < 0 ? r : -EIO;
+}
+
+VmBus *vm_bus_free(VmBus *b) {
+        if (!b)
+                return NULL;
+        chardev1_teardown(b);
+        console1_teardown(b);
+        if (b->bus) {
+                sd_bus_flush(b->bus);
+                sd_bus_detach_event(b->bus);
+                sd_bus_flush_close_unref(b->bus);
+        }
+        sd_event_unref(b->event);
+        free(b->name);
+        free(b->path);
+        free(b->console_path);
+        free(b);
+        return NULL;
+}
+
+void vm_bus_machine_changed(VmBus *b) {
+        MachineState s = machine_get_state(b->machine);
+
+        if (s == b->last_state)
+                return;
+        b->last_state = s;
+        (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Machine1", "State", NULL);
+        /* Make sure a final "shutdown" leaves before the process exits. */
+        if (s == MACHINE_SHUTDOWN)
+                (void) sd_bus_flush(b->bus);
+}
