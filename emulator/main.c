@@ -97,11 +97,9 @@ static void request_clean_stop(Vm *vm) {
                 return;
         }
         vm->stopping = true;
-        /*
-         * A power-key press needs an input device; until the guest has one the
-         * stop is a hard one.
-         */
-        machine_request(vm->machine, MACHINE_REQUEST_QUIT);
+        /* Ask the guest to shut down cleanly; a guest without a keyboard driver yet is stopped at once. */
+        if (machine_power_button(vm->machine) < 0)
+                machine_request(vm->machine, MACHINE_REQUEST_QUIT);
 }
 
 static int on_machine_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {

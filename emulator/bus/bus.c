@@ -90,6 +90,10 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         r = sd_bus_add_object_manager(b->bus, NULL, b->path);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Machine1", machine1_vtable, b);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Keyboard1", keyboard1_vtable, b);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Mouse1", mouse1_vtable, b);
         if (r < 0) {
                 snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
                 goto fail;
@@ -157,7 +161,17 @@ VmBus *vm_bus_free(VmBus *b) {
 
 void vm_bus_machine_changed(VmBus *b) {
         MachineState s = machine_get_state(b->machine);
+        uint32_t leds = machine_keyboard_leds(b->machine);
+        bool absolute = machine_pointer_is_absolute(b->machine);
 
+        if (leds != b->last_leds) {
+                b->last_leds = leds;
+                (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Keyboard1", "Leds", NULL);
+        }
+        if (absolute != b->last_absolute) {
+                b->last_absolute = absolute;
+                (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Mouse1", "IsAbsolute", NULL);
+        }
         if (s == b->last_state)
                 return;
         b->last_state = s;

@@ -54,6 +54,8 @@ struct VmBus {
         char *console_path;
         char uuid[37];
         MachineState last_state;
+        uint32_t last_leds;
+        bool last_absolute;
 
         /* Console1 */
         sd_bus_track *console_watchers;
@@ -76,6 +78,8 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
 extern const sd_bus_vtable machine1_vtable[];
 extern const sd_bus_vtable console1_vtable[];
 extern const sd_bus_vtable chardev1_vtable[];
+extern const sd_bus_vtable keyboard1_vtable[];
+extern const sd_bus_vtable mouse1_vtable[];
 
 int console1_setup(VmBus *b);
 void console1_teardown(VmBus *b);

@@ -29,6 +29,9 @@
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_console.h"
+#include "devices/virtio_input.h"
+#include "devices/virtio_mmio.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 #include "machine/machine.h"
@@ -56,6 +59,12 @@ struct Machine {
         Uart16550 *uart;
         GoldfishRtc *rtc;
         SifiveTest *test;
+        VirtioInput *keyboard;
+        VirtioInput *tablet;
+        VirtioConsole *console;
+
+        /* Pointer position for relative motion; protected by 'lock'. */
+        int64_t pointer_x, pointer_y;
 
         BootBlob bios, kernel, initrd;
         void *fdt;
@@ -151,6 +160,94 @@ static uint64_t empty_virtio_read(void *opaque, uint64_t offset, unsigned size) 
 static const MmioOps empty_virtio_ops = {
         .read = empty_virtio_read,
 };
+
+/* virtio slots: 0 keyboard, 1 tablet, 2 console (agent port 1); the rest empty. */
+enum {
+        SLOT_KEYBOARD,
+        SLOT_TABLET,
+        SLOT_CONSOLE,
+};
+#define AGENT_PORT 1u
+
+static void keyboard_leds(void *opaque, uint32_t leds) {
+        /* The bus layer re-reads the LEDs when woken. */
+        notify(opaque);
+}
+
+static void console_data(void *opaque, unsigned port, const uint8_t *buf, size_t len) {
+        Machine *m = opaque;
+        if (port == AGENT_PORT && m->callbacks.agent_output)
+                m->callbacks.agent_output(m->callbacks.opaque, buf, len);
+}
+
+static void console_open(void *opaque, unsigned port, bool open) {
+        Machine *m = opaque;
+        if (port == AGENT_PORT && m->callbacks.agent_open)
+                m->callbacks.agent_open(m->callbacks.opaque, open);
+}
+
+static void console_room(void *opaque, unsigned port) {
+        Machine *m = opaque;
+        if (port == AGENT_PORT && m->callbacks.agent_room)
+                m->callbacks.agent_room(m->callbacks.opaque);
+}
+
+static int setup_virtio(Machine *m) {
+        IrqLine irq;
+        int r;
+
+        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_KEYBOARD);
+        VirtioInputConfig kbd = {
+                .kind = VIRTIO_INPUT_KEYBOARD,
+                .leds = keyboard_leds,
+                .opaque = m,
+        };
+        r = virtio_input_new(&m->mem, &irq, &kbd, &m->keyboard);
+        if (r < 0)
+                return r;
+
+        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_TABLET);
+        VirtioInputConfig tab = {
+                .kind = VIRTIO_INPUT_TABLET,
+                /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
+                .abs_max_x = (m->fb_width ? m->fb_width : 1024) - 1,
+                .abs_max_y = (m->fb_height ? m->fb_height : 768) - 1,
+        };
+        r = virtio_input_new(&m->mem, &irq, &tab, &m->tablet);
+        if (r < 0)
+                return r;
+
+        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_CONSOLE);
+        VirtioConsolePortConfig ports[2] = {
+                {},
+                { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
+        };
+        VirtioConsoleConfig con = {
+                .n_ports = ELEMENTSOF(ports),
+                .ports = ports,
+                .callbacks = { .on_data = console_data, .on_open = console_open, .on_room = console_room },
+                .opaque = m,
+        };
+        r = virtio_console_new(&m->mem, &irq, &con, &m->console);
+        if (r < 0)
+                return r;
+
+        VirtioMmio *transports[MEMMAP_VIRTIO_COUNT] = {
+                [SLOT_KEYBOARD] = virtio_input_transport(m->keyboard),
+                [SLOT_TABLET] = virtio_input_transport(m->tablet),
+                [SLOT_CONSOLE] = virtio_console_transport(m->console),
+        };
+        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
+                uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
+                if (transports[i])
+                        r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
+                else
+                        r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &empty_virtio_ops, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
 
 static const MmioOps rtc_ops = {
         .read = goldfish_rtc_mmio_read,
@@ -266,12 +363,9 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
                 if (r < 0)
                         goto fail;
         }
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
-                r = physmem_add_mmio(&m->mem, MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE, MEMMAP_VIRTIO_SIZE,
-                                     &empty_virtio_ops, NULL);
-                if (r < 0)
-                        goto fail;
-        }
+        r = setup_virtio(m);
+        if (r < 0)
+                goto fail;
         return 0;
 
 fail:
@@ -362,6 +456,9 @@ static void machine_reset_cpu_side(Machine *m) {
         uart_reset(m->uart);
         goldfish_rtc_reset(m->rtc);
         sifive_test_reset(m->test);
+        virtio_input_reset(m->keyboard);
+        virtio_input_reset(m->tablet);
+        virtio_console_reset(m->console);
         m->power_action = -1;
 }
 
@@ -624,7 +721,66 @@ int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_us
 }
 
 int machine_power_button(Machine *m) {
-        return -EOPNOTSUPP;
+        int r;
+
+        if (!m->keyboard || !virtio_input_driver_ready(m->keyboard))
+                return -EOPNOTSUPP;
+        r = virtio_input_key(m->keyboard, 116 /* KEY_POWER */, true);
+        if (r >= 0)
+                r = virtio_input_key(m->keyboard, 116, false);
+        return r;
+}
+
+int machine_key(Machine *m, uint16_t code, bool pressed) {
+        return virtio_input_key(m->keyboard, code, pressed);
+}
+
+static int64_t clamp(int64_t v, int64_t max) {
+        return v < 0 ? 0 : v > max ? max : v;
+}
+
+int machine_pointer_abs(Machine *m, int64_t x, int64_t y) {
+        int64_t max_x = (m->fb_width ? m->fb_width : 1024) - 1, max_y = (m->fb_height ? m->fb_height : 768) - 1;
+
+        pthread_mutex_lock(&m->lock);
+        m->pointer_x = clamp(x, max_x);
+        m->pointer_y = clamp(y, max_y);
+        x = m->pointer_x;
+        y = m->pointer_y;
+        pthread_mutex_unlock(&m->lock);
+        return virtio_input_abs(m->tablet, x, y);
+}
+
+int machine_pointer_rel(Machine *m, int64_t dx, int64_t dy) {
+        int64_t x, y;
+
+        pthread_mutex_lock(&m->lock);
+        x = m->pointer_x + dx;
+        y = m->pointer_y + dy;
+        pthread_mutex_unlock(&m->lock);
+        return machine_pointer_abs(m, x, y);
+}
+
+int machine_pointer_button(Machine *m, uint16_t button, bool pressed) {
+        return virtio_input_button(m->tablet, button, pressed);
+}
+
+int machine_pointer_wheel(Machine *m, int32_t vertical, int32_t horizontal) {
+        return virtio_input_wheel(m->tablet, vertical, horizontal);
+}
+
+uint32_t machine_keyboard_leds(Machine *m) {
+        /* The device reports 1 << LED_* with LED_NUML 0, LED_CAPSL 1, LED_SCROLLL 2. */
+        return virtio_input_leds(m->keyboard) & 7;
+}
+
+bool machine_pointer_is_absolute(Machine *m) {
+        return virtio_input_driver_ready(m->tablet);
+}
+
+size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n) {
+        ssize_t r = virtio_console_write(m->console, AGENT_PORT, buf, n);
+        return r > 0 ? (size_t) r : 0;
 }
 
 uint64_t machine_memory_bytes(Machine *m) {
@@ -701,6 +857,9 @@ void machine_free(Machine *m) {
         uart_freep(&m->uart);
         goldfish_rtc_freep(&m->rtc);
         sifive_test_freep(&m->test);
+        virtio_input_freep(&m->keyboard);
+        virtio_input_freep(&m->tablet);
+        virtio_console_freep(&m->console);
         if (m->mem.ram)
                 munmap(m->mem.ram, m->mem.ram_size);
         if (m->mem.fb)

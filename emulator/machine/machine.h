@@ -48,6 +48,10 @@ typedef struct MachineCallbacks {
         void (*serial_output)(void *opaque, const uint8_t *buf, size_t n);
         /* The UART can take serial input again after machine_serial_input() took less than offered. CPU thread. */
         void (*serial_room)(void *opaque);
+        /* The guest-agent port (virtio-console "org.qemu.guest_agent.0"): guest output, open state, room. Any thread. */
+        void (*agent_output)(void *opaque, const uint8_t *buf, size_t n);
+        void (*agent_open)(void *opaque, bool open);
+        void (*agent_room)(void *opaque);
         void *opaque;
 } MachineCallbacks;
 
@@ -88,8 +92,25 @@ int machine_exit_code(Machine *m);
 int machine_notify_fd(Machine *m);
 void machine_notify_drain(Machine *m);
 
-/* Serial input from the host; returns bytes accepted (the rest: retry after notify). Any thread. */
+/* Serial input from the host; returns bytes accepted (the rest: retry after serial_room). Any thread. */
 size_t machine_serial_input(Machine *m, const uint8_t *buf, size_t n);
+/* Input for the guest agent's port; returns bytes accepted (the rest: retry after agent_room). Any thread. */
+size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n);
+
+/*
+ * Keyboard and pointer (virtio-input). Key and button codes are Linux evdev
+ * codes; -EINVAL for a code the device does not have. Positions are
+ * framebuffer pixels, clamped to the screen. Any thread.
+ */
+int machine_key(Machine *m, uint16_t code, bool pressed);
+int machine_pointer_abs(Machine *m, int64_t x, int64_t y);
+int machine_pointer_rel(Machine *m, int64_t dx, int64_t dy);
+int machine_pointer_button(Machine *m, uint16_t button, bool pressed);
+int machine_pointer_wheel(Machine *m, int32_t vertical, int32_t horizontal);
+/* Keyboard LEDs as the guest set them: bit 0 Num, 1 Caps, 2 Scroll. Changes make the notify fd readable. */
+uint32_t machine_keyboard_leds(Machine *m);
+/* Whether the guest drives the tablet (its driver is up). */
+bool machine_pointer_is_absolute(Machine *m);
 
 /* Test/debug hooks: the framebuffer as the guest wrote it. */
 const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride);

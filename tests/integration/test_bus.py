@@ -64,7 +64,8 @@ try:
     bus = dbus.bus.BusConnection(pbus.address)
 
     # The live introspection matches the XML in dbus/, member for member.
-    objects = {"org.orrery.Machine1": PATH, "org.orrery.Console1": f"{PATH}/Console/0",
+    objects = {"org.orrery.Machine1": PATH, "org.orrery.Keyboard1": PATH, "org.orrery.Mouse1": PATH,
+               "org.orrery.Console1": f"{PATH}/Console/0",
                "org.orrery.Chardev1": f"{PATH}/Chardev/serial0"}
     for iface, path in sorted(objects.items()):
         live = ET.fromstring(str(bus.get_object(SERVICE, path).Introspect(dbus_interface="org.freedesktop.DBus.Introspectable")))
