@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+
+/* Small helpers of liborrery-client: names, errors, rectangles, formats, debug output. */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "orrery-client-internal.h"
+
+const sd_bus_error_map orrery_error_map[] = {
+        SD_BUS_ERROR_MAP(ORRERY_ERROR_INVALID_ARGUMENT, EINVAL),
+        SD_BUS_ERROR_MAP(ORRERY_ERROR_BUSY, EBUSY),
+        SD_BUS_ERROR_MAP(ORRERY_ERROR_NOT_SUPPORTED, EOPNOTSUPP),
+        SD_BUS_ERROR_MAP(ORRERY_ERROR_UNAVAILABLE, ESHUTDOWN),
+        SD_BUS_ERROR_MAP(ORRERY_ERROR_TIMEOUT, ETIMEDOUT),
+        SD_BUS_ERROR_MAP(ORRERY_ERROR_NOT_OWNER, EPERM),
+        SD_BUS_ERROR_MAP_END,
+};
+
+void orrery_log_debug(const char *format, ...) {
+        static int enabled = -1;
+        va_list ap;
+
+        if (enabled < 0) {
+                const char *e = getenv("ORRERY_CLIENT_DEBUG");
+                enabled = e && *e && strcmp(e, "0") != 0;
+        }
+        if (!enabled)
+                return;
+
+        fputs("orrery-client: ", stderr);
+        va_start(ap, format);
+        vfprintf(stderr, format, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+char *orrery_strdup_printf(const char *format, ...) {
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&s, format, ap);
+        va_end(ap);
+        return r < 0 ? NULL : s;
+}
+
+int orrery_error_errno(const sd_bus_error *e) {
+        int r;
+
+        if (!sd_bus_error_is_set(e))
+                return 0;
+        r = sd_bus_error_get_errno(e);
+        return r > 0 ? -r : -EIO;
+}
+
+static bool is_alpha_(char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_digit(char c) {
+        return c >= '0' && c <= '9';
+}
+
+bool orrery_vm_name_is_valid(const char *name) {
+        size_t n;
+
+        if (!name || !is_alpha_(name[0]))
+                return false;
+        for (n = 1; name[n]; n++)
+                if (n >= ORRERY_VM_NAME_MAX || !(is_alpha_(name[n]) || is_digit(name[n])))
+                        return false;
+        return true;
+}
+
+bool orrery_chardev_id_is_valid(const char *id) {
+        size_t n;
+
+        if (!id || !id[0])
+                return false;
+        for (n = 0; id[n]; n++)
+                if (n >= ORRERY_CHARDEV_ID_MAX || !(is_alpha_(id[n]) || is_digit(id[n])))
+                        return false;
+        return true;
+}
+
+const char *orrery_vm_name_from_bus_name(const char *bus_name) {
+        const size_t k = strlen(ORRERY_VM_BUS_NAME_PREFIX);
+
+        if (!bus_name || strncmp(bus_name, ORRERY_VM_BUS_NAME_PREFIX, k) != 0)
+                return NULL;
+        return orrery_vm_name_is_valid(bus_name + k) ? bus_name + k : NULL;
+}
+
+char **orrery_strv_free(char **l) {
+        if (!l)
+                return NULL;
+        for (char **i = l; *i; i++)
+                free(*i);
+        free(l);
+        return NULL;
+}
+
+size_t orrery_rects_clip(const OrreryRect *in, size_t n, uint32_t width, uint32_t height, OrreryRect *out) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                OrreryRect r = in[i];
+
+                if (r.x >= width || r.y >= height || r.width == 0 || r.height == 0)
+                        continue;
+                /* Subtract rather than add: x + width may overflow. */
+                r.width = MIN(r.width, width - r.x);
+                r.height = MIN(r.height, height - r.y);
+                out[k++] = r;
+        }
+        return k;
+}
+
+uint32_t orrery_format_bytes_per_pixel(uint32_t format) {
+        switch (format) {
+        case ORRERY_FORMAT_XRGB8888:
+        case ORRERY_FORMAT_ARGB8888:
+        case ORRERY_FORMAT_XBGR8888:
+        case ORRERY_FORMAT_ABGR8888:
+                return 4;
+        case ORRERY_FORMAT_RGB565:
+                return 2;
+        default:
+                return 0;
+        }
+}
