@@ -34,6 +34,7 @@ typedef struct Vm {
         sd_event *event;
         sd_event_source *stop_timer;
         Chardev *serial;
+        Chardev *agent;                 /* the guest agent's virtio-console port */
         VmBus *bus;
 
         bool stdin_is_tty;
@@ -51,6 +52,30 @@ static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
 static void serial_room(void *opaque) {
         Vm *vm = opaque;
         chardev_guest_room(vm->serial);
+}
+
+static void agent_output(void *opaque, const uint8_t *buf, size_t n) {
+        Vm *vm = opaque;
+        /* The machine may report before the chardev exists (its reset at creation). */
+        if (vm->agent)
+                chardev_guest_output(vm->agent, buf, n);
+}
+
+static void agent_open(void *opaque, bool open) {
+        Vm *vm = opaque;
+        if (vm->agent)
+                chardev_set_guest_open(vm->agent, open);
+}
+
+static void agent_room(void *opaque) {
+        Vm *vm = opaque;
+        if (vm->agent)
+                chardev_guest_room(vm->agent);
+}
+
+static size_t agent_to_guest(void *opaque, const uint8_t *buf, size_t n) {
+        Vm *vm = opaque;
+        return machine_agent_input(vm->machine, buf, n);
 }
 
 static size_t serial_to_guest(void *opaque, const uint8_t *buf, size_t n) {
@@ -182,6 +207,9 @@ static int run(Vm *vm) {
         MachineCallbacks callbacks = {
                 .serial_output = serial_output,
                 .serial_room = serial_room,
+                .agent_output = agent_output,
+                .agent_open = agent_open,
+                .agent_room = agent_room,
                 .opaque = vm,
         };
         char error[512] = "";
@@ -217,14 +245,19 @@ static int run(Vm *vm) {
         r = setup_serial(vm);
         if (r < 0)
                 goto fail;
+        ChardevBackend agent_backend = { .write_to_guest = agent_to_guest, .opaque = vm };
+        r = chardev_new(vm->event, "guest_agent", "org.qemu.guest_agent.0", &agent_backend, &vm->agent);
+        if (r < 0)
+                goto fail;
+        chardev_set_guest_open(vm->agent, false);
 
         if (!vm->options.no_bus) {
                 VmBusConfig bus_config = {
                         .name = vm->options.name,
                         .address = vm->options.bus_address,
                         .machine = vm->machine,
-                        .chardevs = { vm->serial },
-                        .n_chardevs = 1,
+                        .chardevs = { vm->serial, vm->agent },
+                        .n_chardevs = 2,
                 };
                 r = vm_bus_new(vm->event, &bus_config, &vm->bus, error, sizeof(error));
                 if (r < 0) {
@@ -276,6 +309,7 @@ int main(int argc, char *argv[]) {
                 chardev_flush(vm.serial);
         vm.stop_timer = sd_event_source_unref(vm.stop_timer);
         vm.serial = chardev_free(vm.serial);
+        vm.agent = chardev_free(vm.agent);
         sd_event_unref(vm.event);
         options_free(&vm.options);
         return r;

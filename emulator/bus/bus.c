@@ -87,7 +87,13 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
                 goto fail;
         }
 
-        r = sd_bus_add_object_manager(b->bus, NULL, b->path);
+        /*
+         * An ObjectManager lists the objects below its path, so the one on
+         * /org/orrery/VM gives the machine object and its children in one
+         * GetManagedObjects. (sd-bus stops at a nested manager, so there is
+         * no second one on the VM's own path.)
+         */
+        r = sd_bus_add_object_manager(b->bus, NULL, "/org/orrery/VM");
         if (r >= 0)
                 r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Machine1", machine1_vtable, b);
         if (r >= 0)

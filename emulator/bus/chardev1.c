@@ -61,7 +61,13 @@ static int property_owner(sd_bus *bus, const char *path, const char *interface, 
 
 static int property_guest_open(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "b", 1);
+        BusChardev *c = userdata;
+        return sd_bus_message_append(reply, "b", chardev_guest_open(c->chardev));
+}
+
+static void on_guest_open_changed(void *opaque, Chardev *chardev) {
+        BusChardev *c = opaque;
+        (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "GuestOpen", NULL);
 }
 
 /* Only a connected AF_UNIX stream socket will do. */
@@ -192,6 +198,7 @@ int chardev1_setup(VmBus *b) {
                 /* Keep the terminal filter main.c installed; add the client-gone notification. */
                 hooks = chardev_get_hooks(c->chardev);
                 hooks.client_gone = on_client_gone;
+                hooks.guest_open_changed = on_guest_open_changed;
                 hooks.client_gone_opaque = c;
                 chardev_set_hooks(c->chardev, &hooks);
         }

@@ -148,7 +148,9 @@ int virtqueue_fail(VirtQueue *vq, int error);
 /*
  * Takes the next available chain. Returns 1 and fills *ret, 0 when the
  * driver has published nothing new (or the queue is not usable), or a
- * negative errno after a driver error (the queue is then broken).
+ * negative errno after a driver error (the queue is then broken). *ret is
+ * scratch space (a VirtqChain is 4 KiB, kept in the device, not copied):
+ * its contents mean something only after a return of 1.
  */
 int virtqueue_pop(VirtQueue *vq, VirtqChain *ret);
 

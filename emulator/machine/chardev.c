@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -33,7 +34,9 @@ struct Chardev {
         Ring out;               /* guest output not yet delivered */
         Ring scrollback;        /* the most recent guest output */
         size_t dropped;         /* guest output lost because 'out' was full */
-        int wake_fd;            /* eventfd: output pending or room for input */
+        int wake_fd;            /* eventfd: output pending, room for input, guest open state */
+        _Atomic bool guest_open;
+        bool reported_open;     /* event-loop thread: the state last told to hooks */
         sd_event_source *wake_source;
 
         /* Event-loop thread only. */
@@ -98,6 +101,15 @@ void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n) {
 
 void chardev_guest_room(Chardev *c) {
         wake(c);
+}
+
+void chardev_set_guest_open(Chardev *c, bool open) {
+        atomic_store(&c->guest_open, open);
+        wake(c);
+}
+
+bool chardev_guest_open(const Chardev *c) {
+        return atomic_load(&c->guest_open);
 }
 
 static void set_sources_enabled(Chardev *c, bool enabled) {
@@ -183,6 +195,11 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         (void) !read(fd, &v, sizeof(v));
         deliver_output(c);
         feed_guest(c);
+        if (atomic_load(&c->guest_open) != c->reported_open) {
+                c->reported_open = !c->reported_open;
+                if (c->hooks.guest_open_changed)
+                        c->hooks.guest_open_changed(c->hooks.client_gone_opaque, c);
+        }
         return 0;
 }
 
@@ -247,6 +264,8 @@ int chardev_new(sd_event *event, const char *id, const char *name, const Chardev
         pthread_mutex_init(&c->lock, NULL);
         c->wake_fd = c->stdio_in_fd = c->stdio_out_fd = c->file_fd = c->client_fd = -1;
         c->event = sd_event_ref(event);
+        atomic_store(&c->guest_open, true);
+        c->reported_open = true;
         c->backend = *backend;
         c->id = strdup(id);
         c->name = strdup(name);

@@ -44,7 +44,9 @@ typedef struct ChardevHooks {
         void *opaque;
         /* The registered client went away (closed its socket). */
         void (*client_gone)(void *opaque, Chardev *c);
-        void *client_gone_opaque;
+        /* The guest opened or closed its side. */
+        void (*guest_open_changed)(void *opaque, Chardev *c);
+        void *client_gone_opaque;       /* for client_gone and guest_open_changed */
 } ChardevHooks;
 
 int chardev_new(sd_event *event, const char *id, const char *name, const ChardevBackend *backend, Chardev **ret);
@@ -58,6 +60,9 @@ ChardevHooks chardev_get_hooks(const Chardev *c);
 /* Guest side, any thread, never blocks. */
 void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n);
 void chardev_guest_room(Chardev *c);
+/* Whether the guest has its side open (initially true). Any thread. */
+void chardev_set_guest_open(Chardev *c, bool open);
+bool chardev_guest_open(const Chardev *c);
 
 /* The terminal: guest output is written to out_fd (blocking), in_fd (if >= 0) is read. */
 int chardev_attach_stdio(Chardev *c, int in_fd, int out_fd);

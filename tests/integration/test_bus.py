@@ -65,9 +65,10 @@ try:
 
     # The live introspection matches the XML in dbus/, member for member.
     objects = {"org.orrery.Machine1": PATH, "org.orrery.Keyboard1": PATH, "org.orrery.Mouse1": PATH,
-               "org.orrery.Console1": f"{PATH}/Console/0",
+               "org.orrery.Console1": f"{PATH}/Console/0", "org.orrery.Chardev1 (agent)": f"{PATH}/Chardev/guest_agent",
                "org.orrery.Chardev1": f"{PATH}/Chardev/serial0"}
-    for iface, path in sorted(objects.items()):
+    for label, path in sorted(objects.items()):
+        iface = label.split()[0]
         live = ET.fromstring(str(bus.get_object(SERVICE, path).Introspect(dbus_interface="org.freedesktop.DBus.Introspectable")))
         live_iface = [i for i in live.findall("interface") if i.get("name") == iface]
         spec = ET.parse(os.path.join(XML_DIR, f"{iface}.xml")).getroot().find("interface")
@@ -78,9 +79,12 @@ try:
 
     machine = dbus.Interface(bus.get_object(SERVICE, PATH), "org.orrery.Machine1")
     props = dbus.Interface(bus.get_object(SERVICE, PATH), "org.freedesktop.DBus.Properties")
-    managed = dbus.Interface(bus.get_object(SERVICE, PATH), "org.freedesktop.DBus.ObjectManager").GetManagedObjects()
-    tap.check(dbus.ObjectPath(f"{PATH}/Console/0") in managed and dbus.ObjectPath(f"{PATH}/Chardev/serial0") in managed,
-              "GetManagedObjects lists the console and serial0", sorted(str(k) for k in managed))
+    managed = dbus.Interface(bus.get_object(SERVICE, "/org/orrery/VM"),
+                             "org.freedesktop.DBus.ObjectManager").GetManagedObjects()
+    tap.check(all(dbus.ObjectPath(p) in managed for p in (PATH, f"{PATH}/Console/0", f"{PATH}/Chardev/serial0",
+                                                          f"{PATH}/Chardev/guest_agent"))
+              and {"org.orrery.Machine1", "org.orrery.Keyboard1", "org.orrery.Mouse1"} <= set(managed[dbus.ObjectPath(PATH)]),
+              "one GetManagedObjects on /org/orrery/VM lists the machine, console and chardevs", sorted(str(k) for k in managed))
     p = props.GetAll("org.orrery.Machine1")
     tap.check(p["Name"] == NAME and p["MemoryBytes"] == 512 << 20 and p["VCPUs"] == 1 and p["State"] == "running"
               and re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", str(p["UUID"])),
@@ -195,6 +199,35 @@ try:
                                           dbus_interface="org.freedesktop.DBus.Properties")) == "")
     tap.check(str(chardev_obj.Get("org.orrery.Chardev1", "Owner", dbus_interface="org.freedesktop.DBus.Properties")) == "",
               "closing the socket frees serial0")
+
+    # The guest agent's port (virtio-console "org.qemu.guest_agent.0") through Chardev1.
+    agent_obj = bus.get_object(SERVICE, f"{PATH}/Chardev/guest_agent")
+    agent_props = dbus.Interface(agent_obj, "org.freedesktop.DBus.Properties")
+    tap.check(str(agent_props.Get("org.orrery.Chardev1", "Name")) == "org.qemu.guest_agent.0"
+              and not agent_props.Get("org.orrery.Chardev1", "GuestOpen"),
+              "guest_agent is named org.qemu.guest_agent.0 and closed until the guest opens it")
+    m = vm.command("cat /sys/class/virtio-ports/vport*/name", r"org\.qemu\.guest_agent\.0\r?\n", 30)
+    tap.check(m is not None, "the guest sees a virtio port named org.qemu.guest_agent.0")
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    dbus.Interface(agent_obj, "org.orrery.Chardev1").Register(dbus.types.UnixFd(theirs.fileno()))
+    theirs.close()
+    vm.send("head -n1 /dev/vport0p1 > /tmp/from-host &\n")
+    opened = spin(10.0, lambda: bool(agent_props.Get("org.orrery.Chardev1", "GuestOpen")))
+    tap.check(opened, "GuestOpen follows the guest opening its port")
+    mine.sendall(b"agent-line-from-host\n")
+    m = vm.command("wait; cat /tmp/from-host", r"\nagent-line-from-host\r?\n", 30)
+    tap.check(m is not None, "bytes written to the registered socket reach the guest's port", vm.tail(400))
+    vm.send("echo agent-line-to-host > /dev/vport0p1\n")
+    data = b""
+    deadline = time.monotonic() + 30
+    mine.settimeout(1)
+    while b"agent-line-to-host" not in data and time.monotonic() < deadline:
+        try:
+            data += mine.recv(4096)
+        except socket.timeout:
+            pass
+    tap.check(b"agent-line-to-host" in data, "what the guest writes to its port comes out of the socket", data)
+    mine.close()
 
     # A second VM of the same name is refused.
     r = subprocess.run([ORRERY_VM, "--name", NAME, "--bus", pbus.address, "--serial", "none"],
