@@ -51,6 +51,8 @@ class Guest:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(pattern)
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the emulator exited ({self.proc.returncode}): {self.out[-500:]!r}")
                 self.cond.wait(min(left, 0.2))
 
     def send(self, text):
@@ -81,7 +83,7 @@ def rss_beyond_ram(pid):
 def run_one(kind, args):
     if kind == "orrery":
         cmd = [args.orrery, "--name", "bench", "--kernel", args.kernel, "--initrd", args.initrd,
-               "--bios", BIOS, "--display", "none", "--memory", "512M"]
+               "--bios", BIOS, "--display", "none", "--memory", "512M", "--no-bus"]
     else:
         cmd = ["qemu-system-riscv64", "-M", "virt", "-m", "512M", "-nographic", "-bios", BIOS,
                "-kernel", args.kernel, "-initrd", args.initrd, "-append", "console=ttyS0",

@@ -512,7 +512,7 @@ static inline void fp_dirty(Hart *h) {
 
 /* Ends the current slice so pending interrupts are looked at before the next instruction. */
 static inline void end_slice(Hart *h) {
-        h->budget = 0;
+        h->slice_end = 0;
 }
 
 typedef enum SystemResult {
@@ -856,15 +856,19 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                 }
 
                 slice = MIN(left, SLICE_INSTRUCTIONS);
-                h->budget = (int64_t) slice;
+                /*
+                 * instret counts every instruction as it retires (CSR reads of it
+                 * are exact) and doubles as the slice counter; end_slice() stops
+                 * the loop by zeroing slice_end.
+                 */
+                h->slice_end = h->instret + slice;
                 uint64_t executed = 0;
-                while (h->budget > 0) {
-                        h->budget--;
-                        executed++;
+                while (h->instret < h->slice_end) {
                         step(h);
-                        h->instret++;   /* per instruction, so that CSR reads of instret are exact */
+                        h->instret++;
+                        executed++;
                 }
-                left -= executed;
+                left -= MIN(executed, left);
         }
         return HART_EXIT_BUDGET;
 }

@@ -128,7 +128,7 @@ typedef struct Hart {
         uint64_t x[32];
         uint64_t pc;
         unsigned priv;
-        int64_t budget;                 /* instructions left in this slice */
+        uint64_t slice_end;             /* the slice ends when instret reaches this; 0 ends it now */
         TlbEntry *tlb_load;             /* tables of the current data regime */
         TlbEntry *tlb_store;
         TlbEntry *tlb_fetch;            /* tables of the current fetch regime */
@@ -194,6 +194,11 @@ HartExit hart_run(Hart *h, uint64_t max_instructions);
 
 /* Device interrupt lines (MSIP, MTIP, MEIP, SEIP). Any thread. */
 void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level);
+
+/* Ends the current slice after this instruction. CPU thread only (e.g. from an MMIO handler). */
+static inline void hart_end_slice(Hart *h) {
+        h->slice_end = 0;
+}
 
 /* Makes hart_run() return soon and wakes WFI. Any thread. */
 void hart_kick(Hart *h);

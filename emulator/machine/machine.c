@@ -141,7 +141,7 @@ static void test_action(void *opaque, SifiveTestAction action, int code) {
         m->power_action = (int) action;
         m->power_code = code;
         /* Stop the hart at once: nothing after the write should run. */
-        m->hart.budget = 0;
+        hart_end_slice(&m->hart);
         atomic_store(&m->hart.kick, true);
 }
 
