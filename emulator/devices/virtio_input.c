@@ -75,6 +75,7 @@ struct VirtioInput {
         uint8_t bits[_BITS_MAX][BITMAP_BYTES];
         uint32_t abs_max[2];            /* ABS_X, ABS_Y */
         void (*leds_cb)(void *opaque, uint32_t leds);
+        void (*ready_cb)(void *opaque, bool ready);
         void *opaque;
 
         uint8_t config[VIRTIO_INPUT_CONFIG_SIZE];
@@ -88,6 +89,8 @@ struct VirtioInput {
 
         uint32_t leds;                  /* as the driver last set them */
         uint32_t leds_reported;         /* as last passed to leds_cb */
+        bool ready;                     /* the driver set DRIVER_OK (and has not reset since) */
+        bool ready_reported;            /* as last passed to ready_cb */
         bool dispatching;               /* a thread is running callbacks */
 
         VirtqChain chain;
@@ -356,6 +359,7 @@ static void input_queue_notify(void *backend, unsigned index) {
 static void input_driver_ok(void *backend) {
         VirtioInput *dev = backend;
 
+        dev->ready = true;
         flush_locked(dev);
         process_status_locked(dev);
 }
@@ -367,6 +371,7 @@ static void input_reset(void *backend) {
         dev->ring_head = dev->ring_count = 0;
         dev->n_packet = 0;
         dev->leds = 0;
+        dev->ready = false;
 }
 
 /* Runs the host callbacks, serialised, without the lock. */
@@ -381,13 +386,23 @@ static void input_dispatch(void *backend) {
         }
         dev->dispatching = true;
 
-        while (dev->leds != dev->leds_reported) {
-                uint32_t leds = dev->leds_reported = dev->leds;
+        for (;;) {
+                if (dev->leds != dev->leds_reported) {
+                        uint32_t leds = dev->leds_reported = dev->leds;
 
-                virtio_mmio_unlock(dev->transport);
-                if (dev->leds_cb)
-                        dev->leds_cb(dev->opaque, leds);
-                virtio_mmio_lock(dev->transport);
+                        virtio_mmio_unlock(dev->transport);
+                        if (dev->leds_cb)
+                                dev->leds_cb(dev->opaque, leds);
+                        virtio_mmio_lock(dev->transport);
+                } else if (dev->ready != dev->ready_reported) {
+                        bool ready = dev->ready_reported = dev->ready;
+
+                        virtio_mmio_unlock(dev->transport);
+                        if (dev->ready_cb)
+                                dev->ready_cb(dev->opaque, ready);
+                        virtio_mmio_lock(dev->transport);
+                } else
+                        break;
         }
 
         dev->dispatching = false;
@@ -434,6 +449,7 @@ int virtio_input_new(PhysMem *mem, const IrqLine *irq, const VirtioInputConfig *
         dev->abs_max[0] = config->abs_max_x;
         dev->abs_max[1] = config->abs_max_y;
         dev->leds_cb = config->leds;
+        dev->ready_cb = config->ready;
         dev->opaque = config->opaque;
         init_bits(dev);
 

@@ -58,6 +58,8 @@
  *                        LED_SCROLLL of 'leds' (1 << code). Reports the
  *                        state, coalesced: two quick changes may be seen as
  *                        one. A device reset turns all LEDs off.
+ *   ready(opaque, ready) the driver set DRIVER_OK (true) or reset the device
+ *                        (false): whether events reach the guest now.
  */
 
 #include <stdbool.h>
@@ -85,6 +87,7 @@ typedef struct VirtioInputConfig {
         uint32_t abs_max_y;             /* tablet: framebuffer height - 1 */
         const char *serial;             /* ID_SERIAL, <= 127 bytes; NULL: a default */
         void (*leds)(void *opaque, uint32_t leds);
+        void (*ready)(void *opaque, bool ready);
         void *opaque;
 } VirtioInputConfig;
 

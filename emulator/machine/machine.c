@@ -174,6 +174,11 @@ static void keyboard_leds(void *opaque, uint32_t leds) {
         notify(opaque);
 }
 
+static void tablet_ready(void *opaque, bool ready) {
+        /* The bus layer re-reads IsAbsolute when woken. */
+        notify(opaque);
+}
+
 static void console_data(void *opaque, unsigned port, const uint8_t *buf, size_t len) {
         Machine *m = opaque;
         if (port == AGENT_PORT && m->callbacks.agent_output)
@@ -212,6 +217,8 @@ static int setup_virtio(Machine *m) {
                 /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
                 .abs_max_x = (m->fb_width ? m->fb_width : 1024) - 1,
                 .abs_max_y = (m->fb_height ? m->fb_height : 768) - 1,
+                .ready = tablet_ready,
+                .opaque = m,
         };
         r = virtio_input_new(&m->mem, &irq, &tab, &m->tablet);
         if (r < 0)

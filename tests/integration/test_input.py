@@ -7,6 +7,7 @@ import sys
 import time
 
 import dbus
+import dbus.mainloop.glib
 
 sys.path.insert(0, os.path.dirname(__file__))
 from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
@@ -19,6 +20,7 @@ KEY_A, KEY_LEFTCTRL, KEY_LEFTALT, KEY_DELETE = 30, 29, 56, 111
 BTN_LEFT = 0x110
 EV_KEY, EV_REL, EV_ABS = 1, 2, 3
 
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 tap = Tap()
 pbus = PrivateBus()
 
@@ -96,8 +98,23 @@ try:
     m = vm.command("echo after-$((1+1))-flood", r"after-2-flood\r?\n", 60)
     tap.check(m is not None, f"after 1500 input calls in {flood:.1f} s ({refused} refused as Busy) the guest still answers")
 
-    # Ctrl-Alt-Del on the keyboard: the guest powers off cleanly.
+    # Reset: the guest's drivers go away and come back; IsAbsolute follows, with PropertiesChanged.
+    from gi.repository import GLib
+    seen = []
+    bus.add_signal_receiver(lambda iface, changed, inval: seen.append(bool(changed["IsAbsolute"]))
+                            if iface == "org.orrery.Mouse1" and "IsAbsolute" in changed else None,
+                            "PropertiesChanged", "org.freedesktop.DBus.Properties", SERVICE, PATH)
     vm.command("kill %1", r"\n", 10)
+    dbus.Interface(obj, "org.orrery.Machine1").Reset()
+    ready = vm.wait_for(READY, BOOT_TIMEOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and seen[-1:] != [True]:
+        GLib.MainContext.default().iteration(False)
+        time.sleep(0.01)
+    tap.check(ready is not None and seen[:1] == [False] and seen[-1:] == [True],
+              f"after Reset the guest boots again and IsAbsolute goes false, then true ({seen})", vm.tail(300))
+
+    # Ctrl-Alt-Del on the keyboard: the guest powers off cleanly.
     for code in (KEY_LEFTCTRL, KEY_LEFTALT, KEY_DELETE):
         kbd.Press(code)
     for code in (KEY_DELETE, KEY_LEFTALT, KEY_LEFTCTRL):
