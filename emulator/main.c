@@ -290,13 +290,14 @@ int main(int argc, char *argv[]) {
         int r;
 
         r = options_parse(&vm.options, argc, argv, error, sizeof(error));
-        if (r < 0) {
+        if (r <= 0) {
+                options_free(&vm.options);
+                if (r == 0)
+                        return 0; /* --help, --version */
                 fprintf(stderr, "orrery-vm: %s\n", error);
                 fprintf(stderr, "Try 'orrery-vm --help'.\n");
                 return EXIT_USAGE;
         }
-        if (r == 0)
-                return 0; /* --help, --version */
 
         r = run(&vm);
 
