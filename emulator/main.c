@@ -192,6 +192,20 @@ static int setup_serial(Vm *vm) {
         return chardev_attach_stdio(vm->serial, STDIN_FILENO, STDOUT_FILENO);
 }
 
+static int dump_dtb(Vm *vm) {
+        _cleanup_fclose_ FILE *f = NULL;
+        const void *fdt;
+        size_t size;
+
+        fdt = machine_device_tree(vm->machine, &size);
+        f = fopen(vm->options.dump_dtb, "we");
+        if (!f || fwrite(fdt, 1, size, f) != size || fflush(f) != 0) {
+                fprintf(stderr, "orrery-vm: cannot write the device tree to '%s': %s\n", vm->options.dump_dtb, strerror(errno));
+                return 1;
+        }
+        return 0;
+}
+
 static int run(Vm *vm) {
         MachineConfig config = {
                 .name = vm->options.name,
@@ -220,6 +234,8 @@ static int run(Vm *vm) {
                 fprintf(stderr, "orrery-vm: %s\n", error);
                 return EXIT_USAGE;
         }
+        if (vm->options.dump_dtb)
+                return dump_dtb(vm);
 
         r = sd_event_new(&vm->event);
         if (r < 0)

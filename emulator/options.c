@@ -105,6 +105,7 @@ static void help(void) {
                "  --no-reboot          exit when the guest reboots\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
+               "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
                "  --help, --version\n"
                "\n"
                "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
@@ -175,6 +176,7 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 ARG_NO_REBOOT,
                 ARG_BUS,
                 ARG_NO_BUS,
+                ARG_DUMP_DTB,
                 ARG_HELP,
                 ARG_VERSION,
         };
@@ -190,6 +192,7 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
                 { "bus", required_argument, NULL, ARG_BUS },
                 { "no-bus", no_argument, NULL, ARG_NO_BUS },
+                { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
                 { "help", no_argument, NULL, ARG_HELP },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -271,6 +274,9 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 case ARG_NO_BUS:
                         o->no_bus = true;
                         break;
+                case ARG_DUMP_DTB:
+                        r = set_string(&o->dump_dtb, optarg);
+                        break;
                 case ARG_HELP:
                         help();
                         return 0;
@@ -341,5 +347,6 @@ void options_free(Options *o) {
         free(o->append);
         free(o->serial);
         free(o->bus_address);
+        free(o->dump_dtb);
         *o = (Options) {};
 }

@@ -14,6 +14,7 @@ typedef struct Options {
         bool no_reboot;
         char *bus_address;              /* NULL: the user's session bus */
         bool no_bus;
+        char *dump_dtb;                 /* write the device tree here and exit */
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

@@ -836,6 +836,11 @@ int machine_framebuffer_fd(Machine *m) {
         return m->fb_fd;
 }
 
+const void *machine_device_tree(Machine *m, size_t *ret_size) {
+        *ret_size = m->fdt_size;
+        return m->fdt;
+}
+
 size_t machine_framebuffer_dirty_words(Machine *m) {
         return m->mem.fb_dirty ? m->mem.fb_dirty_words : 0;
 }

@@ -112,6 +112,9 @@ uint32_t machine_keyboard_leds(Machine *m);
 /* Whether the guest drives the tablet (its driver is up). */
 bool machine_pointer_is_absolute(Machine *m);
 
+/* The flattened device tree the guest boots with. */
+const void *machine_device_tree(Machine *m, size_t *ret_size);
+
 /* Test/debug hooks: the framebuffer as the guest wrote it. */
 const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride);
 int machine_framebuffer_fd(Machine *m);
