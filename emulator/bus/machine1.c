@@ -95,7 +95,11 @@ static int method_power_down(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         r = machine_power_button(b->machine);
         if (r == -EOPNOTSUPP)
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_SUPPORTED, "VM '%s' has no keyboard to press the power key on",
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_SUPPORTED,
+                                         "VM '%s' has no keyboard driver running yet to press the power key on", b->name);
+        if (r == -ENOBUFS)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "VM '%s' is not reading its keyboard (paused, or input queue full); try again",
                                          b->name);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot press the power key of VM '%s': %m", b->name);
