@@ -686,7 +686,10 @@ static void check_input(OrreryVm *vm) {
 
         if (write_all(vm_stdin, "orrery-guest-probe events &\n", strlen("orrery-guest-probe events &\n")) < 0)
                 return;
+        /* Wait for the whole line: the count may arrive in a later read than "listening ". */
         at = stream_wait(&console, "orrery-probe: listening ", since, COMMAND_TIMEOUT_MS);
+        if (at >= 0 && stream_wait(&console, " devices", (size_t) at, COMMAND_TIMEOUT_MS) < 0)
+                at = -1;
         if (at >= 0)
                 n = strtoul(console.data + at + strlen("orrery-probe: listening "), NULL, 10);
         if (!CHECK_LATE(at >= 0 && n >= 2, "the probe listens on the keyboard and the tablet (%lu devices)", n)) {

@@ -24,7 +24,7 @@ NAME = "montest"
 SERVICE = f"org.orrery.VM.{NAME}"
 PATH = f"/org/orrery/VM/{NAME}"
 WIDTH, HEIGHT = 320, 240
-TIMEOUT = 20  # generous: catches hangs only
+TIMEOUT = 60  # generous: catches hangs only (sanitizer builds on a loaded machine are slow)
 
 tap = Tap()
 pbus = PrivateBus()
