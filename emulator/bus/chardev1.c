@@ -118,10 +118,26 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
         if (!c->owner)
                 return -ENOMEM;
         r = 0;
-        if (sender)
-                r = sd_bus_match_signal_async(c->bus->bus, &c->owner_match, "org.freedesktop.DBus",
-                                              "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged",
-                                              on_name_owner_changed, NULL, c);
+        if (sender) {
+                /*
+                 * Watch for the owner leaving, then make sure it has not left
+                 * already: a caller that disconnects right after its call must
+                 * not keep the device.
+                 */
+                _cleanup_free_ char *match = NULL;
+                if (asprintf(&match, "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                             "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'", sender) < 0)
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = sd_bus_add_match(c->bus->bus, &c->owner_match, match, on_name_owner_changed, c);
+                if (r >= 0) {
+                        sd_bus_creds *creds = NULL;
+                        int q = sd_bus_get_name_creds(c->bus->bus, sender, 0, &creds);
+                        sd_bus_creds_unref(creds);
+                        if (q < 0)
+                                r = -ESRCH;
+                }
+        }
         if (r >= 0)
                 r = chardev_attach_client(c->chardev, copy);
         if (r < 0) {

@@ -732,9 +732,15 @@ int machine_power_button(Machine *m) {
 
         if (!m->keyboard || !virtio_input_driver_ready(m->keyboard))
                 return -EOPNOTSUPP;
-        r = virtio_input_key(m->keyboard, 116 /* KEY_POWER */, true);
+        /*
+         * Press and release in one packet: it is queued whole or refused whole,
+         * so a full queue can never leave the power key held down.
+         */
+        r = virtio_input_send(m->keyboard, 1 /* EV_KEY */, 116 /* KEY_POWER */, 1);
         if (r >= 0)
-                r = virtio_input_key(m->keyboard, 116, false);
+                r = virtio_input_send(m->keyboard, 1, 116, 0);
+        if (r >= 0)
+                r = virtio_input_sync(m->keyboard);
         return r;
 }
 
