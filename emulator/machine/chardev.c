@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "machine/chardev.h"
+#include "io-util.h"
 #include "macro.h"
 
 #define INPUT_CHUNK 256
@@ -134,26 +135,6 @@ static void feed_guest(Chardev *c) {
         set_sources_enabled(c, c->input_len == 0);
 }
 
-static void write_all_blocking(int fd, const uint8_t *buf, size_t n) {
-        while (n > 0) {
-                ssize_t w = write(fd, buf, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0 && errno == EAGAIN) {
-                        /* A non-blocking terminal: wait for it rather than lose console output. */
-                        fd_set set;
-                        FD_ZERO(&set);
-                        FD_SET(fd, &set);
-                        (void) select(fd + 1, NULL, &set, NULL, NULL);
-                        continue;
-                }
-                if (w <= 0)
-                        return;
-                buf += w;
-                n -= (size_t) w;
-        }
-}
-
 static void client_lost(Chardev *c) {
         chardev_detach_client(c);
         if (c->hooks.client_gone)
@@ -172,9 +153,10 @@ static void deliver_output(Chardev *c) {
                         break;
 
                 if (c->stdio_out_fd >= 0)
-                        write_all_blocking(c->stdio_out_fd, buf, n);
+                        /* The terminal waits rather than lose console output. */
+                        (void) loop_write(c->stdio_out_fd, buf, n);
                 if (c->file_fd >= 0)
-                        write_all_blocking(c->file_fd, buf, n);
+                        (void) loop_write(c->file_fd, buf, n);
                 if (c->client_fd >= 0) {
                         /* Never block on a client: what it cannot take now is dropped (the scrollback keeps it). */
                         ssize_t w = send(c->client_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);

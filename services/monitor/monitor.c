@@ -32,6 +32,7 @@
 #include <readline/readline.h>
 
 #include "keys.h"
+#include "io-util.h"
 #include "macro.h"
 #include "orrery-client.h"
 #include "screendump.h"
@@ -778,28 +779,6 @@ static void console_leave(Monitor *m, const char *why) {
                 m->stdin_source = sd_event_source_disable_unref(m->stdin_source);
 }
 
-static int write_all(int fd, const void *data, size_t size) {
-        const uint8_t *p = data;
-
-        while (size > 0) {
-                ssize_t k = write(fd, p, size);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-                                (void) poll(&pfd, 1, 1000);
-                                continue;
-                        }
-                        return -errno;
-                }
-                p += k;
-                size -= (size_t) k;
-        }
-        return 0;
-}
-
 static int console_flush_pending(Monitor *m) {
         while (m->console_n_pending > 0) {
                 ssize_t k = send(m->console_fd, m->console_pending, m->console_n_pending, MSG_NOSIGNAL);
@@ -837,7 +816,7 @@ static int on_console_io(sd_event_source *s, int fd, uint32_t revents, void *use
                         console_leave(m, "the device closed");
                         return 0;
                 }
-                if (write_all(STDOUT_FILENO, buf, (size_t) k) < 0) {
+                if (loop_write(STDOUT_FILENO, buf, (size_t) k) < 0) {
                         console_leave(m, "cannot write to the terminal");
                         return 0;
                 }
@@ -929,7 +908,7 @@ static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc)
         /* After Register, so nothing falls between the scrollback and the live output. */
         r = orrery_vm_chardev_get_scrollback_sync(m->vm, id, &scrollback, &size, &error);
         if (r >= 0 && size > 0)
-                (void) write_all(STDOUT_FILENO, scrollback, size);
+                (void) loop_write(STDOUT_FILENO, scrollback, size);
 
         m->console_pending = malloc(CONSOLE_PENDING_MAX);
         if (!m->console_pending)

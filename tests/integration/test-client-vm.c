@@ -35,6 +35,7 @@
 #include "macro.h"
 #include "orrery-client.h"
 #include "probe/pattern.h"
+#include "io-util.h"
 #include "tap.h"
 
 #define VM_NAME "clienttest"
@@ -164,28 +165,6 @@ static bool reap(pid_t pid, unsigned timeout_ms, int *ret_code) {
                         return false;
                 (void) sd_event_run(event, 10 * 1000);
         }
-}
-
-static int write_all(int fd, const void *buf, size_t n) {
-        const uint8_t *p = buf;
-
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-                                (void) poll(&pfd, 1, 1000);
-                                continue;
-                        }
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -413,7 +392,7 @@ static int vm_start(const char *vm_path) {
 static bool console_command(const char *cmd, const char *needle, unsigned timeout_ms) {
         size_t since = console.size;
 
-        if (write_all(vm_stdin, cmd, strlen(cmd)) < 0 || write_all(vm_stdin, "\n", 1) < 0)
+        if (loop_write(vm_stdin, cmd, strlen(cmd)) < 0 || loop_write(vm_stdin, "\n", 1) < 0)
                 return false;
         return stream_wait(&console, needle, since, timeout_ms) >= 0;
 }
@@ -648,7 +627,7 @@ static void check_framebuffer(OrreryClient *c, OrreryVm *vm) {
         /* The probe draws; the mapping shows exactly its pattern, and Updates cover the screen. */
         reset_updates();
         since = console.size;
-        if (write_all(vm_stdin, PATTERN_COMMAND, strlen(PATTERN_COMMAND)) < 0)
+        if (loop_write(vm_stdin, PATTERN_COMMAND, strlen(PATTERN_COMMAND)) < 0)
                 return;
         at = stream_wait(&console, "orrery-probe: pattern drawn ", since, COMMAND_TIMEOUT_MS);
         if (!CHECK_LATE(at >= 0 && stream_wait(&console, "1024x768\r\n", (size_t) at, 1000) ==
@@ -684,7 +663,7 @@ static void check_input(OrreryVm *vm) {
         ssize_t at;
         unsigned long n = 0;
 
-        if (write_all(vm_stdin, "orrery-guest-probe events &\n", strlen("orrery-guest-probe events &\n")) < 0)
+        if (loop_write(vm_stdin, "orrery-guest-probe events &\n", strlen("orrery-guest-probe events &\n")) < 0)
                 return;
         /* Wait for the whole line: the count may arrive in a later read than "listening ". */
         at = stream_wait(&console, "orrery-probe: listening ", since, COMMAND_TIMEOUT_MS);
@@ -737,7 +716,7 @@ static void check_serial_socket(OrreryClient *c, OrreryVm *vm) {
         r = stream_open(&sock, "the serial0 socket", fd);
         if (!CHECK_LATE(r >= 0, "watching the socket (%s)", strerror(r < 0 ? -r : 0)))
                 return;
-        r = write_all(sock.fd, cmd, strlen(cmd));
+        r = loop_write(sock.fd, cmd, strlen(cmd));
         if (!CHECK_LATE(r >= 0 && stream_wait(&sock, "via-client-23\r\n", 0, COMMAND_TIMEOUT_MS) >= 0,
                         "a command written to the serial0 socket runs and 'via-client-23' comes back on it"))
                 stream_diag(&sock, 1500);
@@ -816,7 +795,7 @@ static void check_killed_client(OrreryClient *c, OrreryVm *vm) {
 
         /* The guest streams ~40 KB (a few seconds at the UART's pace); we keep reading the console. */
         since = console.size;
-        if (write_all(vm_stdin, stream_cmd, strlen(stream_cmd)) < 0)
+        if (loop_write(vm_stdin, stream_cmd, strlen(stream_cmd)) < 0)
                 goto finish;
         streaming = stream_wait(&child, "streaming\n", 0, COMMAND_TIMEOUT_MS) >= 0;
         mid_stream = stream_find(&console, "stream-42-end", since) < 0;
@@ -847,7 +826,7 @@ static void check_killed_client(OrreryClient *c, OrreryVm *vm) {
                    serial_owner(vm) ?: "(null)");
         if (stream_open(&sock, "the serial0 socket", fd) < 0)
                 goto finish;
-        r = write_all(sock.fd, after_cmd, strlen(after_cmd));
+        r = loop_write(sock.fd, after_cmd, strlen(after_cmd));
         if (!CHECK_LATE(r >= 0 && stream_wait(&sock, "after-kill-25\r\n", 0, COMMAND_TIMEOUT_MS) >= 0,
                         "the guest answers a command through our serial0 socket"))
                 stream_diag(&sock, 1500);
