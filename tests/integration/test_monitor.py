@@ -297,6 +297,9 @@ try:
     tap.check(b.expect(rf"VM '{NAME}' is on the bus \(running\)") is not None and
               b.line("info status", r"VM status: running") is not None,
               "the monitor reattaches when the VM comes back", b.tail())
+    # Ctrl-D once the prompt is back: typed while a command runs, the terminal is
+    # still in canonical mode and the line discipline swallows it (readline).
+    b.expect(r"\(orrery [A-Za-z0-9_]+\) ")
     b.send("\x04")
     tap.check(b.proc.wait(TIMEOUT) == 0, "Ctrl-D leaves the monitor with status 0", b.tail())
     with open(os.path.join(state_dir.name, "orrery", "monitor_history")) as f:
