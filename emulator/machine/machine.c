@@ -62,6 +62,7 @@ struct Machine {
         VirtioInput *keyboard;
         VirtioInput *tablet;
         VirtioConsole *console;
+        VirtioMmio *empty_slots[MEMMAP_VIRTIO_COUNT];   /* transports without a device (DeviceID 0) */
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -144,22 +145,6 @@ static void test_action(void *opaque, SifiveTestAction action, int code) {
         hart_end_slice(&m->hart);
         atomic_store(&m->hart.kick, true);
 }
-
-/* Empty virtio-mmio slots: the guest's driver finds DeviceID 0 and leaves them alone. */
-static uint64_t empty_virtio_read(void *opaque, uint64_t offset, unsigned size) {
-        switch (offset) {
-        case 0x000:
-                return 0x74726976; /* "virt" */
-        case 0x004:
-                return 2;
-        default:
-                return 0;
-        }
-}
-
-static const MmioOps empty_virtio_ops = {
-        .read = empty_virtio_read,
-};
 
 /* virtio slots: 0 keyboard, 1 tablet, 2 console (agent port 1); the rest empty. */
 enum {
@@ -246,10 +231,15 @@ static int setup_virtio(Machine *m) {
         };
         for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
                 uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
-                if (transports[i])
-                        r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
-                else
-                        r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &empty_virtio_ops, NULL);
+                if (!transports[i]) {
+                        /* The guest's driver finds DeviceID 0 and leaves the slot alone. */
+                        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + i);
+                        r = virtio_mmio_new(&m->mem, &irq, NULL, NULL, &m->empty_slots[i]);
+                        if (r < 0)
+                                return r;
+                        transports[i] = m->empty_slots[i];
+                }
+                r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
                 if (r < 0)
                         return r;
         }
@@ -878,6 +868,8 @@ void machine_free(Machine *m) {
         virtio_input_freep(&m->keyboard);
         virtio_input_freep(&m->tablet);
         virtio_console_freep(&m->console);
+        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++)
+                virtio_mmio_freep(&m->empty_slots[i]);
         if (m->mem.ram)
                 munmap(m->mem.ram, m->mem.ram_size);
         if (m->mem.fb)
