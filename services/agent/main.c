@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+
+/*
+ * orrery-agent: the host side of the guest agent. For every VM on the bus
+ * with a "guest_agent" chardev it registers on that port, speaks the QEMU
+ * guest-agent protocol to the guest and serves org.orrery.Agent1 on
+ * /org/orrery/Agent/<vm> under the name org.orrery.Agent (see
+ * dbus/org.orrery.Agent1.xml and README.md in this directory).
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+#include "macro.h"
+
+#define STARTUP_MAX_USEC (5ULL * 1000000ULL)
+#define STARTUP_POLL_USEC (20ULL * 1000ULL)
+#define TIMEOUT_DEFAULT_SEC 10.0
+
+int manager_check_caller(sd_bus_message *m, sd_bus_error *error) {
+        sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (r >= 0) {
+                r = sd_bus_creds_get_euid(creds, &uid);
+                sd_bus_creds_unref(creds);
+        }
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's user: %s",
+                                         strerror(-r));
+        if (uid != geteuid())
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Only the bridge's user (uid %u) may call it; the caller is uid %u",
+                                         (unsigned) geteuid(), (unsigned) uid);
+        return 0;
+}
+
+static void manager_request_name(Manager *m) {
+        int r;
+
+        if (m->name_requested)
+                return;
+        m->name_requested = true;
+        m->startup_timer = sd_event_source_disable_unref(m->startup_timer);
+        /*
+         * Only now: a call that activated us waits in the bus daemon until
+         * we own the name, and by then the objects of the VMs that were
+         * already running exist and their ports are registered.
+         */
+        r = sd_bus_request_name(m->bus, AGENT_BUS_NAME, 0);
+        if (r < 0) {
+                log_error("cannot own %s: %s (is another orrery-agent running?)", AGENT_BUS_NAME, strerror(-r));
+                (void) sd_event_exit(m->event, 3);
+                return;
+        }
+        log_debug("owning %s", AGENT_BUS_NAME);
+}
+
+void manager_agent_settled(Manager *m) {
+        if (m->name_requested || !m->watch || !orrery_vm_watch_is_ready(m->watch))
+                return;
+        for (Agent *a = m->agents; a; a = a->next)
+                if (!a->settled)
+                        return;
+        manager_request_name(m);
+}
+
+/* The VM watch has no "ready" callback: look every 20 ms until settled, at most STARTUP_MAX_USEC. */
+static int on_startup_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t now = 0;
+
+        if (m->name_requested)
+                return 0;
+        manager_agent_settled(m);
+        if (m->name_requested)
+                return 0;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (now - m->startup_begin >= STARTUP_MAX_USEC) {
+                log_info("VMs still settling after %llu s; taking the bus name anyway", STARTUP_MAX_USEC / 1000000ULL);
+                manager_request_name(m);
+                return 0;
+        }
+        (void) sd_event_source_set_time_relative(s, STARTUP_POLL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static void on_vm_added(OrreryVmWatch *w, const char *name, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (agent_find(m, name))
+                return; /* the test hook's VM, or already known */
+        r = agent_new(m, name, NULL, NULL);
+        if (r < 0)
+                log_error("cannot follow VM '%s': %s", name, strerror(-r));
+        manager_agent_settled(m);
+}
+
+static void on_vm_removed(OrreryVmWatch *w, const char *name, void *userdata) {
+        Manager *m = userdata;
+        Agent *a = agent_find(m, name);
+
+        if (a && !a->socket_path)
+                agent_free(a);
+        manager_agent_settled(m);
+}
+
+static const OrreryVmWatchCallbacks watch_callbacks = {
+        .vm_added = on_vm_added,
+        .vm_removed = on_vm_removed,
+};
+
+static void manager_free(Manager *m) {
+        while (m->agents)
+                agent_free(m->agents);
+        m->watch = orrery_vm_watch_free(m->watch);
+        m->startup_timer = sd_event_source_disable_unref(m->startup_timer);
+        m->client = orrery_client_unref(m->client);
+        m->bus = sd_bus_flush_close_unref(m->bus);
+        m->event = sd_event_unref(m->event);
+        free(m->test_vm);
+        free(m->test_socket);
+}
+
+static void help(void) {
+        printf("Usage: orrery-agent [OPTIONS]\n"
+               "\n"
+               "Serves org.orrery.Agent1 for every VM on the bus that has a guest agent port.\n"
+               "\n"
+               "  --bus ADDRESS          use this D-Bus bus instead of the session bus\n"
+               "  --timeout SEC          how long a guest call may take (default %.0f)\n"
+               "  --test-socket VM=PATH  for tests: talk to the guest agent listening on the\n"
+               "                         Unix socket PATH (e.g. qemu-ga -m unix-listen) as VM\n"
+               "  -v, --verbose          debug messages on stderr (also ORRERY_DEBUG=1)\n"
+               "  -h, --help             this text\n",
+               TIMEOUT_DEFAULT_SEC);
+}
+
+static int parse_args(Manager *m, int argc, char **argv, const char **ret_address) {
+        static const struct option options[] = {
+                { "bus", required_argument, NULL, 'b' },
+                { "timeout", required_argument, NULL, 't' },
+                { "test-socket", required_argument, NULL, 's' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        double timeout = TIMEOUT_DEFAULT_SEC;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+                switch (c) {
+                case 'b':
+                        *ret_address = optarg;
+                        break;
+                case 't': {
+                        char *end;
+
+                        errno = 0;
+                        timeout = strtod(optarg, &end);
+                        if (errno || end == optarg || *end || !(timeout >= 0.1 && timeout <= 3600)) {
+                                fprintf(stderr, "orrery-agent: --timeout wants seconds between 0.1 and 3600, not '%s'\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                }
+                case 's': {
+                        const char *eq = strchr(optarg, '=');
+
+                        free(m->test_vm);
+                        free(m->test_socket);
+                        m->test_vm = eq ? strndup(optarg, (size_t) (eq - optarg)) : NULL;
+                        m->test_socket = eq ? strdup(eq + 1) : NULL;
+                        if (!m->test_vm || !orrery_vm_name_is_valid(m->test_vm) || !m->test_socket ||
+                            !m->test_socket[0]) {
+                                fprintf(stderr, "orrery-agent: --test-socket wants VM=PATH with a valid VM name, not '%s'\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                }
+                case 'v':
+                        log_verbose = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "orrery-agent: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        m->timeout_usec = (uint64_t) (timeout * 1e6);
+        return 1;
+}
+
+static int connect_bus(const char *address, sd_bus **ret) {
+        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (!address)
+                return sd_bus_open_user_with_description(ret, "orrery-agent");
+        r = sd_bus_new(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_address(bus, address);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_bus_client(bus, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_trusted(bus, false);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(bus);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        Manager m = {};
+        const char *address = NULL, *debug = getenv("ORRERY_DEBUG");
+        int r, ret = 1;
+
+        if (debug && strcmp(debug, "1") == 0)
+                log_verbose = true;
+        r = parse_args(&m, argc, argv, &address);
+        if (r <= 0) {
+                manager_free(&m);
+                return r < 0 ? 2 : 0;
+        }
+        (void) signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&m.event);
+        if (r < 0)
+                goto fail;
+        r = sd_event_set_signal_exit(m.event, true);
+        if (r < 0) /* older libsystemd: handle them ourselves */
+                r = 0;
+        (void) sd_event_add_signal(m.event, NULL, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, NULL, NULL);
+        (void) sd_event_add_signal(m.event, NULL, SIGINT | SD_EVENT_SIGNAL_PROCMASK, NULL, NULL);
+
+        r = connect_bus(address, &m.bus);
+        if (r < 0) {
+                log_error("cannot connect to the %s: %s", address ? "bus given with --bus" : "session bus", strerror(-r));
+                manager_free(&m);
+                return 2;
+        }
+        r = sd_bus_attach_event(m.bus, m.event, 0);
+        if (r < 0)
+                goto fail;
+        (void) sd_bus_set_exit_on_disconnect(m.bus, true);
+        r = sd_bus_add_object_manager(m.bus, NULL, AGENT_PATH_PREFIX);
+        if (r < 0)
+                goto fail;
+
+        r = orrery_client_new_with_bus(m.bus, &m.client);
+        if (r < 0)
+                goto fail;
+        r = orrery_client_attach_event(m.client, m.event, 0);
+        if (r < 0 && r != -EBUSY)
+                goto fail;
+
+        if (m.test_vm) {
+                r = agent_new(&m, m.test_vm, m.test_socket, NULL);
+                if (r < 0)
+                        goto fail;
+        }
+        r = orrery_vm_watch_new(m.client, &watch_callbacks, &m, &m.watch);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_now(m.event, CLOCK_MONOTONIC, &m.startup_begin);
+        r = sd_event_add_time_relative(m.event, &m.startup_timer, CLOCK_MONOTONIC, STARTUP_POLL_USEC, 0,
+                                       on_startup_timer, &m);
+        if (r < 0)
+                goto fail;
+        manager_agent_settled(&m);
+
+        r = sd_event_loop(m.event);
+        ret = r < 0 ? 1 : r;
+        manager_free(&m);
+        return ret;
+
+fail:
+        log_error("cannot start: %s", strerror(-r));
+        manager_free(&m);
+        return 1;
+}
