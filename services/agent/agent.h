@@ -28,6 +28,11 @@
 typedef struct Agent Agent;
 typedef struct Copy Copy;
 
+typedef struct TestSocket {
+        char *vm;
+        char *socket;
+} TestSocket;
+
 typedef struct Manager {
         sd_event *event;
         sd_bus *bus;
@@ -35,9 +40,9 @@ typedef struct Manager {
         OrreryVmWatch *watch;
         uint64_t timeout_usec;
         Agent *agents;
-        /* The test hook: this VM's agent talks to a Unix socket, not a chardev. */
-        char *test_vm;
-        char *test_socket;
+        /* The test hook: these VMs' agents talk to a Unix socket, not a chardev. */
+        TestSocket tests[16];
+        size_t n_tests;
         bool name_requested;
         sd_event_source *startup_timer;
         uint64_t startup_begin;

@@ -346,12 +346,28 @@ static void copy_step(Copy *c) {
                 copy_from_guest_local(c);
 }
 
+/* The answer to the guest-file-open of a copy cancelled meanwhile: close what it opened. */
+static void on_orphan_open(QgaChannel *ch, json_object *ret, const sd_bus_error *error, void *userdata) {
+        json_object *args;
+
+        if (error || !json_object_is_type(ret, json_type_int) || json_object_get_int64(ret) < 0)
+                return;
+        args = json_object_new_object();
+        if (args && json_object_object_add(args, "handle", json_object_new_int64(json_object_get_int64(ret))) >= 0)
+                (void) qga_channel_call(ch, "guest-file-close", args, 0, NULL, NULL, NULL);
+        else
+                json_object_put(args);
+}
+
 static void copy_cancel(Copy *c, const char *why) {
         /* A request on the wire stays there (the channel consumes its answer); the handle is closed behind it. */
-        qga_request_cancel(c->request);
+        if (c->request && c->step == STEP_OPEN)
+                qga_request_set_callback(c->request, on_orphan_open, NULL);
+        else
+                qga_request_cancel(c->request);
         c->request = NULL;
         if (c->step == STEP_OPEN || c->step == STEP_CLOSE)
-                c->handle = -1; /* an open may yet succeed: a handle we never learn of stays in the guest */
+                c->handle = -1;
         copy_failf(c, ORRERY_ERROR_CANCELLED, "The copy of %s was cancelled (%s)", c->path, why);
 }
 

@@ -128,8 +128,10 @@ static void manager_free(Manager *m) {
         m->client = orrery_client_unref(m->client);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);
-        free(m->test_vm);
-        free(m->test_socket);
+        for (size_t i = 0; i < m->n_tests; i++) {
+                free(m->tests[i].vm);
+                free(m->tests[i].socket);
+        }
 }
 
 static void help(void) {
@@ -140,7 +142,8 @@ static void help(void) {
                "  --bus ADDRESS          use this D-Bus bus instead of the session bus\n"
                "  --timeout SEC          how long a guest call may take (default %.0f)\n"
                "  --test-socket VM=PATH  for tests: talk to the guest agent listening on the\n"
-               "                         Unix socket PATH (e.g. qemu-ga -m unix-listen) as VM\n"
+               "                         Unix socket PATH (e.g. qemu-ga -m unix-listen) as VM,\n"
+               "                         instead of that VM's chardev (may be repeated)\n"
                "  -v, --verbose          debug messages on stderr (also ORRERY_DEBUG=1)\n"
                "  -h, --help             this text\n",
                TIMEOUT_DEFAULT_SEC);
@@ -177,17 +180,23 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
                 }
                 case 's': {
                         const char *eq = strchr(optarg, '=');
+                        _cleanup_free_ char *vm = eq ? strndup(optarg, (size_t) (eq - optarg)) : NULL;
+                        TestSocket *t;
 
-                        free(m->test_vm);
-                        free(m->test_socket);
-                        m->test_vm = eq ? strndup(optarg, (size_t) (eq - optarg)) : NULL;
-                        m->test_socket = eq ? strdup(eq + 1) : NULL;
-                        if (!m->test_vm || !orrery_vm_name_is_valid(m->test_vm) || !m->test_socket ||
-                            !m->test_socket[0]) {
+                        if (!vm || !orrery_vm_name_is_valid(vm) || !eq[1]) {
                                 fprintf(stderr, "orrery-agent: --test-socket wants VM=PATH with a valid VM name, not '%s'\n",
                                         optarg);
                                 return -EINVAL;
                         }
+                        if (m->n_tests >= ELEMENTSOF(m->tests)) {
+                                fprintf(stderr, "orrery-agent: at most %zu --test-socket options\n", ELEMENTSOF(m->tests));
+                                return -EINVAL;
+                        }
+                        t = m->tests + m->n_tests++;
+                        t->vm = TAKE_PTR(vm);
+                        t->socket = strdup(eq + 1);
+                        if (!t->socket)
+                                return -ENOMEM;
                         break;
                 }
                 case 'v':
@@ -277,8 +286,10 @@ int main(int argc, char **argv) {
         if (r < 0 && r != -EBUSY)
                 goto fail;
 
-        if (m.test_vm) {
-                r = agent_new(&m, m.test_vm, m.test_socket, NULL);
+        for (size_t i = 0; i < m.n_tests; i++) {
+                if (agent_find(&m, m.tests[i].vm))
+                        continue;
+                r = agent_new(&m, m.tests[i].vm, m.tests[i].socket, NULL);
                 if (r < 0)
                         goto fail;
         }

@@ -569,6 +569,11 @@ int qga_channel_call(QgaChannel *c, const char *command, json_object *arguments,
         return 0;
 }
 
+void qga_request_set_callback(QgaRequest *r, QgaReplyFn fn, void *userdata) {
+        r->fn = fn;
+        r->userdata = userdata;
+}
+
 void qga_request_cancel(QgaRequest *r) {
         QgaChannel *c;
 

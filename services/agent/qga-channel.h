@@ -67,6 +67,8 @@ void qga_channel_kick(QgaChannel *c);
  */
 int qga_channel_call(QgaChannel *c, const char *command, json_object *arguments, QgaCallFlags flags, QgaReplyFn fn,
                      void *userdata, QgaRequest **ret_request);
+/* Hands the answer of a request to another callback. */
+void qga_request_set_callback(QgaRequest *r, QgaReplyFn fn, void *userdata);
 /* Drops a request: fn is not called. A request on the wire still occupies the channel until answered or timed out. */
 void qga_request_cancel(QgaRequest *r);
 

@@ -1,0 +1,142 @@
+"""Shared pieces of the orrery-agent tests: the bridge on a private bus and a D-Bus client of it."""
+import os
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import dbus
+import dbus.mainloop.glib
+from gi.repository import GLib
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from orrery_test import PrivateBus, Tap  # noqa: E402,F401
+
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+
+ORRERY_AGENT = os.environ.get("ORRERY_AGENT", os.path.join(os.path.dirname(__file__), "..", "..", "..", "build",
+                                                            "services", "agent", "orrery-agent"))
+XML = os.path.join(os.path.dirname(__file__), "..", "..", "..", "dbus", "org.orrery.Agent1.xml")
+NAME = "org.orrery.Agent"
+IFACE = "org.orrery.Agent1"
+
+
+def spin(seconds, until=lambda: False, step=0.01):
+    """Runs the GLib loop until until() holds or seconds pass (an upper bound that only catches hangs)."""
+    ctx = GLib.MainContext.default()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not until():
+        while ctx.iteration(False):
+            pass
+        time.sleep(step)
+    return until()
+
+
+class Bridge:
+    """orrery-agent on the given bus, its stderr collected."""
+
+    def __init__(self, address, *args):
+        self.proc = subprocess.Popen([ORRERY_AGENT, "--bus", address, "--verbose"] + list(args),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.log = ""
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.log += line.decode(errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Client:
+    """A D-Bus connection to the private bus, with helpers for org.orrery.Agent1."""
+
+    def __init__(self, address):
+        self.bus = dbus.bus.BusConnection(address)
+
+    def has_name(self):
+        return self.bus.name_has_owner(NAME)
+
+    def agent(self, vm):
+        return dbus.Interface(self.bus.get_object(NAME, f"/org/orrery/Agent/{vm}", introspect=False), IFACE)
+
+    def props(self, vm):
+        return dbus.Interface(self.bus.get_object(NAME, f"/org/orrery/Agent/{vm}", introspect=False),
+                              "org.freedesktop.DBus.Properties")
+
+    def connected(self, vm):
+        try:
+            return bool(self.props(vm).Get(IFACE, "Connected"))
+        except dbus.DBusException:
+            return False
+
+    def managed(self):
+        om = dbus.Interface(self.bus.get_object(NAME, "/org/orrery/Agent", introspect=False),
+                            "org.freedesktop.DBus.ObjectManager")
+        return om.GetManagedObjects()
+
+    def call(self, vm, method, *args, timeout=60):
+        """Returns (result, None) or (None, (error name, message))."""
+        try:
+            return getattr(self.agent(vm), method)(*args, timeout=timeout), None
+        except dbus.DBusException as e:
+            return None, (e.get_dbus_name(), e.get_dbus_message())
+
+    def call_async(self, vm, method, *args, timeout=60):
+        """Starts a call; returns a dict that gets 'result' or 'error' when it ends (spin to let it)."""
+        out = {}
+        getattr(self.agent(vm), method)(*args, timeout=timeout,
+                                        reply_handler=lambda *r: out.update(result=r, t=time.monotonic()),
+                                        error_handler=lambda e: out.update(error=(e.get_dbus_name(),
+                                                                                  e.get_dbus_message()),
+                                                                           t=time.monotonic()))
+        return out
+
+    def introspect(self, vm):
+        o = self.bus.get_object(NAME, f"/org/orrery/Agent/{vm}", introspect=False)
+        return dbus.Interface(o, "org.freedesktop.DBus.Introspectable").Introspect()
+
+
+def members(iface_el):
+    """A comparable description of an interface: methods with typed, directed args; signals; properties."""
+    out = set()
+    for el in iface_el:
+        if el.tag == "method":
+            args = tuple((a.get("name"), a.get("type"), a.get("direction", "in")) for a in el.findall("arg"))
+            out.add(("method", el.get("name"), args))
+        elif el.tag == "signal":
+            args = tuple((a.get("name"), a.get("type")) for a in el.findall("arg"))
+            out.add(("signal", el.get("name"), args))
+        elif el.tag == "property":
+            out.add(("property", el.get("name"), el.get("type"), el.get("access")))
+    return out
+
+
+def contract_matches(live_xml):
+    """Whether the live introspection of Agent1 equals dbus/org.orrery.Agent1.xml, member by member."""
+    want = members(ET.parse(XML).getroot().find(f"interface[@name='{IFACE}']"))
+    got_el = ET.fromstring(live_xml).find(f"interface[@name='{IFACE}']")
+    got = members(got_el) if got_el is not None else set()
+    return want == got, f"missing: {sorted(want - got)}\nextra: {sorted(got - want)}"
+
+
+def wait_for(what, seconds, fn):
+    return spin(seconds, fn)
