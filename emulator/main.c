@@ -44,6 +44,7 @@ typedef struct Vm {
 
         bool stopping;
         MachineState notified_state;    /* the last STATUS= sent to the service manager */
+        bool hard_stopped;              /* the guest ignored the power button until the deadline */
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
@@ -159,6 +160,7 @@ static int on_machine_notify(sd_event_source *s, int fd, uint32_t revents, void 
 
 static int on_hard_stop_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Vm *vm = userdata;
+        vm->hard_stopped = true;
         machine_request(vm->machine, MACHINE_REQUEST_QUIT);
         return 0;
 }
@@ -315,6 +317,12 @@ static int run(Vm *vm) {
         restore_terminal(vm);
         if (r < 0)
                 goto fail;
+        if (vm->hard_stopped) {
+                /* Not a clean stop: say so, and let a service manager see a failure. */
+                fprintf(stderr, "orrery-vm: the guest did not shut down within %llu s; stopped it\n",
+                        HARD_STOP_TIMEOUT_USEC / 1000000ULL);
+                return 1;
+        }
         return r;
 
 fail:
