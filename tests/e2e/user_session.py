@@ -17,6 +17,7 @@ Two things differ from a login session, and the harness says so on stdout:
     in a log file; on a real system those lines are in the journal.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -187,3 +188,32 @@ def open_session(tap, name):
         tap.finish()
         sys.exit(1)
     return session
+
+
+def documented_exposure():
+    """Unit name -> the exposure docs/security.md records for it (its table's first two columns)."""
+    scores = {}
+    with open(os.path.join(SOURCE_ROOT, "docs", "security.md")) as f:
+        for line in f:
+            cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 2 and cells[0].endswith(".service"):
+                try:
+                    scores[cells[0]] = float(cells[1])
+                except ValueError:
+                    pass
+    return scores
+
+
+def check_security(session, tap, units):
+    """systemd-analyze --user security for each unit: printed, and no worse than documented."""
+    documented = documented_exposure()
+    for unit in units:
+        r = session.run(["systemd-analyze", "--user", "security", "--no-pager", unit], check=False)
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\S+)", r.stdout)
+        template = re.sub(r"@[^.]*\.service$", "@.service", unit)
+        limit = documented.get(template)
+        if m:
+            say(f"systemd-analyze --user security {unit}: {m.group(1)} {m.group(2)}")
+        tap.check(m is not None and limit is not None and float(m.group(1)) <= limit,
+                  f"{template}: exposure {m.group(1) if m else '?'} is no worse than docs/security.md's {limit}",
+                  r.stdout[-1500:] + r.stderr)
