@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <termios.h>
 #include <unistd.h>
@@ -42,6 +43,8 @@ typedef struct Vm {
         bool escape_pending;            /* Ctrl-A seen on the terminal */
 
         bool stopping;
+        MachineState notified_state;    /* the last STATUS= sent to the service manager */
+        bool hard_stopped;              /* the guest ignored the power button until the deadline */
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
@@ -127,12 +130,28 @@ static void request_clean_stop(Vm *vm) {
                 machine_request(vm->machine, MACHINE_REQUEST_QUIT);
 }
 
+/* For systemctl status; a no-op unless started by systemd ($NOTIFY_SOCKET). */
+static void notify_status(Vm *vm) {
+        static const char *const names[] = {
+                [MACHINE_RUNNING] = "running", [MACHINE_PAUSED] = "paused", [MACHINE_SHUTDOWN] = "shut down",
+        };
+        MachineState state = machine_get_state(vm->machine);
+
+        if (state == vm->notified_state)
+                return;
+        vm->notified_state = state;
+        (void) sd_notifyf(false, "STATUS=VM %s %s%s", vm->options.name,
+                          (size_t) state < ELEMENTSOF(names) && names[state] ? names[state] : "in an unknown state",
+                          vm->stopping && state == MACHINE_RUNNING ? ", shutting down" : "");
+}
+
 static int on_machine_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Vm *vm = userdata;
 
         machine_notify_drain(vm->machine);
         if (vm->bus)
                 vm_bus_machine_changed(vm->bus);
+        notify_status(vm);
 
         if (machine_get_state(vm->machine) == MACHINE_SHUTDOWN)
                 return sd_event_exit(vm->event, machine_exit_code(vm->machine));
@@ -141,6 +160,7 @@ static int on_machine_notify(sd_event_source *s, int fd, uint32_t revents, void 
 
 static int on_hard_stop_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Vm *vm = userdata;
+        vm->hard_stopped = true;
         machine_request(vm->machine, MACHINE_REQUEST_QUIT);
         return 0;
 }
@@ -150,6 +170,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         int r;
 
         request_clean_stop(vm);
+        (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: the guest is shutting down", vm->options.name);
         if (!vm->stop_timer) {
                 r = sd_event_add_time_relative(vm->event, &vm->stop_timer, CLOCK_MONOTONIC, HARD_STOP_TIMEOUT_USEC, 0,
                                                on_hard_stop_timer, vm);
@@ -287,11 +308,21 @@ static int run(Vm *vm) {
         r = machine_start(vm->machine);
         if (r < 0)
                 goto fail;
+        /* Ready: the bus name is ours (Type=notify rather than Type=dbus, so
+         * --no-bus and a manager that is not on the bus work the same). */
+        vm->notified_state = machine_get_state(vm->machine);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=VM %s running", vm->options.name);
 
         r = sd_event_loop(vm->event);
         restore_terminal(vm);
         if (r < 0)
                 goto fail;
+        if (vm->hard_stopped) {
+                /* Not a clean stop: say so, and let a service manager see a failure. */
+                fprintf(stderr, "orrery-vm: the guest did not shut down within %llu s; stopped it\n",
+                        HARD_STOP_TIMEOUT_USEC / 1000000ULL);
+                return 1;
+        }
         return r;
 
 fail:

@@ -106,6 +106,9 @@ static void help(void) {
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
+               "  --config FILE        read the VM's settings from FILE\n"
+               "                       (default: ~/.config/orrery/vm/NAME.conf if it exists)\n"
+               "  --no-config          read no configuration file\n"
                "  --help, --version\n"
                "\n"
                "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
@@ -163,41 +166,293 @@ static int set_string(char **field, const char *value) {
         return 0;
 }
 
+enum {
+        ARG_NAME = 0x100,
+        ARG_BIOS,
+        ARG_KERNEL,
+        ARG_INITRD,
+        ARG_APPEND,
+        ARG_MEMORY,
+        ARG_DISPLAY,
+        ARG_SERIAL,
+        ARG_NO_REBOOT,
+        ARG_BUS,
+        ARG_NO_BUS,
+        ARG_DUMP_DTB,
+        ARG_CONFIG,
+        ARG_NO_CONFIG,
+        ARG_HELP,
+        ARG_VERSION,
+        _ARG_MAX,
+};
+
+static const struct option longopts[] = {
+        { "name", required_argument, NULL, ARG_NAME },
+        { "bios", required_argument, NULL, ARG_BIOS },
+        { "kernel", required_argument, NULL, ARG_KERNEL },
+        { "initrd", required_argument, NULL, ARG_INITRD },
+        { "append", required_argument, NULL, ARG_APPEND },
+        { "memory", required_argument, NULL, ARG_MEMORY },
+        { "display", required_argument, NULL, ARG_DISPLAY },
+        { "serial", required_argument, NULL, ARG_SERIAL },
+        { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
+        { "bus", required_argument, NULL, ARG_BUS },
+        { "no-bus", no_argument, NULL, ARG_NO_BUS },
+        { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
+        { "config", required_argument, NULL, ARG_CONFIG },
+        { "no-config", no_argument, NULL, ARG_NO_CONFIG },
+        { "help", no_argument, NULL, ARG_HELP },
+        { "version", no_argument, NULL, ARG_VERSION },
+        {}
+};
+
+/* The options a VM's configuration file may set: the machine, not how this process runs. */
+static const int config_keys[] = {
+        ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
+};
+
+static const char *option_name(int id) {
+        for (const struct option *l = longopts; l->name; l++)
+                if (l->val == id)
+                        return l->name;
+        return "?";
+}
+
+/*
+ * Sets one option from the command line ("--memory") or the configuration
+ * file ("memory"); label is how the error message names it. Flags take
+ * value NULL on the command line, and yes/no/true/false/1/0 in the file.
+ */
+static int option_set(Options *o, int id, const char *value, const char *label, char *error, size_t error_size) {
+        int r = 0;
+
+        switch (id) {
+        case ARG_NAME:
+                if (!vm_name_is_valid(value)) {
+                        snprintf(error, error_size,
+                                 "invalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], not starting with a digit",
+                                 value);
+                        return -EINVAL;
+                }
+                r = set_string(&o->name, value);
+                break;
+        case ARG_BIOS:
+                r = set_string(&o->bios, value);
+                break;
+        case ARG_KERNEL:
+                r = set_string(&o->kernel, value);
+                break;
+        case ARG_INITRD:
+                r = set_string(&o->initrd, value);
+                break;
+        case ARG_APPEND:
+                r = set_string(&o->append, value);
+                break;
+        case ARG_MEMORY:
+                r = parse_memory_size(value, &o->memory);
+                if (r == -ERANGE) {
+                        snprintf(error, error_size, "%s '%s' is out of range", label, value);
+                        return r;
+                }
+                if (r < 0) {
+                        snprintf(error, error_size, "invalid %s '%s': expected a size such as 512M or 2G", label, value);
+                        return r;
+                }
+                break;
+        case ARG_DISPLAY:
+                r = parse_display(value, &o->fb_width, &o->fb_height);
+                if (r < 0) {
+                        snprintf(error, error_size,
+                                 "invalid %s '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none", label,
+                                 value);
+                        return -EINVAL;
+                }
+                break;
+        case ARG_SERIAL:
+                if (strcmp(value, "stdio") != 0 && strcmp(value, "none") != 0 &&
+                    !(strncmp(value, "file:", 5) == 0 && value[5])) {
+                        snprintf(error, error_size, "invalid %s '%s': expected stdio, none or file:PATH", label, value);
+                        return -EINVAL;
+                }
+                r = set_string(&o->serial, value);
+                break;
+        case ARG_NO_REBOOT:
+                if (!value || strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+                        o->no_reboot = true;
+                else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+                        o->no_reboot = false;
+                else {
+                        snprintf(error, error_size, "invalid %s '%s': expected yes or no", label, value);
+                        return -EINVAL;
+                }
+                break;
+        case ARG_BUS:
+                if (!*value) {
+                        snprintf(error, error_size, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
+                        return -EINVAL;
+                }
+                r = set_string(&o->bus_address, value);
+                break;
+        case ARG_NO_BUS:
+                o->no_bus = true;
+                break;
+        case ARG_DUMP_DTB:
+                r = set_string(&o->dump_dtb, value);
+                break;
+        case ARG_CONFIG:
+                r = set_string(&o->config, value);
+                break;
+        case ARG_NO_CONFIG:
+                o->no_config = true;
+                break;
+        default:
+                snprintf(error, error_size, "unexpected option");
+                return -EINVAL;
+        }
+        if (r < 0) {
+                snprintf(error, error_size, "out of memory");
+                return r;
+        }
+        return 0;
+}
+
+/* $XDG_CONFIG_HOME/orrery/vm/NAME.conf, or ~/.config/…; NULL if neither variable is set. */
+static char *default_config_path(const char *name) {
+        const char *base = getenv("XDG_CONFIG_HOME");
+        const char *home = getenv("HOME");
+        char *path = NULL;
+
+        int r = -1;
+
+        if (base && base[0] == '/')
+                r = asprintf(&path, "%s/orrery/vm/%s.conf", base, name);
+        else if (home && home[0] == '/')
+                r = asprintf(&path, "%s/.config/orrery/vm/%s.conf", home, name);
+        return r < 0 ? NULL : path;
+}
+
+static char *strip(char *s) {
+        char *end;
+
+        while (*s == ' ' || *s == '\t')
+                s++;
+        end = s + strlen(s);
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+                *--end = 0;
+        return s;
+}
+
+/* A relative path in the file is relative to the file's directory. */
+static int resolve_path(const char *config_path, const char *value, char **ret) {
+        const char *slash = strrchr(config_path, '/');
+
+        if (value[0] == '/' || !slash)
+                *ret = strdup(value);
+        else if (asprintf(ret, "%.*s/%s", (int) (slash - config_path), config_path, value) < 0)
+                *ret = NULL;
+        return *ret ? 0 : -ENOMEM;
+}
+
+/*
+ * Reads the VM's configuration file: "key = value" lines with the names of
+ * the command-line options, '#' comments, and a [vm] section header (other
+ * sections belong to other programs, e.g. [vnc] to orrery-vnc, and are
+ * skipped). Options given on the command line win. A missing file is an
+ * error only when it was named with --config.
+ */
+static int config_load(Options *o, const char *path, bool must_exist, const bool given[_ARG_MAX], char *error,
+                       size_t error_size) {
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+        unsigned lineno = 0;
+        bool in_vm_section = true;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                int e = errno;
+
+                if (e == ENOENT && !must_exist)
+                        return 0;
+                snprintf(error, error_size, "cannot read configuration '%s': %s", path, strerror(e));
+                return -e;
+        }
+
+        while (getline(&line, &size, f) >= 0) {
+                _cleanup_free_ char *resolved = NULL;
+                char *text = strip(line), *eq, *key, *value;
+                char message[512];
+                int id = 0;
+
+                lineno++;
+                if (lineno > 10000 || strlen(text) > 4096) {
+                        snprintf(error, error_size, "%s:%u: line too long or too many lines", path, lineno);
+                        return -E2BIG;
+                }
+                if (!*text || *text == '#' || *text == ';')
+                        continue;
+                if (*text == '[') {
+                        size_t n = strlen(text);
+
+                        if (n < 3 || text[n - 1] != ']') {
+                                snprintf(error, error_size, "%s:%u: malformed section header '%s'", path, lineno, text);
+                                return -EINVAL;
+                        }
+                        in_vm_section = strcmp(text, "[vm]") == 0;
+                        if (!in_vm_section && strcmp(text, "[vnc]") != 0) {
+                                snprintf(error, error_size, "%s:%u: unknown section %s (known: [vm], [vnc])", path,
+                                         lineno, text);
+                                return -EINVAL;
+                        }
+                        continue;
+                }
+                if (!in_vm_section)
+                        continue;
+
+                eq = strchr(text, '=');
+                if (!eq) {
+                        snprintf(error, error_size, "%s:%u: expected 'key = value', got '%s'", path, lineno, text);
+                        return -EINVAL;
+                }
+                *eq = 0;
+                key = strip(text);
+                value = strip(eq + 1);
+
+                for (size_t i = 0; i < ELEMENTSOF(config_keys); i++)
+                        if (strcmp(key, option_name(config_keys[i])) == 0)
+                                id = config_keys[i];
+                if (id == 0) {
+                        snprintf(error, error_size,
+                                 "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
+                                 "serial, no-reboot)", path, lineno, key);
+                        return -EINVAL;
+                }
+                if (given[id])
+                        continue;
+                if (id == ARG_BIOS || id == ARG_KERNEL || id == ARG_INITRD) {
+                        if (!*value) {
+                                snprintf(error, error_size, "%s:%u: %s needs a file name", path, lineno, key);
+                                return -EINVAL;
+                        }
+                        r = resolve_path(path, value, &resolved);
+                        if (r < 0) {
+                                snprintf(error, error_size, "out of memory");
+                                return r;
+                        }
+                        value = resolved;
+                }
+                r = option_set(o, id, value, key, message, sizeof(message));
+                if (r < 0) {
+                        snprintf(error, error_size, "%s:%u: %s", path, lineno, message);
+                        return r;
+                }
+        }
+        return 0;
+}
+
 int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_size) {
-        enum {
-                ARG_NAME = 0x100,
-                ARG_BIOS,
-                ARG_KERNEL,
-                ARG_INITRD,
-                ARG_APPEND,
-                ARG_MEMORY,
-                ARG_DISPLAY,
-                ARG_SERIAL,
-                ARG_NO_REBOOT,
-                ARG_BUS,
-                ARG_NO_BUS,
-                ARG_DUMP_DTB,
-                ARG_HELP,
-                ARG_VERSION,
-        };
-        static const struct option longopts[] = {
-                { "name", required_argument, NULL, ARG_NAME },
-                { "bios", required_argument, NULL, ARG_BIOS },
-                { "kernel", required_argument, NULL, ARG_KERNEL },
-                { "initrd", required_argument, NULL, ARG_INITRD },
-                { "append", required_argument, NULL, ARG_APPEND },
-                { "memory", required_argument, NULL, ARG_MEMORY },
-                { "display", required_argument, NULL, ARG_DISPLAY },
-                { "serial", required_argument, NULL, ARG_SERIAL },
-                { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
-                { "bus", required_argument, NULL, ARG_BUS },
-                { "no-bus", no_argument, NULL, ARG_NO_BUS },
-                { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
-                { "help", no_argument, NULL, ARG_HELP },
-                { "version", no_argument, NULL, ARG_VERSION },
-                {}
-        };
-        bool kernel_given = false;
+        bool given[_ARG_MAX] = {};
         int c, r;
 
         *o = (Options) {
@@ -209,74 +464,9 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
         optind = 1;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) >= 0) {
-                r = 0;
+                char label[32];
+
                 switch (c) {
-                case ARG_NAME:
-                        if (!vm_name_is_valid(optarg)) {
-                                snprintf(error, error_size,
-                                         "invalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], not starting with a digit",
-                                         optarg);
-                                return -EINVAL;
-                        }
-                        r = set_string(&o->name, optarg);
-                        break;
-                case ARG_BIOS:
-                        r = set_string(&o->bios, optarg);
-                        break;
-                case ARG_KERNEL:
-                        r = set_string(&o->kernel, optarg);
-                        kernel_given = true;
-                        break;
-                case ARG_INITRD:
-                        r = set_string(&o->initrd, optarg);
-                        break;
-                case ARG_APPEND:
-                        r = set_string(&o->append, optarg);
-                        break;
-                case ARG_MEMORY:
-                        r = parse_memory_size(optarg, &o->memory);
-                        if (r == -ERANGE) {
-                                snprintf(error, error_size, "--memory '%s' is out of range", optarg);
-                                return r;
-                        }
-                        if (r < 0) {
-                                snprintf(error, error_size, "invalid --memory '%s': expected a size such as 512M or 2G", optarg);
-                                return r;
-                        }
-                        break;
-                case ARG_DISPLAY:
-                        r = parse_display(optarg, &o->fb_width, &o->fb_height);
-                        if (r < 0) {
-                                snprintf(error, error_size,
-                                         "invalid --display '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none",
-                                         optarg);
-                                return -EINVAL;
-                        }
-                        break;
-                case ARG_SERIAL:
-                        if (strcmp(optarg, "stdio") != 0 && strcmp(optarg, "none") != 0 &&
-                            !(strncmp(optarg, "file:", 5) == 0 && optarg[5])) {
-                                snprintf(error, error_size, "invalid --serial '%s': expected stdio, none or file:PATH", optarg);
-                                return -EINVAL;
-                        }
-                        r = set_string(&o->serial, optarg);
-                        break;
-                case ARG_NO_REBOOT:
-                        o->no_reboot = true;
-                        break;
-                case ARG_BUS:
-                        if (!*optarg) {
-                                snprintf(error, error_size, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
-                                return -EINVAL;
-                        }
-                        r = set_string(&o->bus_address, optarg);
-                        break;
-                case ARG_NO_BUS:
-                        o->no_bus = true;
-                        break;
-                case ARG_DUMP_DTB:
-                        r = set_string(&o->dump_dtb, optarg);
-                        break;
                 case ARG_HELP:
                         help();
                         return 0;
@@ -290,12 +480,11 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                                 snprintf(error, error_size, "unknown option '%s'", argv[optind - 1]);
                         return -EINVAL;
                 default:
-                        snprintf(error, error_size, "unexpected option");
-                        return -EINVAL;
-                }
-                if (r < 0) {
-                        snprintf(error, error_size, "out of memory");
-                        return r;
+                        snprintf(label, sizeof(label), "--%s", option_name(c));
+                        r = option_set(o, c, optarg, label, error, error_size);
+                        if (r < 0)
+                                return r;
+                        given[c] = true;
                 }
         }
         if (optind < argc) {
@@ -310,31 +499,46 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 snprintf(error, error_size, "--bus and --no-bus exclude each other");
                 return -EINVAL;
         }
+        if (o->no_config && o->config) {
+                snprintf(error, error_size, "--config and --no-config exclude each other");
+                return -EINVAL;
+        }
 
+        if (o->config)
+                r = config_load(o, o->config, true, given, error, error_size);
+        else if (!o->no_config) {
+                _cleanup_free_ char *path = default_config_path(o->name);
+
+                r = path ? config_load(o, path, false, given, error, error_size) : 0;
+        } else
+                r = 0;
+        if (r < 0)
+                return r;
+
+        r = 0;
         if (!o->bios)
                 r = set_string(&o->bios, ORRERY_DEFAULT_BIOS);
-        else
-                r = 0;
         if (r >= 0 && !o->serial)
                 r = set_string(&o->serial, "stdio");
         if (r >= 0 && !o->append)
                 r = set_string(&o->append, OPTIONS_DEFAULT_APPEND);
-        if (r >= 0 && !kernel_given) {
+        if (r >= 0 && !o->kernel) {
                 o->kernel = find_guest_file("Image");
                 if (!o->initrd)
                         o->initrd = find_guest_file("initramfs.cpio.gz");
                 if (!o->kernel || !o->initrd)
                         r = -ENOMEM;
+                else if (access(o->kernel, R_OK) < 0) {
+                        snprintf(error, error_size,
+                                 "the default guest is not built ('%s' missing): run 'meson compile -C build guest' "
+                                 "or pass --kernel",
+                                 o->kernel);
+                        return -ENOENT;
+                }
         }
         if (r < 0) {
                 snprintf(error, error_size, "out of memory");
                 return r;
-        }
-        if (!kernel_given && access(o->kernel, R_OK) < 0) {
-                snprintf(error, error_size,
-                         "the default guest is not built ('%s' missing): run 'meson compile -C build guest' or pass --kernel",
-                         o->kernel);
-                return -ENOENT;
         }
         return 1;
 }
@@ -348,5 +552,6 @@ void options_free(Options *o) {
         free(o->serial);
         free(o->bus_address);
         free(o->dump_dtb);
+        free(o->config);
         *o = (Options) {};
 }

@@ -15,6 +15,8 @@ typedef struct Options {
         char *bus_address;              /* NULL: the user's session bus */
         bool no_bus;
         char *dump_dtb;                 /* write the device tree here and exit */
+        char *config;                   /* --config FILE; NULL: the default file, if any */
+        bool no_config;
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

@@ -31,11 +31,13 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "agent.h"
 #include "keys.h"
 #include "io-util.h"
 #include "macro.h"
 #include "orrery-client.h"
 #include "screendump.h"
+#include "text.h"
 
 #define EXIT_USAGE 2
 #define MAX_ARGS 64
@@ -89,30 +91,6 @@ static inline uint8_t *mfree_u8(uint8_t *p) {
 
 /* ---------------------------------------------------------------------- */
 /* Output                                                                  */
-
-/*
- * Strings that come from the VM or the bus are shown with control characters
- * replaced: a hostile peer must not drive the terminal. The result lives
- * until 8 more calls (enough for one printf).
- */
-static const char *printable(const char *s) {
-        static char *ring[8];
-        static size_t next;
-        char *c;
-
-        if (!s)
-                return "";
-        c = strdup(s);
-        if (!c)
-                return "?";
-        for (char *p = c; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = '?';
-        free(ring[next]);
-        ring[next] = c;
-        next = (next + 1) % ELEMENTSOF(ring);
-        return c;
-}
 
 /* A line shown between prompts: readline's line is put aside and redrawn. */
 _printf_(2, 3) static void notice(Monitor *m, const char *fmt, ...) {
@@ -299,7 +277,7 @@ struct Command {
 static const Command *command_find(const char *name);
 static int usage_of(const Command *cmd);
 
-static const char *const info_topics[] = { "status", "vm", "consoles", "chardevs", "version", NULL };
+static const char *const info_topics[] = { "status", "vm", "consoles", "chardevs", "agent", "version", NULL };
 
 static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
@@ -386,9 +364,19 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         }
 
         if (strcmp(topic, "status") != 0 && strcmp(topic, "vm") != 0 && strcmp(topic, "consoles") != 0 &&
-            strcmp(topic, "chardevs") != 0) {
-                fprintf(stderr, "Error: unknown info topic '%s' (status, vm, consoles, chardevs, version)\n", topic);
+            strcmp(topic, "chardevs") != 0 && strcmp(topic, "agent") != 0) {
+                fprintf(stderr, "Error: unknown info topic '%s' (status, vm, consoles, chardevs, agent, version)\n",
+                        topic);
                 return usage_of(cmd);
+        }
+
+        if (strcmp(topic, "agent") == 0) {
+                /* The bridge is a service of its own: asked even when the VM is gone, so its answer says why. */
+                if (!m->name) {
+                        fprintf(stderr, "Error: no VM attached (attach NAME; list shows the VMs)\n");
+                        return EXIT_FAILURE;
+                }
+                return monitor_agent_show_info(orrery_client_get_bus(m->client), m->name);
         }
 
         if (!need_vm(m))
@@ -576,8 +564,12 @@ static int cmd_attach(Monitor *m, const Command *cmd, char **argv, size_t argc) 
 }
 
 static int cmd_agent(Monitor *m, const Command *cmd, char **argv, size_t argc) {
-        fprintf(stderr, "Error: agent commands are not available yet\n");
-        return EXIT_FAILURE;
+        if (!m->name) {
+                fprintf(stderr, "Error: no VM attached (attach NAME; list shows the VMs)\n");
+                return EXIT_FAILURE;
+        }
+        return monitor_agent_run(orrery_client_get_bus(m->client), m->name, argv, argc,
+                                 m->interactive && isatty(STDERR_FILENO));
 }
 
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc);
@@ -594,7 +586,8 @@ static int cmd_exit(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
 static const Command commands[] = {
         { "help", "[COMMAND]", "show the commands, or one command's usage", cmd_help, 0, 1 },
-        { "info", "status|vm|consoles|chardevs|version", "show the VM's state, properties, consoles, chardevs, versions",
+        { "info", "status|vm|consoles|chardevs|agent|version",
+          "show the VM's state, properties, consoles, chardevs, guest agent, versions",
           cmd_info, 1, 1 },
         { "stop", "", "pause the VM", cmd_action, 0, 0 },
         { "cont", "", "resume the VM", cmd_action, 0, 0 },
@@ -607,7 +600,7 @@ static const Command commands[] = {
         { "console", "[CHARDEV]", "talk to a character device (serial0 by default); Ctrl-] leaves", cmd_console, 0, 1 },
         { "list", "", "list the VMs on the bus", cmd_list, 0, 0 },
         { "attach", "NAME", "switch to another VM", cmd_attach, 1, 1 },
-        { "agent", "...", "guest agent commands (not available yet)", cmd_agent, 0, MAX_ARGS },
+        { "agent", MONITOR_AGENT_USAGE, "talk to the guest agent (through orrery-agent)", cmd_agent, 1, 3 },
         { "exit", "", "leave the monitor (the VM keeps running; so does Ctrl-D)", cmd_exit, 0, 0 },
 };
 
@@ -1044,7 +1037,16 @@ static char **complete(const char *text, int start, int end) {
         } else if (n == 1 && strcmp(argv[0], "sendkey") == 0)
                 for (size_t i = 0; i < monitor_n_keys; i++)
                         completion_add(monitor_keys[i].name);
-        else if (n == 1 && strcmp(argv[0], "screendump") == 0) {
+        else if (n == 1 && strcmp(argv[0], "agent") == 0)
+                for (size_t i = 0; monitor_agent_subcommands[i]; i++)
+                        completion_add(monitor_agent_subcommands[i]);
+        else if (n == 2 && strcmp(argv[0], "agent") == 0 && strcmp(argv[1], "shutdown") == 0) {
+                completion_add("powerdown");
+                completion_add("reboot");
+                completion_add("halt");
+        } else if ((n == 1 && strcmp(argv[0], "screendump") == 0) ||
+                   (n == 2 && strcmp(argv[0], "agent") == 0 && strcmp(argv[1], "copy-in") == 0) ||
+                   (n == 3 && strcmp(argv[0], "agent") == 0 && strcmp(argv[1], "copy-out") == 0)) {
                 rl_attempted_completion_over = 0;
                 return NULL;
         }

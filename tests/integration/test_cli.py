@@ -58,4 +58,59 @@ for bad in ["1024", "1024x", "x768", "0x0", "99999x99999", "-5x10", "10x10"]:
     expect_usage_error(["--name", "t", "--display", bad], "invalid --display", f"--display {bad}")
 expect_usage_error(["--name", "t", "--serial", "tcp:1"], "invalid --serial", "an unknown serial backend")
 expect_usage_error(["--name", "t", "--frobnicate"], "unknown option", "an unknown option")
+
+
+# The VM's configuration file (orrery-vm.conf(5)): bad files fail like bad options, naming file and line.
+def write_conf(name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+conf = write_conf("unknown-key.conf", "# a comment\nmemory = 256M\nfrobnicate = 1\n")
+expect_usage_error(["--name", "t", "--config", conf], f"{conf}:3: unknown key 'frobnicate'", "a config file with an unknown key")
+conf = write_conf("bad-value.conf", "[vm]\nmemory = lots\n")
+expect_usage_error(["--name", "t", "--config", conf], f"{conf}:2: invalid memory 'lots'", "a config file with a bad value")
+conf = write_conf("bad-flag.conf", "no-reboot = maybe\n")
+expect_usage_error(["--name", "t", "--config", conf], f"{conf}:1: invalid no-reboot 'maybe'", "a config file with a bad flag")
+conf = write_conf("bad-section.conf", "[network]\nmemory = 1G\n")
+expect_usage_error(["--name", "t", "--config", conf], "unknown section [network]", "a config file with an unknown section")
+conf = write_conf("no-equals.conf", "memory 1G\n")
+expect_usage_error(["--name", "t", "--config", conf], "expected 'key = value'", "a config line without '='")
+expect_usage_error(["--name", "t", "--config", os.path.join(tmp, "missing.conf")], "cannot read configuration",
+                   "--config naming a missing file")
+expect_usage_error(["--name", "t", "--config", conf, "--no-config"], "exclude each other", "--config with --no-config")
+
+
+def dtb_memory(args, env=None):
+    """The guest RAM a configuration leads to, read back from the device tree."""
+    dtb = os.path.join(tmp, "conf.dtb")
+    r = subprocess.run([ORRERY_VM, "--dump-dtb", dtb] + args, capture_output=True, timeout=60, env=env)
+    if r.returncode != 0:
+        return f"exit {r.returncode}: {r.stderr.decode(errors='replace')}"
+    d = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", dtb], capture_output=True, text=True, timeout=60)
+    for line in d.stdout.split("memory@80000000")[1].splitlines():
+        if "reg =" in line:
+            return line.strip()
+    return d.stdout
+
+
+conf = write_conf("mem.conf", "; settings of a test VM\n[vm]\nmemory = 64M\n[vnc]\nlisten = 127.0.0.1:5901\n")
+got = dtb_memory(["--name", "t", "--config", conf])
+tap.check("0x4000000>" in got, "memory from --config reaches the machine; a [vnc] section is left to orrery-vnc", got)
+got = dtb_memory(["--name", "t", "--config", conf, "--memory", "128M"])
+tap.check("0x8000000>" in got, "the command line wins over the config file", got)
+
+# Without --config: $XDG_CONFIG_HOME/orrery/vm/NAME.conf, read only for that name.
+xdg = os.path.join(tmp, "xdg")
+os.makedirs(os.path.join(xdg, "orrery", "vm"))
+write_conf(os.path.join(xdg, "orrery", "vm", "confvm.conf"), "memory = 32M\n")
+env = dict(os.environ, XDG_CONFIG_HOME=xdg)
+got = dtb_memory(["--name", "confvm"], env)
+tap.check("0x2000000>" in got, "the VM's own file under $XDG_CONFIG_HOME is read", got)
+got = dtb_memory(["--name", "confvm", "--no-config"], env)
+tap.check("0x20000000>" in got, "--no-config ignores it (512 MiB default)", got)
+got = dtb_memory(["--name", "othervm"], env)
+tap.check("0x20000000>" in got, "another VM name does not read it", got)
 tap.finish()

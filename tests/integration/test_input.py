@@ -143,5 +143,20 @@ try:
               vm.tail(800))
 finally:
     vm.kill()
+
+# A guest that cannot answer the power key (here: paused) is stopped after
+# orrery-vm's deadline, and the exit status says it was not a clean stop.
+vm = boot()
+try:
+    machine = dbus.Interface(dbus.bus.BusConnection(pbus.address).get_object(SERVICE, PATH), "org.orrery.Machine1")
+    machine.Pause()
+    vm.proc.send_signal(signal.SIGTERM)
+    code = vm.wait_exit(60)
+    vm.err_reader.join(10)
+    tap.check(code == 1 and "did not shut down within 10 s" in vm.stderr,
+              f"SIGTERM to a guest that never powers off: stopped after 10 s, exit 1 with a reason (exit {code})",
+              vm.stderr[-400:])
+finally:
+    vm.kill()
     pbus.stop()
 tap.finish()
