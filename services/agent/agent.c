@@ -398,6 +398,7 @@ static void on_registered(OrreryVm *vm, const char *id, int fd, const sd_bus_err
                 return;
         }
         a->busy = false;
+        log_debug("%s: registered on the guest agent port", a->label);
         r = qga_channel_attach(a->channel, fd);
         if (r < 0) {
                 log_error("%s: cannot watch the guest agent port: %s", a->label, strerror(-r));
@@ -490,6 +491,7 @@ static void on_vm_appeared(OrreryVm *vm, void *userdata) {
                 agent_settle(a);
                 return;
         }
+        log_debug("%s appeared (owner %s)", a->label, orrery_vm_get_owner(vm) ?: "?");
         agent_publish(a);
         agent_reach_port(a);
 }
@@ -497,6 +499,7 @@ static void on_vm_appeared(OrreryVm *vm, void *userdata) {
 static void on_vm_vanished(OrreryVm *vm, void *userdata) {
         Agent *a = userdata;
 
+        log_debug("%s vanished", a->label);
         a->retry = sd_event_source_disable_unref(a->retry);
         a->registering = false;
         a->busy = false;
