@@ -25,7 +25,14 @@
 #include "log.h"
 #include "macro.h"
 
-#define COPY_CHUNK (48u * 1024u) /* 64 KiB of base64 per request */
+#define COPY_CHUNK (48u * 1024u) /* 64 KiB of base64 per guest-file-write */
+/*
+ * guest-file-read asks for less: its answer comes back through the VM's
+ * chardev, which never blocks the guest and drops output beyond its 64 KiB
+ * buffer (Chardev1.xml). 32 KiB of base64 per answer always fits, since only
+ * one request is ever in flight.
+ */
+#define COPY_READ_CHUNK (24u * 1024u)
 #define COPY_PATH_MAX 4096u
 #define PROGRESS_INTERVAL_USEC (100ULL * 1000ULL) /* at most ten signals a second */
 
@@ -224,7 +231,7 @@ static void on_guest_reply(QgaChannel *ch, json_object *ret, const sd_bus_error 
                             !json_object_is_type(b64, json_type_string))
                                 return copy_protocol_error(c, "guest-file-read without count and buf-b64");
                         n = json_object_get_int64(v);
-                        if (n < 0 || n > (int64_t) COPY_CHUNK)
+                        if (n < 0 || n > (int64_t) COPY_READ_CHUNK)
                                 return copy_protocol_error(c, "guest-file-read with a count out of range");
                         k = base64_decode(json_object_get_string(b64), (size_t) json_object_get_string_len(b64),
                                           c->buf, COPY_CHUNK);
@@ -329,7 +336,7 @@ static void copy_from_guest_local(Copy *c) {
         if (c->eof)
                 return copy_send_close(c);
         args = args_handle(c);
-        if (!args || json_object_object_add(args, "count", json_object_new_int64(COPY_CHUNK)) < 0) {
+        if (!args || json_object_object_add(args, "count", json_object_new_int64(COPY_READ_CHUNK)) < 0) {
                 json_object_put(args);
                 return copy_failf(c, ORRERY_ERROR_UNAVAILABLE, "Out of memory");
         }

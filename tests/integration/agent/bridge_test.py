@@ -50,6 +50,10 @@ class Bridge:
     def alive(self):
         return self.proc.poll() is None
 
+    def healthy(self):
+        """Running, and no sanitizer report in its output (in a build with -Db_sanitize)."""
+        return self.alive() and "runtime error" not in self.log and "Sanitizer" not in self.log
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

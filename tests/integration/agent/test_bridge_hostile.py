@@ -159,7 +159,7 @@ try:
     spin(5, lambda: "guest-file-close" in bad.commands())
     tap.check("guest-file-close" in bad.commands(), "the failed copy closes its guest file handle", bad.commands())
 
-    switch(answers({"guest-file-read": {"return": {"count": 70000, "buf-b64": "", "eof": False}}}),
+    switch(answers({"guest-file-read": {"return": {"count": 30000, "buf-b64": "", "eof": False}}}),
            wait_connected=True)
     with open(os.path.join(tmp, "out.bin"), "wb") as f:
         r, e = client.call("bad", "CopyFromGuest", "/g/file", dbus.types.UnixFd(f))
@@ -265,7 +265,7 @@ try:
     tap.check(e is None, "after all that, the hostile VM's agent answers again once it behaves", e)
     r, e = client.call("good", "GetHostName")
     tap.check(e is None and r == "fake", "the good VM never noticed", (r, e))
-    tap.check(bridge.alive(), "the bridge is still running", bridge.log[-3000:])
+    tap.check(bridge.healthy(), "the bridge is still running, without a sanitizer report", bridge.log[-3000:])
 finally:
     bridge.kill()
     good.stop()
