@@ -9,8 +9,10 @@
 #   OUTDIR/Image              riscv64 Linux 6.1 (Debian's linux-source-6.1
 #                             with guest/kernel.config), everything built in
 #   OUTDIR/initramfs.cpio.gz  static busybox (Debian's source package with
-#                             guest/busybox.config), guest/rootfs/ and the
-#                             orrery-guest-probe helper from guest/probe/
+#                             guest/busybox.config), guest/rootfs/, the
+#                             orrery-guest-probe helper from guest/probe/ and
+#                             the guest agent from guest/agent/ (linked with
+#                             json-c, built from Debian's source package)
 #
 # Every result is cached by a hash of its inputs (the config fragments, the
 # helper and init sources, this script, and the dpkg versions of the source
@@ -194,7 +196,7 @@ publish() {
 # ------------------------------------------------------------ preparation
 
 missing=()
-for tool in "${CROSS}gcc" cc make bc bison flex gzip xz bzip2 \
+for tool in "${CROSS}gcc" cc make cmake bc bison flex gzip xz bzip2 \
             tar patch awk sha256sum flock dpkg-query dpkg-source apt-get; do
         command -v "$tool" >/dev/null || missing+=("$tool")
 done
@@ -234,7 +236,7 @@ done
 RECIPE="recipe $(sha "$GUEST_DIR/build-guest.sh")"
 readonly GCC_PKG TOOLCHAIN RECIPE
 
-# -------------------------------------------------- private apt (busybox)
+# ------------------------------------------ private apt (busybox, json-c)
 
 APT_DIR=$CACHE_ROOT/apt
 export APT_CONFIG=$APT_DIR/apt.conf
@@ -309,11 +311,14 @@ apt_update() {
                 apt-get -q update
 }
 
-# Prints the version of the busybox source package apt would fetch, taken
-# from the .dsc file name (without epoch).
-busybox_source_version() {
-        apt-get -q source --print-uris busybox 2>/dev/null |
-                awk '$2 ~ /^busybox_.*\.dsc$/ { v = $2; sub(/^busybox_/, "", v); sub(/\.dsc$/, "", v); print v }'
+# source_version PKG: prints the version of the source package PKG apt
+# would fetch, taken from the .dsc file name (without epoch).
+source_version() {
+        apt-get -q source --print-uris "$1" 2>/dev/null |
+                awk -v pkg="$1" '
+                        index($2, pkg "_") == 1 && $2 ~ /\.dsc$/ {
+                                v = substr($2, length(pkg) + 2); sub(/\.dsc$/, "", v); print v
+                        }'
 }
 
 setup_apt
@@ -322,13 +327,16 @@ if [[ ${ORRERY_GUEST_APT_REFRESH:-0} == 1 ]] ||
    ! compgen -G "$APT_DIR/lists/*Sources*" >/dev/null; then
         apt_update
 fi
-BUSYBOX_VERSION=$(busybox_source_version)
-if [[ -z $BUSYBOX_VERSION ]]; then
+BUSYBOX_VERSION=$(source_version busybox)
+JSONC_VERSION=$(source_version json-c)
+if [[ -z $BUSYBOX_VERSION || -z $JSONC_VERSION ]]; then
         apt_update
-        BUSYBOX_VERSION=$(busybox_source_version)
+        BUSYBOX_VERSION=$(source_version busybox)
+        JSONC_VERSION=$(source_version json-c)
 fi
 [[ -n $BUSYBOX_VERSION ]] || die "apt cannot find the busybox source package (log: $CACHE_ROOT/logs/apt-update.log)"
-readonly BUSYBOX_VERSION
+[[ -n $JSONC_VERSION ]] || die "apt cannot find the json-c source package (log: $CACHE_ROOT/logs/apt-update.log)"
+readonly BUSYBOX_VERSION JSONC_VERSION
 
 # -------------------------------------------------------------- the keys
 
@@ -344,6 +352,14 @@ for f in "$GUEST_DIR"/probe/*.c "$GUEST_DIR"/probe/*.h; do
 done
 PROBE_KEY=$(key_of "${probe_inputs[@]}")
 
+JSONC_KEY=$(key_of "$RECIPE" "$TOOLCHAIN" "json-c-source=$JSONC_VERSION")
+agent_inputs=("$RECIPE" "$TOOLCHAIN" "json-c $JSONC_KEY" "macro.h $(sha "$TOP_DIR/lib/macro.h")"
+              "io-util.h $(sha "$TOP_DIR/lib/io-util.h")")
+for f in "$GUEST_DIR"/agent/*.c "$GUEST_DIR"/agent/*.h; do
+        agent_inputs+=("${f#"$GUEST_DIR"/} $(sha "$f")")
+done
+AGENT_KEY=$(key_of "${agent_inputs[@]}")
+
 rootfs_inputs=()
 while IFS= read -r f; do
         mode=644
@@ -352,14 +368,16 @@ while IFS= read -r f; do
 done < <(cd "$GUEST_DIR/rootfs" && find . -type f -printf '%P\n' | LC_ALL=C sort)
 
 GUEST_KEY=$(key_of "$RECIPE" "kernel $KERNEL_KEY" "busybox $BUSYBOX_KEY" \
-                   "probe $PROBE_KEY" "${rootfs_inputs[@]}")
-readonly LINUX_VERSION KERNEL_KEY BUSYBOX_KEY PROBE_KEY GUEST_KEY
+                   "probe $PROBE_KEY" "agent $AGENT_KEY" "${rootfs_inputs[@]}")
+readonly LINUX_VERSION KERNEL_KEY BUSYBOX_KEY PROBE_KEY JSONC_KEY AGENT_KEY GUEST_KEY
 
 KERNEL_PART=$CACHE_ROOT/parts/kernel-$KERNEL_KEY
 BUSYBOX_PART=$CACHE_ROOT/parts/busybox-$BUSYBOX_KEY
 PROBE_PART=$CACHE_ROOT/parts/probe-$PROBE_KEY
+JSONC_PART=$CACHE_ROOT/parts/json-c-$JSONC_KEY
+AGENT_PART=$CACHE_ROOT/parts/agent-$AGENT_KEY
 GUEST_CACHE=$CACHE_ROOT/$GUEST_KEY
-readonly KERNEL_PART BUSYBOX_PART PROBE_PART GUEST_CACHE
+readonly KERNEL_PART BUSYBOX_PART PROBE_PART JSONC_PART AGENT_PART GUEST_CACHE
 
 # ---------------------------------------------------------------- kernel
 
@@ -407,30 +425,31 @@ build_kernel() {
 
 # --------------------------------------------------------------- busybox
 
-# Sets BUSYBOX_SRC to Debian's busybox source tree (patches applied),
-# fetched once into the cache.
-fetch_busybox_source() {
-        local dir=$CACHE_ROOT/src/busybox_$BUSYBOX_VERSION
-        local logfile=$CACHE_ROOT/logs/busybox-source.log
+# fetch_source PKG VERSION: sets SOURCE_TREE to Debian's source tree of
+# PKG (patches applied), fetched once into the cache.
+fetch_source() {
+        local pkg=$1 version=$2
+        local dir=$CACHE_ROOT/src/${pkg}_$version
+        local logfile=$CACHE_ROOT/logs/$pkg-source.log
 
-        BUSYBOX_SRC=$dir/tree
-        [[ -d $BUSYBOX_SRC ]] && return
+        SOURCE_TREE=$dir/tree
+        [[ -d $SOURCE_TREE ]] && return
 
         : >"$logfile"
         rm -rf "$dir.tmp"
         mkdir -p "$dir.tmp"
-        log "fetching Debian's busybox $BUSYBOX_VERSION source (apt-get source)..."
-        if ! (cd "$dir.tmp" && apt-get -q source --download-only busybox) >>"$logfile" 2>&1; then
+        log "fetching Debian's $pkg $version source (apt-get source)..."
+        if ! (cd "$dir.tmp" && apt-get -q source --download-only "$pkg") >>"$logfile" 2>&1; then
                 # The lists may be older than the archive: refresh them once.
                 apt_update
-                [[ $(busybox_source_version) == "$BUSYBOX_VERSION" ]] ||
-                        die "busybox source moved to $(busybox_source_version) while building: run again"
-                (cd "$dir.tmp" && apt-get -q source --download-only busybox) >>"$logfile" 2>&1 ||
-                        die "apt-get source busybox failed (log: $logfile)"
+                [[ $(source_version "$pkg") == "$version" ]] ||
+                        die "$pkg source moved to $(source_version "$pkg") while building: run again"
+                (cd "$dir.tmp" && apt-get -q source --download-only "$pkg") >>"$logfile" 2>&1 ||
+                        die "apt-get source $pkg failed (log: $logfile)"
         fi
-        [[ -f $dir.tmp/busybox_$BUSYBOX_VERSION.dsc ]] ||
-                die "apt-get source did not fetch busybox_$BUSYBOX_VERSION.dsc (log: $logfile)"
-        dpkg-source -x "$dir.tmp/busybox_$BUSYBOX_VERSION.dsc" "$dir.tmp/tree" >>"$logfile" 2>&1 ||
+        [[ -f $dir.tmp/${pkg}_$version.dsc ]] ||
+                die "apt-get source did not fetch ${pkg}_$version.dsc (log: $logfile)"
+        dpkg-source -x "$dir.tmp/${pkg}_$version.dsc" "$dir.tmp/tree" >>"$logfile" 2>&1 ||
                 die "dpkg-source -x failed (log: $logfile)"
         publish "$dir.tmp" "$dir"
 }
@@ -441,12 +460,12 @@ build_busybox() {
         local tree=$work/tree
         local bmake=(make -C "$tree" CROSS_COMPILE="$CROSS")
 
-        fetch_busybox_source
+        fetch_source busybox "$BUSYBOX_VERSION"
 
         rm -rf "$work"
         mkdir -p "$work"
         : >"$logfile"
-        cp -a "$BUSYBOX_SRC" "$tree"
+        cp -a "$SOURCE_TREE" "$tree"
 
         log "configuring busybox (defconfig + guest/busybox.config)..."
         run_step "$logfile" "busybox defconfig" "${bmake[@]}" defconfig
@@ -491,6 +510,57 @@ build_probe() {
         publish "$PROBE_PART.tmp" "$PROBE_PART"
 }
 
+# ---------------------------------------------------------------- json-c
+
+# A static riscv64 libjson-c.a and its headers, from Debian's source
+# package, for the guest agent.
+build_jsonc() {
+        local work=$CACHE_ROOT/work/json-c-$JSONC_KEY.tmp
+        local logfile=$CACHE_ROOT/logs/json-c-$JSONC_KEY.log
+
+        fetch_source json-c "$JSONC_VERSION"
+
+        rm -rf "$work"
+        mkdir -p "$work"
+        : >"$logfile"
+
+        log "building json-c $JSONC_VERSION (static, riscv64)..."
+        run_step "$logfile" "configuring json-c (cmake)" \
+                cmake -S "$SOURCE_TREE" -B "$work/build" \
+                -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=riscv64 \
+                -DCMAKE_C_COMPILER="${CROSS}gcc" -DCMAKE_BUILD_TYPE=Release \
+                -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_INSTALL_LIBDIR=lib -DCMAKE_INSTALL_INCLUDEDIR=include \
+                -DBUILD_SHARED_LIBS=OFF -DBUILD_STATIC_LIBS=ON -DBUILD_TESTING=OFF -DBUILD_APPS=OFF \
+                -DDISABLE_WERROR=ON -DDISABLE_EXTRA_LIBS=ON
+        run_step "$logfile" "building json-c" make -C "$work/build" -j"$JOBS"
+        run_step "$logfile" "installing json-c" make -C "$work/build" install DESTDIR="$JSONC_PART.tmp"
+        [[ -f $JSONC_PART.tmp/usr/lib/libjson-c.a && -f $JSONC_PART.tmp/usr/include/json-c/json.h ]] ||
+                die "json-c did not install usr/lib/libjson-c.a and usr/include/json-c/json.h (log: $logfile)"
+        publish "$JSONC_PART.tmp" "$JSONC_PART"
+        rm -rf "$work"
+}
+
+# ----------------------------------------------------------------- agent
+
+build_agent() {
+        local logfile=$CACHE_ROOT/logs/agent-$AGENT_KEY.log
+
+        log "building orrery-guest-agent..."
+        rm -rf "$AGENT_PART.tmp"
+        mkdir -p "$AGENT_PART.tmp"
+        : >"$logfile"
+        run_step "$logfile" "building orrery-guest-agent" \
+                "${CROSS}gcc" -static -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
+                -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wvla \
+                -D_GNU_SOURCE -I"$TOP_DIR/lib" -I"$GUEST_DIR/agent" -I"$JSONC_PART/usr/include" -s \
+                -o "$AGENT_PART.tmp/orrery-guest-agent" "$GUEST_DIR"/agent/*.c \
+                -L"$JSONC_PART/usr/lib" -ljson-c -lm
+        if grep -q 'warning:' "$logfile"; then
+                cat "$logfile"
+        fi
+        publish "$AGENT_PART.tmp" "$AGENT_PART"
+}
+
 # ------------------------------------------------------------- initramfs
 
 # Writes the gen_init_cpio file list of the guest's root file system. Files
@@ -522,6 +592,8 @@ write_initramfs_list() {
 
         install -m 0755 "$PROBE_PART/orrery-guest-probe" "$stage/orrery-guest-probe"
         echo "file /usr/bin/orrery-guest-probe $stage/orrery-guest-probe 0755 0 0"
+        install -m 0755 "$AGENT_PART/orrery-guest-agent" "$stage/orrery-guest-agent"
+        echo "file /usr/sbin/orrery-guest-agent $stage/orrery-guest-agent 0755 0 0"
 
         while IFS= read -r d; do
                 echo "dir /$d 0755 0 0"
@@ -564,6 +636,8 @@ assemble_guest() {
                 echo "$LINUX_PKG=$LINUX_VERSION kernel $KERNEL_KEY"
                 echo "busybox-source=$BUSYBOX_VERSION busybox $BUSYBOX_KEY"
                 echo "probe $PROBE_KEY"
+                echo "json-c-source=$JSONC_VERSION json-c $JSONC_KEY"
+                echo "agent $AGENT_KEY"
                 printf '%s\n' "${rootfs_inputs[@]}"
         } >"$tmp/inputs.txt"
         publish "$tmp" "$GUEST_CACHE"
@@ -596,6 +670,16 @@ else
                 log "using cached orrery-guest-probe $PROBE_PART"
         else
                 build_probe
+        fi
+        if [[ -f $JSONC_PART/usr/lib/libjson-c.a ]]; then
+                log "using cached json-c $JSONC_PART"
+        else
+                build_jsonc
+        fi
+        if [[ -f $AGENT_PART/orrery-guest-agent ]]; then
+                log "using cached orrery-guest-agent $AGENT_PART"
+        else
+                build_agent
         fi
         assemble_guest
 fi

@@ -6,6 +6,7 @@ collects so tests can wait for lines with generous timeouts that only catch
 hangs.
 """
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -119,6 +120,68 @@ class Vm:
     def tail(self, n=3000):
         with self.lock:
             return self.output[-n:] + ("\n[stderr]\n" + self.stderr[-2000:] if self.stderr else "")
+
+
+class Pty:
+    """A program on a pseudo-terminal, as a person at a terminal runs it (readline, Ctrl keys)."""
+
+    def __init__(self, argv, env=None, timeout=60):
+        self.timeout = timeout
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        os.close(slave)
+        self.output = ""
+        self.mark = 0
+        self.lock = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                data = b""
+            with self.lock:
+                if not data:
+                    self.lock.notify_all()
+                    return
+                self.output += data.decode(errors="replace")
+                self.lock.notify_all()
+
+    def expect(self, pattern, timeout=None):
+        """Waits for a regex in the output after the last match; returns the match or None."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        with self.lock:
+            while True:
+                m = rx.search(self.output, self.mark)
+                if m:
+                    self.mark = m.end()
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.lock.wait(min(left, 0.5))
+
+    def send(self, text):
+        os.write(self.master, text.encode())
+
+    def line(self, text, pattern, timeout=None):
+        self.send(text + "\r")
+        return self.expect(pattern, timeout)
+
+    def tail(self, n=1500):
+        with self.lock:
+            return self.output[-n:]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
 
 
 class PrivateBus:

@@ -3,21 +3,19 @@
 screendump against the framebuffer memfd, interactive sessions through a pty
 (console, two monitors, kill -9), the VM going away and coming back, ctrl-alt-delete."""
 import os
-import pty
 import re
 import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 
 import dbus
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Pty, Tap, Vm  # noqa: E402
 
 MONITOR = os.environ["ORRERY_MONITOR"]
 NAME = "montest"
@@ -46,65 +44,11 @@ def wait_until(cond, timeout=TIMEOUT):
     return cond()
 
 
-class Session:
+class Session(Pty):
     """An interactive orrery-monitor on a pty."""
 
     def __init__(self, *args):
-        self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen([MONITOR, "--bus", pbus.address] + list(args), stdin=slave, stdout=slave,
-                                     stderr=slave, env=env, start_new_session=True)
-        os.close(slave)
-        self.output = ""
-        self.mark = 0
-        self.lock = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                data = b""
-            with self.lock:
-                if not data:
-                    self.lock.notify_all()
-                    return
-                self.output += data.decode(errors="replace")
-                self.lock.notify_all()
-
-    def expect(self, pattern, timeout=TIMEOUT):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while True:
-                m = rx.search(self.output, self.mark)
-                if m:
-                    self.mark = m.end()
-                    return m
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.lock.wait(min(left, 0.5))
-
-    def send(self, text):
-        os.write(self.master, text.encode())
-
-    def line(self, text, pattern, timeout=TIMEOUT):
-        self.send(text + "\r")
-        return self.expect(pattern, timeout)
-
-    def tail(self, n=1500):
-        with self.lock:
-            return self.output[-n:]
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
+        super().__init__([MONITOR, "--bus", pbus.address] + list(args), env=env, timeout=TIMEOUT)
 
 
 def png_pixels(path):
@@ -212,8 +156,16 @@ try:
                        capture_output=True, text=True, timeout=TIMEOUT, env=env)
     tap.check(r.returncode == 1 and "VM status: running" in r.stdout and "name: " in r.stdout and vm_state() == "running",
               "commands from a pipe run line by line and stop at the first failure", r)
+    # No bridge on this bus: a clear reason, not a hang.
     r = monitor(NAME, "-c", "agent ping")
-    tap.check(r.returncode == 1 and "not available yet" in r.stderr, "agent commands answer 'not available yet'", r)
+    tap.check(r.returncode == 1 and "org.orrery.Agent is not available" in r.stderr,
+              "agent ping without a bridge on the bus fails at once, naming org.orrery.Agent", r)
+    r = monitor(NAME, "-c", "agent shutdown sideways")
+    tap.check(r.returncode == 2 and "Usage: agent shutdown [powerdown|reboot|halt]" in r.stderr,
+              "agent shutdown with a bad mode prints its usage, exit 2", r)
+    r = monitor(NAME, "-c", "agent copy-in /nonexistent/file /tmp/x")
+    tap.check(r.returncode == 1 and "cannot open '/nonexistent/file'" in r.stderr,
+              "agent copy-in of a missing host file names it", r)
 
     # screendump: the PNG's pixels are the framebuffer memfd's, read while the VM is paused.
     m = vm.command("orrery-guest-probe pattern 4", r"pattern drawn \d+x\d+\r?\n", 60)

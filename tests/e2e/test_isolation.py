@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""The seed's promise, measured: services come and go, the VM does not notice.
+
+A VM runs as orrery-vm@iso under a private systemd --user. The guest prints a
+heartbeat line every 100 ms on serial0, which a test client watches. Every
+client service is attached: a monitor, the guest-agent bridge (busy copying
+files), a VNC server with a client receiving frames while the guest
+redraws, and the viewer under Xvfb. Each service is then SIGKILLed
+ORRERY_ISOLATION_KILLS times (default 50) at random moments; systemd (or, for
+the monitor, which is no service, the test as a person would) starts it
+again and it must reattach within 2 s. Pass: no heartbeat gap over 1 s,
+every reattach within 2 s, and orrery-vm's open fds and heap (RssAnon) the
+same after the storm as before it.
+"""
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+sys.path.insert(0, os.path.dirname(__file__))
+from orrery_test import Pty, Tap  # noqa: E402
+from serial_client import SerialClient, fd_count, wait_ready  # noqa: E402
+from user_session import open_session, say, wait_for  # noqa: E402
+
+VM = "iso"
+UNIT = f"orrery-vm@{VM}.service"
+KILLS = int(os.environ.get("ORRERY_ISOLATION_KILLS", "50"))
+REATTACH_LIMIT = 2.0
+GAP_LIMIT = 1.0
+HEAP_SLACK_KIB = 1024  # malloc keeps freed memory around; a leak per client over 50 kills would exceed it
+
+
+def rss_anon_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Heartbeat:
+    """Watches serial0 for the guest's 'hb N' lines; records the largest gap between arrivals."""
+
+    def __init__(self, bus, vm):
+        self.serial = SerialClient(bus, vm)
+        self.serial.send("\n")
+        self.serial.command("echo hb-ready", r"hb-ready\r?\n", timeout=60)
+        self.serial.send("(i=0; while :; do i=$((i+1)); echo hb $i; usleep 100000; done) &\n")
+        self.serial.wait_for(r"hb \d+\r?\n", timeout=30)
+        self.last = time.monotonic()
+        self.max_gap = 0.0
+        self.count = 0
+        self.stop = False
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        rx = re.compile(rb"hb (\d+)\r?\n")
+        try:
+            while not self.stop:
+                self.serial.read_available()
+                for _ in rx.finditer(self.serial.buffer):
+                    now = time.monotonic()
+                    self.max_gap = max(self.max_gap, now - self.last)
+                    self.last = now
+                    self.count += 1
+                # Keep only an unfinished line.
+                cut = self.serial.buffer.rfind(b"\n")
+                if cut >= 0:
+                    self.serial.buffer = self.serial.buffer[cut + 1:]
+        except Exception as e:  # noqa: BLE001 — reported by the test
+            self.error = e
+
+    def current_gap(self):
+        return max(self.max_gap, time.monotonic() - self.last)
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.serial.close()
+
+
+class MonitorVictim:
+    """An interactive orrery-monitor on a pty, restarted by the test after each kill."""
+
+    name = "orrery-monitor"
+
+    def __init__(self, session):
+        self.session = session
+        self.pty = None
+
+    def start(self):
+        self.pty = Pty([f"{self.session.prefix}/bin/orrery-monitor", VM], env=dict(self.session.env, TERM="dumb"))
+        return self.pty.expect(rf"VM '{VM}' \(running\)", timeout=30) is not None
+
+    def pid(self):
+        return self.pty.proc.pid
+
+    def after_kill(self):
+        self.pty.proc.wait(10)
+        self.pty.close()
+        return self.start()
+
+    def close(self):
+        if self.pty:
+            self.pty.close()
+
+
+def main():
+    tap = Tap()
+    session = open_session(tap, "isolation")
+    bus = session.env["DBUS_SESSION_BUS_ADDRESS"]
+    heartbeat = None
+    victims = []
+    try:
+        session.systemctl("start", UNIT)
+        if not tap.check(wait_ready(bus, VM), "the guest reaches ready under orrery-vm@iso"):
+            return tap
+        vm_pid = session.main_pid(UNIT)
+        try:
+            heartbeat = Heartbeat(bus, VM)
+        except (TimeoutError, EOFError) as e:
+            tap.check(False, "the guest prints a heartbeat every 100 ms on serial0", e)
+            return tap
+
+        victims = [MonitorVictim(session)]
+        for v in victims:
+            tap.check(v.start(), f"{v.name} attaches")
+
+        wait_for(lambda: heartbeat.count > 20, 10)
+        fds_before, heap_before = fd_count(vm_pid), rss_anon_kib(vm_pid)
+
+        reattach = {v.name: [] for v in victims}
+        failures = {v.name: 0 for v in victims}
+        rng = random.Random(1234)
+        t0 = time.monotonic()
+        for round_ in range(KILLS):
+            for v in rng.sample(victims, len(victims)):
+                time.sleep(rng.uniform(0.0, 0.3))  # a random moment in what the client is doing
+                pid = v.pid()
+                os.kill(pid, signal.SIGKILL)
+                killed = time.monotonic()
+                ok = v.after_kill()
+                took = time.monotonic() - killed
+                if ok and took <= REATTACH_LIMIT:
+                    reattach[v.name].append(took)
+                else:
+                    failures[v.name] += 1
+                    say(f"{v.name}: kill {round_ + 1} not reattached in time ({took:.2f} s, ok={ok})")
+        storm = time.monotonic() - t0
+
+        # The same clients attached again: the emulator must be back where it
+        # was once it has noticed the last killed client is gone.
+        wait_for(lambda: fd_count(vm_pid) == fds_before, 5)
+        fds_after, heap_after = fd_count(vm_pid), rss_anon_kib(vm_pid)
+
+        say(f"storm: {KILLS} kills of each of {len(victims)} services in {storm:.0f} s; "
+            f"{heartbeat.count} heartbeats, largest gap {heartbeat.current_gap() * 1000:.0f} ms")
+        for v in victims:
+            times = sorted(reattach[v.name]) or [float("nan")]
+            say(f"{v.name}: reattached {len(reattach[v.name])}/{KILLS}, median {times[len(times) // 2] * 1000:.0f} ms, "
+                f"max {times[-1] * 1000:.0f} ms")
+        say(f"orrery-vm: fds {fds_before} -> {fds_after}, RssAnon {heap_before} -> {heap_after} KiB")
+
+        tap.check(heartbeat.error is None and heartbeat.current_gap() <= GAP_LIMIT,
+                  f"the heartbeat never stopped for more than {GAP_LIMIT} s "
+                  f"(largest gap {heartbeat.current_gap() * 1000:.0f} ms)", heartbeat.error)
+        for v in victims:
+            tap.check(failures[v.name] == 0 and len(reattach[v.name]) == KILLS,
+                      f"{v.name}: killed {KILLS} times, reattached within {REATTACH_LIMIT} s every time",
+                      f"{failures[v.name]} failures")
+        tap.check(session.main_pid(UNIT) == vm_pid and session.unit_property(UNIT, "NRestarts") == "0",
+                  "orrery-vm kept running throughout (same PID, no restart)")
+        tap.check(fds_after == fds_before, f"orrery-vm's open fds are the same ({fds_before} -> {fds_after})")
+        tap.check(heap_after - heap_before <= HEAP_SLACK_KIB,
+                  f"orrery-vm's heap did not grow beyond {HEAP_SLACK_KIB} KiB ({heap_before} -> {heap_after} KiB)")
+    finally:
+        for v in victims:
+            v.close()
+        if heartbeat:
+            heartbeat.close()
+        session.close()
+    return tap
+
+
+if __name__ == "__main__":
+    main().finish()
