@@ -32,9 +32,10 @@ static void chooser_update(Chooser *c) {
                 title = g_strdup_printf("Orrery VMs (%u)", c->n_vms);
                 subtitle = c->n_vms == 1 ? g_strdup("1 VM running") : g_strdup_printf("%u VMs running", c->n_vms);
         }
-        gtk_window_set_title(GTK_WINDOW(c->window), title);
         gtk_header_bar_set_title(GTK_HEADER_BAR(c->header), "Orrery VMs");
         gtk_header_bar_set_subtitle(GTK_HEADER_BAR(c->header), subtitle);
+        /* After the header's: a header bar that is a window's titlebar hands its title to the window. */
+        gtk_window_set_title(GTK_WINDOW(c->window), title);
 }
 
 static GtkWidget *find_row(Chooser *c, const char *name) {

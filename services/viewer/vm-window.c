@@ -147,6 +147,8 @@ static void vm_window_update(VmWindow *w) {
         g_simple_action_set_enabled(w->actions[ACTION_POWER_DOWN], ready && alive);
         g_simple_action_set_enabled(w->actions[ACTION_CTRL_ALT_DEL], ready && alive);
         g_simple_action_set_enabled(w->actions[ACTION_POWER_KEY], ready && alive);
+        g_simple_action_set_enabled(w->actions[ACTION_GRAB], w->grabbed || (ready && !message));
+        g_simple_action_set_enabled(w->actions[ACTION_ONE_TO_ONE], !w->error);
 }
 
 static void set_action_error(VmWindow *w, const char *what, int r, const sd_bus_error *error) {
@@ -495,6 +497,35 @@ static void on_button_allocated(GtkWidget *button, GdkRectangle *allocation, gpo
         g_object_set_data_full(G_OBJECT(button), "logged-place", TAKE_PTR(place), g_free);
 }
 
+static void find_close_button(GtkWidget *widget, gpointer userdata) {
+        GtkWidget **ret = userdata;
+
+        if (*ret)
+                return;
+        if (GTK_IS_BUTTON(widget) && gtk_style_context_has_class(gtk_widget_get_style_context(widget), "close"))
+                *ret = widget;
+        else if (GTK_IS_CONTAINER(widget))
+                gtk_container_forall(GTK_CONTAINER(widget), find_close_button, ret);
+}
+
+/* The header bar makes its close button itself, when it is laid out: report it too. */
+static void on_header_allocated(GtkWidget *header, GdkRectangle *allocation, gpointer userdata) {
+        VmWindow *w = userdata;
+        GtkWidget *close = NULL;
+        GtkAllocation a;
+
+        if (!viewer_debug_enabled)
+                return;
+        find_close_button(header, &close);
+        if (!close || g_object_get_data(G_OBJECT(close), "orrery-hooked"))
+                return;
+        g_object_set_data(G_OBJECT(close), "orrery-hooked", GINT_TO_POINTER(1));
+        gtk_widget_set_name(close, "close");
+        g_signal_connect(close, "size-allocate", G_CALLBACK(on_button_allocated), w);
+        gtk_widget_get_allocation(close, &a);
+        on_button_allocated(close, &a, w);
+}
+
 static GtkWidget *header_button(VmWindow *w, GtkWidget *button, const char *name, const char *action,
                                 const char *tooltip) {
         gtk_widget_set_name(button, name);
@@ -505,14 +536,21 @@ static GtkWidget *header_button(VmWindow *w, GtkWidget *button, const char *name
         return button;
 }
 
+static void disconnect_tree(GtkWidget *widget, gpointer userdata) {
+        g_signal_handlers_disconnect_by_data(widget, userdata);
+        if (GTK_IS_CONTAINER(widget))
+                gtk_container_forall(GTK_CONTAINER(widget), disconnect_tree, userdata);
+}
+
 static void on_destroy(GtkWidget *window, gpointer userdata) {
         VmWindow *w = userdata;
 
         /* Detach only: closing a viewer never stops, pauses or quits the VM. */
         release_all(w);
         w->vm = orrery_vm_detach(w->vm);
-        g_signal_handlers_disconnect_by_data(window, w);
-        g_signal_handlers_disconnect_by_data(w->area, w);
+        /* No handler may run on w once it is freed: the window's, the buttons', the area's. */
+        disconnect_tree(window, w);
+        disconnect_tree(w->header, w);
         for (size_t i = 0; i < _ACTION_MAX; i++)
                 g_signal_handlers_disconnect_by_data(w->actions[i], w);
         viewer_vm_window_closed(w->viewer, w->name);
@@ -612,6 +650,7 @@ static void build_window(VmWindow *w) {
                                 header_button(w, gtk_toggle_button_new_with_label("1:1"), "one-to-one",
                                               "win.one-to-one", "One VM pixel per screen pixel, or scale to fit"));
         gtk_window_set_titlebar(GTK_WINDOW(w->window), w->header);
+        g_signal_connect_after(w->header, "size-allocate", G_CALLBACK(on_header_allocated), w);
 
         w->area = gtk_drawing_area_new();
         gtk_widget_set_can_focus(w->area, TRUE);
@@ -630,7 +669,6 @@ static void build_window(VmWindow *w) {
         w->message = gtk_label_new(NULL);
         gtk_label_set_justify(GTK_LABEL(w->message), GTK_JUSTIFY_CENTER);
         gtk_label_set_line_wrap(GTK_LABEL(w->message), TRUE);
-        gtk_label_set_selectable(GTK_LABEL(w->message), TRUE);
 
         w->stack = gtk_stack_new();
         gtk_stack_add_named(GTK_STACK(w->stack), scrolled, "display");
