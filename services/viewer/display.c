@@ -100,7 +100,7 @@ static gboolean on_draw(GtkWidget *area, cairo_t *cr, gpointer userdata) {
         cairo_scale(cr, d->scale, d->scale);
         cairo_set_source_surface(cr, d->surface, 0, 0);
         /* 1:1 is a plain blit; scaled, smooth it (cairo filters only the clip). */
-        cairo_pattern_set_filter(cairo_get_source(cr), d->fit ? CAIRO_FILTER_GOOD : CAIRO_FILTER_NEAREST);
+        cairo_pattern_set_filter(cairo_get_source(cr), d->fit ? CAIRO_FILTER_BILINEAR : CAIRO_FILTER_NEAREST);
         cairo_rectangle(cr, 0, 0, d->width, d->height);
         cairo_fill(cr);
         cairo_restore(cr);
