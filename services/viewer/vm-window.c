@@ -166,6 +166,8 @@ static void set_action_error(VmWindow *w, const char *what, int r, const sd_bus_
 static void key_send(VmWindow *w, uint32_t code, bool down) {
         bool is_down = w->keys_down[code / 8] & (1u << (code % 8));
 
+        if (down && is_down)
+                return; /* the host's autorepeat: the guest repeats keys itself */
         if (down)
                 w->keys_down[code / 8] |= (uint8_t) (1u << (code % 8));
         else if (!is_down)
@@ -388,7 +390,7 @@ static void fit_window(VmWindow *w, const OrreryFramebuffer *fb) {
         GdkMonitor *monitor = gdk_window ? gdk_display_get_monitor_at_window(display, gdk_window)
                                          : gdk_display_get_primary_monitor(display);
         int sf = MAX(gtk_widget_get_scale_factor(w->window), 1);
-        int width, height, extra_w, extra_h;
+        int header_height = 0;
         GdkRectangle area = { 0, 0, 1920, 1080 };
 
         if (w->sized)
@@ -396,11 +398,10 @@ static void fit_window(VmWindow *w, const OrreryFramebuffer *fb) {
         w->sized = true;
         if (monitor)
                 gdk_monitor_get_workarea(monitor, &area);
-        gtk_window_get_size(GTK_WINDOW(w->window), &width, &height);
-        extra_w = MAX(width - gtk_widget_get_allocated_width(w->stack), 0);
-        extra_h = MAX(height - gtk_widget_get_allocated_height(w->stack), 0);
-        gtk_window_resize(GTK_WINDOW(w->window), MIN((int) (fb->width / (uint32_t) sf) + extra_w, area.width),
-                          MIN((int) (fb->height / (uint32_t) sf) + extra_h, area.height));
+        /* The window's size includes its header bar (client-side decorations). */
+        gtk_widget_get_preferred_height(w->header, NULL, &header_height);
+        gtk_window_resize(GTK_WINDOW(w->window), MIN((int) (fb->width / (uint32_t) sf), area.width),
+                          MIN((int) (fb->height / (uint32_t) sf) + header_height, area.height));
 }
 
 static void show_console(VmWindow *w) {
