@@ -113,8 +113,8 @@ static gboolean on_draw(GtkWidget *area, cairo_t *cr, gpointer userdata) {
                 x2 = CLAMP(ceil((x2 - d->off_x) / d->scale), 0.0, (double) d->width);
                 y2 = CLAMP(ceil((y2 - d->off_y) / d->scale), 0.0, (double) d->height);
                 display_log_layout(d);
-                viewer_debug("frame %s t=%" G_GINT64_FORMAT " x=%d y=%d w=%d h=%d", d->debug_name, g_get_monotonic_time(),
-                             (int) x1, (int) y1, (int) (x2 - x1), (int) (y2 - y1));
+                viewer_debug("frame %s t=%" G_GINT64_FORMAT " x=%d y=%d w=%d h=%d", d->debug_name,
+                             g_get_monotonic_time(), (int) x1, (int) y1, (int) (x2 - x1), (int) (y2 - y1));
         }
         return TRUE;
 }
@@ -124,7 +124,8 @@ static void display_update_size_request(Display *d) {
         int sf = MAX(gtk_widget_get_scale_factor(d->area), 1);
 
         if (d->surface && !d->fit)
-                gtk_widget_set_size_request(d->area, (int) ((d->width + sf - 1) / sf), (int) ((d->height + sf - 1) / sf));
+                gtk_widget_set_size_request(d->area, (int) ((d->width + sf - 1) / sf),
+                                            (int) ((d->height + sf - 1) / sf));
         else
                 gtk_widget_set_size_request(d->area, -1, -1);
 }

@@ -592,9 +592,12 @@ static void add_actions(VmWindow *w) {
         };
 
         for (size_t i = 0; i < _ACTION_MAX; i++) {
-                GSimpleAction *a = table[i].stateful
-                                           ? g_simple_action_new_stateful(table[i].name, NULL, g_variant_new_boolean(FALSE))
-                                           : g_simple_action_new(table[i].name, NULL);
+                GSimpleAction *a;
+
+                if (table[i].stateful)
+                        a = g_simple_action_new_stateful(table[i].name, NULL, g_variant_new_boolean(FALSE));
+                else
+                        a = g_simple_action_new(table[i].name, NULL);
 
                 if (table[i].activate)
                         g_signal_connect(a, "activate", G_CALLBACK(table[i].activate), w);

@@ -27,7 +27,7 @@ FB_CHECK = os.environ["ORRERY_FB_CHECK"]
 NAME = "viewertest"
 WIDTH, HEIGHT = 640, 480
 TIMEOUT = 30
-KEY_A, KEY_LEFTSHIFT = 30, 42
+KEY_A, KEY_G, KEY_LEFTCTRL, KEY_LEFTALT, KEY_LEFTSHIFT = 30, 34, 29, 56, 42
 BTN_LEFT = 0x110
 EV_KEY, EV_ABS = 1, 3
 
@@ -156,6 +156,7 @@ def click(viewer, wid, widget):
     if not m:
         return False
     cx, cy = int(m.group(1)) + int(m.group(3)) // 2, int(m.group(2)) + int(m.group(4)) // 2
+    x("windowraise", wid)  # there is no window manager: windows overlap at (0, 0)
     return x("mousemove", "--window", wid, str(cx), str(cy), "click", "1").returncode == 0
 
 
@@ -259,11 +260,13 @@ try:
     tap.check(wait_title(wid, r"— paused$") and action_state(window_path, "pause") == (True, [True]),
               "the header shows paused", title(wid))
     r = busctl("call", f"org.orrery.VM.{NAME}", f"/org/orrery/VM/{NAME}", "org.orrery.Machine1", "Resume")
-    tap.check(r.returncode == 0 and wait_title(wid, r"— running$") and action_state(window_path, "pause")[1] == [False],
+    tap.check(r.returncode == 0 and wait_title(wid, r"— running$") and
+              action_state(window_path, "pause")[1] == [False],
               "a Resume made with busctl shows in the header", f"{r} {title(wid)}")
     busctl("call", f"org.orrery.VM.{NAME}", f"/org/orrery/VM/{NAME}", "org.orrery.Machine1", "Pause")
     tap.check(wait_title(wid, r"— paused$"), "a Pause made with busctl shows in the header", title(wid))
-    tap.check(click(viewer, wid, "pause") and poll(lambda: vm_state() == "running") and wait_title(wid, r"— running$"),
+    tap.check(click(viewer, wid, "pause") and poll(lambda: vm_state() == "running") and
+              wait_title(wid, r"— running$"),
               "clicking the button again (now Resume) resumes the VM", vm_state())
 
     # Keyboard and pointer reach the guest as evdev events.
@@ -273,6 +276,18 @@ try:
     x("key", "a")
     tap.check(event(vm, EV_KEY, KEY_A, 1) is not None and event(vm, EV_KEY, KEY_A, 0) is not None,
               "a key typed into the window with xdotool reaches the guest as KEY_A press and release", vm.tail(600))
+
+    # Ctrl+Alt+G grabs the keyboard and releases it; the guest sees Ctrl and Alt released, never the G.
+    with vm.lock:
+        grab_mark = len(vm.output)
+    x("key", "ctrl+alt+g")
+    tap.check(poll(lambda: action_state(window_path, "grab")[1] == [True]),
+              "Ctrl+Alt+G grabs the keyboard (the window's grab action says so)")
+    x("key", "ctrl+alt+g")
+    tap.check(poll(lambda: action_state(window_path, "grab")[1] == [False]), "Ctrl+Alt+G again releases the grab")
+    tap.check(event(vm, EV_KEY, KEY_LEFTCTRL, 0) is not None and event(vm, EV_KEY, KEY_LEFTALT, 0) is not None,
+              "the guest sees Ctrl and Alt released", vm.tail(600))
+
     layout = viewer.last(rf"layout {NAME} x=(\d+) y=(\d+)")
     ox, oy = (int(layout.group(1)), int(layout.group(2))) if layout else (0, 0)
     x("mousemove", "--window", wid, str(ox + 100), str(oy + 200), "click", "1")
@@ -280,6 +295,9 @@ try:
               event(vm, EV_KEY, BTN_LEFT, 1) is not None and event(vm, EV_KEY, BTN_LEFT, 0) is not None,
               "a click at framebuffer pixel (100, 200) arrives there, as an absolute position and BTN_LEFT",
               vm.tail(600))
+
+    tap.check(not re.search(rf"type=1 code={KEY_G} value=1", vm.output[grab_mark:]),
+              "the G of Ctrl+Alt+G never reached the guest", vm.output[grab_mark:][-600:])
 
     # Keys held when the window loses focus are released in the guest.
     other, other_log = start_viewer("--bus", "unix:path=/nonexistent/bus", "elsewhere")
@@ -345,6 +363,11 @@ try:
     tap.check(bad is not None and wait_title(bad, r"— error$"), "an invalid VM name is an error in the window",
               activated.tail())
     tap.check(vm_state() == "running", "the VM is still running")
+
+    # Power down, clicked: the guest shuts down cleanly, the window follows.
+    tap.check(click(activated, wid, "power-down") and vm.wait_exit(60) == 0 and "reboot: Power down" in vm.output,
+              "clicking Power down shuts the guest down cleanly (exit 0)", vm.tail(600))
+    tap.check(wait_title(wid, r"— not running$"), "and the window shows the VM not running", title(wid))
 except Exception:
     import traceback
     tap.check(False, "the test ran to its end", traceback.format_exc())
