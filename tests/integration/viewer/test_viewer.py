@@ -315,6 +315,17 @@ try:
     other.terminate()
     other.wait()
 
+    # No session bus at all: GApplication goes on alone, and the chooser says what is wrong.
+    p = subprocess.Popen([VIEWER], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=dict(xenv, DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent/bus"))
+    procs.append(p)
+    lonely = Lines(p.stderr)
+    nobus = find_window(r"^Orrery VMs ")
+    tap.check(nobus is not None and wait_title(nobus, r"\(error\)$"),
+              "without a session bus the chooser opens and shows the error", lonely.tail())
+    p.terminate()
+    p.wait()
+
     # The VM goes away and comes back: the viewer says so, then shows it again.
     vm.kill()
     tap.check(wait_title(wid, r"— not running$"), "a killed VM shows as not running", title(wid))
