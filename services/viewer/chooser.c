@@ -47,6 +47,18 @@ static GtkWidget *find_row(Chooser *c, const char *name) {
         return NULL;
 }
 
+/* ORRERY_VIEWER_DEBUG: where a VM's row is, so tests can click it. */
+static void on_row_allocated(GtkWidget *row, GdkRectangle *allocation, gpointer userdata) {
+        Chooser *c = userdata;
+        int x = 0, y = 0;
+
+        if (!viewer_debug_enabled)
+                return;
+        gtk_widget_translate_coordinates(row, c->window, 0, 0, &x, &y);
+        viewer_debug("chooser row %s x=%d y=%d w=%d h=%d", (const char *) g_object_get_data(G_OBJECT(row), "vm-name"),
+                     x, y, allocation->width, allocation->height);
+}
+
 static void on_vm_added(OrreryVmWatch *watch, const char *name, void *userdata) {
         Chooser *c = userdata;
         GtkWidget *row, *label;
@@ -62,6 +74,7 @@ static void on_vm_added(OrreryVmWatch *watch, const char *name, void *userdata) 
         row = gtk_list_box_row_new();
         gtk_container_add(GTK_CONTAINER(row), label);
         g_object_set_data_full(G_OBJECT(row), "vm-name", g_strdup(name), g_free);
+        g_signal_connect(row, "size-allocate", G_CALLBACK(on_row_allocated), c);
         gtk_widget_show_all(row);
         gtk_container_add(GTK_CONTAINER(c->list), row);
         c->n_vms++;
@@ -99,8 +112,12 @@ static void on_row_activated(GtkListBox *list, GtkListBoxRow *row, gpointer user
 static void on_destroy(GtkWidget *window, gpointer userdata) {
         Chooser *c = userdata;
 
+        g_autoptr(GList) rows = gtk_container_get_children(GTK_CONTAINER(c->list));
+
         c->watch = orrery_vm_watch_free(c->watch);
         g_signal_handlers_disconnect_by_data(c->list, c);
+        for (GList *l = rows; l; l = l->next)
+                g_signal_handlers_disconnect_by_data(l->data, c);
         viewer_chooser_closed(c->viewer);
         g_free(c);
 }
