@@ -106,6 +106,7 @@ static int sort_rows(GtkListBoxRow *a, GtkListBoxRow *b, gpointer userdata) {
 static void on_row_activated(GtkListBox *list, GtkListBoxRow *row, gpointer userdata) {
         Chooser *c = userdata;
 
+        viewer_debug("chooser opens %s", (const char *) g_object_get_data(G_OBJECT(row), "vm-name"));
         viewer_open_vm(c->viewer, g_object_get_data(G_OBJECT(row), "vm-name"));
 }
 

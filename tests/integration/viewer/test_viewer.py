@@ -152,7 +152,8 @@ def is_pattern(vm, seed):
 
 
 def click(viewer, wid, widget):
-    m = viewer.last(rf"widget {NAME} {widget} x=(\d+) y=(\d+) w=(\d+) h=(\d+)")
+    # Where the widget is now; (0, 0) is its place before the window was first laid out.
+    m = poll(lambda: viewer.last(rf"widget {NAME} {widget} x=(?!0 y=0 )(\d+) y=(\d+) w=(\d+) h=(\d+)"))
     if not m:
         return False
     cx, cy = int(m.group(1)) + int(m.group(3)) // 2, int(m.group(2)) + int(m.group(4)) // 2
@@ -350,27 +351,28 @@ try:
     tap.check(r.returncode == 0 and chooser is not None and wait_title(chooser, r"\(1\)$"),
               "gapplication launch org.orrery.Viewer activates the viewer: a chooser listing the one VM",
               f"{r}\n{chooser and title(chooser)}\n{activated.tail()}")
+    clicks = []
+
+    def click_row():
+        # The row's place is read anew each time, in case the list was laid out again since. Tries are
+        # seconds apart, so two clicks never make a double click.
+        m = activated.last(rf"chooser row {NAME} x=(?!0 y=0 )(\d+) y=(\d+) w=(\d+) h=(\d+)")
+        if not m:
+            return None
+        clicks.append(m.group(0))
+        x("windowraise", chooser)
+        x("mousemove", "--sync", "--window", chooser, str(int(m.group(1)) + int(m.group(3)) // 2),
+          str(int(m.group(2)) + int(m.group(4)) // 2), "click", "1")
+        return find_window(rf"^{NAME} — ", timeout=3)
+    wid = poll(click_row)
+    tap.check(wid is not None and wait_title(wid, r"— running$"),
+              f"clicking the VM in the chooser opens its window (clicked at {clicks})", activated.tail())
     second = Vm("--display", "none", "--memory", "64M", name="second", bus=address)
     vms.append(second)
     tap.check(wait_title(chooser, r"\(2\)$"), "the chooser lists a VM that starts", title(chooser))
     second.kill()
     tap.check(wait_title(chooser, r"\(1\)$"), "and forgets it when it goes", title(chooser))
 
-    m = activated.last(rf"chooser row {NAME} x=(\d+) y=(\d+) w=(\d+) h=(\d+)")
-
-    clicks = []
-
-    def click_row():
-        clicks.append(1)
-        # A click X delivers before GTK has settled the row's gesture can be lost: click again until the
-        # window is there (seconds apart, so that two clicks never make a double click).
-        x("windowraise", chooser)
-        x("mousemove", "--sync", "--window", chooser, str(int(m.group(1)) + int(m.group(3)) // 2),
-          str(int(m.group(2)) + int(m.group(4)) // 2), "click", "1")
-        return find_window(rf"^{NAME} — ", timeout=3)
-    wid = poll(click_row) if m else None
-    tap.check(m is not None and wid is not None and wait_title(wid, r"— running$"),
-              f"clicking the VM in the chooser opens its window ({len(clicks)} click(s))", activated.tail())
     r = subprocess.run(["gapplication", "launch", "org.orrery.Viewer", NAME], capture_output=True, text=True,
                        timeout=TIMEOUT, env=xenv, cwd="/")
     n = len(x("search", "--name", rf"^{NAME} — ").stdout.split())
