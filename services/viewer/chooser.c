@@ -50,13 +50,17 @@ static GtkWidget *find_row(Chooser *c, const char *name) {
 /* ORRERY_VIEWER_DEBUG: where a VM's row is, so tests can click it. */
 static void on_row_allocated(GtkWidget *row, GdkRectangle *allocation, gpointer userdata) {
         Chooser *c = userdata;
+        g_autofree char *place = NULL;
         int x = 0, y = 0;
 
         if (!viewer_debug_enabled)
                 return;
         gtk_widget_translate_coordinates(row, c->window, 0, 0, &x, &y);
-        viewer_debug("chooser row %s x=%d y=%d w=%d h=%d", (const char *) g_object_get_data(G_OBJECT(row), "vm-name"),
-                     x, y, allocation->width, allocation->height);
+        place = g_strdup_printf("x=%d y=%d w=%d h=%d", x, y, allocation->width, allocation->height);
+        if (g_strcmp0(place, g_object_get_data(G_OBJECT(row), "logged-place")) == 0)
+                return;
+        viewer_debug("chooser row %s %s", (const char *) g_object_get_data(G_OBJECT(row), "vm-name"), place);
+        g_object_set_data_full(G_OBJECT(row), "logged-place", TAKE_PTR(place), g_free);
 }
 
 static void on_vm_added(OrreryVmWatch *watch, const char *name, void *userdata) {
