@@ -215,15 +215,17 @@ static gboolean on_key(GtkWidget *widget, GdkEventKey *event, gpointer userdata)
         bool down = event->type == GDK_KEY_PRESS;
         uint32_t code;
 
-        if (!vm_ready(w) || !display_has_framebuffer(w->display))
-                return FALSE; /* let the window have it (menus, mnemonics) */
-
+        /* Ctrl+Alt+G first: it must release a grab whatever happened to the VM. */
         if (down && (event->keyval == GDK_KEY_g || event->keyval == GDK_KEY_G) &&
             (mods & (GDK_CONTROL_MASK | GDK_MOD1_MASK)) == (GDK_CONTROL_MASK | GDK_MOD1_MASK)) {
-                set_grab(w, !w->grabbed);
+                if (w->grabbed || (vm_ready(w) && display_has_framebuffer(w->display)))
+                        set_grab(w, !w->grabbed);
                 release_all(w); /* the guest saw Ctrl and Alt go down */
                 return TRUE;
         }
+
+        if (!vm_ready(w) || !display_has_framebuffer(w->display))
+                return FALSE; /* let the window have it (menus, mnemonics) */
 
         /* X11 and Wayland with evdev: the hardware keycode is the evdev code + 8.
          * Layouts are the guest's business, so keyvals are not used. */
@@ -432,6 +434,7 @@ static void on_vanished(OrreryVm *vm, void *userdata) {
         memset(w->keys_down, 0, sizeof(w->keys_down));
         w->buttons_down = 0;
         w->console_valid = false;
+        set_grab(w, false); /* a grab for a screen that is gone would only trap the user's keys */
         display_set_framebuffer(w->display, NULL);
         vm_window_update(w);
 }

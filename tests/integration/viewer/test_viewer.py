@@ -328,8 +328,13 @@ try:
     p.wait()
 
     # The VM goes away and comes back: the viewer says so, then shows it again.
+    x("windowfocus", "--sync", wid)
+    x("key", "ctrl+alt+g")
+    grabbed = poll(lambda: action_state(window_path, "grab")[1] == [True])
     vm.kill()
     tap.check(wait_title(wid, r"— not running$"), "a killed VM shows as not running", title(wid))
+    tap.check(grabbed and poll(lambda: action_state(window_path, "grab") == (False, [False])),
+              "a keyboard grab ends when the VM goes away", action_state(window_path, "grab"))
     vms.remove(vm)
     vm = boot()
     vms.append(vm)
