@@ -76,10 +76,23 @@ static void on_activate(GApplication *app, gpointer userdata) {
         viewer_open_chooser(userdata);
 }
 
+/* app.quit (`gapplication action org.orrery.Viewer quit`): closes every window, which ends the viewer. */
+static void on_quit(GSimpleAction *action, GVariant *parameter, gpointer userdata) {
+        Viewer *v = userdata;
+        GList *windows;
+
+        while ((windows = gtk_application_get_windows(v->app)))
+                gtk_widget_destroy(windows->data);
+}
+
 static void on_startup(GApplication *app, gpointer userdata) {
         Viewer *v = userdata;
         OrreryClient *client = NULL;
+        g_autoptr(GSimpleAction) quit = g_simple_action_new("quit", NULL);
         int r;
+
+        g_signal_connect(quit, "activate", G_CALLBACK(on_quit), v);
+        g_action_map_add_action(G_ACTION_MAP(app), G_ACTION(quit));
 
         r = orrery_client_new(v->bus_address, &client);
         if (r < 0) {

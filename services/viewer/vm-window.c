@@ -64,6 +64,7 @@ struct VmWindow {
         OrreryVm *vm;
         char *error;        /* permanent: shown instead of the VM (bad name, no bus) */
         char *action_error; /* the last failed button, until the next state change */
+        const char *action_what; /* the button last pressed, to name it if it fails */
         bool absent;        /* the VM was not on the bus when the window opened */
         bool ever_seen;     /* it has been on the bus since */
         bool console_valid;
@@ -319,7 +320,7 @@ static void on_action_reply(OrreryVm *vm, int r, const sd_bus_error *error, void
         VmWindow *w = userdata;
 
         if (r < 0)
-                set_action_error(w, "The VM", r, error);
+                set_action_error(w, w->action_what ?: "The VM", r, error);
 }
 
 static void run_vm_action(VmWindow *w, OrreryVmAction action, const char *what) {
@@ -328,6 +329,7 @@ static void run_vm_action(VmWindow *w, OrreryVmAction action, const char *what) 
         if (!vm_ready(w))
                 return;
         w->action_error = (g_free(w->action_error), NULL);
+        w->action_what = what;
         r = orrery_vm_action(w->vm, action, on_action_reply, w);
         if (r < 0)
                 set_action_error(w, what, r, NULL);
@@ -336,10 +338,13 @@ static void run_vm_action(VmWindow *w, OrreryVmAction action, const char *what) 
 static void on_pause(GSimpleAction *action, GVariant *parameter, gpointer userdata) {
         VmWindow *w = userdata;
 
+        g_autoptr(GVariant) state = g_action_get_state(G_ACTION(action));
+
         /* Ask; the state (and the button) change when the VM says so. */
-        run_vm_action(w, g_variant_get_boolean(g_action_get_state(G_ACTION(action))) ? ORRERY_VM_ACTION_RESUME
-                                                                                       : ORRERY_VM_ACTION_PAUSE,
-                      "Pause");
+        if (g_variant_get_boolean(state))
+                run_vm_action(w, ORRERY_VM_ACTION_RESUME, "Resume");
+        else
+                run_vm_action(w, ORRERY_VM_ACTION_PAUSE, "Pause");
 }
 
 static void on_reset(GSimpleAction *action, GVariant *parameter, gpointer userdata) {

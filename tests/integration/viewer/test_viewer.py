@@ -402,6 +402,11 @@ try:
     tap.check(click(activated, wid, "power-down") and vm.wait_exit(60) == 0 and "reboot: Power down" in vm.output,
               "clicking Power down shuts the guest down cleanly (exit 0)", vm.tail(600))
     tap.check(wait_title(wid, r"— not running$"), "and the window shows the VM not running", title(wid))
+
+    r = subprocess.run(["gapplication", "action", "org.orrery.Viewer", "quit"], capture_output=True, text=True,
+                       timeout=TIMEOUT, env=xenv)
+    tap.check(r.returncode == 0 and poll(lambda: not bus.name_has_owner("org.orrery.Viewer")),
+              "the app.quit action closes every window and ends the viewer", f"{r}\n{activated.tail()}")
 except Exception:
     import traceback
     tap.check(False, "the test ran to its end", traceback.format_exc())
