@@ -144,7 +144,7 @@ class Session:
         self.viewer = subprocess.Popen([os.path.join(self.build, "services", "viewer", "orrery-viewer"), self.name],
                                        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
         self.frames = Frames(self.viewer.stderr)
-        m = self.frames.wait_line(rf"layout {self.name} x=\d+ y=\d+ scale=([\d.]+) size={WIDTH}x{HEIGHT}", 60)
+        m = self.frames.wait_line(rf"layout {self.name} x=[\d.]+ y=[\d.]+ scale=([\d.]+) size={WIDTH}x{HEIGHT}", 60)
         if not m:
             raise RuntimeError("the viewer did not show the VM's screen")
         return float(m.group(1))
@@ -202,7 +202,7 @@ def part_fake(build, n):
         wid = subprocess.run(["xdotool", "search", "--name", f"^{s.name} — "], capture_output=True, text=True,
                              env=s.env).stdout.split()[0]
         subprocess.run(["xdotool", "windowsize", wid, "1280", "770"], env=s.env)
-        m = s.frames.wait_line(rf"layout {s.name} x=\d+ y=\d+ scale=0\.", 10)
+        m = s.frames.wait_line(rf"layout {s.name} x=[\d.]+ y=[\d.]+ scale=0\.", 10)
         print(f"window resized to 1280x770: {m.group(0) if m else 'no new layout'}", flush=True)
         run(full, 1 / 60, "scaled to fit, full screen at 60 Hz")
         run(small, 1 / 60, "scaled to fit, 64x64 at 60 Hz")

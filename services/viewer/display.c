@@ -71,8 +71,10 @@ static void display_log_layout(Display *d) {
         d->logged_x = d->off_x;
         d->logged_y = d->off_y;
         d->logged_scale = d->scale;
-        gtk_widget_translate_coordinates(d->area, top, (int) d->off_x, (int) d->off_y, &x, &y);
-        viewer_debug("layout %s x=%d y=%d scale=%g size=%ux%u", d->debug_name, x, y, d->scale, d->width, d->height);
+        /* Widgets sit on whole logical pixels; the picture on whole device pixels (x.5 at scale 2). */
+        gtk_widget_translate_coordinates(d->area, top, 0, 0, &x, &y);
+        viewer_debug("layout %s x=%g y=%g scale=%g size=%ux%u", d->debug_name, x + d->off_x, y + d->off_y, d->scale,
+                     d->width, d->height);
 }
 
 static gboolean on_draw(GtkWidget *area, cairo_t *cr, gpointer userdata) {
@@ -205,6 +207,14 @@ int display_set_framebuffer(Display *d, const OrreryFramebuffer *fb) {
 
 bool display_has_framebuffer(Display *d) {
         return d->surface != NULL;
+}
+
+bool display_get_size(Display *d, uint32_t *ret_width, uint32_t *ret_height) {
+        if (!d->surface)
+                return false;
+        *ret_width = d->width;
+        *ret_height = d->height;
+        return true;
 }
 
 void display_damage(Display *d, const OrreryRect *rects, size_t n_rects) {

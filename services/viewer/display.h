@@ -23,6 +23,8 @@ Display *display_new(GtkWidget *area, const char *debug_name);
  * -EOPNOTSUPP for a pixel format the display cannot show. */
 int display_set_framebuffer(Display *d, const OrreryFramebuffer *fb);
 bool display_has_framebuffer(Display *d);
+/* The framebuffer's size in its own pixels; false when there is none. */
+bool display_get_size(Display *d, uint32_t *ret_width, uint32_t *ret_height);
 void display_damage(Display *d, const OrreryRect *rects, size_t n_rects);
 
 void display_set_fit(Display *d, bool fit);

@@ -313,6 +313,27 @@ static gboolean on_scroll(GtkWidget *area, GdkEventScroll *event, gpointer userd
         return TRUE;
 }
 
+/* Make the window as big as the VM's screen at 1:1, within the monitor. */
+static void fit_window(VmWindow *w) {
+        GdkDisplay *display = gtk_widget_get_display(w->window);
+        GdkWindow *gdk_window = gtk_widget_get_window(w->window);
+        GdkMonitor *monitor = gdk_window ? gdk_display_get_monitor_at_window(display, gdk_window)
+                                         : gdk_display_get_primary_monitor(display);
+        int sf = MAX(gtk_widget_get_scale_factor(w->window), 1);
+        int header_height = 0;
+        GdkRectangle area = { 0, 0, 1920, 1080 };
+        uint32_t width, height;
+
+        if (!display_get_size(w->display, &width, &height))
+                return;
+        if (monitor)
+                gdk_monitor_get_workarea(monitor, &area);
+        /* The window's size includes its header bar (client-side decorations). */
+        gtk_widget_get_preferred_height(w->header, NULL, &header_height);
+        gtk_window_resize(GTK_WINDOW(w->window), MIN((int) (width / (uint32_t) sf), area.width),
+                          MIN((int) (height / (uint32_t) sf) + header_height, area.height));
+}
+
 /* ---------------------------------------------------------------------- */
 /* Actions                                                                 */
 
@@ -385,31 +406,12 @@ static void on_one_to_one_change(GSimpleAction *action, GVariant *value, gpointe
 
         display_set_fit(w->display, !g_variant_get_boolean(value));
         g_simple_action_set_state(action, value);
+        if (g_variant_get_boolean(value))
+                fit_window(w); /* 1:1 asks for the room to show it */
 }
 
 /* ---------------------------------------------------------------------- */
 /* The VM's callbacks                                                      */
-
-/* Make the window as big as the VM's screen at 1:1, within the monitor. */
-static void fit_window(VmWindow *w, const OrreryFramebuffer *fb) {
-        GdkDisplay *display = gtk_widget_get_display(w->window);
-        GdkWindow *gdk_window = gtk_widget_get_window(w->window);
-        GdkMonitor *monitor = gdk_window ? gdk_display_get_monitor_at_window(display, gdk_window)
-                                         : gdk_display_get_primary_monitor(display);
-        int sf = MAX(gtk_widget_get_scale_factor(w->window), 1);
-        int header_height = 0;
-        GdkRectangle area = { 0, 0, 1920, 1080 };
-
-        if (w->sized)
-                return;
-        w->sized = true;
-        if (monitor)
-                gdk_monitor_get_workarea(monitor, &area);
-        /* The window's size includes its header bar (client-side decorations). */
-        gtk_widget_get_preferred_height(w->header, NULL, &header_height);
-        gtk_window_resize(GTK_WINDOW(w->window), MIN((int) (fb->width / (uint32_t) sf), area.width),
-                          MIN((int) (fb->height / (uint32_t) sf) + header_height, area.height));
-}
 
 static void show_console(VmWindow *w) {
         OrreryFramebuffer fb;
@@ -418,8 +420,10 @@ static void show_console(VmWindow *w) {
         w->console_valid = orrery_vm_get_console_id(w->vm, 0, &w->console) >= 0;
         have = w->console_valid && orrery_vm_get_framebuffer(w->vm, w->console, &fb) >= 0;
         w->format_unsupported = display_set_framebuffer(w->display, have ? &fb : NULL) == -EOPNOTSUPP;
-        if (have && !w->format_unsupported)
-                fit_window(w, &fb);
+        if (!w->sized && display_has_framebuffer(w->display)) {
+                w->sized = true; /* once: later, the size is the user's */
+                fit_window(w);
+        }
 }
 
 static void on_appeared(OrreryVm *vm, void *userdata) {

@@ -126,13 +126,15 @@ def rgb(row):
     return row[0::4], row[1::4], row[2::4]
 
 
-def shows_framebuffer(viewer, wid, vm):
-    """Whether the window shows the VM's framebuffer memfd exactly, at the place the viewer reports."""
-    layout = viewer.last(rf"layout {NAME} x=(\d+) y=(\d+) scale=([\d.]+) size={WIDTH}x{HEIGHT}")
+def shows_framebuffer(viewer, wid, vm, device_scale=1):
+    """Whether the window shows the VM's framebuffer memfd exactly, at the place the viewer reports.
+
+    The viewer reports logical pixels; with GDK_SCALE=device_scale, 1:1 is 1/device_scale of them."""
+    layout = viewer.last(rf"layout {NAME} x=([\d.]+) y=([\d.]+) scale=([\d.]+) size={WIDTH}x{HEIGHT}")
     fb = vm.framebuffer()
-    if not layout or float(layout.group(3)) != 1.0 or not fb:
+    if not layout or float(layout.group(3)) != 1.0 / device_scale or not fb:
         return False
-    ox, oy = int(layout.group(1)), int(layout.group(2))
+    ox, oy = round(float(layout.group(1)) * device_scale), round(float(layout.group(2)) * device_scale)
     try:
         w, h, rows = screenshot(wid)
     except (ValueError, struct.error):
@@ -151,12 +153,13 @@ def is_pattern(vm, seed):
     return r.returncode == 0
 
 
-def click(viewer, wid, widget):
+def click(viewer, wid, widget, device_scale=1):
     # Where the widget is now; (0, 0) is its place before the window was first laid out.
     m = poll(lambda: viewer.last(rf"widget {NAME} {widget} x=(?!0 y=0 )(\d+) y=(\d+) w=(\d+) h=(\d+)"))
     if not m:
         return False
-    cx, cy = int(m.group(1)) + int(m.group(3)) // 2, int(m.group(2)) + int(m.group(4)) // 2
+    cx = (int(m.group(1)) + int(m.group(3)) // 2) * device_scale
+    cy = (int(m.group(2)) + int(m.group(4)) // 2) * device_scale
     x("windowraise", wid)  # there is no window manager: windows overlap at (0, 0)
     return x("mousemove", "--sync", "--window", wid, str(cx), str(cy), "click", "1").returncode == 0
 
@@ -227,9 +230,9 @@ xenv["DBUS_SESSION_BUS_ADDRESS"] = address
 bus = dbus.bus.BusConnection(address)
 
 
-def start_viewer(*args):
+def start_viewer(*args, env=None):
     p = subprocess.Popen([VIEWER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         env=xenv)
+                         env=env or xenv)
     procs.append(p)
     return p, Lines(p.stderr)
 
@@ -254,6 +257,17 @@ try:
     tap.check(m is not None and is_pattern(vm, 7), "the guest draws its test pattern", vm.tail())
     tap.check(poll(lambda: shows_framebuffer(viewer, wid, vm)),
               "the window shows the framebuffer memfd pixel for pixel at 1:1", viewer.tail())
+
+    # HiDPI: at GDK_SCALE=2, 1:1 is one VM pixel per device pixel (half a logical one).
+    # (--bus: a process of its own, not a window of the running instance.)
+    hidpi, hidpi_log = start_viewer("--bus", address, NAME, env=dict(xenv, GDK_SCALE="2"))
+    hidpi_wid = poll(lambda: [w for w in x("search", "--name", rf"^{NAME} — ").stdout.split() if w != wid])
+    hidpi_wid = hidpi_wid[0] if hidpi_wid else None
+    tap.check(hidpi_wid is not None and click(hidpi_log, hidpi_wid, "one-to-one", 2) and
+              poll(lambda: shows_framebuffer(hidpi_log, hidpi_wid, vm, 2)),
+              "at GDK_SCALE=2, 1:1 shows the framebuffer pixel for pixel on device pixels", hidpi_log.tail())
+    hidpi.terminate()
+    hidpi.wait()
 
     # The header follows Machine1.State, whoever changes it.
     tap.check(click(viewer, wid, "pause") and poll(lambda: vm_state() == "paused"),
@@ -289,8 +303,8 @@ try:
     tap.check(event(vm, EV_KEY, KEY_LEFTCTRL, 0) is not None and event(vm, EV_KEY, KEY_LEFTALT, 0) is not None,
               "the guest sees Ctrl and Alt released", vm.tail(600))
 
-    layout = viewer.last(rf"layout {NAME} x=(\d+) y=(\d+)")
-    ox, oy = (int(layout.group(1)), int(layout.group(2))) if layout else (0, 0)
+    layout = viewer.last(rf"layout {NAME} x=([\d.]+) y=([\d.]+)")
+    ox, oy = (int(float(layout.group(1))), int(float(layout.group(2)))) if layout else (0, 0)
     x("mousemove", "--window", wid, str(ox + 100), str(oy + 200), "click", "1")
     tap.check(event(vm, EV_ABS, 0, 100) is not None and event(vm, EV_ABS, 1, 200) is not None and
               event(vm, EV_KEY, BTN_LEFT, 1) is not None and event(vm, EV_KEY, BTN_LEFT, 0) is not None,
