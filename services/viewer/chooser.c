@@ -25,7 +25,7 @@ struct Chooser {
 static void chooser_update(Chooser *c) {
         g_autofree char *title = NULL, *subtitle = NULL;
 
-        if (!c->viewer->client) {
+        if (!c->viewer->client || c->viewer->bus_lost) {
                 title = g_strdup("Orrery VMs (error)");
                 subtitle = g_strdup("the bus cannot be reached");
         } else {
@@ -157,7 +157,9 @@ Chooser *chooser_new(Viewer *v) {
         gtk_container_add(GTK_CONTAINER(c->window), scrolled);
         g_signal_connect(c->window, "destroy", G_CALLBACK(on_destroy), c);
 
-        if (!v->client) {
+        if (v->bus_lost) {
+                gtk_label_set_text(GTK_LABEL(c->placeholder), "Lost the connection to the bus the VMs are on");
+        } else if (!v->client) {
                 g_autofree char *text = g_strdup_printf("Cannot reach the bus the VMs are on\n\n%s",
                                                         v->client_error_text);
                 gtk_label_set_text(GTK_LABEL(c->placeholder), text);
@@ -174,6 +176,17 @@ Chooser *chooser_new(Viewer *v) {
         chooser_update(c);
         gtk_widget_show_all(c->window);
         return c;
+}
+
+void chooser_set_error(Chooser *c, const char *text) {
+        g_autoptr(GList) rows = gtk_container_get_children(GTK_CONTAINER(c->list));
+
+        c->watch = orrery_vm_watch_free(c->watch);
+        for (GList *l = rows; l; l = l->next)
+                gtk_widget_destroy(l->data);
+        c->n_vms = 0;
+        gtk_label_set_text(GTK_LABEL(c->placeholder), text);
+        chooser_update(c);
 }
 
 void chooser_present(Chooser *c) {

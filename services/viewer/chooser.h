@@ -7,3 +7,5 @@
 
 Chooser *chooser_new(Viewer *v);
 void chooser_present(Chooser *c);
+/* The bus connection is gone: say so instead of the list. */
+void chooser_set_error(Chooser *c, const char *text);

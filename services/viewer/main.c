@@ -76,6 +76,32 @@ static void on_activate(GApplication *app, gpointer userdata) {
         viewer_open_chooser(userdata);
 }
 
+static gboolean on_bus_lost(gpointer userdata) {
+        Viewer *v = userdata;
+        g_autofree char *text = NULL;
+        GHashTableIter i;
+        gpointer w;
+
+        text = g_strdup_printf("Lost the connection to %s", v->bus_address ? v->bus_address : "the session bus");
+        g_printerr("orrery-viewer: %s\n", text);
+        v->bus_lost = true;
+        g_hash_table_iter_init(&i, v->windows);
+        while (g_hash_table_iter_next(&i, NULL, &w))
+                vm_window_set_error(w, text);
+        if (v->chooser)
+                chooser_set_error(v->chooser, text);
+        return G_SOURCE_REMOVE;
+}
+
+/* A dispose function has no userdata; there is one viewer per process. */
+static Viewer *the_viewer;
+
+/* The bus source is going away: the connection failed (at exit the loop no longer runs to see the idle). */
+static void on_bus_source_dispose(GSource *source) {
+        if (the_viewer)
+                g_idle_add(on_bus_lost, the_viewer);
+}
+
 /* app.quit (`gapplication action org.orrery.Viewer quit`): closes every window, which ends the viewer. */
 static void on_quit(GSimpleAction *action, GVariant *parameter, gpointer userdata) {
         Viewer *v = userdata;
@@ -89,6 +115,7 @@ static void on_startup(GApplication *app, gpointer userdata) {
         Viewer *v = userdata;
         OrreryClient *client = NULL;
         g_autoptr(GSimpleAction) quit = g_simple_action_new("quit", NULL);
+        GSource *source;
         int r;
 
         g_signal_connect(quit, "activate", G_CALLBACK(on_quit), v);
@@ -103,7 +130,13 @@ static void on_startup(GApplication *app, gpointer userdata) {
                 g_printerr("orrery-viewer: %s\n", v->client_error_text);
                 return;
         }
-        v->bus_source = orrery_client_attach_glib(client, NULL);
+        source = orrery_bus_source_new(orrery_client_get_bus(client));
+        if (source) {
+                /* The source goes away by itself when the connection fails: that is how we learn of it. */
+                g_source_set_dispose_function(source, on_bus_source_dispose);
+                v->bus_source = g_source_attach(source, NULL);
+                g_source_unref(source);
+        }
         if (v->bus_source == 0) {
                 v->client_error = -EIO;
                 v->client_error_text = g_strdup("Cannot run the bus connection from the main loop");
@@ -147,6 +180,7 @@ int main(int argc, char *argv[]) {
         setlocale(LC_ALL, "");
         viewer_debug_init();
 
+        the_viewer = &v;
         v.windows = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         v.app = gtk_application_new(APPLICATION_ID, G_APPLICATION_HANDLES_OPEN);
         g_application_add_main_option_entries(G_APPLICATION(v.app), entries);
@@ -160,6 +194,7 @@ int main(int argc, char *argv[]) {
         g_signal_connect(v.app, "open", G_CALLBACK(on_open), &v);
 
         status = g_application_run(G_APPLICATION(v.app), argc, argv);
+        the_viewer = NULL; /* removing the bus source below is no lost connection */
 
         /* Windows are gone (the application ran until the last closed). */
         g_object_unref(v.app);

@@ -8,6 +8,7 @@
  */
 
 #include <gtk/gtk.h>
+#include <stdbool.h>
 
 #include "orrery-client.h"
 
@@ -21,6 +22,7 @@ typedef struct Viewer {
         int client_error;     /* then: why (negative errno) */
         char *client_error_text;
         guint bus_source;
+        bool bus_lost;       /* the connection failed after it was made */
         GHashTable *windows; /* VM name -> VmWindow */
         Chooser *chooser;
 } Viewer;

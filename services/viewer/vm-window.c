@@ -726,6 +726,8 @@ VmWindow *vm_window_new(Viewer *v, const char *name) {
                                            w->name);
         else if (!v->client)
                 w->error = g_strdup_printf("Cannot reach the bus the VMs are on\n\n%s", v->client_error_text);
+        else if (v->bus_lost)
+                w->error = g_strdup("Lost the connection to the bus the VMs are on");
         else {
                 w->absent = !vm_on_bus(v, name);
                 r = orrery_vm_attach(v->client, name, &vm_callbacks, w, ORRERY_VM_ATTACH_ASYNC, &w->vm);
@@ -734,6 +736,17 @@ VmWindow *vm_window_new(Viewer *v, const char *name) {
         }
         vm_window_update(w);
         return w;
+}
+
+void vm_window_set_error(VmWindow *w, const char *text) {
+        release_all(w);
+        set_grab(w, false);
+        w->vm = orrery_vm_detach(w->vm);
+        w->console_valid = false;
+        display_set_framebuffer(w->display, NULL);
+        g_free(w->error);
+        w->error = g_utf8_make_valid(text, -1);
+        vm_window_update(w);
 }
 
 void vm_window_present(VmWindow *w) {

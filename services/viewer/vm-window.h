@@ -12,3 +12,5 @@
 
 VmWindow *vm_window_new(Viewer *v, const char *name);
 void vm_window_present(VmWindow *w);
+/* Something the window cannot recover from (the bus connection is gone): shown instead of the VM. */
+void vm_window_set_error(VmWindow *w, const char *text);

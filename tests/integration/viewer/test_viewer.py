@@ -19,7 +19,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from orrery_test import BOOT_TIMEOUT, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
 
 VIEWER = os.environ["ORRERY_VIEWER"]
 BUS_CONF = os.environ["ORRERY_VIEWER_BUS_CONF"]
@@ -329,6 +329,17 @@ try:
               vm.tail(600))
     other.terminate()
     other.wait()
+
+    # A bus that goes away under a running viewer: the window says so.
+    lost_bus = PrivateBus()
+    lost, lost_log = start_viewer("--bus", lost_bus.address, "lost")
+    lost_wid = find_window(r"^lost — ")
+    waiting = lost_wid is not None and wait_title(lost_wid, r"— not running$")
+    lost_bus.stop()
+    tap.check(waiting and wait_title(lost_wid, r"— error$") and lost_log.last("Lost the connection to unix:"),
+              "a bus connection that fails is shown in the window (title: error)", lost_log.tail())
+    lost.terminate()
+    lost.wait()
 
     # No session bus at all: GApplication goes on alone, and the chooser says what is wrong.
     p = subprocess.Popen([VIEWER], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
