@@ -13,6 +13,7 @@ typedef struct BusSource {
         GSource source;
         sd_bus *bus;
         gpointer fd_tag;
+        GIOCondition events; /* what fd_tag polls for now */
 } BusSource;
 
 /* Milliseconds until sd-bus wants to run again: -1 never, 0 now. */
@@ -32,10 +33,14 @@ static gboolean bus_source_prepare(GSource *source, gint *timeout) {
         BusSource *s = (BusSource *) source;
         int events;
 
-        /* POLLOUT only while sd-bus has something queued. */
+        /* POLLOUT only while sd-bus has something queued. Only on a change:
+         * g_source_modify_unix_fd() wakes the context up, and doing that in
+         * every prepare makes the loop spin instead of sleeping. */
         events = sd_bus_get_events(s->bus);
-        if (events >= 0)
-                g_source_modify_unix_fd(source, s->fd_tag, (GIOCondition) events);
+        if (events >= 0 && (GIOCondition) events != s->events) {
+                s->events = (GIOCondition) events;
+                g_source_modify_unix_fd(source, s->fd_tag, s->events);
+        }
 
         *timeout = bus_timeout_ms(s);
         return *timeout == 0;
@@ -87,7 +92,8 @@ GSource *orrery_bus_source_new(sd_bus *bus) {
 
         s = (BusSource *) g_source_new(&bus_source_funcs, sizeof(BusSource));
         s->bus = sd_bus_ref(bus);
-        s->fd_tag = g_source_add_unix_fd(&s->source, fd, G_IO_IN);
+        s->events = G_IO_IN;
+        s->fd_tag = g_source_add_unix_fd(&s->source, fd, s->events);
         g_source_set_name(&s->source, "orrery-bus");
         return &s->source;
 }

@@ -131,6 +131,23 @@ int main(void) {
         CHECK_LATE(RUN_UNTIL(appeared == 1, 2000), "appeared");
         CHECK_LATE(orrery_vm_get_framebuffer(vm, 0, &fb) == 0 && fb.width == 64, "framebuffer mapped");
 
+        {
+                /* Idle, the loop must sleep: a source that wakes its context in every prepare makes it spin. */
+                bool timed_out = false;
+                unsigned n = 0;
+                GSource *guard = g_timeout_source_new(300);
+
+                g_source_set_callback(guard, on_guard, &timed_out, NULL);
+                g_source_attach(guard, context);
+                while (!timed_out && n < 100000) {
+                        g_main_context_iteration(context, TRUE);
+                        n++;
+                }
+                g_source_destroy(guard);
+                g_source_unref(guard);
+                CHECK_LATE(n < 50, "an idle connection lets the loop sleep (%u iterations in 300 ms)", n);
+        }
+
         r = sd_bus_call_method(ctl, "org.orrery.VM.glibvm", "/org/orrery/FakeVM", "org.orrery.FakeVM1", "SetState",
                                NULL, NULL, "s", "paused");
         CHECK_LATE(r >= 0 && RUN_UNTIL(n_state == 1, 2000) && streq(state, "paused"), "state_changed(paused)");
