@@ -2,7 +2,8 @@
 /*
  * Base64 as QGA's guest-file-read/-write carry it (RFC 4648, standard
  * alphabet). Decoding is strict about the alphabet and about padding
- * (only at the end), and like QGA accepts input whose padding is left out.
+ * (only at the end, completing a group of four), and like QGA accepts
+ * input whose padding is left out.
  */
 
 #include <errno.h>
@@ -64,6 +65,10 @@ int base64_decode(const char *text, size_t len, uint8_t **ret_data, size_t *ret_
         while (n > 0 && len - n < 2 && text[n - 1] == '=')
                 n--;
         if ((len - n) > 0 && (len % 4) != 0)
+                return -EINVAL;
+
+        /* One character alone cannot carry a byte. */
+        if (n % 4 == 1)
                 return -EINVAL;
 
         out = malloc(n / 4 * 3 + 3);
