@@ -37,7 +37,7 @@ typedef struct Reply {
 } Reply;
 
 void reply_return(Reply *reply, json_object *result);
-/* Both return -1, so a handler can `return reply_error(...)`. */
+/* The reply_error*() functions return -1, so a handler can `return reply_error(...)`. */
 _printf_(2, 3) int reply_error(Reply *reply, const char *format, ...);
 _printf_(3, 4) int reply_error_errno(Reply *reply, int error, const char *format, ...);
 _printf_(3, 4) int reply_error_class(Reply *reply, const char *error_class, const char *format, ...);
@@ -114,7 +114,7 @@ struct Agent {
 void agent_state_load(Agent *agent);
 int agent_state_save(Agent *agent);
 
-/* Closes every guest-file handle; reaps exec children. */
+/* Frees the guest-file handles and the exec children's state (at exit). */
 void file_handles_free(Agent *agent);
 void exec_children_free(Agent *agent);
 
