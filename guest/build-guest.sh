@@ -10,9 +10,11 @@
 #                             with guest/kernel.config), everything built in
 #   OUTDIR/initramfs.cpio.gz  static busybox (Debian's source package with
 #                             guest/busybox.config), guest/rootfs/, the
-#                             orrery-guest-probe helper from guest/probe/ and
-#                             the guest agent from guest/agent/ (linked with
-#                             json-c, built from Debian's source package)
+#                             orrery-guest binary (the orrery-guest-probe
+#                             helper from guest/probe/ and the guest agent
+#                             from guest/agent/, linked with json-c built
+#                             from Debian's source package) and a small ext2
+#                             image for the agent to freeze
 #
 # Every result is cached by a hash of its inputs (the config fragments, the
 # helper and init sources, this script, and the dpkg versions of the source
@@ -197,7 +199,7 @@ publish() {
 
 missing=()
 for tool in "${CROSS}gcc" cc make cmake bc bison flex gzip xz bzip2 \
-            tar patch awk sha256sum flock dpkg-query dpkg-source apt-get; do
+            tar patch awk sha256sum flock dpkg-query dpkg-source apt-get mke2fs; do
         command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [[ -r $LINUX_TARBALL ]] || missing+=("$LINUX_TARBALL")
@@ -346,19 +348,12 @@ KERNEL_KEY=$(key_of "$RECIPE" "$TOOLCHAIN" "$LINUX_PKG=$LINUX_VERSION" \
 BUSYBOX_KEY=$(key_of "$RECIPE" "$TOOLCHAIN" "busybox-source=$BUSYBOX_VERSION" \
                      "busybox.config $(sha "$GUEST_DIR/busybox.config")")
 
-probe_inputs=("$RECIPE" "$TOOLCHAIN" "macro.h $(sha "$TOP_DIR/lib/macro.h")")
-for f in "$GUEST_DIR"/probe/*.c "$GUEST_DIR"/probe/*.h; do
-        probe_inputs+=("${f#"$GUEST_DIR"/} $(sha "$f")")
-done
-PROBE_KEY=$(key_of "${probe_inputs[@]}")
-
 JSONC_KEY=$(key_of "$RECIPE" "$TOOLCHAIN" "json-c-source=$JSONC_VERSION")
-agent_inputs=("$RECIPE" "$TOOLCHAIN" "json-c $JSONC_KEY" "macro.h $(sha "$TOP_DIR/lib/macro.h")"
-              "io-util.h $(sha "$TOP_DIR/lib/io-util.h")")
-for f in "$GUEST_DIR"/agent/*.c "$GUEST_DIR"/agent/*.h; do
-        agent_inputs+=("${f#"$GUEST_DIR"/} $(sha "$f")")
+helpers_inputs=("$RECIPE" "$TOOLCHAIN" "json-c $JSONC_KEY" "macro.h $(sha "$TOP_DIR/lib/macro.h")")
+for f in "$GUEST_DIR"/orrery-guest.[ch] "$GUEST_DIR"/probe/*.[ch] "$GUEST_DIR"/agent/*.[ch]; do
+        helpers_inputs+=("${f#"$GUEST_DIR"/} $(sha "$f")")
 done
-AGENT_KEY=$(key_of "${agent_inputs[@]}")
+HELPERS_KEY=$(key_of "${helpers_inputs[@]}")
 
 rootfs_inputs=()
 while IFS= read -r f; do
@@ -367,17 +362,17 @@ while IFS= read -r f; do
         rootfs_inputs+=("rootfs/$f $mode $(sha "$GUEST_DIR/rootfs/$f")")
 done < <(cd "$GUEST_DIR/rootfs" && find . -type f -printf '%P\n' | LC_ALL=C sort)
 
+E2FSPROGS="e2fsprogs=$(pkg_version e2fsprogs)"
 GUEST_KEY=$(key_of "$RECIPE" "kernel $KERNEL_KEY" "busybox $BUSYBOX_KEY" \
-                   "probe $PROBE_KEY" "agent $AGENT_KEY" "${rootfs_inputs[@]}")
-readonly LINUX_VERSION KERNEL_KEY BUSYBOX_KEY PROBE_KEY JSONC_KEY AGENT_KEY GUEST_KEY
+                   "helpers $HELPERS_KEY" "$E2FSPROGS" "${rootfs_inputs[@]}")
+readonly LINUX_VERSION KERNEL_KEY BUSYBOX_KEY JSONC_KEY HELPERS_KEY E2FSPROGS GUEST_KEY
 
 KERNEL_PART=$CACHE_ROOT/parts/kernel-$KERNEL_KEY
 BUSYBOX_PART=$CACHE_ROOT/parts/busybox-$BUSYBOX_KEY
-PROBE_PART=$CACHE_ROOT/parts/probe-$PROBE_KEY
 JSONC_PART=$CACHE_ROOT/parts/json-c-$JSONC_KEY
-AGENT_PART=$CACHE_ROOT/parts/agent-$AGENT_KEY
+HELPERS_PART=$CACHE_ROOT/parts/helpers-$HELPERS_KEY
 GUEST_CACHE=$CACHE_ROOT/$GUEST_KEY
-readonly KERNEL_PART BUSYBOX_PART PROBE_PART JSONC_PART AGENT_PART GUEST_CACHE
+readonly KERNEL_PART BUSYBOX_PART JSONC_PART HELPERS_PART GUEST_CACHE
 
 # ---------------------------------------------------------------- kernel
 
@@ -490,26 +485,6 @@ build_busybox() {
         log "busybox built: $BUSYBOX_PART/busybox"
 }
 
-# ----------------------------------------------------------------- probe
-
-build_probe() {
-        local logfile=$CACHE_ROOT/logs/probe-$PROBE_KEY.log
-
-        log "building orrery-guest-probe..."
-        rm -rf "$PROBE_PART.tmp"
-        mkdir -p "$PROBE_PART.tmp"
-        : >"$logfile"
-        run_step "$logfile" "building orrery-guest-probe" \
-                "${CROSS}gcc" -static -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
-                -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wvla \
-                -D_GNU_SOURCE -I"$TOP_DIR/lib" -I"$GUEST_DIR/probe" -s \
-                -o "$PROBE_PART.tmp/orrery-guest-probe" "$GUEST_DIR/probe/orrery-guest-probe.c" -lm
-        if grep -q 'warning:' "$logfile"; then
-                cat "$logfile"
-        fi
-        publish "$PROBE_PART.tmp" "$PROBE_PART"
-}
-
 # ---------------------------------------------------------------- json-c
 
 # A static riscv64 libjson-c.a and its headers, from Debian's source
@@ -540,25 +515,28 @@ build_jsonc() {
         rm -rf "$work"
 }
 
-# ----------------------------------------------------------------- agent
+# --------------------------------------------------------------- helpers
 
-build_agent() {
-        local logfile=$CACHE_ROOT/logs/agent-$AGENT_KEY.log
+# orrery-guest: orrery-guest-probe and orrery-guest-agent in one static
+# binary (see guest/orrery-guest.c), linked with json-c.
+build_helpers() {
+        local logfile=$CACHE_ROOT/logs/helpers-$HELPERS_KEY.log
 
-        log "building orrery-guest-agent..."
-        rm -rf "$AGENT_PART.tmp"
-        mkdir -p "$AGENT_PART.tmp"
+        log "building orrery-guest (orrery-guest-probe, orrery-guest-agent)..."
+        rm -rf "$HELPERS_PART.tmp"
+        mkdir -p "$HELPERS_PART.tmp"
         : >"$logfile"
-        run_step "$logfile" "building orrery-guest-agent" \
+        run_step "$logfile" "building orrery-guest" \
                 "${CROSS}gcc" -static -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
                 -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wvla \
-                -D_GNU_SOURCE -I"$TOP_DIR/lib" -I"$GUEST_DIR/agent" -I"$JSONC_PART/usr/include" -s \
-                -o "$AGENT_PART.tmp/orrery-guest-agent" "$GUEST_DIR"/agent/*.c \
+                -D_GNU_SOURCE -I"$TOP_DIR/lib" -I"$GUEST_DIR" -I"$GUEST_DIR/probe" -I"$GUEST_DIR/agent" \
+                -I"$JSONC_PART/usr/include" -s -o "$HELPERS_PART.tmp/orrery-guest" \
+                "$GUEST_DIR/orrery-guest.c" "$GUEST_DIR/probe/orrery-guest-probe.c" "$GUEST_DIR"/agent/*.c \
                 -L"$JSONC_PART/usr/lib" -ljson-c -lm
         if grep -q 'warning:' "$logfile"; then
                 cat "$logfile"
         fi
-        publish "$AGENT_PART.tmp" "$AGENT_PART"
+        publish "$HELPERS_PART.tmp" "$HELPERS_PART"
 }
 
 # ------------------------------------------------------------- initramfs
@@ -590,10 +568,23 @@ write_initramfs_list() {
         done <"$BUSYBOX_PART/busybox.links"
         echo "slink /init /sbin/init 0777 0 0"
 
-        install -m 0755 "$PROBE_PART/orrery-guest-probe" "$stage/orrery-guest-probe"
-        echo "file /usr/bin/orrery-guest-probe $stage/orrery-guest-probe 0755 0 0"
-        install -m 0755 "$AGENT_PART/orrery-guest-agent" "$stage/orrery-guest-agent"
-        echo "file /usr/sbin/orrery-guest-agent $stage/orrery-guest-agent 0755 0 0"
+        install -m 0755 "$HELPERS_PART/orrery-guest" "$stage/orrery-guest"
+        echo "file /usr/bin/orrery-guest $stage/orrery-guest 0755 0 0"
+        echo "slink /usr/bin/orrery-guest-probe orrery-guest 0777 0 0"
+        echo "slink /usr/sbin/orrery-guest-agent ../bin/orrery-guest 0777 0 0"
+
+        # A 1 MiB ext2 image that rcS loop-mounts at /mnt/ram: a file system
+        # the guest agent's guest-fsfreeze-* can freeze (the initramfs cannot
+        # be frozen). Made here because mke2fs in the guest would wait
+        # seconds at boot for the kernel's random pool (for the UUID); the
+        # UUID, hash seed and times are fixed so the image is reproducible.
+        E2FSPROGS_FAKE_TIME=$EPOCH mke2fs -q -F -t ext2 -b 1024 -N 32 -m 0 -L orrery-ram \
+                -U 4f727265-7279-4d72-8a6d-2d6578743201 \
+                -E hash_seed=4f727265-7279-4d72-8a6d-2d6578743202,root_owner=0:0 \
+                "$stage/ram.ext2" 1024 >/dev/null 2>&1 || die "mke2fs of $stage/ram.ext2 failed"
+        echo "dir /usr/share 0755 0 0"
+        echo "dir /usr/share/orrery 0755 0 0"
+        echo "file /usr/share/orrery/ram.ext2 $stage/ram.ext2 0644 0 0"
 
         while IFS= read -r d; do
                 echo "dir /$d 0755 0 0"
@@ -635,9 +626,9 @@ assemble_guest() {
                 echo "$TOOLCHAIN"
                 echo "$LINUX_PKG=$LINUX_VERSION kernel $KERNEL_KEY"
                 echo "busybox-source=$BUSYBOX_VERSION busybox $BUSYBOX_KEY"
-                echo "probe $PROBE_KEY"
                 echo "json-c-source=$JSONC_VERSION json-c $JSONC_KEY"
-                echo "agent $AGENT_KEY"
+                echo "helpers $HELPERS_KEY"
+                echo "$E2FSPROGS"
                 printf '%s\n' "${rootfs_inputs[@]}"
         } >"$tmp/inputs.txt"
         publish "$tmp" "$GUEST_CACHE"
@@ -666,20 +657,15 @@ else
         else
                 build_busybox
         fi
-        if [[ -f $PROBE_PART/orrery-guest-probe ]]; then
-                log "using cached orrery-guest-probe $PROBE_PART"
-        else
-                build_probe
-        fi
         if [[ -f $JSONC_PART/usr/lib/libjson-c.a ]]; then
                 log "using cached json-c $JSONC_PART"
         else
                 build_jsonc
         fi
-        if [[ -f $AGENT_PART/orrery-guest-agent ]]; then
-                log "using cached orrery-guest-agent $AGENT_PART"
+        if [[ -f $HELPERS_PART/orrery-guest ]]; then
+                log "using cached orrery-guest $HELPERS_PART"
         else
-                build_agent
+                build_helpers
         fi
         assemble_guest
 fi

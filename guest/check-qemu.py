@@ -4,7 +4,9 @@
 relies on: the ready marker, an answering shell on the serial console,
 reboot, poweroff, Ctrl-Alt-Del, the power key, orrery-guest-probe's events,
 cpu-bench and pattern (the last one on a simple-framebuffer added to QEMU's
-device tree, read back from guest memory and compared with pattern.h).
+device tree, read back from guest memory and compared with pattern.h), and
+orrery-guest-agent on a QEMU virtserialport named org.qemu.guest_agent.0
+(handshake, a file round trip with its speed, fsfreeze, guest-shutdown).
 
 A reference check of the guest image against a known-good machine, not a
 test of Orrery itself:
@@ -14,7 +16,11 @@ test of Orrery itself:
 Needs qemu-system-misc, opensbi, device-tree-compiler and a host C compiler.
 """
 
+import base64
+import hashlib
+import json
 import os
+import random
 import re
 import select
 import socket
@@ -280,6 +286,122 @@ def check_pattern(image_dir, workdir):
         g.close()
 
 
+class QgaClient:
+    """A QEMU guest-agent client on QEMU's chardev socket."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Failure("the guest agent did not answer")
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            raise Failure("the guest agent did not answer") from None
+        if not data:
+            raise Failure("QEMU closed the guest agent socket")
+        self.buf += data
+
+    def call(self, command, timeout=60, **arguments):
+        req = {"execute": command}
+        if arguments:
+            req["arguments"] = arguments
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b"\n", 1)
+        rsp = json.loads(line)
+        if "return" not in rsp:
+            raise Failure("%s: %s" % (command, rsp))
+        return rsp["return"]
+
+    def sync(self, timeout=5):
+        """0xFF + guest-sync-delimited; skips everything up to the 0xFF before the answer."""
+        sync_id = random.randrange(1, 2 ** 62)
+        self.sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
+                                                "arguments": {"id": sync_id}}).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\xff" not in self.buf:
+                self.buf = b""
+                self._fill(deadline)
+            self.buf = self.buf.split(b"\xff", 1)[1]
+            while b"\n" not in self.buf:
+                self._fill(deadline)
+            line, self.buf = self.buf.split(b"\n", 1)
+            if json.loads(line).get("return") == sync_id:
+                return
+
+    def close(self):
+        self.sock.close()
+
+
+def check_agent(image_dir, workdir):
+    sock = os.path.join(workdir, "qga.sock")
+    g = Guest(image_dir, workdir, "agent", extra=[
+        "-device", "virtio-serial-device",
+        "-chardev", "socket,id=qga,path=%s,server=on,wait=off" % sock,
+        "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"])
+    qga = None
+    try:
+        g.expect("^" + re.escape(READY) + "$", 120)
+        qga = QgaClient(sock)
+        for attempt in range(20):
+            try:
+                qga.sync()
+                break
+            except Failure:
+                if attempt == 19:
+                    raise
+        osinfo = qga.call("guest-get-osinfo")
+        step("agent: guest-sync-delimited handshake; kernel %s on %s" % (osinfo["kernel-release"], osinfo["machine"]))
+
+        data = random.Random(1).randbytes(4 << 20)
+        chunk = 48 << 10
+        h = qga.call("guest-file-open", path="/tmp/qga.bin", mode="wb")
+        t = time.monotonic()
+        for off in range(0, len(data), chunk):
+            qga.call("guest-file-write", handle=h, **{"buf-b64": base64.b64encode(data[off:off + chunk]).decode()})
+        qga.call("guest-file-close", handle=h)
+        to_guest = time.monotonic() - t
+        h = qga.call("guest-file-open", path="/tmp/qga.bin")
+        back = b""
+        t = time.monotonic()
+        while True:
+            r = qga.call("guest-file-read", handle=h, count=chunk)
+            back += base64.b64decode(r["buf-b64"])
+            if r["eof"] or not r["count"]:
+                break
+        from_guest = time.monotonic() - t
+        qga.call("guest-file-close", handle=h)
+        if hashlib.sha256(back).digest() != hashlib.sha256(data).digest():
+            raise Failure("agent: the file read back differs from the one written")
+        step("agent: 4 MiB round trip in %d KiB chunks: to the guest %.0f KiB/s, from the guest %.0f KiB/s"
+             % (chunk >> 10, len(data) / to_guest / 1024, len(data) / from_guest / 1024))
+
+        frozen = qga.call("guest-fsfreeze-freeze")
+        status = qga.call("guest-fsfreeze-status")
+        thawed = qga.call("guest-fsfreeze-thaw")
+        if (frozen, status, thawed) != (1, "frozen", 1):
+            raise Failure("agent: fsfreeze gave %s, %s, %s" % (frozen, status, thawed))
+        step("agent: fsfreeze froze and thawed /mnt/ram")
+
+        t = time.monotonic()
+        qga.sock.sendall(b'{"execute":"guest-shutdown"}\n')
+        g.wait_exit(60)
+        step("agent: guest-shutdown: QEMU exited %.1fs after the command" % (time.monotonic() - t))
+    finally:
+        if qga:
+            qga.close()
+        g.close()
+
+
 def main():
     image_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/guest")
     for f in ("Image", "initramfs.cpio.gz"):
@@ -292,6 +414,7 @@ def main():
         check_key_poweroff(image_dir, workdir, "ctrl-alt-delete", "Ctrl-Alt-Del")
         check_key_poweroff(image_dir, workdir, "power", "power key")
         check_pattern(image_dir, workdir)
+        check_agent(image_dir, workdir)
     except Failure as e:
         print("check-qemu: FAILED: %s\n(logs in %s)" % (e, workdir), file=sys.stderr)
         return 1

@@ -22,6 +22,9 @@
 /* The largest request accepted, in bytes; a larger one is answered with an error. */
 #define AGENT_REQUEST_MAX (16U << 20)
 
+/* guest-exec programs running (or not yet asked about) at once. */
+#define AGENT_EXEC_MAX 16U
+
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
 /* The outcome of one command. */
@@ -34,7 +37,7 @@ typedef struct Reply {
 } Reply;
 
 void reply_return(Reply *reply, json_object *result);
-/* Both return -1, so a handler can `return reply_error(...)`. */
+/* The reply_error*() functions return -1, so a handler can `return reply_error(...)`. */
 _printf_(2, 3) int reply_error(Reply *reply, const char *format, ...);
 _printf_(3, 4) int reply_error_errno(Reply *reply, int error, const char *format, ...);
 _printf_(3, 4) int reply_error_class(Reply *reply, const char *error_class, const char *format, ...);
@@ -59,12 +62,17 @@ typedef struct Agent Agent;
 
 typedef int (*CommandFunc)(Agent *agent, json_object *args, Reply *reply);
 
+typedef enum CommandFlags {
+        COMMAND_NO_SUCCESS_RESPONSE = 1 << 0, /* nothing is sent on success (guest-shutdown) */
+        COMMAND_ALLOWED_FROZEN = 1 << 1,      /* runs while file systems are frozen */
+        COMMAND_SYSTEM = 1 << 2,              /* acts on the whole system: refused with --stdio */
+} CommandFlags;
+
 typedef struct Command {
         const char *name;
         CommandFunc run;
         const Param *params; /* terminated by a NULL name; NULL: no parameters */
-        bool success_response;  /* false: no response on success */
-        bool allowed_frozen;    /* runs while filesystems are frozen */
+        CommandFlags flags;
 } Command;
 
 /* Arguments of a command, checked against its Param list before it runs. */
@@ -80,6 +88,9 @@ const Command *file_commands(size_t *ret_n);
 const Command *fsfreeze_commands(size_t *ret_n);
 const Command *exec_commands(size_t *ret_n);
 
+/* Whether a command may run now (not while frozen, not a system command with --stdio). */
+bool command_enabled(const Agent *agent, const Command *command);
+
 /* Every command, for guest-info. */
 typedef void (*CommandVisitor)(const Command *command, void *userdata);
 void commands_foreach(CommandVisitor visit, void *userdata);
@@ -89,6 +100,7 @@ void dispatch_request(Agent *agent, json_object *request, Reply *reply, json_obj
 
 /* Agent-wide state the command groups share. */
 struct Agent {
+        bool block_system;         /* --stdio: refuse COMMAND_SYSTEM commands (shutdown, fsfreeze, exec) */
         bool frozen;               /* guest-fsfreeze-freeze succeeded and no thaw yet */
         const char *state_dir;     /* where the handle counter and the frozen flag persist */
         int64_t next_handle;       /* guest-file-open handles: never reused while the guest runs */
@@ -102,7 +114,7 @@ struct Agent {
 void agent_state_load(Agent *agent);
 int agent_state_save(Agent *agent);
 
-/* Closes every guest-file handle; reaps exec children. */
+/* Frees the guest-file handles and the exec children's state (at exit). */
 void file_handles_free(Agent *agent);
 void exec_children_free(Agent *agent);
 

@@ -291,12 +291,12 @@ static const Param seek_params[] = {
 };
 
 static const Command commands[] = {
-        { "guest-file-open", cmd_open, open_params, true, false },
-        { "guest-file-close", cmd_close, handle_params, true, false },
-        { "guest-file-read", cmd_read, read_params, true, false },
-        { "guest-file-write", cmd_write, write_params, true, false },
-        { "guest-file-seek", cmd_seek, seek_params, true, false },
-        { "guest-file-flush", cmd_flush, handle_params, true, false },
+        { "guest-file-open", cmd_open, open_params, 0 },
+        { "guest-file-close", cmd_close, handle_params, 0 },
+        { "guest-file-read", cmd_read, read_params, 0 },
+        { "guest-file-write", cmd_write, write_params, 0 },
+        { "guest-file-seek", cmd_seek, seek_params, 0 },
+        { "guest-file-flush", cmd_flush, handle_params, 0 },
 };
 
 const Command *file_commands(size_t *ret_n) {

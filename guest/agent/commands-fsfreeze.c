@@ -198,9 +198,9 @@ static int cmd_status(Agent *agent, json_object *args, Reply *reply) {
 }
 
 static const Command commands[] = {
-        { "guest-fsfreeze-freeze", cmd_freeze, NULL, true, false },
-        { "guest-fsfreeze-thaw", cmd_thaw, NULL, true, true },
-        { "guest-fsfreeze-status", cmd_status, NULL, true, true },
+        { "guest-fsfreeze-freeze", cmd_freeze, NULL, COMMAND_SYSTEM },
+        { "guest-fsfreeze-thaw", cmd_thaw, NULL, COMMAND_ALLOWED_FROZEN | COMMAND_SYSTEM },
+        { "guest-fsfreeze-status", cmd_status, NULL, COMMAND_ALLOWED_FROZEN },
 };
 
 const Command *fsfreeze_commands(size_t *ret_n) {

@@ -31,21 +31,29 @@ static int cmd_ping(Agent *agent, json_object *args, Reply *reply) {
         return 0;
 }
 
-static void add_command_info(const Command *command, void *userdata) {
-        json_object *list = userdata, *entry = json_object_new_object();
+typedef struct InfoList {
+        Agent *agent;
+        json_object *list;
+} InfoList;
 
-        json_object_object_add(entry, "enabled", json_object_new_boolean(true));
+static void add_command_info(const Command *command, void *userdata) {
+        InfoList *info = userdata;
+        json_object *entry = json_object_new_object();
+
+        json_object_object_add(entry, "enabled", json_object_new_boolean(command_enabled(info->agent, command)));
         json_object_object_add(entry, "name", json_object_new_string(command->name));
-        json_object_object_add(entry, "success-response", json_object_new_boolean(command->success_response));
-        json_object_array_add(list, entry);
+        json_object_object_add(entry, "success-response",
+                               json_object_new_boolean(!(command->flags & COMMAND_NO_SUCCESS_RESPONSE)));
+        json_object_array_add(info->list, entry);
 }
 
 static int cmd_info(Agent *agent, json_object *args, Reply *reply) {
-        json_object *info = json_object_new_object(), *list = json_object_new_array();
+        InfoList list = { agent, json_object_new_array() };
+        json_object *info = json_object_new_object();
 
-        commands_foreach(add_command_info, list);
+        commands_foreach(add_command_info, &list);
         json_object_object_add(info, "version", json_object_new_string(AGENT_VERSION));
-        json_object_object_add(info, "supported_commands", list);
+        json_object_object_add(info, "supported_commands", list.list);
         reply_return(reply, info);
         return 0;
 }
@@ -200,14 +208,14 @@ static const Param shutdown_params[] = {
 };
 
 static const Command commands[] = {
-        { "guest-sync-delimited", cmd_sync_delimited, sync_params, true, true },
-        { "guest-sync", cmd_sync, sync_params, true, true },
-        { "guest-ping", cmd_ping, NULL, true, true },
-        { "guest-info", cmd_info, NULL, true, true },
-        { "guest-get-osinfo", cmd_get_osinfo, NULL, true, false },
-        { "guest-get-host-name", cmd_get_host_name, NULL, true, false },
-        { "guest-get-time", cmd_get_time, NULL, true, false },
-        { "guest-shutdown", cmd_shutdown, shutdown_params, false, false },
+        { "guest-sync-delimited", cmd_sync_delimited, sync_params, COMMAND_ALLOWED_FROZEN },
+        { "guest-sync", cmd_sync, sync_params, COMMAND_ALLOWED_FROZEN },
+        { "guest-ping", cmd_ping, NULL, COMMAND_ALLOWED_FROZEN },
+        { "guest-info", cmd_info, NULL, COMMAND_ALLOWED_FROZEN },
+        { "guest-get-osinfo", cmd_get_osinfo, NULL, 0 },
+        { "guest-get-host-name", cmd_get_host_name, NULL, 0 },
+        { "guest-get-time", cmd_get_time, NULL, 0 },
+        { "guest-shutdown", cmd_shutdown, shutdown_params, COMMAND_NO_SUCCESS_RESPONSE | COMMAND_SYSTEM },
 };
 
 const Command *system_commands(size_t *ret_n) {

@@ -242,6 +242,12 @@ void commands_foreach(CommandVisitor visit, void *userdata) {
         }
 }
 
+bool command_enabled(const Agent *agent, const Command *command) {
+        if (agent->block_system && (command->flags & COMMAND_SYSTEM))
+                return false;
+        return !agent->frozen || (command->flags & COMMAND_ALLOWED_FROZEN);
+}
+
 static const Command *command_find(const char *name) {
         for (size_t g = 0; g < ELEMENTSOF(groups); g++) {
                 size_t n;
@@ -296,9 +302,10 @@ void dispatch_request(Agent *agent, json_object *request, Reply *reply, json_obj
                 reply_error_class(reply, "CommandNotFound", "The command %s has not been found", name);
                 return;
         }
-        if (agent->frozen && !command->allowed_frozen) {
-                reply_error_class(reply, "CommandNotFound", "Command %s has been disabled: the agent is in frozen state",
-                                  name);
+        if (!command_enabled(agent, command)) {
+                reply_error_class(reply, "CommandNotFound", "Command %s has been disabled: %s", name,
+                                  agent->frozen && !(command->flags & COMMAND_ALLOWED_FROZEN) ?
+                                  "the agent is in frozen state" : "the agent runs with --stdio");
                 return;
         }
         if (check_params(command, args, reply) < 0)

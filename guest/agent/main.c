@@ -37,13 +37,14 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "orrery-guest.h"
 
 #define PORT_NAME "org.qemu.guest_agent.0"
 #define PORT_LINK_DIR "/dev/virtio-ports"
 #define SYSFS_PORTS "/sys/class/virtio-ports"
 #define STATE_DIR_DEFAULT "/run/orrery-guest-agent"
 #define READ_CHUNK (64U << 10)
-#define EXEC_POLL_MAX 64U
+#define EXEC_POLL_MAX (3 * AGENT_EXEC_MAX)
 
 static int kmsg_fd = -1;
 
@@ -362,6 +363,7 @@ static void session_feed(Session *s, const char *p, size_t n) {
 
                 session_reset(s);
                 s->quiet = false;
+                used = MAX(used, (size_t) 1);
                 p += used;
                 n -= used;
                 session_handle(s, request);
@@ -438,13 +440,14 @@ static void help(void) {
         printf("Usage: orrery-guest-agent [OPTIONS]\n\n"
                "A guest agent speaking QEMU's guest-agent protocol on the virtio port " PORT_NAME ".\n\n"
                "  --device PATH     the port to use (default: found by name in " SYSFS_PORTS ")\n"
-               "  --stdio           talk on stdin and stdout instead; exit at end of input\n"
+               "  --stdio           talk on stdin and stdout instead, exit at end of input; refuses\n"
+               "                    guest-shutdown, guest-fsfreeze-freeze/-thaw and guest-exec\n"
                "  --state-dir DIR   where state survives a restart (default: " STATE_DIR_DEFAULT ")\n"
                "  --kmsg            log to the kernel log (info level) instead of stderr\n"
                "  --help\n");
 }
 
-int main(int argc, char *argv[]) {
+int agent_main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "device", required_argument, NULL, 'd' },
                 { "stdio", no_argument, NULL, 's' },
@@ -464,7 +467,9 @@ int main(int argc, char *argv[]) {
                         device = optarg;
                         break;
                 case 's':
+                        /* On the build machine: never shut it down or freeze its file systems. */
                         stdio = true;
+                        agent.block_system = true;
                         break;
                 case 't':
                         agent.state_dir = optarg;

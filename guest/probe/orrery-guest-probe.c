@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "orrery-guest.h"
 #include "pattern.h"
 
 #define PREFIX "orrery-probe: "
@@ -761,7 +762,7 @@ static void help(void) {
                program_name, BENCH_ROUNDS_DEFAULT);
 }
 
-int main(int argc, char *argv[]) {
+int probe_main(int argc, char *argv[]) {
         static const struct {
                 const char *name;
                 int (*run)(int argc, char *argv[]);

@@ -5,8 +5,8 @@ One VM on a private bus. The test registers one end of a socketpair on the
 VM's Chardev1 "guest_agent" (the virtio port org.qemu.guest_agent.0) and
 speaks QEMU's guest-agent protocol over it: the guest-sync-delimited
 handshake, resynchronisation after garbage, the informational commands, a
-binary file round trip through guest-file-*, error answers, the request
-size limit, fsfreeze on the guest's ext2 RAM disk, and finally
+binary file round trip through guest-file-*, error answers, guest-exec,
+the request size limit, fsfreeze on the guest's ext2 RAM disk, and finally
 a restart of the agent by init, and finally guest-shutdown, which must
 power the VM off (orrery-vm exits 0).
 """
@@ -161,7 +161,8 @@ try:
     wanted = {"guest-sync", "guest-sync-delimited", "guest-ping", "guest-info", "guest-get-osinfo",
               "guest-get-host-name", "guest-get-time", "guest-shutdown", "guest-fsfreeze-freeze",
               "guest-fsfreeze-thaw", "guest-fsfreeze-status", "guest-file-open", "guest-file-close",
-              "guest-file-read", "guest-file-write", "guest-file-seek", "guest-file-flush"}
+              "guest-file-read", "guest-file-write", "guest-file-seek", "guest-file-flush",
+              "guest-exec", "guest-exec-status"}
     tap.check(wanted <= names and isinstance(info.get("version"), str) and info["version"],
               "guest-info gives a version and lists the commands", sorted(wanted - names))
     shutdown_entry = [c for c in info.get("supported_commands", []) if c.get("name") == "guest-shutdown"]
@@ -245,6 +246,25 @@ try:
     agent.call("guest-file-close", handle=h2)
     c, d = error_of(agent.call("guest-file-close", handle=h2))
     tap.check(c == "GenericError", f"a closed handle is gone ({d})")
+
+    # guest-exec: a program with arguments, input on stdin and captured output.
+    r = agent.call("guest-exec", path="sh", arg=["-c", "read x; echo out:$x; echo err >&2; exit 3"],
+                   **{"input-data": base64.b64encode(b"in-put\n").decode(), "capture-output": True})
+    pid = r.get("return", {}).get("pid")
+    status = {}
+    deadline = time.monotonic() + TIMEOUT
+    while isinstance(pid, int) and not status.get("exited") and time.monotonic() < deadline:
+        status = agent.call("guest-exec-status", pid=pid).get("return", {})
+        if not status.get("exited"):
+            time.sleep(0.02)
+    out = base64.b64decode(status.get("out-data", ""))
+    err = base64.b64decode(status.get("err-data", ""))
+    tap.check(status.get("exitcode") == 3 and out == b"out:in-put\n" and err == b"err\n",
+              "guest-exec runs a program with input; guest-exec-status gives its exit code, stdout and stderr", status)
+    c, d = error_of(agent.call("guest-exec-status", pid=pid))
+    tap.check(c == "GenericError" and "pid" in d, f"once reported as exited, the pid is forgotten ({d})")
+    c, d = error_of(agent.call("guest-exec", path="/nonexistent/program"))
+    tap.check(c == "GenericError" and "No such file or directory" in d, f"guest-exec of a missing program fails ({d})")
 
     # A request over the size limit: one error, and the agent keeps answering.
     agent.send(b'{"execute":"guest-sync","arguments":{"id":"' + b"A" * (REQUEST_MAX + 4096) + b'"}}\n')
