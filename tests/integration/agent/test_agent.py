@@ -169,6 +169,11 @@ try:
     tap.check(vm.wait_exit(120) == 0, "the VM powers off (orrery-vm exits 0)", vm.tail())
     tap.check(spin(30, lambda: NAME not in str(client.managed())), "the VM's agent object goes away with it")
     tap.check(bridge_pid() == pid, "the bridge keeps running for the next VM")
+    pbus.log.flush()
+    with open(pbus.log.name, errors="replace") as f:
+        log = f.read()
+    tap.check("runtime error" not in log and "Sanitizer" not in log,
+              "no sanitizer report from the activated bridges (their stderr is the bus's)", log[-3000:])
 finally:
     vm.kill()
     if pid:
