@@ -208,6 +208,10 @@ int agent_reply_not_available(Agent *a, sd_bus_message *m, int r, sd_bus_error *
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE,
                                          "The guest agent port of %s is not connected (yet)", a->label);
         }
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY,
+                                         "Too many calls are waiting for the guest agent of %s (at most %u)",
+                                         a->label, QGA_QUEUE_MAX);
         return sd_bus_error_set_errnof(error, r, "Cannot call the guest agent of %s: %m", a->label);
 }
 

@@ -34,6 +34,7 @@
  */
 #define COPY_READ_CHUNK (24u * 1024u)
 #define COPY_PATH_MAX 4096u
+#define COPIES_MAX 64u /* per VM: each holds a chunk buffer and a file descriptor */
 #define PROGRESS_INTERVAL_USEC (100ULL * 1000ULL) /* at most ten signals a second */
 
 typedef enum CopyStep {
@@ -441,6 +442,7 @@ static int copy_take_fd(Copy *c, int fd, bool for_writing, sd_bus_error *error) 
 static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error *error) {
         const char *path;
         json_object *args;
+        unsigned n;
         Copy *c;
         int fd, r;
 
@@ -458,6 +460,12 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error 
                                         "The guest path must be non-empty and at most 4096 bytes");
         if (!qga_channel_is_attached(a->channel))
                 return agent_reply_not_available(a, m, -ENOTCONN, error);
+        n = 0;
+        for (Copy *o = a->copies; o; o = o->next)
+                n++;
+        if (n >= COPIES_MAX)
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "%u copies are already running on %s",
+                                         COPIES_MAX, a->label);
 
         c = calloc(1, sizeof(*c));
         if (!c)

@@ -48,6 +48,7 @@ struct QgaChannel {
         bool connected; /* as last reported */
 
         QgaRequest *head, *tail; /* waiting */
+        size_t n_queued;
         QgaRequest *inflight;    /* on the wire (the timer runs for it) */
 
         uint8_t *out;
@@ -204,6 +205,7 @@ static void channel_fail_queue(QgaChannel *c, const char *name, const char *mess
                 QgaRequest *r = c->head;
 
                 c->head = r->next;
+                c->n_queued--;
                 if (!c->head)
                         c->tail = NULL;
                 fail_with(r, name, "%s", message);
@@ -307,6 +309,7 @@ static void channel_process(QgaChannel *c) {
         if (!req)
                 return;
         c->head = req->next;
+        c->n_queued--;
         if (!c->head)
                 c->tail = NULL;
         req->next = NULL;
@@ -537,6 +540,10 @@ int qga_channel_call(QgaChannel *c, const char *command, json_object *arguments,
                 json_object_put(arguments);
                 return -ENOTCONN;
         }
+        if (c->n_queued >= QGA_QUEUE_MAX) {
+                json_object_put(arguments);
+                return -EBUSY;
+        }
         r = calloc(1, sizeof(*r));
         if (!r) {
                 json_object_put(arguments);
@@ -563,6 +570,7 @@ int qga_channel_call(QgaChannel *c, const char *command, json_object *arguments,
         else
                 c->head = r;
         c->tail = r;
+        c->n_queued++;
         if (ret_request)
                 *ret_request = r;
         channel_process(c);
@@ -588,6 +596,7 @@ void qga_request_cancel(QgaRequest *r) {
         for (QgaRequest **p = &c->head; *p; p = &(*p)->next)
                 if (*p == r) {
                         *p = r->next;
+                        c->n_queued--;
                         if (c->tail == r) {
                                 c->tail = NULL;
                                 for (QgaRequest *q = c->head; q; q = q->next)

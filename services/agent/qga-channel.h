@@ -24,6 +24,8 @@
 #include "qga-framer.h"
 
 #define ORRERY_ERROR_GUEST "org.orrery.Error.GuestError"
+/* Calls waiting per VM; more answer -EBUSY (org.orrery.Error.Busy). */
+#define QGA_QUEUE_MAX 1024u
 #define ORRERY_ERROR_CANCELLED "org.orrery.Error.Cancelled"
 
 typedef struct QgaChannel QgaChannel;
@@ -62,7 +64,8 @@ void qga_channel_kick(QgaChannel *c);
 
 /*
  * Queues {"execute": command, "arguments": arguments}; arguments (may be
- * NULL) is taken over. fn is called exactly once unless the request is
+ * NULL) is taken over. -ENOTCONN without a socket, -EBUSY when the queue
+ * is full. fn is called exactly once unless the request is
  * cancelled first. ret_request (may be NULL) stays valid until then.
  */
 int qga_channel_call(QgaChannel *c, const char *command, json_object *arguments, QgaCallFlags flags, QgaReplyFn fn,

@@ -169,6 +169,20 @@ try:
     tap.check(vm.wait_exit(120) == 0, "the VM powers off (orrery-vm exits 0)", vm.tail())
     tap.check(spin(30, lambda: NAME not in str(client.managed())), "the VM's agent object goes away with it")
     tap.check(bridge_pid() == pid, "the bridge keeps running for the next VM")
+
+    # The VM starts again under the running bridge: it attaches while the guest boots and connects once the
+    # guest's agent opens its port.
+    vm = Vm("--display", "none", name=NAME, bus=pbus.address)
+    tap.check(spin(BOOT_TIMEOUT, lambda: client.connected(NAME)), "a restarted VM: the running bridge reattaches and "
+              "connects once the guest's agent is up", vm.tail())
+    r, e = client.call(NAME, "GetHostName")
+    tap.check(e is None and r, "and calls reach the new guest", (r, e))
+    tap.check(bridge_pid() == pid, "with the same bridge process")
+    pbus.log.flush()
+    with open(pbus.log.name, errors="replace") as f:
+        log = f.read()
+    tap.check("runtime error" not in log and "Sanitizer" not in log,
+              "no sanitizer report from the activated bridges (their stderr is the bus's)", log[-3000:])
 finally:
     vm.kill()
     if pid:

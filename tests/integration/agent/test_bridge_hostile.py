@@ -61,6 +61,15 @@ try:
               "the Timeout names what was not answered", r)
     tap.check(not client.connected("bad"), "a silent agent is not Connected")
 
+    # A flood of calls for a silent agent: the queue is bounded, the rest answer Busy at once.
+    calls = [client.call_async("bad", "Ping") for _ in range(1100)]
+    spin(60, lambda: all("t" in c for c in calls))
+    names = [c.get("error", ("none",))[0] for c in calls]
+    tap.check(names.count("org.orrery.Error.Busy") >= 1100 - 1024
+              and set(names) <= {"org.orrery.Error.Busy", "org.orrery.Error.Timeout"},
+              "1100 calls queued for a silent agent: beyond 1024 they answer Busy, the rest time out",
+              {n: names.count(n) for n in set(names)})
+
     r = hostile_vs_good("garbage flood", fake_qga.flood(lambda: os.urandom(16384).replace(b"\xff", b"x")))
     r = hostile_vs_good("garbage with 0xFF flood", fake_qga.flood(fake_qga.random_garbage))
     r = hostile_vs_good("0xFF storm", fake_qga.flood(lambda: b"\xff" * 16384))

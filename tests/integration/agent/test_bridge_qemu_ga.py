@@ -131,6 +131,32 @@ try:
     tap.check(e is None and r == 15 and open(os.path.join(tmp, "pipe.txt"), "rb").read() == b"through a pipe\n",
               "CopyToGuest reads a pipe to its end", (r, e))
 
+    # Into a pipe nobody reads yet: the bridge waits for room without blocking anything else.
+    r_fd, w_fd = os.pipe()
+    out = client.call_async(VM, "CopyFromGuest", dst, dbus.types.UnixFd(w_fd))
+    os.close(w_fd)
+    spin(2)
+    ping = client.call_async(VM, "Ping")
+    tap.check(spin(10, lambda: "t" in ping) and "result" in ping and "t" not in out,
+              "while a copy waits for a full pipe, Ping still answers", (ping, out))
+    got = bytearray()
+    os.set_blocking(r_fd, False)
+
+    def drain():
+        try:
+            while True:
+                chunk = os.read(r_fd, 65536)
+                if not chunk:
+                    return True
+                got.extend(chunk)
+        except BlockingIOError:
+            return False
+    spin(60, drain)
+    os.close(r_fd)
+    spin(10, lambda: "t" in out)
+    tap.check(out.get("result") == ((1 << 20) + 4,) and hashlib.sha256(got).hexdigest() == sha(src),
+              "CopyFromGuest into a pipe delivers everything once it is read (sha256 equal)", out)
+
     with open(os.devnull, "wb") as f:
         r, e = client.call(VM, "CopyFromGuest", os.path.join(tmp, "missing", "x"), dbus.types.UnixFd(f))
     tap.check(e is not None and e[0] == "org.orrery.Error.GuestError" and "No such file" in e[1],
