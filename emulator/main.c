@@ -76,6 +76,11 @@ static void agent_room(void *opaque) {
                 chardev_guest_room(vm->agent);
 }
 
+static void agent_throttle(void *opaque, bool throttle) {
+        Vm *vm = opaque;
+        machine_agent_throttle(vm->machine, throttle);
+}
+
 static size_t agent_to_guest(void *opaque, const uint8_t *buf, size_t n) {
         Vm *vm = opaque;
         return machine_agent_input(vm->machine, buf, n);
@@ -282,7 +287,8 @@ static int run(Vm *vm) {
         r = setup_serial(vm);
         if (r < 0)
                 goto fail;
-        ChardevBackend agent_backend = { .write_to_guest = agent_to_guest, .opaque = vm };
+        /* The agent's replies must arrive whole: its port is flow-controlled, never lossy. */
+        ChardevBackend agent_backend = { .write_to_guest = agent_to_guest, .throttle = agent_throttle, .opaque = vm };
         r = chardev_new(vm->event, "guest_agent", "org.qemu.guest_agent.0", &agent_backend, &vm->agent);
         if (r < 0)
                 goto fail;

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ struct Chardev {
         Ring out;               /* guest output not yet delivered */
         Ring scrollback;        /* the most recent guest output */
         size_t dropped;         /* guest output lost because 'out' was full */
+        bool throttled;         /* the device was told to stop producing output */
         int wake_fd;            /* eventfd: output pending, room for input, guest open state */
         _Atomic bool guest_open;
         bool reported_open;     /* event-loop thread: the state last told to hooks */
@@ -46,6 +48,7 @@ struct Chardev {
         int file_fd;
         int client_fd;
         sd_event_source *client_source;
+        bool client_blocked;    /* flow-controlled output waits for the socket to take more */
 
         uint8_t input[INPUT_CHUNK];     /* host input the guest has not taken yet */
         size_t input_len;
@@ -70,11 +73,22 @@ static void ring_put(Ring *r, const uint8_t *buf, size_t n, bool overwrite) {
         }
 }
 
-static size_t ring_get(Ring *r, uint8_t *buf, size_t n) {
+/* Copies up to n bytes from the ring without taking them. */
+static size_t ring_peek(const Ring *r, uint8_t *buf, size_t n) {
         size_t got = 0;
-        while (got < n && ring_used(r) > 0)
-                buf[got++] = r->data[r->tail++ & (r->size - 1)];
+        while (got < n && got < ring_used(r)) {
+                buf[got] = r->data[(r->tail + got) & (r->size - 1)];
+                got++;
+        }
         return got;
+}
+
+static void ring_consume(Ring *r, size_t n) {
+        r->tail += MIN(n, ring_used(r));
+}
+
+static bool flow_controlled(const Chardev *c) {
+        return c->backend.throttle != NULL;
 }
 
 static void wake(Chardev *c) {
@@ -83,7 +97,7 @@ static void wake(Chardev *c) {
 }
 
 void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n) {
-        bool was_empty;
+        bool was_empty, throttle = false;
         size_t room;
 
         pthread_mutex_lock(&c->lock);
@@ -93,7 +107,12 @@ void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n) {
                 c->dropped += n - room;
         ring_put(&c->out, buf, MIN(n, room), false);
         ring_put(&c->scrollback, buf, n, true);
+        if (flow_controlled(c) && !c->throttled && ring_used(&c->out) > CHARDEV_THROTTLE_HIGH)
+                throttle = c->throttled = true;
         pthread_mutex_unlock(&c->lock);
+
+        if (throttle)
+                c->backend.throttle(c->backend.opaque, true);
 
         /* One wakeup per burst, not per byte. */
         if (was_empty)
@@ -113,12 +132,28 @@ bool chardev_guest_open(const Chardev *c) {
         return atomic_load(&c->guest_open);
 }
 
+/*
+ * The client socket is read while the guest takes input, and watched for
+ * room while flow-controlled output waits for it; the two are independent,
+ * so a guest that stops reading never keeps its output from draining.
+ */
+static void update_client_events(Chardev *c) {
+        uint32_t events = (c->input_len == 0 ? EPOLLIN : 0) | (c->client_blocked ? EPOLLOUT : 0);
+
+        if (!c->client_source)
+                return;
+        if (events == 0) {
+                sd_event_source_set_enabled(c->client_source, SD_EVENT_OFF);
+                return;
+        }
+        sd_event_source_set_io_events(c->client_source, events);
+        sd_event_source_set_enabled(c->client_source, SD_EVENT_ON);
+}
+
 static void set_sources_enabled(Chardev *c, bool enabled) {
-        int mode = enabled ? SD_EVENT_ON : SD_EVENT_OFF;
         if (c->stdio_in_source)
-                sd_event_source_set_enabled(c->stdio_in_source, mode);
-        if (c->client_source)
-                sd_event_source_set_enabled(c->client_source, mode);
+                sd_event_source_set_enabled(c->stdio_in_source, enabled ? SD_EVENT_ON : SD_EVENT_OFF);
+        update_client_events(c);
 }
 
 /* Offers held-back input to the guest; sources stay off until it is all taken. */
@@ -143,26 +178,53 @@ static void client_lost(Chardev *c) {
 
 static void deliver_output(Chardev *c) {
         uint8_t buf[4096];
-        size_t n;
 
         for (;;) {
+                bool unthrottle = false, blocked = false;
+                size_t n, taken;
+
                 pthread_mutex_lock(&c->lock);
-                n = ring_get(&c->out, buf, sizeof(buf));
+                n = ring_peek(&c->out, buf, sizeof(buf));
                 pthread_mutex_unlock(&c->lock);
                 if (n == 0)
                         break;
 
+                taken = n;
+                if (c->client_fd >= 0) {
+                        ssize_t w = send(c->client_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                                client_lost(c);
+                                w = (ssize_t) n;
+                        } else if (w < 0)
+                                w = 0;
+                        /* Flow-controlled output waits for the client; otherwise what it
+                         * cannot take now is dropped (the scrollback keeps it). */
+                        if (flow_controlled(c) && c->client_fd >= 0 && (size_t) w < n) {
+                                taken = (size_t) w;
+                                blocked = true;
+                        }
+                }
                 if (c->stdio_out_fd >= 0)
                         /* The terminal waits rather than lose console output. */
-                        (void) loop_write(c->stdio_out_fd, buf, n);
+                        (void) loop_write(c->stdio_out_fd, buf, taken);
                 if (c->file_fd >= 0)
-                        (void) loop_write(c->file_fd, buf, n);
-                if (c->client_fd >= 0) {
-                        /* Never block on a client: what it cannot take now is dropped (the scrollback keeps it). */
-                        ssize_t w = send(c->client_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-                        if (w < 0 && errno != EAGAIN && errno != EINTR)
-                                client_lost(c);
+                        (void) loop_write(c->file_fd, buf, taken);
+
+                pthread_mutex_lock(&c->lock);
+                ring_consume(&c->out, taken);
+                if (c->throttled && ring_used(&c->out) <= CHARDEV_THROTTLE_LOW)
+                        unthrottle = true, c->throttled = false;
+                pthread_mutex_unlock(&c->lock);
+                if (unthrottle)
+                        c->backend.throttle(c->backend.opaque, false);
+
+                if (blocked != c->client_blocked) {
+                        c->client_blocked = blocked;
+                        update_client_events(c);
                 }
+                if (blocked)
+                        break;
         }
 }
 
@@ -215,6 +277,12 @@ static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdat
         Chardev *c = userdata;
         uint8_t buf[INPUT_CHUNK];
         ssize_t n;
+
+        if (revents & EPOLLOUT) {
+                deliver_output(c);
+                if (c->client_fd < 0 || !(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->input_len > 0)
+                        return 0;
+        }
 
         n = recv(fd, buf, sizeof(buf) - c->input_len, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -343,14 +411,20 @@ int chardev_attach_client(Chardev *c, int fd) {
         if (r < 0)
                 return r;
         c->client_fd = fd;
-        if (c->input_len > 0)
-                sd_event_source_set_enabled(c->client_source, SD_EVENT_OFF);
+        c->client_blocked = false;
+        update_client_events(c);
         return 0;
 }
 
 void chardev_detach_client(Chardev *c) {
         c->client_source = sd_event_source_disable_unref(c->client_source);
         c->client_fd = safe_close(c->client_fd);
+        /* Output that waited for this client is the scrollback's now: drain it, which lifts a throttle. */
+        if (c->client_blocked) {
+                c->client_blocked = false;
+                if (c->wake_fd >= 0)
+                        wake(c);
+        }
 }
 
 bool chardev_has_client(const Chardev *c) {

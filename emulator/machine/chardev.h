@@ -12,6 +12,13 @@
  * eventfd to deliver it. A copy is kept in a bounded scrollback so a client
  * that attaches later sees what it missed.
  *
+ * What a client cannot take is dropped (the UART: a console must never
+ * stall the guest), unless the backend can throttle its device (a
+ * virtio-console port): then output waits in the ring, and while the ring
+ * is above CHARDEV_THROTTLE_HIGH the device stops taking the guest's
+ * output, until the client has read it down to CHARDEV_THROTTLE_LOW. The
+ * guest's writes then wait, as on a slow wire; nothing is lost.
+ *
  * Host input is delivered on the event-loop thread; when the guest device
  * cannot take more, the chardev stops reading its sources until the device
  * reports room again (chardev_guest_room(), any thread).
@@ -24,7 +31,10 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#define CHARDEV_RING_SIZE (64 * 1024)
+#define CHARDEV_RING_SIZE (128 * 1024)
+/* Room above the high mark for what a device hands over at once (Linux's virtio-console writes up to 32 KiB). */
+#define CHARDEV_THROTTLE_HIGH (64 * 1024)
+#define CHARDEV_THROTTLE_LOW (16 * 1024)
 #define CHARDEV_SCROLLBACK_SIZE (64 * 1024)
 
 typedef struct Chardev Chardev;
@@ -32,6 +42,8 @@ typedef struct Chardev Chardev;
 typedef struct ChardevBackend {
         /* Host → guest; returns how many bytes the device took. Event-loop thread. */
         size_t (*write_to_guest)(void *opaque, const uint8_t *buf, size_t n);
+        /* Optional: stop/resume taking guest output (see above). Any thread, never with 'lock' held. */
+        void (*throttle)(void *opaque, bool throttle);
         void *opaque;
 } ChardevBackend;
 

@@ -786,6 +786,10 @@ size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n) {
         return r > 0 ? (size_t) r : 0;
 }
 
+void machine_agent_throttle(Machine *m, bool throttle) {
+        (void) virtio_console_throttle(m->console, AGENT_PORT, throttle);
+}
+
 uint64_t machine_memory_bytes(Machine *m) {
         return m->config.memory;
 }

@@ -96,6 +96,8 @@ void machine_notify_drain(Machine *m);
 size_t machine_serial_input(Machine *m, const uint8_t *buf, size_t n);
 /* Input for the guest agent's port; returns bytes accepted (the rest: retry after agent_room). Any thread. */
 size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n);
+/* Stops (or resumes) taking the guest agent's output: its writes wait, as on a slow wire. Any thread. */
+void machine_agent_throttle(Machine *m, bool throttle);
 
 /*
  * Keyboard and pointer (virtio-input). Key and button codes are Linux evdev

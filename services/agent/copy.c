@@ -26,13 +26,8 @@
 #include "macro.h"
 
 #define COPY_CHUNK (48u * 1024u) /* 64 KiB of base64 per guest-file-write */
-/*
- * guest-file-read asks for less: its answer comes back through the VM's
- * chardev, which never blocks the guest and drops output beyond its 64 KiB
- * buffer (Chardev1.xml). 32 KiB of base64 per answer always fits, since only
- * one request is ever in flight.
- */
-#define COPY_READ_CHUNK (24u * 1024u)
+/* The agent port is flow-controlled (Chardev1.xml): an answer of any size arrives whole. */
+#define COPY_READ_CHUNK COPY_CHUNK
 #define COPY_PATH_MAX 4096u
 #define COPIES_MAX 64u /* per VM: each holds a chunk buffer and a file descriptor */
 #define PROGRESS_INTERVAL_USEC (100ULL * 1000ULL) /* at most ten signals a second */
