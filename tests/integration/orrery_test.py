@@ -5,12 +5,14 @@ not depend on it) and its serial console on stdout, which a reader thread
 collects so tests can wait for lines with generous timeouts that only catch
 hangs.
 """
+import fcntl
 import os
 import pty
 import re
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -128,7 +130,9 @@ class Pty:
     def __init__(self, argv, env=None, timeout=60):
         self.timeout = timeout
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        # Its own session with the pty as controlling terminal, so Ctrl-C is a signal as at a real terminal.
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         os.close(slave)
         self.output = ""
         self.mark = 0

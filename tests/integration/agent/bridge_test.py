@@ -142,5 +142,39 @@ def contract_matches(live_xml):
     return want == got, f"missing: {sorted(want - got)}\nextra: {sorted(got - want)}"
 
 
+class ActivatingBus:
+    """A private dbus-daemon whose servicedir activates the build tree's orrery-agent."""
+
+    def __init__(self, tmp, *agent_args):
+        services = os.path.join(tmp, "services")
+        os.mkdir(services)
+        with open(os.path.join(services, "org.orrery.Agent.service"), "w") as f:
+            f.write("[D-BUS Service]\nName=org.orrery.Agent\n"
+                    f"Exec={' '.join([os.path.abspath(ORRERY_AGENT)] + list(agent_args))}\n")
+        conf = os.path.join(tmp, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={tmp}</listen>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+""")
+        self.log = open(os.path.join(tmp, "bus.log"), "w")
+        self.proc = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork", "--print-address=1"],
+                                     stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.address = self.proc.stdout.readline().decode().strip()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def wait_for(what, seconds, fn):
     return spin(seconds, fn)

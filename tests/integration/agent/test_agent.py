@@ -9,7 +9,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bridge_test import ORRERY_AGENT, Client, Tap, contract_matches, spin  # noqa: E402
+from bridge_test import ActivatingBus, Client, Tap, contract_matches, spin  # noqa: E402
 from orrery_test import BOOT_TIMEOUT, READY, Vm  # noqa: E402
 
 NAME = "agenttest"
@@ -26,40 +25,6 @@ COPY_TIMEOUT = 600  # upper bounds only: the guest is emulated on a shared machi
 
 tap = Tap()
 tmp = tempfile.mkdtemp(prefix="orrery-agent-")
-
-
-class ActivatingBus:
-    """A private dbus-daemon whose servicedir activates the build tree's orrery-agent."""
-
-    def __init__(self):
-        services = os.path.join(tmp, "services")
-        os.mkdir(services)
-        with open(os.path.join(services, "org.orrery.Agent.service"), "w") as f:
-            f.write("[D-BUS Service]\nName=org.orrery.Agent\n"
-                    f"Exec={os.path.abspath(ORRERY_AGENT)} --timeout 60 --verbose\n")
-        conf = os.path.join(tmp, "bus.conf")
-        with open(conf, "w") as f:
-            f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={tmp}</listen>
-  <servicedir>{services}</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-""")
-        self.log = open(os.path.join(tmp, "bus.log"), "w")
-        self.proc = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork", "--print-address=1"],
-                                     stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
-        self.address = self.proc.stdout.readline().decode().strip()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def sha(data):
@@ -92,7 +57,7 @@ def copy_in(path, data):
     return out
 
 
-pbus = ActivatingBus()
+pbus = ActivatingBus(tmp, "--timeout", "60", "--verbose")
 client = Client(pbus.address)
 vm = Vm("--display", "none", name=NAME, bus=pbus.address)
 pid = None
