@@ -49,6 +49,12 @@ static void help(void) {
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Server **server = userdata;
+
+        /* Now, while the bus is still attached: sd-bus flushes what is queued
+         * (the clients' key releases) and closes when the loop exits. */
+        if (*server)
+                server_disconnect_all(*server);
         return sd_event_exit(sd_event_source_get_event(s), EXIT_SUCCESS);
 }
 
@@ -266,11 +272,11 @@ int main(int argc, char *argv[]) {
 
         r = sd_event_default(&event);
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, on_signal, NULL);
+                r = sd_event_add_signal(event, NULL, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, on_signal, &server);
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGINT | SD_EVENT_SIGNAL_PROCMASK, on_signal, NULL);
+                r = sd_event_add_signal(event, NULL, SIGINT | SD_EVENT_SIGNAL_PROCMASK, on_signal, &server);
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGHUP | SD_EVENT_SIGNAL_PROCMASK, on_signal, NULL);
+                r = sd_event_add_signal(event, NULL, SIGHUP | SD_EVENT_SIGNAL_PROCMASK, on_signal, &server);
         if (r < 0) {
                 fprintf(stderr, "orrery-vnc: cannot set up the event loop: %s\n", strerror(-r));
                 goto finish;
@@ -311,15 +317,12 @@ int main(int argc, char *argv[]) {
         }
 
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving VM '%s' on port %u", vm_name, port);
+        /* Exits 0 on a signal, EXIT_FAILURE when the bus goes away (exit_on_disconnect). */
         r = sd_event_loop(event);
         (void) sd_notify(false, "STOPPING=1");
-        ret = r < 0 ? EXIT_FAILURE : (sd_bus_is_open(orrery_client_get_bus(client)) ? r : EXIT_FAILURE);
+        ret = r < 0 ? EXIT_FAILURE : r;
         if (ret != EXIT_SUCCESS)
                 log_error("the connection to the bus was lost");
-
-        /* Release what clients hold, then make sure the VM hears it. */
-        server = server_free(server);
-        (void) sd_bus_flush(orrery_client_get_bus(client));
         goto finish;
 
 fail_listen:

@@ -57,6 +57,7 @@ rfbBool webSocketsHasDataInBuffer(rfbClientPtr cl);
 #define PLACEHOLDER_WIDTH 640
 #define PLACEHOLDER_HEIGHT 480
 #define CONSOLE_ID 0
+#define SYNC_TIMEOUT_USEC (2ULL * 1000000ULL)
 
 /* RFB pointer mask bits. */
 #define RFB_BUTTON_LEFT (1u << 0)
@@ -368,6 +369,37 @@ static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void 
         (void) rfbNewClient(s->screen, cfd);
         server_reap(s);
         return 0;
+}
+
+/*
+ * Waits (briefly) until the VM has handled every call sent before: the VM
+ * checks each caller's credentials with the bus, which fails once the
+ * caller is gone, so the releases sent on the way out must be handled
+ * before we disconnect. Peer.Ping is answered after them.
+ */
+static void server_sync_vm(Server *s) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
+        sd_bus *bus = orrery_client_get_bus(s->client);
+        const char *owner = s->vm ? orrery_vm_get_owner(s->vm) : NULL;
+
+        if (!owner)
+                return;
+        if (sd_bus_message_new_method_call(bus, &call, owner, "/", "org.freedesktop.DBus.Peer", "Ping") < 0)
+                return;
+        (void) sd_bus_call(bus, call, SYNC_TIMEOUT_USEC, NULL, &reply);
+}
+
+void server_disconnect_all(Server *s) {
+        bool any = false;
+
+        for (VncClient *vc = s->clients; vc; vc = vc->next)
+                if (vc->cl->sock != RFB_INVALID_SOCKET) {
+                        rfbCloseClient(vc->cl);
+                        any = true;
+                }
+        server_reap(s);
+        if (any)
+                server_sync_vm(s);
 }
 
 int server_add_listener(Server *s, int fd) {
@@ -737,7 +769,7 @@ Server *server_free(Server *s) {
                 return NULL;
 
         if (s->screen) {
-                /* Lets go of every key still held, closes the clients. */
+                server_disconnect_all(s);
                 rfbShutdownServer(s->screen, TRUE);
                 s->screen->frameBuffer = NULL;
                 rfbScreenCleanup(s->screen);

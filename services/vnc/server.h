@@ -34,5 +34,8 @@ static inline void server_freep(Server **s) {
         server_free(*s);
 }
 
+/* Closes every client, releasing what each holds (the VM is told). */
+void server_disconnect_all(Server *s);
+
 /* Takes over a listening socket: its connections become VNC clients (plain or WebSocket). */
 int server_add_listener(Server *s, int fd);

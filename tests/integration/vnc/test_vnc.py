@@ -289,6 +289,44 @@ try:
     tap.check(event(vm, EV_KEY, KEY_B, 0) is not None,
               "killed while holding b, the client's key is released in the guest (no stuck key)", vm.tail(600))
 
+    # View-only clients: by password (line 2 of the file) and by --view-only. Their
+    # input must not reach the guest; a full client's key sent after it shows that.
+    def view_only_ignored(view, full, what):
+        with vm.lock:
+            start = len(vm.output)
+        view.tap_key(XK_c)
+        view.pointer(7, 7, 1)
+        view.pointer(7, 7, 0)
+        full.tap_key(XK_b)
+        m = event(vm, EV_KEY, KEY_B, 0)
+        with vm.lock:
+            between = vm.output[start:m.start()] if m else ""
+        tap.check(m is not None and f"code={KEY_C} " not in between and "value=7\r" not in between
+                  and f"code={BTN_LEFT} " not in between, what, between[-600:])
+
+    pw_full, pw_view = os.path.join(tmp.name, "full"), os.path.join(tmp.name, "view")
+    with open(pw_full, "w") as f:
+        f.write("fullpass\nviewpass\n")
+    with open(pw_view, "w") as f:
+        f.write("viewpass\n")
+    os.chmod(pw_full, 0o600)
+    vs = Server("--password-file", pw_full)
+    full = Probe(vs.address, "--password-file", pw_full)
+    view = Probe(vs.address, "--password-file", pw_view)
+    probes += [full, view]
+    tap.check(full.connected and view.connected and wait_until(lambda: matches_memfd(view, vm, WIDTH, HEIGHT)),
+              "a second orrery-vnc serves the same VM; the view-only password connects and sees the screen")
+    view_only_ignored(view, full, "keys and clicks of a client with the view-only password do not reach the guest")
+    full.close()
+    view.close()
+    vs.kill()
+    vs = Server("--view-only")
+    view = Probe(vs.address)
+    probes.append(view)
+    view_only_ignored(view, p, "with --view-only, a client's keys and clicks do not reach the guest")
+    view.close()
+    vs.kill()
+
     # A pointer flood: coalesced, and the guest stays responsive.
     vm.command("kill %1", r"\n", 10)
     r = p.cmd("flood-pointer 20000")
@@ -334,6 +372,12 @@ try:
               server.log.text())
     tap.check(server.alive(), "orrery-vnc never crashed (the framebuffer is mapped read-only: a write would)",
               server.log.text())
+    vm.command("orrery-guest-probe events &", r"orrery-probe: listening (\d+) devices", TIMEOUT)
+    p.key(XK_b, True)
+    tap.check(event(vm, EV_KEY, KEY_B, 1) is not None, "a client of the reattached server presses b", vm.tail(600))
+    code = server.kill(signal.SIGTERM)
+    tap.check(code == 0 and event(vm, EV_KEY, KEY_B, 0) is not None,
+              f"SIGTERM: orrery-vnc releases what its clients hold and exits 0 (exit {code})", server.log.text())
 finally:
     for pr in probes:
         pr.kill()
