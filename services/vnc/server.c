@@ -58,6 +58,16 @@ rfbBool webSocketsHasDataInBuffer(rfbClientPtr cl);
 #define PLACEHOLDER_HEIGHT 480
 #define CONSOLE_ID 0
 #define SYNC_TIMEOUT_USEC (2ULL * 1000000ULL)
+/*
+ * Event priorities: the bus first (damage is only marked there, which is
+ * cheap), then encoding for the clients, then client input and new
+ * connections. When encoding is slower than the VM's 60 Hz damage (many
+ * clients, a costly encoding, a busy host), the Updates queued meanwhile
+ * are all marked before the next encoding pass: clients get one larger
+ * update instead of a growing backlog.
+ */
+#define PRIORITY_FLUSH 10
+#define PRIORITY_CLIENTS 20
 
 /* RFB pointer mask bits. */
 #define RFB_BUTTON_LEFT (1u << 0)
@@ -98,6 +108,9 @@ struct Server {
         bool showing_vm;
         uint32_t *placeholder;
         uint32_t width, height;
+
+        /* Sends what changed to the clients, once the bus has nothing queued. */
+        sd_event_source *flush;
 
         sd_event_source *listeners[SERVER_MAX_LISTEN];
         size_t n_listeners;
@@ -328,7 +341,10 @@ static enum rfbNewClientAction on_new_client(rfbClientPtr cl) {
         vc->cl = cl;
         vc->fd = cl->sock;
         r = sd_event_add_io(s->event, &vc->io, vc->fd, EPOLLIN, on_client_io, vc);
+        if (r >= 0)
+                r = sd_event_source_set_priority(vc->io, PRIORITY_CLIENTS);
         if (r < 0) {
+                vc->io = sd_event_source_disable_unref(vc->io);
                 log_error("Cannot watch the socket of client %s: %s", cl->host ?: "?", strerror(-r));
                 free(vc);
                 return RFB_CLIENT_REFUSE;
@@ -410,6 +426,7 @@ int server_add_listener(Server *s, int fd) {
         r = sd_event_add_io(s->event, &s->listeners[s->n_listeners], fd, EPOLLIN, on_listen_io, s);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_priority(s->listeners[s->n_listeners], PRIORITY_CLIENTS);
         (void) sd_event_source_set_io_fd_own(s->listeners[s->n_listeners], true);
         s->n_listeners++;
         return 0;
@@ -642,7 +659,12 @@ static void on_console_update(OrreryVm *vm, uint32_t console, const OrreryRect *
                 if (rects[i].x < x2 && rects[i].y < y2)
                         rfbMarkRectAsModified(s->screen, (int) rects[i].x, (int) rects[i].y, (int) x2, (int) y2);
         }
-        server_update_clients(s);
+        (void) sd_event_source_set_enabled(s->flush, SD_EVENT_ONESHOT);
+}
+
+static int on_flush(sd_event_source *source, void *userdata) {
+        server_update_clients(userdata);
+        return 0;
 }
 
 static void on_vm_error(OrreryVm *vm, const char *method, const sd_bus_error *error, void *userdata) {
@@ -754,6 +776,12 @@ int server_new(sd_event *event, OrreryClient *client, const ServerConfig *config
                 s->screen->passwordCheck = rfbCheckPasswordByList;
         }
 
+        r = sd_event_add_defer(event, &s->flush, on_flush, s);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_priority(s->flush, PRIORITY_FLUSH);
+        (void) sd_event_source_set_enabled(s->flush, SD_EVENT_OFF);
+
         show_placeholder(s, "VM NOT RUNNING");
 
         r = orrery_vm_attach(client, config->vm_name, &vm_callbacks, s, ORRERY_VM_ATTACH_ASYNC, &s->vm);
@@ -776,6 +804,7 @@ Server *server_free(Server *s) {
         }
         for (size_t i = 0; i < s->n_listeners; i++)
                 sd_event_source_disable_unref(s->listeners[i]);
+        sd_event_source_disable_unref(s->flush);
         if (s->cursor)
                 rfbFreeCursor(s->cursor);
         orrery_vm_detach(s->vm);
