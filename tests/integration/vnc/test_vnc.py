@@ -340,6 +340,58 @@ try:
     tap.check(vm.command("echo after-$((2+3))-flood", r"after-5-flood\r?\n", TIMEOUT) is not None,
               "after the flood the guest still answers on its serial console", vm.tail(600))
 
+    # Hostile and stuck clients: garbage is dropped; a client that stops reading is
+    # dropped after libvncserver's wait, and the others keep receiving meanwhile.
+    host, port = server.address.rsplit(":", 1)
+    h = Probe(server.address)
+    probes.append(h)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as junk:
+        junk.recv(12)
+        junk.sendall(b"RFB 003.008\n" + bytes(range(256)) * 64)
+        try:
+            while junk.recv(65536):
+                pass
+            closed = True
+        except OSError:
+            closed = True
+    tap.check(closed and server.alive(), "a client sending garbage is disconnected; orrery-vnc carries on")
+
+    stuck = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+    stuck.recv(12)
+    stuck.sendall(b"RFB 003.008\n")
+    stuck.recv(2)  # one security type: None
+    stuck.sendall(b"\x01")
+    stuck.recv(4)
+    stuck.sendall(b"\x01")  # shared
+    stuck.recv(4096)
+    mark = len(server.log.lines)
+
+    def keep_asking():
+        # Full-screen requests, never reading the answers, until the server gives up on it.
+        request = bytes([3, 0, 0, 0, 0, 0]) + WIDTH.to_bytes(2, "big") + HEIGHT.to_bytes(2, "big")
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            while time.monotonic() < deadline:
+                stuck.sendall(request)
+                time.sleep(0.02)
+        except OSError:
+            pass
+
+    asker = threading.Thread(target=keep_asking, daemon=True)
+    asker.start()
+    draw(vm, 7)
+    tap.check(wait_until(lambda: pattern_ok(h, WIDTH, HEIGHT, 7)) and server.alive(),
+              "with a client that stopped reading, another client still gets the new drawing")
+    tap.check(server.log.wait(r"disconnected", start=mark) is not None,
+              "the client that stopped reading is disconnected", server.log.text())
+    try:
+        stuck.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the server closed it already
+    asker.join(TIMEOUT)
+    stuck.close()
+    h.close()
+
     # SIGKILL mid-stream: the guest runs on; a restarted server serves again on the same port.
     p = Probe(server.address)
     probes.append(p)
