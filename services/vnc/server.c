@@ -381,7 +381,7 @@ static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void 
         }
 
         /* Hands the socket over (closed by libvncserver when it refuses it). This
-         * waits up to a few hundred ms for a WebSocket handshake to tell them apart. */
+         * waits up to 100 ms for a WebSocket handshake to tell them apart. */
         (void) rfbNewClient(s->screen, cfd);
         server_reap(s);
         return 0;
@@ -518,7 +518,9 @@ static bool format_shifts(uint32_t format, rfbPixelFormat *f) {
  */
 static void screen_switch(Server *s, char *pixels, uint32_t width, uint32_t height, uint32_t stride,
                           const rfbPixelFormat *format) {
-        bool resized = width != s->width || height != s->height;
+        /* A new depth counts as a resize: scaled copies would read the new pixels with the old layout. */
+        bool resized = width != s->width || height != s->height ||
+                       format->bitsPerPixel != s->screen->serverFormat.bitsPerPixel;
         rfbClientIteratorPtr i;
         rfbClientPtr cl;
 
