@@ -14,6 +14,8 @@
 
 /* XKB keycodes are evdev codes + 8 (the X11 offset). */
 #define EVDEV_OFFSET 8
+/* KEY_ESC .. KEY_COMPOSE: the keys of a PC keyboard. */
+#define EVDEV_PC_KEYS 128
 /* The guest's keyboard declares codes below KEY_MAX (0x2ff). */
 #define EVDEV_CODE_MAX 0x2ffu
 
@@ -41,7 +43,13 @@ static int entry_cmp(const void *a, const void *b) {
 
         if (x->keysym != y->keysym)
                 return x->keysym < y->keysym ? -1 : 1;
-        /* Among keys producing the same keysym: the lowest level, then the lowest code. */
+        /* Among keys producing the same keysym: one of a PC keyboard's first
+         * (codes below 128: every keyboard has them, the guest's too) before
+         * the special keys that evdev also names ('(' is Shift+9, not
+         * KEY_KPLEFTPAREN; '$' Shift+4, not KEY_DOLLAR), then the lowest
+         * level, then the lowest code. */
+        if ((x->code < EVDEV_PC_KEYS) != (y->code < EVDEV_PC_KEYS))
+                return x->code < EVDEV_PC_KEYS ? -1 : 1;
         if (x->level != y->level)
                 return x->level < y->level ? -1 : 1;
         if (x->code != y->code)
@@ -131,20 +139,43 @@ Keymap *keymap_free(Keymap *k) {
         return NULL;
 }
 
-int keymap_lookup(const Keymap *k, uint32_t keysym) {
+static const Entry *keymap_find(const Keymap *k, uint32_t keysym) {
         size_t lo = 0, hi = k->n_entries;
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
 
                 if (k->entries[mid].keysym == keysym)
-                        return (int) k->entries[mid].code;
+                        return &k->entries[mid];
                 if (k->entries[mid].keysym < keysym)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        return -ENOENT;
+        return NULL;
+}
+
+int keymap_lookup(const Keymap *k, uint32_t keysym) {
+        const Entry *e = keymap_find(k, keysym);
+
+        return e ? (int) e->code : -ENOENT;
+}
+
+int keymap_lookup_modifiers(const Keymap *k, uint32_t keysym, uint32_t *ret_needs) {
+        const Entry *e = keymap_find(k, keysym);
+        uint32_t needs = 0;
+
+        if (!e)
+                return -ENOENT;
+        /* An upper-case letter: the client's Shift or Caps Lock already says so. */
+        if (xkb_keysym_to_lower(keysym) == keysym) {
+                if (e->level & 1)
+                        needs |= KEYMAP_NEED_SHIFT;
+                if (e->level & 2)
+                        needs |= KEYMAP_NEED_LEVEL3;
+        }
+        *ret_needs = needs;
+        return (int) e->code;
 }
 
 size_t keymap_size(const Keymap *k) {

@@ -435,25 +435,55 @@ int server_add_listener(Server *s, int fd) {
 /* ---------------------------------------------------------------------- */
 /* Input hooks                                                             */
 
+/* Whether this client holds any of the keys. */
+static bool client_holds(VncClient *vc, uint32_t a, uint32_t b) {
+        return key_test(vc->keys, a) || key_test(vc->keys, b);
+}
+
 static void on_key(rfbBool down, rfbKeySym keysym, rfbClientPtr cl) {
         VncClient *vc = cl->clientData;
+        uint32_t needs = 0, shift = 0, level3 = 0;
         Server *s;
         int code;
 
         if (!vc || cl->viewOnly)
                 return;
         s = vc->server;
-        code = keymap_lookup(s->keymap, (uint32_t) keysym);
+        code = keymap_lookup_modifiers(s->keymap, (uint32_t) keysym, &needs);
         if (code < 0) {
                 log_debug("client %s: keysym 0x%04x has no key in the layout, ignored", cl->host ?: "?",
                           (unsigned) keysym);
                 return;
         }
+        log_debug("client %s: keysym 0x%04x %s -> key %d%s%s", cl->host ?: "?", (unsigned) keysym,
+                  down ? "down" : "up", code, needs & KEYMAP_NEED_SHIFT ? " (needs Shift)" : "",
+                  needs & KEYMAP_NEED_LEVEL3 ? " (needs AltGr)" : "");
         if (!vm_ready(s))
                 return;
         /* Pointer motion queued before this key goes first: order is kept. */
         client_flush_motion(vc);
+
+        /*
+         * A keysym the key gives only with Shift (or AltGr), sent by a client
+         * that does not hold it (noVNC and others send the character, not the
+         * keys): the modifier is held around the press, so '!' is Shift+1 and
+         * not 1. A client that holds Shift itself is left alone.
+         */
+        if (down) {
+                if ((needs & KEYMAP_NEED_SHIFT) && !client_holds(vc, KEY_LEFTSHIFT, KEY_RIGHTSHIFT))
+                        shift = KEY_LEFTSHIFT;
+                if ((needs & KEYMAP_NEED_LEVEL3) && !client_holds(vc, KEY_RIGHTALT, KEY_RIGHTALT))
+                        level3 = KEY_RIGHTALT;
+        }
+        if (shift)
+                client_key(vc, shift, true);
+        if (level3)
+                client_key(vc, level3, true);
         client_key(vc, (uint32_t) code, down);
+        if (level3)
+                client_key(vc, level3, false);
+        if (shift)
+                client_key(vc, shift, false);
 }
 
 static void on_pointer(int mask, int x, int y, rfbClientPtr cl) {

@@ -34,6 +34,11 @@ static void test_keymap_us(void) {
                 { XKB_KEY_1, KEY_1, "1 (the main row, not the keypad)" },
                 { XKB_KEY_exclam, KEY_1, "exclam" },
                 { XKB_KEY_at, KEY_2, "at" },
+                { XKB_KEY_parenleft, KEY_9, "parenleft (not KEY_KPLEFTPAREN)" },
+                { XKB_KEY_parenright, KEY_0, "parenright (not KEY_KPRIGHTPAREN)" },
+                { XKB_KEY_dollar, KEY_4, "dollar (not KEY_DOLLAR)" },
+                { XKB_KEY_asterisk, KEY_8, "asterisk (Shift+8 before KEY_KPASTERISK's level 1)" },
+                { XKB_KEY_plus, KEY_EQUAL, "plus" },
                 { XKB_KEY_less, KEY_102ND, "less (level 1 of the 102nd key beats level 2 of comma)" },
                 { XKB_KEY_Return, KEY_ENTER, "Return" },
                 { XKB_KEY_KP_Enter, KEY_KPENTER, "KP_Enter" },
@@ -62,6 +67,18 @@ static void test_keymap_us(void) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 CHECK_EQ_U64(keymap_lookup(k, cases[i].keysym), cases[i].code, "us: %s -> %d", cases[i].name,
                              cases[i].code);
+        {
+                uint32_t needs = 99;
+                CHECK(keymap_lookup_modifiers(k, XKB_KEY_exclam, &needs) == KEY_1 && needs == KEYMAP_NEED_SHIFT,
+                      "us: exclam needs Shift on KEY_1");
+                CHECK(keymap_lookup_modifiers(k, XKB_KEY_1, &needs) == KEY_1 && needs == 0, "us: 1 needs nothing");
+                CHECK(keymap_lookup_modifiers(k, XKB_KEY_A, &needs) == KEY_A && needs == 0,
+                      "us: A needs nothing (the client's Shift or Caps Lock decides the case)");
+                CHECK(keymap_lookup_modifiers(k, XKB_KEY_a, &needs) == KEY_A && needs == 0, "us: a needs nothing");
+                CHECK(keymap_lookup_modifiers(k, XKB_KEY_Left, &needs) == KEY_LEFT && needs == 0,
+                      "us: Left needs nothing");
+                CHECK(keymap_lookup_modifiers(k, 0x0101f600, &needs) == -ENOENT, "us: no key, no modifiers");
+        }
         CHECK(keymap_lookup(k, XKB_KEY_adiaeresis) == -ENOENT, "us: adiaeresis has no key (-ENOENT)");
         CHECK(keymap_lookup(k, 0x0101f600) == -ENOENT, "us: a Unicode emoji keysym has no key");
         CHECK(keymap_lookup(k, 0) == -ENOENT && keymap_lookup(k, 0xffffffffu) == -ENOENT,
@@ -76,6 +93,11 @@ static void test_keymap_layouts(void) {
         if (k) {
                 CHECK_EQ_U64(keymap_lookup(k, XKB_KEY_z), KEY_Y, "de: z is on the key where us has Y");
                 CHECK_EQ_U64(keymap_lookup(k, XKB_KEY_adiaeresis), KEY_APOSTROPHE, "de: adiaeresis has its key");
+                {
+                        uint32_t needs = 0;
+                        CHECK(keymap_lookup_modifiers(k, XKB_KEY_at, &needs) == KEY_Q && needs == KEYMAP_NEED_LEVEL3,
+                              "de: at is AltGr+Q");
+                }
                 k = keymap_free(k);
         }
         CHECK(keymap_new("fr", "azerty", &k) == 0 && k, "a keymap for 'fr(azerty)' is built");

@@ -249,6 +249,11 @@ try:
     tap.check(event(vm, EV_KEY, KEY_LEFTSHIFT, 1) is not None and event(vm, EV_KEY, KEY_1, 1) is not None
               and event(vm, EV_KEY, KEY_1, 0) is not None and event(vm, EV_KEY, KEY_LEFTSHIFT, 0) is not None,
               "Shift_L + exclam arrives as KEY_LEFTSHIFT, KEY_1", vm.tail(600))
+    for keysym, code, name in ((XK_exclam, KEY_1, "exclam"), (0x28, 10, "parenleft"), (0x24, 5, "dollar")):
+        p.tap_key(keysym)  # without Shift, as noVNC sends characters
+        tap.check(event(vm, EV_KEY, KEY_LEFTSHIFT, 1) is not None and event(vm, EV_KEY, code, 1) is not None
+                  and event(vm, EV_KEY, KEY_LEFTSHIFT, 0) is not None and event(vm, EV_KEY, code, 0) is not None,
+                  f"{name} from a client not holding Shift arrives as Shift held around key {code}", vm.tail(600))
     p.tap_key(XK_Left)
     tap.check(event(vm, EV_KEY, KEY_LEFT, 1) is not None and event(vm, EV_KEY, KEY_LEFT, 0) is not None,
               "the Left arrow arrives as KEY_LEFT", vm.tail(600))
