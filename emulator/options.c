@@ -355,9 +355,8 @@ static int resolve_path(const char *config_path, const char *value, char **ret) 
 
 /*
  * Reads the VM's configuration file: "key = value" lines with the names of
- * the command-line options, '#' comments, and a [vm] section header (other
- * sections belong to other programs, e.g. [vnc] to orrery-vnc, and are
- * skipped). Options given on the command line win. A missing file is an
+ * the command-line options, '#' comments, and an optional [vm] section
+ * header. Options given on the command line win. A missing file is an
  * error only when it was named with --config.
  */
 static int config_load(Options *o, const char *path, bool must_exist, const bool given[_ARG_MAX], char *error,
@@ -366,7 +365,6 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
         _cleanup_free_ char *line = NULL;
         size_t size = 0;
         unsigned lineno = 0;
-        bool in_vm_section = true;
         int r;
 
         f = fopen(path, "re");
@@ -399,16 +397,13 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                                 snprintf(error, error_size, "%s:%u: malformed section header '%s'", path, lineno, text);
                                 return -EINVAL;
                         }
-                        in_vm_section = strcmp(text, "[vm]") == 0;
-                        if (!in_vm_section && strcmp(text, "[vnc]") != 0) {
-                                snprintf(error, error_size, "%s:%u: unknown section %s (known: [vm], [vnc])", path,
-                                         lineno, text);
+                        if (strcmp(text, "[vm]") != 0) {
+                                snprintf(error, error_size, "%s:%u: unknown section %s (known: [vm])", path, lineno,
+                                         text);
                                 return -EINVAL;
                         }
                         continue;
                 }
-                if (!in_vm_section)
-                        continue;
 
                 eq = strchr(text, '=');
                 if (!eq) {

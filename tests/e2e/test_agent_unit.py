@@ -40,15 +40,6 @@ def objects():
 
 
 try:
-    # dbus-daemon finds session services in ~/.local/share/dbus-1/services, taking ~ from the password
-    # database, not from $HOME; this session's home is not the user's, so tell it with XDG_DATA_HOME (which
-    # it does read), before anything else uses the bus.
-    say("dbus-daemon takes the home directory from the password database: XDG_DATA_HOME points it at this "
-        "session's ~/.local/share, and the bus is restarted to read it")
-    session.systemctl("set-environment", f"XDG_DATA_HOME={session.home}/.local/share")
-    session.systemctl("restart", "dbus.service", check=False)
-    wait_for(lambda: session.busctl("list", "--no-legend", check=False).returncode == 0, 30)
-
     r = session.systemctl("start", VM_UNIT, check=False)
     tap.check(r.returncode == 0 and wait_ready(bus, VM), "the VM runs (orrery-vm@demo)", r.stderr)
     tap.check(session.unit_property(UNIT, "ActiveState") == "inactive", "nothing started orrery-agent yet")

@@ -1,17 +1,60 @@
 #!/usr/bin/env python3
 """The user's stories end to end, on a private systemd --user and its session bus, with Orrery installed."""
 import os
+import re
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import Tap  # noqa: E402
+from orrery_test import Tap, Xvfb  # noqa: E402
 from serial_client import SerialClient, scrollback, wait_ready  # noqa: E402
 from user_session import check_security, open_session, say, wait_for  # noqa: E402
 
 VM = "demo"
 UNIT = f"orrery-vm@{VM}.service"
+VNC_PORT = 5977  # set in the VM's VNC config, as a user would
+VNC_PROBE = os.environ["ORRERY_VNC_PROBE"]
+
+
+def vm_framebuffer(pid):
+    """The VM's framebuffer, read through orrery-vm's own memfd."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:orrery-framebuffer"):
+                with open(f"/proc/{pid}/fd/{fd}", "rb") as f:
+                    return f.read()
+        except OSError:
+            pass
+    return None
+
+
+class VncClient:
+    """vnc-probe (libvncclient) connected to orrery-vnc, answering one command per line."""
+
+    def __init__(self, port):
+        self.proc = subprocess.Popen([VNC_PROBE, f"127.0.0.1:{port}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.greeting = self.proc.stdout.readline().strip()
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def frame(self, path):
+        """The client's framebuffer as it is now (it keeps taking updates in between)."""
+        if not self.cmd(f"dump {path}").startswith("ok 1024 768"):
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 tap = Tap()
 session = open_session(tap, "stories")
 bus = session.env["DBUS_SESSION_BUS_ADDRESS"]
@@ -48,6 +91,64 @@ try:
     serial.send("\n")
     m = serial.command("echo sum=$((40+2))", r"sum=42\r?\n", timeout=30)
     tap.check(m is not None, "the guest still answers on serial0 after pause and resume")
+
+    # 3. systemctl --user enable --now orrery-vnc@demo: a VNC client gets the framebuffer.
+    serial.command("orrery-guest-probe pattern 11", r"pattern drawn \d+x\d+\r?\n", timeout=120)
+    session.write_config(f".config/orrery/vnc/{VM}.conf", f"ORRERY_VNC_ARGS=--listen 127.0.0.1:{VNC_PORT}\n")
+    r = session.systemctl("enable", "--now", f"orrery-vnc@{VM}.service", check=False)
+    tap.check(r.returncode == 0 and session.unit_property(f"orrery-vnc@{VM}.service", "ActiveState") == "active",
+              "systemctl --user enable --now orrery-vnc@demo", r.stderr)
+
+    def rgb(data):
+        """XRGB8888 without the X byte, which nobody defines."""
+        b = bytearray(data or b"")
+        b[3::4] = bytes(len(b) // 4)
+        return bytes(b)
+
+    vnc = VncClient(VNC_PORT)
+    dump = os.path.join(session.root, "vnc.raw")
+
+    def vnc_matches():
+        frame = vnc.frame(dump)
+        fb = vm_framebuffer(session.main_pid(UNIT))
+        return frame is not None and fb is not None and rgb(frame) == rgb(fb[:len(frame)])
+    # Polled: updates keep arriving, and the console cursor may blink between the two reads.
+    matched = wait_for(vnc_matches, 60, interval=0.2)
+    detail = vnc.greeting
+    vnc.close()
+    tap.check(matched,
+              "a libvncclient client gets the VM's framebuffer, pixel for pixel (port from ~/.config/orrery/vnc)",
+              detail)
+    check_security(session, tap, [f"orrery-vnc@{VM}.service"])
+
+    # 4. gapplication launch org.orrery.Viewer (under Xvfb): a window shows the VM.
+    xvfb = Xvfb()
+    try:
+        # What a desktop session does at login: the manager learns the display.
+        session.systemctl("set-environment", f"DISPLAY={xvfb.display}", "GDK_BACKEND=x11", "NO_AT_BRIDGE=1")
+        xenv = dict(session.env, DISPLAY=xvfb.display)
+        r = session.run(["gapplication", "launch", "org.orrery.Viewer", VM], check=False, env=xenv, timeout=60)
+
+        def window_title():
+            ids = session.run(["xdotool", "search", "--name", f"^{VM} — "], check=False, env=xenv).stdout.split()
+            return session.run(["xdotool", "getwindowname", ids[0]], check=False, env=xenv).stdout.strip() \
+                if ids else ""
+        title = wait_for(lambda: re.search(r"— running$", window_title()) and window_title(), 60)
+        tap.check(r.returncode == 0 and title and
+                  session.unit_property("orrery-viewer.service", "ActiveState") == "active",
+                  f"gapplication launch org.orrery.Viewer demo: the unit starts and a window shows the VM ({title!r})",
+                  r.stderr)
+        check_security(session, tap, ["orrery-viewer.service"])
+        session.systemctl("stop", "orrery-viewer.service", check=False)
+    finally:
+        xvfb.stop()
+
+    # 5. busctl call … Agent1 Ping: the bus activates the bridge through its unit, and the guest answers.
+    r = session.busctl("call", "org.orrery.Agent", f"/org/orrery/Agent/{VM}", "org.orrery.Agent1", "Ping",
+                       "--timeout=60", check=False)
+    tap.check(r.returncode == 0 and session.unit_property("orrery-agent.service", "ActiveState") == "active",
+              "busctl --user call org.orrery.Agent … Ping activates orrery-agent.service and the guest answers",
+              r.stdout + r.stderr)
     serial.close()
 
     # Bad input: the unit fails with a one-line reason, nothing half-started.

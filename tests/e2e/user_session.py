@@ -12,6 +12,9 @@ Two things differ from a login session, and the harness says so on stdout:
     (the mark of a system booted with systemd). When PID 1 is not systemd the
     harness creates that directory and removes it afterwards, only if it
     created it.
+  - The fresh home is not the user's home in the password database, which
+    dbus-daemon uses to find ~/.local/share/dbus-1/services; the harness
+    sets XDG_DATA_HOME to it.
   - Without journald, the manager is told (~/.config/systemd/user.conf) to
     hand its services' stdout and stderr to its own, which the harness keeps
     in a log file; on a real system those lines are in the journal.
@@ -49,14 +52,18 @@ def wait_for(predicate, timeout, interval=0.05):
 
 class UserSession:
     def __init__(self, name="e2e"):
-        os.makedirs(BUILD_ROOT, exist_ok=True)
-        self.root = tempfile.mkdtemp(prefix=f"orrery-{name}-", dir=BUILD_ROOT)
-        self.home = os.path.join(self.root, "home")
-        self.runtime = os.path.join(self.root, "run")
+        # The installation (~/.local) is shared by the e2e tests, which run one
+        # at a time, and rebuilt incrementally; everything else is per session.
+        self.base = os.path.join(BUILD_ROOT, "e2e")
+        self.home = os.path.join(self.base, "home")
         self.prefix = os.path.join(self.home, ".local")
-        self.build = os.path.join(self.root, "build")
+        self.build = os.path.join(self.base, "build")
+        os.makedirs(self.home, exist_ok=True)
+        for state in (".config", ".cache", os.path.join(".local", "state")):
+            shutil.rmtree(os.path.join(self.home, state), ignore_errors=True)
+        self.root = tempfile.mkdtemp(prefix=f"{name}-", dir=self.base)
+        self.runtime = os.path.join(self.root, "run")
         self.log_path = os.path.join(self.root, "systemd.log")
-        os.makedirs(self.home)
         os.makedirs(self.runtime, mode=0o700)
         self.manager = None
         self.created_run_systemd = False
@@ -66,6 +73,9 @@ class UserSession:
             "USER": os.environ.get("USER", "root"),
             "LANG": "C.UTF-8",
             "XDG_RUNTIME_DIR": self.runtime,
+            # dbus-daemon looks for ~/.local/share/dbus-1/services with ~ from the password database, not
+            # $HOME; this session's home is not the real user's, so name it (the manager passes it on).
+            "XDG_DATA_HOME": os.path.join(self.home, ".local", "share"),
             "DBUS_SESSION_BUS_ADDRESS": f"unix:path={self.runtime}/bus",
         }
 
@@ -74,9 +84,12 @@ class UserSession:
     def install(self):
         """Configures, builds and installs this source tree with --prefix ~/.local, as the README says."""
         units = os.path.join(self.home, ".local", "share", "systemd", "user")
+        setup = ["meson", "setup", self.build, SOURCE_ROOT, f"--prefix={self.prefix}", f"-Dsystemduserunitdir={units}",
+                 "-Dtests=false"]
+        if os.path.isdir(os.path.join(self.build, "meson-private")):
+            setup.insert(2, "--reconfigure")
         steps = [
-            ["meson", "setup", self.build, SOURCE_ROOT, f"--prefix={self.prefix}", f"-Dsystemduserunitdir={units}",
-             "-Dtests=false"],
+            setup,
             ["meson", "compile", "-C", self.build],
             ["meson", "compile", "-C", self.build, "guest"],
             ["meson", "install", "-C", self.build, "--no-rebuild", "--quiet"],
@@ -103,7 +116,7 @@ class UserSession:
         say(f"no journald: services' stdout and stderr are kept in {self.log_path}")
 
         self.log = open(self.log_path, "ab")
-        self.manager = subprocess.Popen([SYSTEMD, "--user"], env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
+        self.manager = subprocess.Popen([SYSTEMD, "--user", "--log-target=console"], env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
                                         stdout=self.log, stderr=self.log, start_new_session=True)
         state = wait_for(lambda: self.systemctl("is-system-running", check=False).stdout.strip() in
                          ("running", "degraded") and os.path.exists(f"{self.runtime}/bus"), timeout=60)
@@ -130,6 +143,8 @@ class UserSession:
             say(f"kept {self.root}")
         else:
             shutil.rmtree(self.root, ignore_errors=True)
+            for state in (".config", ".cache", os.path.join(".local", "state")):
+                shutil.rmtree(os.path.join(self.home, state), ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -188,6 +188,25 @@ class Pty:
             pass
 
 
+class Xvfb:
+    """A virtual X server on a display number of its own (-displayfd: tests may run side by side)."""
+
+    def __init__(self):
+        r, w = os.pipe()
+        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                                     pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        self.display = ":" + number
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
 class PrivateBus:
     """A dbus-daemon of our own, so tests never touch (or need) the user's session bus."""
 

@@ -19,7 +19,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, PrivateBus, READY, Tap, Vm, Xvfb  # noqa: E402
 
 VIEWER = os.environ["ORRERY_VIEWER"]
 BUS_CONF = os.environ["ORRERY_VIEWER_BUS_CONF"]
@@ -70,23 +70,6 @@ class Lines:
     def tail(self, n=30):
         with self.cond:
             return "\n".join(self.lines[-n:])
-
-
-class Xvfb:
-    def __init__(self):
-        r, w = os.pipe()
-        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                                     pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(w)
-        with os.fdopen(r) as f:
-            number = f.readline().strip()
-        if not number:
-            raise RuntimeError("Xvfb did not start")
-        self.display = ":" + number
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def x(*args, timeout=TIMEOUT):
