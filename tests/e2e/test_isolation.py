@@ -17,12 +17,16 @@ import random
 import re
 import signal
 import sys
+import socket
+import subprocess
 import threading
 import time
 
+import dbus
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import Pty, Tap  # noqa: E402
+from orrery_test import Pty, Tap, Xvfb  # noqa: E402
 from serial_client import SerialClient, fd_count, wait_ready  # noqa: E402
 from user_session import open_session, say, wait_for  # noqa: E402
 
@@ -31,6 +35,8 @@ UNIT = f"orrery-vm@{VM}.service"
 KILLS = int(os.environ.get("ORRERY_ISOLATION_KILLS", "50"))
 REATTACH_LIMIT = 2.0
 GAP_LIMIT = 1.0
+VNC_PORT = 5978
+VNC_PROBE = os.environ["ORRERY_VNC_PROBE"]
 HEAP_SLACK_KIB = 1024  # malloc keeps freed memory around; a leak per client over 50 kills would exceed it
 
 
@@ -111,6 +117,159 @@ class MonitorVictim:
             self.pty.close()
 
 
+class VncVictim:
+    """orrery-vnc@iso (systemd unit) with a libvncclient client taking frames while the guest redraws."""
+
+    name = "orrery-vnc"
+    unit = f"orrery-vnc@{VM}.service"
+
+    def __init__(self, session):
+        self.session = session
+        self.client = None
+
+    def connect(self, timeout):
+        """A new client, once the server accepts one and sends it the VM's screen size."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", VNC_PORT), timeout=0.5).close()
+            except OSError:
+                time.sleep(0.02)
+                continue
+            p = subprocess.Popen([VNC_PROBE, f"127.0.0.1:{VNC_PORT}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+            if p.stdout.readline().startswith("connected 320 240"):
+                self.client = p
+                return True
+            p.kill()
+            p.wait()
+        return False
+
+    def start(self):
+        self.session.write_config(f".config/orrery/vnc/{VM}.conf", f"ORRERY_VNC_ARGS=--listen 127.0.0.1:{VNC_PORT}\n")
+        self.session.systemctl("start", self.unit)
+        return self.connect(10)
+
+    def pid(self):
+        return self.session.main_pid(self.unit)
+
+    def after_kill(self):
+        self.client.kill()
+        self.client.wait()
+        return self.connect(REATTACH_LIMIT)
+
+    def close(self):
+        if self.client:
+            self.client.kill()
+            self.client.wait()
+
+
+class AgentVictim:
+    """orrery-agent.service, kept busy copying files into the guest by a client thread."""
+
+    name = "orrery-agent"
+    unit = "orrery-agent.service"
+
+    def __init__(self, session, tmpdir):
+        self.session = session
+        self.bus = dbus.bus.BusConnection(session.env["DBUS_SESSION_BUS_ADDRESS"])
+        self.src = os.path.join(tmpdir, "copy.bin")
+        with open(self.src, "wb") as f:
+            f.write(os.urandom(256 << 10))
+        self.stop = False
+        self.copies = self.errors = 0
+        self.thread = None
+
+    def agent(self):
+        return dbus.Interface(self.bus.get_object("org.orrery.Agent", f"/org/orrery/Agent/{VM}"), "org.orrery.Agent1")
+
+    def ping(self):
+        try:
+            self.agent().Ping(timeout=REATTACH_LIMIT)
+            return True
+        except dbus.DBusException as e:
+            self.why = (f"{e.get_dbus_name()}: {e.get_dbus_message()}; "
+                        f"{self.session.unit_property(self.unit, 'ActiveState')} "
+                        f"{self.session.unit_property(self.unit, 'Result')} "
+                        f"status {self.session.unit_property(self.unit, 'ExecMainStatus')} "
+                        f"restarts {self.session.unit_property(self.unit, 'NRestarts')}")
+            return False
+
+    def _copy_loop(self):
+        while not self.stop:
+            try:
+                with open(self.src, "rb") as f:
+                    self.agent().CopyToGuest(dbus.types.UnixFd(f), "/tmp/storm.bin", timeout=60)
+                self.copies += 1
+            except dbus.DBusException:
+                self.errors += 1  # the bridge was killed mid-copy: expected, and the next copy goes on
+                time.sleep(0.05)
+
+    def start(self):
+        ok = wait_for(self.ping, 60, interval=0.5)
+        self.thread = threading.Thread(target=self._copy_loop, daemon=True)
+        self.thread.start()
+        return ok
+
+    def pid(self):
+        return self.session.main_pid(self.unit)
+
+    def after_kill(self):
+        # systemd restarts it (or the next call activates it); it must be back with the guest connected.
+        return wait_for(self.ping, REATTACH_LIMIT, interval=0.02)
+
+    def close(self):
+        self.stop = True
+        if self.thread:
+            self.thread.join(90)
+        self.bus.close()
+
+
+class ViewerVictim:
+    """orrery-viewer.service under Xvfb; after a crash systemd restarts it and the user opens the VM again."""
+
+    name = "orrery-viewer"
+    unit = "orrery-viewer.service"
+
+    def __init__(self, session):
+        self.session = session
+        self.xvfb = Xvfb()
+        self.env = dict(session.env, DISPLAY=self.xvfb.display)
+        session.systemctl("set-environment", f"DISPLAY={self.xvfb.display}", "GDK_BACKEND=x11", "NO_AT_BRIDGE=1")
+
+    def window_running(self):
+        r = self.session.run(["xdotool", "search", "--name", f"^{VM} — running$"], check=False, env=self.env)
+        return bool(r.stdout.split())
+
+    def open(self, timeout):
+        r = self.session.run(["gapplication", "launch", "org.orrery.Viewer", VM], check=False, env=self.env,
+                             timeout=30)
+        self.why = (f"gapplication: {r.returncode} {r.stderr.strip()}; "
+                    f"{self.session.unit_property(self.unit, 'ActiveState')} {self.session.unit_property(self.unit, 'Result')} "
+                    f"restarts {self.session.unit_property(self.unit, 'NRestarts')}\n"
+                    + self.session.systemctl("status", self.unit, "--no-pager", check=False).stdout)
+        return r.returncode == 0 and wait_for(self.window_running, timeout, interval=0.02)
+
+    def start(self):
+        return self.open(30)
+
+    def pid(self):
+        return self.session.main_pid(self.unit)
+
+    def after_kill(self):
+        # A launch sent while the bus still routes the name to the dead process fails at once; a person
+        # launching again is what this does.
+        deadline = time.monotonic() + REATTACH_LIMIT
+        while time.monotonic() < deadline:
+            if self.open(max(0.1, deadline - time.monotonic())):
+                return True
+        return False
+
+    def close(self):
+        self.session.systemctl("stop", self.unit, check=False)
+        self.xvfb.stop()
+
+
 def main():
     tap = Tap()
     session = open_session(tap, "isolation")
@@ -118,6 +277,7 @@ def main():
     heartbeat = None
     victims = []
     try:
+        session.write_config(f".config/orrery/vm/{VM}.conf", "display = 320x240\n")
         session.systemctl("start", UNIT)
         if not tap.check(wait_ready(bus, VM), "the guest reaches ready under orrery-vm@iso"):
             return tap
@@ -128,7 +288,10 @@ def main():
             tap.check(False, "the guest prints a heartbeat every 100 ms on serial0", e)
             return tap
 
-        victims = [MonitorVictim(session)]
+        # The VM redraws its (small) screen without pause, so frames are always in flight.
+        heartbeat.serial.send("(i=0; while :; do i=$((i+1)); orrery-guest-probe pattern $i >/dev/null; done) &\n")
+        victims = [MonitorVictim(session), VncVictim(session), AgentVictim(session, session.root),
+                   ViewerVictim(session)]
         for v in victims:
             tap.check(v.start(), f"{v.name} attaches")
 
@@ -143,6 +306,10 @@ def main():
             for v in rng.sample(victims, len(victims)):
                 time.sleep(rng.uniform(0.0, 0.3))  # a random moment in what the client is doing
                 pid = v.pid()
+                if pid <= 0:  # never kill(0): that is our own process group
+                    failures[v.name] += 1
+                    say(f"{v.name}: no process to kill before kill {round_ + 1}")
+                    continue
                 os.kill(pid, signal.SIGKILL)
                 killed = time.monotonic()
                 ok = v.after_kill()
@@ -151,7 +318,8 @@ def main():
                     reattach[v.name].append(took)
                 else:
                     failures[v.name] += 1
-                    say(f"{v.name}: kill {round_ + 1} not reattached in time ({took:.2f} s, ok={ok})")
+                    say(f"{v.name}: kill {round_ + 1} not reattached in time ({took:.2f} s, ok={ok}): "
+                        f"{getattr(v, 'why', '')}")
         storm = time.monotonic() - t0
 
         # The same clients attached again: the emulator must be back where it
@@ -161,6 +329,8 @@ def main():
 
         say(f"storm: {KILLS} kills of each of {len(victims)} services in {storm:.0f} s; "
             f"{heartbeat.count} heartbeats, largest gap {heartbeat.current_gap() * 1000:.0f} ms")
+        agent = next(v for v in victims if isinstance(v, AgentVictim))
+        say(f"copies into the guest meanwhile: {agent.copies} completed, {agent.errors} cut by a kill")
         for v in victims:
             times = sorted(reattach[v.name]) or [float("nan")]
             say(f"{v.name}: reattached {len(reattach[v.name])}/{KILLS}, median {times[len(times) // 2] * 1000:.0f} ms, "
@@ -174,6 +344,8 @@ def main():
             tap.check(failures[v.name] == 0 and len(reattach[v.name]) == KILLS,
                       f"{v.name}: killed {KILLS} times, reattached within {REATTACH_LIMIT} s every time",
                       f"{failures[v.name]} failures")
+        tap.check(agent.copies > 0 and agent.ping(),
+                  f"copies went on between the kills ({agent.copies} completed) and the bridge answers at the end")
         tap.check(session.main_pid(UNIT) == vm_pid and session.unit_property(UNIT, "NRestarts") == "0",
                   "orrery-vm kept running throughout (same PID, no restart)")
         tap.check(fds_after == fds_before, f"orrery-vm's open fds are the same ({fds_before} -> {fds_after})")
