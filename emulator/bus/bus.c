@@ -8,26 +8,11 @@
 #include <unistd.h>
 
 #include "bus/bus.h"
+#include "bus-util.h"
 #include "macro.h"
 
 int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
-        sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
-        if (r >= 0) {
-                r = sd_bus_creds_get_euid(creds, &uid);
-                sd_bus_creds_unref(creds);
-        }
-        if (r < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's user: %s",
-                                         strerror(-r));
-        if (uid != geteuid())
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "Only the VM's owner (uid %u) may call it; the caller is uid %u",
-                                         (unsigned) geteuid(), (unsigned) uid);
-        return 0;
+        return bus_check_same_user(m, "the VM's owner", error);
 }
 
 static int connect_bus(const char *address, sd_bus **ret) {

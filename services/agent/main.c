@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "bus-util.h"
 #include "macro.h"
 
 #define STARTUP_MAX_USEC (5ULL * 1000000ULL)
@@ -25,23 +26,7 @@
 #define TIMEOUT_DEFAULT_SEC 10.0
 
 int manager_check_caller(sd_bus_message *m, sd_bus_error *error) {
-        sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
-        if (r >= 0) {
-                r = sd_bus_creds_get_euid(creds, &uid);
-                sd_bus_creds_unref(creds);
-        }
-        if (r < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's user: %s",
-                                         strerror(-r));
-        if (uid != geteuid())
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "Only the bridge's user (uid %u) may call it; the caller is uid %u",
-                                         (unsigned) geteuid(), (unsigned) uid);
-        return 0;
+        return bus_check_same_user(m, "the bridge's user", error);
 }
 
 static void manager_request_name(Manager *m) {

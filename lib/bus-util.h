@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Small sd-bus helpers shared by the emulator and the services. */
+
+#include <string.h>
+#include <systemd/sd-bus.h>
+#include <unistd.h>
+
+/*
+ * Refuses a method call from another user than ours: a VM or a bridge on a
+ * session bus serves its own user only. 'whom' names what is being called
+ * in the error ("the VM's owner", "the bridge's user").
+ */
+static inline int bus_check_same_user(sd_bus_message *m, const char *whom, sd_bus_error *error) {
+        sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (r >= 0) {
+                r = sd_bus_creds_get_euid(creds, &uid);
+                sd_bus_creds_unref(creds);
+        }
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's user: %s",
+                                         strerror(-r));
+        if (uid != geteuid())
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Only %s (uid %u) may call it; the caller is uid %u", whom,
+                                         (unsigned) geteuid(), (unsigned) uid);
+        return 0;
+}
