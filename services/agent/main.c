@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "log.h"
 #include "bus-util.h"
+#include "log.h"
 #include "macro.h"
 
 #define STARTUP_MAX_USEC (5ULL * 1000000ULL)
