@@ -137,6 +137,7 @@ VmBus *vm_bus_free(VmBus *b) {
                 return NULL;
         chardev1_teardown(b);
         console1_teardown(b);
+        input1_teardown(b);
         if (b->bus) {
                 sd_bus_flush(b->bus);
                 sd_bus_detach_event(b->bus);

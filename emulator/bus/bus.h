@@ -25,6 +25,9 @@
 
 #define BUS_MAX_CHARDEVS 4
 
+/* At most this many keys and buttons are tracked for release when their client leaves the bus. */
+#define BUS_MAX_HELD 64
+
 typedef struct VmBus VmBus;
 
 typedef struct VmBusConfig {
@@ -70,6 +73,15 @@ struct VmBus {
                 sd_bus_slot *owner_match;       /* NameOwnerChanged of the owner */
         } chardevs[BUS_MAX_CHARDEVS];
         unsigned n_chardevs;
+
+        /* Keyboard1/Mouse1: keys and buttons held, by whom, so they are released if that client vanishes. */
+        struct BusHeldInput {
+                char *sender;           /* unique name of the client that pressed it */
+                uint16_t code;
+                bool button;
+        } held[BUS_MAX_HELD];
+        unsigned n_held;
+        sd_bus_slot *held_match;        /* NameOwnerChanged, installed while anything is held */
 };
 
 /* Refuses callers that are not the emulator's own user. Returns 0 or a negative errno with 'error' set. */
@@ -83,5 +95,6 @@ extern const sd_bus_vtable mouse1_vtable[];
 
 int console1_setup(VmBus *b);
 void console1_teardown(VmBus *b);
+void input1_teardown(VmBus *b);
 int chardev1_setup(VmBus *b);
 void chardev1_teardown(VmBus *b);

@@ -5,9 +5,15 @@
  * dbus/org.orrery.Mouse1.xml): input for the guest's virtio-input keyboard
  * and tablet. Codes are checked against what the devices declare; events
  * the guest cannot take yet are refused, never queued without bound.
+ *
+ * A client that leaves the bus (or is killed) while holding a key or a
+ * button down would leave it stuck in the guest: what each client holds is
+ * remembered, and released for it when its unique name goes away.
  */
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "bus/bus.h"
 #include "macro.h"
@@ -29,6 +35,71 @@ static int property_leds(sd_bus *bus, const char *path, const char *interface, c
         return sd_bus_message_append(reply, "u", machine_keyboard_leds(b->machine));
 }
 
+static int release_held(VmBus *b, unsigned i) {
+        struct BusHeldInput *h = &b->held[i];
+        int r;
+
+        r = h->button ? machine_pointer_button(b->machine, h->code, false) : machine_key(b->machine, h->code, false);
+        free(h->sender);
+        b->held[i] = b->held[--b->n_held];
+        if (b->n_held == 0)
+                b->held_match = sd_bus_slot_unref(b->held_match);
+        return r;
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || new_owner[0] != 0)
+                return 0;
+        for (unsigned i = 0; i < b->n_held;)
+                if (strcmp(b->held[i].sender, name) == 0)
+                        (void) release_held(b, i); /* the last entry moved to i */
+                else
+                        i++;
+        return 0;
+}
+
+/* A press succeeded: remember it for its sender (best effort: a full table only loses that safety net). */
+static void remember_held(VmBus *b, sd_bus_message *m, uint16_t code, bool button) {
+        const char *sender = sd_bus_message_get_sender(m);
+        char *copy;
+
+        if (!sender || b->n_held >= BUS_MAX_HELD)
+                return;
+        for (unsigned i = 0; i < b->n_held; i++)
+                if (b->held[i].code == code && b->held[i].button == button && strcmp(b->held[i].sender, sender) == 0)
+                        return;
+        if (!b->held_match && sd_bus_match_signal(b->bus, &b->held_match, "org.freedesktop.DBus",
+                                                  "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged",
+                                                  on_name_owner_changed, b) < 0)
+                return;
+        copy = strdup(sender);
+        if (!copy)
+                return;
+        b->held[b->n_held++] = (struct BusHeldInput) { .sender = copy, .code = code, .button = button };
+}
+
+/* A release, by whoever: nobody holds that key any more. */
+static void forget_held(VmBus *b, uint16_t code, bool button) {
+        for (unsigned i = 0; i < b->n_held;)
+                if (b->held[i].code == code && b->held[i].button == button) {
+                        free(b->held[i].sender);
+                        b->held[i] = b->held[--b->n_held];
+                } else
+                        i++;
+        if (b->n_held == 0)
+                b->held_match = sd_bus_slot_unref(b->held_match);
+}
+
+void input1_teardown(VmBus *b) {
+        for (unsigned i = 0; i < b->n_held; i++)
+                free(b->held[i].sender);
+        b->n_held = 0;
+        b->held_match = sd_bus_slot_unref(b->held_match);
+}
+
 static int key(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
         uint32_t code;
         int r;
@@ -44,6 +115,10 @@ static int key(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
         r = machine_key(b->machine, (uint16_t) code, pressed);
         if (r < 0)
                 return input_error(b, r, "key", code, error);
+        if (pressed)
+                remember_held(b, m, (uint16_t) code, false);
+        else
+                forget_held(b, (uint16_t) code, false);
         return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -121,6 +196,10 @@ static int button(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error
         r = machine_pointer_button(b->machine, (uint16_t) code, pressed);
         if (r < 0)
                 return input_error(b, r, "button", code, error);
+        if (pressed)
+                remember_held(b, m, (uint16_t) code, true);
+        else
+                forget_held(b, (uint16_t) code, true);
         return sd_bus_reply_method_return(m, NULL);
 }
 

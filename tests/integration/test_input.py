@@ -74,6 +74,20 @@ try:
     mouse.Release(BTN_LEFT)
     tap.check(event(vm, EV_KEY, BTN_LEFT, 1) is not None and event(vm, EV_KEY, BTN_LEFT, 0) is not None,
               "Mouse1.Press/Release(BTN_LEFT) reach the guest", vm.tail(600))
+
+    # A client that leaves the bus holding a key and a button (a crashed viewer) leaves nothing stuck.
+    # (The two devices' events may print in either order, so each is looked for from the same point.)
+    gone = dbus.bus.BusConnection(pbus.address)
+    gone_obj = gone.get_object(SERVICE, PATH)
+    since = vm.mark
+    dbus.Interface(gone_obj, "org.orrery.Keyboard1").Press(KEY_LEFTCTRL)
+    dbus.Interface(gone_obj, "org.orrery.Mouse1").Press(BTN_LEFT)
+    pressed = all(vm.wait_for(rf"type={EV_KEY} code={c} value=1\r?\n", 20, since=since) for c in (KEY_LEFTCTRL, BTN_LEFT))
+    gone.close()
+    released = all(vm.wait_for(rf"type={EV_KEY} code={c} value=0\r?\n", 20, since=since)
+                   for c in (KEY_LEFTCTRL, BTN_LEFT))
+    tap.check(pressed and released,
+              "keys and buttons held by a client that leaves the bus are released in the guest", vm.tail(600))
     mouse.Wheel(2, 0)
     tap.check(event(vm, EV_REL, 8, 2) is not None, "Wheel(2, 0) arrives as REL_WHEEL 2", vm.tail(600))
 
