@@ -124,6 +124,21 @@ class Vm:
             return self.output[-n:] + ("\n[stderr]\n" + self.stderr[-2000:] if self.stderr else "")
 
 
+def interface_members(iface_el):
+    """A comparable description of an interface: methods with typed, directed args; signals; properties."""
+    out = set()
+    for el in iface_el:
+        if el.tag == "method":
+            args = tuple((a.get("name"), a.get("type"), a.get("direction", "in")) for a in el.findall("arg"))
+            out.add(("method", el.get("name"), args))
+        elif el.tag == "signal":
+            args = tuple((a.get("name"), a.get("type")) for a in el.findall("arg"))
+            out.add(("signal", el.get("name"), args))
+        elif el.tag == "property":
+            out.add(("property", el.get("name"), el.get("type"), el.get("access")))
+    return out
+
+
 class Pty:
     """A program on a pseudo-terminal, as a person at a terminal runs it (readline, Ctrl keys)."""
 

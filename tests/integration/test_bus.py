@@ -14,7 +14,7 @@ import dbus.mainloop.glib
 from gi.repository import GLib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, READY, PrivateBus, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, READY, Tap, Vm, interface_members  # noqa: E402
 
 FB_CHECK = os.environ["ORRERY_FB_CHECK"]
 XML_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "dbus")
@@ -27,21 +27,6 @@ dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 tap = Tap()
 pbus = PrivateBus()
 vm = Vm("--display", f"{WIDTH}x{HEIGHT}", name=NAME, bus=pbus.address)
-
-
-def members(iface_el):
-    """A comparable description of an interface: methods with typed, directed args; signals; properties."""
-    out = set()
-    for el in iface_el:
-        if el.tag == "method":
-            args = tuple((a.get("name"), a.get("type"), a.get("direction", "in")) for a in el.findall("arg"))
-            out.add(("method", el.get("name"), args))
-        elif el.tag == "signal":
-            args = tuple((a.get("name"), a.get("type")) for a in el.findall("arg"))
-            out.add(("signal", el.get("name"), args))
-        elif el.tag == "property":
-            out.add(("property", el.get("name"), el.get("type"), el.get("access")))
-    return out
 
 
 def spin(seconds, until=lambda: False):
@@ -72,9 +57,11 @@ try:
         live = ET.fromstring(str(bus.get_object(SERVICE, path).Introspect(dbus_interface="org.freedesktop.DBus.Introspectable")))
         live_iface = [i for i in live.findall("interface") if i.get("name") == iface]
         spec = ET.parse(os.path.join(XML_DIR, f"{iface}.xml")).getroot().find("interface")
-        ok = len(live_iface) == 1 and members(live_iface[0]) == members(spec)
-        detail = None if ok else f"live-only: {members(live_iface[0]) - members(spec) if live_iface else 'missing'}\n" \
-                                 f"xml-only: {members(spec) - members(live_iface[0]) if live_iface else ''}"
+        want = interface_members(spec)
+        got = interface_members(live_iface[0]) if len(live_iface) == 1 else None
+        ok = got == want
+        detail = None if ok else f"live-only: {got - want if got is not None else 'missing'}\n" \
+                                 f"xml-only: {want - got if got is not None else ''}"
         tap.check(ok, f"{iface} on {path} matches dbus/{iface}.xml", detail)
 
     machine = dbus.Interface(bus.get_object(SERVICE, PATH), "org.orrery.Machine1")

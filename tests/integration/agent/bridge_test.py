@@ -11,7 +11,7 @@ import dbus.mainloop.glib
 from gi.repository import GLib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from orrery_test import PrivateBus, Tap  # noqa: E402,F401
+from orrery_test import PrivateBus, Tap, interface_members  # noqa: E402,F401
 
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 
@@ -119,26 +119,11 @@ class Client:
         return dbus.Interface(o, "org.freedesktop.DBus.Introspectable").Introspect()
 
 
-def members(iface_el):
-    """A comparable description of an interface: methods with typed, directed args; signals; properties."""
-    out = set()
-    for el in iface_el:
-        if el.tag == "method":
-            args = tuple((a.get("name"), a.get("type"), a.get("direction", "in")) for a in el.findall("arg"))
-            out.add(("method", el.get("name"), args))
-        elif el.tag == "signal":
-            args = tuple((a.get("name"), a.get("type")) for a in el.findall("arg"))
-            out.add(("signal", el.get("name"), args))
-        elif el.tag == "property":
-            out.add(("property", el.get("name"), el.get("type"), el.get("access")))
-    return out
-
-
 def contract_matches(live_xml):
     """Whether the live introspection of Agent1 equals dbus/org.orrery.Agent1.xml, member by member."""
-    want = members(ET.parse(XML).getroot().find(f"interface[@name='{IFACE}']"))
+    want = interface_members(ET.parse(XML).getroot().find(f"interface[@name='{IFACE}']"))
     got_el = ET.fromstring(live_xml).find(f"interface[@name='{IFACE}']")
-    got = members(got_el) if got_el is not None else set()
+    got = interface_members(got_el) if got_el is not None else set()
     return want == got, f"missing: {sorted(want - got)}\nextra: {sorted(got - want)}"
 
 
