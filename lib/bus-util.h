@@ -3,6 +3,7 @@
 
 /* Small sd-bus helpers shared by the emulator and the services. */
 
+#include <stdbool.h>
 #include <string.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
@@ -29,5 +30,39 @@ static inline int bus_check_same_user(sd_bus_message *m, const char *whom, sd_bu
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                          "Only %s (uid %u) may call it; the caller is uid %u", whom,
                                          (unsigned) geteuid(), (unsigned) uid);
+        return 0;
+}
+
+/*
+ * Connects to the user's session bus (address NULL) or to the bus at
+ * address (tests and --bus use private dbus-daemons), as a bus client that
+ * checks its callers' credentials rather than trusting them.
+ */
+static inline int bus_open(const char *address, const char *description, sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r;
+
+        if (!address)
+                return sd_bus_open_user_with_description(ret, description);
+
+        r = sd_bus_new(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_address(bus, address);
+        if (r >= 0)
+                r = sd_bus_set_bus_client(bus, true);
+        if (r >= 0)
+                r = sd_bus_set_trusted(bus, false);
+        if (r >= 0)
+                r = sd_bus_negotiate_fds(bus, true);
+        if (r >= 0)
+                r = sd_bus_set_description(bus, description);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r < 0) {
+                sd_bus_unref(bus);
+                return r;
+        }
+        *ret = bus;
         return 0;
 }

@@ -15,31 +15,6 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
         return bus_check_same_user(m, "the VM's owner", error);
 }
 
-static int connect_bus(const char *address, sd_bus **ret) {
-        sd_bus *bus = NULL;
-        int r;
-
-        if (!address)
-                return sd_bus_open_user_with_description(ret, "orrery-vm");
-
-        r = sd_bus_new(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_set_trusted(bus, false);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0) {
-                sd_bus_unref(bus);
-                return r;
-        }
-        *ret = bus;
-        return 0;
-}
-
 int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size) {
         VmBus *b;
         sd_id128_t id;
@@ -64,7 +39,7 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         if (sd_id128_randomize(&id) >= 0)
                 sd_id128_to_uuid_string(id, b->uuid);
 
-        r = connect_bus(config->address, &b->bus);
+        r = bus_open(config->address, "orrery-vm", &b->bus);
         if (r < 0) {
                 snprintf(error, error_size,
                          "cannot connect to %s: %s (use --bus ADDRESS for another bus, or --no-bus)",

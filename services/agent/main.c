@@ -202,31 +202,6 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
         return 1;
 }
 
-static int connect_bus(const char *address, sd_bus **ret) {
-        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
-        int r;
-
-        if (!address)
-                return sd_bus_open_user_with_description(ret, "orrery-agent");
-        r = sd_bus_new(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_address(bus, address);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_bus_client(bus, true);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_trusted(bus, false);
-        if (r < 0)
-                return r;
-        r = sd_bus_start(bus);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(bus);
-        return 0;
-}
-
 int main(int argc, char **argv) {
         Manager m = {};
         const char *address = NULL, *debug = getenv("ORRERY_DEBUG");
@@ -250,7 +225,7 @@ int main(int argc, char **argv) {
         (void) sd_event_add_signal(m.event, NULL, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, NULL, NULL);
         (void) sd_event_add_signal(m.event, NULL, SIGINT | SD_EVENT_SIGNAL_PROCMASK, NULL, NULL);
 
-        r = connect_bus(address, &m.bus);
+        r = bus_open(address, "orrery-agent", &m.bus);
         if (r < 0) {
                 log_error("cannot connect to the %s: %s", address ? "bus given with --bus" : "session bus", strerror(-r));
                 manager_free(&m);

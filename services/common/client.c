@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "bus-util.h"
 #include "orrery-client-internal.h"
 
 static int client_new_internal(sd_bus *bus, bool owns_bus, OrreryClient **ret) {
@@ -34,28 +35,9 @@ int orrery_client_new(const char *address, OrreryClient **ret) {
         if (!ret)
                 return -EINVAL;
 
-        if (address) {
-                r = sd_bus_new(&bus);
-                if (r < 0)
-                        return r;
-                r = sd_bus_set_address(bus, address);
-                if (r < 0)
-                        return r;
-                r = sd_bus_set_bus_client(bus, true);
-                if (r < 0)
-                        return r;
-                r = sd_bus_negotiate_fds(bus, true);
-                if (r < 0)
-                        return r;
-                (void) sd_bus_set_description(bus, "orrery-client");
-                r = sd_bus_start(bus);
-                if (r < 0)
-                        return r;
-        } else {
-                r = sd_bus_open_user_with_description(&bus, "orrery-client");
-                if (r < 0)
-                        return r;
-        }
+        r = bus_open(address, "orrery-client", &bus);
+        if (r < 0)
+                return r;
 
         (void) sd_bus_set_method_call_timeout(bus, ORRERY_DEFAULT_TIMEOUT_USEC);
 
