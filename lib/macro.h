@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -21,6 +22,26 @@
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define streq(a, b) (strcmp((a), (b)) == 0)
+
+/* Frees and returns NULL, for "p = mfree(p);". */
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
+/*
+ * Defines func##p(type *p), calling func(*p) when *p is not NULL: the one way
+ * to make a cleanup helper for a type, e.g.
+ *     DEFINE_TRIVIAL_CLEANUP_FUNC(Machine *, machine_free);
+ *     _cleanup_(machine_freep) Machine *m = NULL;
+ */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)         \
+        static inline void func##p(type *p) {           \
+                if (*p)                                 \
+                        func(*p);                       \
+        }
 
 static inline void freep(void *p) {
         free(*(void **) p);

@@ -25,7 +25,6 @@
 /* guest-exec programs running (or not yet asked about) at once. */
 #define AGENT_EXEC_MAX 16U
 
-#define streq(a, b) (strcmp((a), (b)) == 0)
 
 /* The outcome of one command. */
 typedef struct Reply {

@@ -65,10 +65,6 @@ int orrery_mapping_map(int fd, uint64_t offset, uint32_t width, uint32_t height,
                        OrreryMapping *ret);
 void orrery_mapping_unmap(OrreryMapping *m);
 
-static inline bool streq(const char *a, const char *b) {
-        return strcmp(a, b) == 0;
-}
-
 static inline bool streq_ptr(const char *a, const char *b) {
         if (!a || !b)
                 return a == b;
@@ -77,11 +73,6 @@ static inline bool streq_ptr(const char *a, const char *b) {
 
 static inline bool isempty(const char *s) {
         return !s || !s[0];
-}
-
-static inline void *mfree(void *p) {
-        free(p);
-        return NULL;
 }
 
 /* malloc()ed printf, NULL on failure (unlike asprintf's undefined pointer). */
