@@ -46,12 +46,11 @@ static inline bool log_level_enabled(int level) {
         return level <= log_get_max_level();
 }
 
-#define log_full_errno(level, error, ...)                                                         \
-        ({                                                                                       \
-                int _level = (level), _e = (error);                                              \
-                _e = _e < 0 ? -_e : _e;                                                          \
-                log_level_enabled(_level) ? log_internal(_level, _e, __FILE__, __LINE__, __VA_ARGS__) \
-                                          : -_e;                                                 \
+#define log_full_errno(level, error, ...)                                                                    \
+        ({                                                                                                   \
+                int _level = (level), _e = (error);                                                          \
+                _e = _e < 0 ? -_e : _e;                                                                      \
+                log_level_enabled(_level) ? log_internal(_level, _e, __FILE__, __LINE__, __VA_ARGS__) : -_e; \
         })
 #define log_full(level, ...) ((void) log_full_errno((level), 0, __VA_ARGS__))
 
