@@ -34,6 +34,23 @@ void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
         hart_reset(h, 0);
 }
 
+Hart *hart_new(PhysMem *mem, uint64_t hartid) {
+        Hart *h = aligned_alloc(64, (sizeof(Hart) + 63) & ~(size_t) 63);
+
+        if (!h)
+                return NULL;
+        hart_init(h, mem, hartid);
+        return h;
+}
+
+Hart *hart_free(Hart *h) {
+        if (!h)
+                return NULL;
+        hart_destroy(h);
+        free(h);
+        return NULL;
+}
+
 void hart_destroy(Hart *h) {
         pthread_mutex_destroy(&h->wfi_lock);
         pthread_cond_destroy(&h->wfi_cond);

@@ -185,6 +185,11 @@ typedef enum HartExit {
         HART_EXIT_WFI,          /* waiting for an interrupt; nothing pending */
 } HartExit;
 
+/* A hart in its reset state, or NULL (out of memory). */
+Hart *hart_new(PhysMem *mem, uint64_t hartid);
+/* Returns NULL. */
+Hart *hart_free(Hart *h);
+
 void hart_init(Hart *h, PhysMem *mem, uint64_t hartid);
 void hart_destroy(Hart *h);
 void hart_reset(Hart *h, uint64_t pc);

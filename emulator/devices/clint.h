@@ -19,7 +19,7 @@
 #define CLINT_MAX_HARTS 8
 
 typedef struct Clint {
-        Hart **harts;
+        Hart *const *harts;
         unsigned num_harts;
         uint64_t mtimecmp[CLINT_MAX_HARTS];
         uint32_t msip[CLINT_MAX_HARTS];
@@ -27,7 +27,7 @@ typedef struct Clint {
         void *time_opaque;
 } Clint;
 
-void clint_init(Clint *c, Hart **harts, unsigned num_harts, uint64_t (*read_time)(void *), void *time_opaque);
+void clint_init(Clint *c, Hart *const *harts, unsigned num_harts, uint64_t (*read_time)(void *), void *time_opaque);
 void clint_reset(Clint *c);
 
 /* Raises or lowers each hart's MTIP for the current time. */
@@ -37,3 +37,6 @@ void clint_update_timers(Clint *c);
 uint64_t clint_next_deadline(const Clint *c);
 
 extern const MmioOps clint_mmio_ops;
+
+/* The device: the harts and mtime come from the DeviceHost. */
+extern const DeviceDescriptor clint_device;

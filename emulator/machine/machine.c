@@ -42,6 +42,14 @@
 #define RUN_CHUNK_INSTRUCTIONS 65536
 #define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause_sstc"
 
+#define MACHINE_MAX_DEVICES 24
+
+typedef struct MachineDevice {
+        const DeviceDescriptor *desc;
+        DeviceContext ctx;
+        void *dev;
+} MachineDevice;
+
 struct Machine {
         MachineConfig config;
         char *name, *append;
@@ -54,15 +62,18 @@ struct Machine {
 
         Hart hart;
         Hart *harts[1];
-        Clint clint;
+        DeviceHost host;                /* what the devices get from the machine; outlives them */
+        MachineDevice devices[MACHINE_MAX_DEVICES];     /* machine_devices[], created */
+        unsigned n_devices;
+
+        /* The devices the machine itself talks to (all in 'devices'). */
+        Clint *clint;
         Plic *plic;
         Uart16550 *uart;
         GoldfishRtc *rtc;
-        SifiveTest *test;
         VirtioInput *keyboard;
         VirtioInput *tablet;
         VirtioConsole *console;
-        VirtioMmio *empty_slots[MEMMAP_VIRTIO_COUNT];   /* transports without a device (DeviceID 0) */
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -137,7 +148,7 @@ static void uart_rx_space(void *opaque) {
                 m->callbacks.serial_room(m->callbacks.opaque);
 }
 
-static void test_action(void *opaque, SifiveTestAction action, int code) {
+static void test_action(void *opaque, unsigned action, int code) {
         Machine *m = opaque;
         m->power_action = (int) action;
         m->power_code = code;
@@ -146,115 +157,115 @@ static void test_action(void *opaque, SifiveTestAction action, int code) {
         atomic_store(&m->hart.kick, true);
 }
 
-/* virtio slots: 0 keyboard, 1 tablet, 2 console (agent port 1); the rest empty. */
-enum {
-        SLOT_KEYBOARD,
-        SLOT_TABLET,
-        SLOT_CONSOLE,
-};
-#define AGENT_PORT 1u
-
-static void keyboard_leds(void *opaque, uint32_t leds) {
-        /* The bus layer re-reads the LEDs when woken. */
-        notify(opaque);
-}
-
-static void tablet_ready(void *opaque, bool ready) {
-        /* The bus layer re-reads IsAbsolute when woken. */
+static void host_changed(void *opaque) {
+        /* The bus layer re-reads the keyboard LEDs and IsAbsolute when woken. */
         notify(opaque);
 }
 
 static void console_data(void *opaque, unsigned port, const uint8_t *buf, size_t len) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_output)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_output)
                 m->callbacks.agent_output(m->callbacks.opaque, buf, len);
 }
 
 static void console_open(void *opaque, unsigned port, bool open) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_open)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_open)
                 m->callbacks.agent_open(m->callbacks.opaque, open);
 }
 
 static void console_room(void *opaque, unsigned port) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_room)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_room)
                 m->callbacks.agent_room(m->callbacks.opaque);
 }
 
-static int setup_virtio(Machine *m) {
-        IrqLine irq;
+/* ---- the device table ---- */
+
+#define VIRTIO_SLOT(n, type)                                                                    \
+        { .desc = &virtio_mmio_device, .base = MEMMAP_VIRTIO_BASE + (n) * MEMMAP_VIRTIO_SIZE, \
+          .irq = IRQ_VIRTIO_FIRST + (n), .variant = (type) }
+
+/*
+ * Every device of the machine, in the order they are created, reset and
+ * described in the device tree (and freed in reverse). Adding a device is
+ * one line here; the descriptor says everything else.
+ */
+static const DeviceSlot machine_devices[] = {
+        { .desc = &clint_device },
+        { .desc = &plic_device },       /* before every device with an interrupt */
+        { .desc = &uart16550_device },
+        { .desc = &goldfish_rtc_device },
+        { .desc = &sifive_test_device },
+        /* Listed from the highest address down, as "virt" does: Linux probes them in reverse. */
+        VIRTIO_SLOT(7, NULL),
+        VIRTIO_SLOT(6, NULL),
+        VIRTIO_SLOT(5, NULL),
+        VIRTIO_SLOT(4, NULL),
+        VIRTIO_SLOT(3, NULL),
+        VIRTIO_SLOT(2, &virtio_console_type),
+        VIRTIO_SLOT(1, &virtio_tablet_type),
+        VIRTIO_SLOT(0, &virtio_keyboard_type),
+};
+
+_Static_assert(ELEMENTSOF(machine_devices) <= MACHINE_MAX_DEVICES, "device table too long");
+
+/* The first instance of 'desc' (with a virtio 'type' for virtio slots: its backend), or NULL. */
+static void *find_device(Machine *m, const DeviceDescriptor *desc, const VirtioDeviceType *type) {
+        for (unsigned i = 0; i < m->n_devices; i++) {
+                if (m->devices[i].desc != desc)
+                        continue;
+                if (!type)
+                        return m->devices[i].dev;
+                void *backend = virtio_mmio_slot_backend(m->devices[i].dev, type);
+                if (backend)
+                        return backend;
+        }
+        return NULL;
+}
+
+static int create_device(Machine *m, const DeviceSlot *slot) {
+        const DeviceDescriptor *desc = slot->desc;
+        MachineDevice *md = &m->devices[m->n_devices];
         int r;
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_KEYBOARD);
-        VirtioInputConfig kbd = {
-                .kind = VIRTIO_INPUT_KEYBOARD,
-                .leds = keyboard_leds,
-                .opaque = m,
+        md->desc = desc;
+        md->ctx = (DeviceContext) {
+                .host = &m->host,
+                .mem = &m->mem,
+                .base = slot->base ? slot->base : desc->base,
+                .size = desc->size,
+                .irq_number = slot->irq ? slot->irq : desc->irq,
+                .variant = slot->variant,
         };
-        r = virtio_input_new(&m->mem, &irq, &kbd, &m->keyboard);
+        if (md->ctx.irq_number > 0) {
+                if (!m->plic || md->ctx.irq_number >= PLIC_NUM_SOURCES)
+                        return -EINVAL;
+                md->ctx.irq = plic_irq_line(m->plic, md->ctx.irq_number);
+        }
+        r = desc->create(&md->ctx, &md->dev);
         if (r < 0)
                 return r;
+        m->n_devices++;
+        if (desc == &plic_device)
+                m->plic = md->dev;
+        return physmem_add_mmio_sized(&m->mem, md->ctx.base, md->ctx.size, desc->access_sizes, desc->mmio, md->dev);
+}
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_TABLET);
-        VirtioInputConfig tab = {
-                .kind = VIRTIO_INPUT_TABLET,
-                /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
-                .abs_max_x = (m->fb_width ? m->fb_width : 1024) - 1,
-                .abs_max_y = (m->fb_height ? m->fb_height : 768) - 1,
-                .ready = tablet_ready,
-                .opaque = m,
-        };
-        r = virtio_input_new(&m->mem, &irq, &tab, &m->tablet);
-        if (r < 0)
-                return r;
+static int soc_nodes(void *userdata, void *fdt) {
+        Machine *m = userdata;
+        int r;
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_CONSOLE);
-        VirtioConsolePortConfig ports[2] = {
-                {},
-                { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
-        };
-        VirtioConsoleConfig con = {
-                .n_ports = ELEMENTSOF(ports),
-                .ports = ports,
-                .callbacks = { .on_data = console_data, .on_open = console_open, .on_room = console_room },
-                .opaque = m,
-        };
-        r = virtio_console_new(&m->mem, &irq, &con, &m->console);
-        if (r < 0)
-                return r;
-
-        VirtioMmio *transports[MEMMAP_VIRTIO_COUNT] = {
-                [SLOT_KEYBOARD] = virtio_input_transport(m->keyboard),
-                [SLOT_TABLET] = virtio_input_transport(m->tablet),
-                [SLOT_CONSOLE] = virtio_console_transport(m->console),
-        };
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
-                uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
-                if (!transports[i]) {
-                        /* The guest's driver finds DeviceID 0 and leaves the slot alone. */
-                        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + i);
-                        r = virtio_mmio_new(&m->mem, &irq, NULL, NULL, &m->empty_slots[i]);
-                        if (r < 0)
-                                return r;
-                        transports[i] = m->empty_slots[i];
-                }
-                r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
+        for (unsigned i = 0; i < m->n_devices; i++) {
+                MachineDevice *md = &m->devices[i];
+                if (!md->desc->fdt_node)
+                        continue;
+                r = md->desc->fdt_node(md->dev, &md->ctx, fdt);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
-
-static const MmioOps rtc_ops = {
-        .read = goldfish_rtc_mmio_read,
-        .write = goldfish_rtc_mmio_write,
-};
-
-static const MmioOps test_ops = {
-        .read = sifive_test_mmio_read,
-        .write = sifive_test_mmio_write,
-};
 
 /* ---- memory ---- */
 
@@ -323,51 +334,43 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
         hart_init(&m->hart, &m->mem, 0);
         m->hart.read_time = machine_read_time;
         m->hart.time_opaque = m;
-        clint_init(&m->clint, m->harts, ELEMENTSOF(m->harts), machine_read_time, m);
 
-        r = plic_new(ELEMENTSOF(m->harts), plic_set_external, m, &m->plic);
-        if (r < 0)
-                goto fail;
-
-        IrqLine uart_irq = plic_irq_line(m->plic, IRQ_UART0);
-        Uart16550Callbacks uart_cb = { .tx = uart_tx, .rx_space = uart_rx_space };
-        r = uart_new(&uart_irq, &uart_cb, m, &m->uart);
-        if (r < 0)
-                goto fail;
-
-        IrqLine rtc_irq = plic_irq_line(m->plic, IRQ_RTC);
-        r = goldfish_rtc_new(&rtc_irq, realtime_ns, NULL, &m->rtc);
-        if (r < 0)
-                goto fail;
-
-        r = sifive_test_new(test_action, m, &m->test);
-        if (r < 0)
-                goto fail;
-
-        struct {
-                uint64_t base, size;
-                const MmioOps *ops;
-                void *opaque;
-        } map[] = {
-                { MEMMAP_TEST_BASE, MEMMAP_TEST_SIZE, &test_ops, m->test },
-                { MEMMAP_RTC_BASE, MEMMAP_RTC_SIZE, &rtc_ops, m->rtc },
-                { MEMMAP_CLINT_BASE, MEMMAP_CLINT_SIZE, &clint_mmio_ops, &m->clint },
-                { MEMMAP_PLIC_BASE, MEMMAP_PLIC_SIZE, &plic_mmio_ops, m->plic },
-                { MEMMAP_UART0_BASE, MEMMAP_UART0_SIZE, &uart_mmio_ops, m->uart },
+        m->host = (DeviceHost) {
+                .opaque = m,
+                .harts = m->harts,
+                .num_harts = ELEMENTSOF(m->harts),
+                .fb_width = m->fb_width,
+                .fb_height = m->fb_height,
+                .mtime = machine_read_time,
+                .realtime_ns = realtime_ns,
+                .set_external = plic_set_external,
+                .power = test_action,
+                .serial_output = uart_tx,
+                .serial_room = uart_rx_space,
+                .changed = host_changed,
+                .port_data = console_data,
+                .port_open = console_open,
+                .port_room = console_room,
         };
-        for (size_t i = 0; i < ELEMENTSOF(map); i++) {
-                r = physmem_add_mmio(&m->mem, map[i].base, map[i].size, map[i].ops, map[i].opaque);
-                if (r < 0)
-                        goto fail;
+        for (size_t i = 0; i < ELEMENTSOF(machine_devices); i++) {
+                r = create_device(m, &machine_devices[i]);
+                if (r < 0) {
+                        snprintf(error, error_size, "cannot set up device %s: %s", machine_devices[i].desc->name,
+                                 strerror(-r));
+                        return r;
+                }
         }
-        r = setup_virtio(m);
-        if (r < 0)
-                goto fail;
+        m->clint = find_device(m, &clint_device, NULL);
+        m->uart = find_device(m, &uart16550_device, NULL);
+        m->rtc = find_device(m, &goldfish_rtc_device, NULL);
+        m->keyboard = find_device(m, &virtio_mmio_device, &virtio_keyboard_type);
+        m->tablet = find_device(m, &virtio_mmio_device, &virtio_tablet_type);
+        m->console = find_device(m, &virtio_mmio_device, &virtio_console_type);
+        if (!m->clint || !m->plic || !m->uart || !m->rtc) {
+                snprintf(error, error_size, "the device table lacks a CLINT, PLIC, UART or RTC");
+                return -EINVAL;
+        }
         return 0;
-
-fail:
-        snprintf(error, error_size, "cannot set up devices: %s", strerror(-r));
-        return r;
 }
 
 static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
@@ -375,6 +378,8 @@ static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
                 .num_harts = ELEMENTSOF(m->harts),
                 .isa = RISCV_ISA,
                 .mmu_type = "riscv,sv39",
+                .soc_nodes = soc_nodes,
+                .userdata = m,
                 .ram_base = MEMMAP_RAM_BASE,
                 .ram_size = m->config.memory,
                 .bootargs = m->append,
@@ -448,14 +453,8 @@ static void machine_reset_cpu_side(Machine *m) {
         m->hart.x[11] = l->fdt_addr;       /* a1: device tree */
         m->hart.x[12] = l->dyninfo_addr;   /* a2: fw_dynamic_info */
 
-        clint_reset(&m->clint);
-        plic_reset(m->plic);
-        uart_reset(m->uart);
-        goldfish_rtc_reset(m->rtc);
-        sifive_test_reset(m->test);
-        virtio_input_reset(m->keyboard);
-        virtio_input_reset(m->tablet);
-        virtio_console_reset(m->console);
+        for (unsigned i = 0; i < m->n_devices; i++)
+                m->devices[i].desc->reset(m->devices[i].dev);
         m->power_action = -1;
 }
 
@@ -542,7 +541,7 @@ static void set_state(Machine *m, MachineState state) {
 
 /* Sleeps until the next timer deadline, an interrupt or a request. CPU thread. */
 static void wait_for_interrupt(Machine *m) {
-        uint64_t deadline = clint_next_deadline(&m->clint);
+        uint64_t deadline = clint_next_deadline(m->clint);
         uint64_t rtc_ns;
         struct timespec ts;
 
@@ -649,7 +648,7 @@ static void *cpu_thread_main(void *userdata) {
                 if (!handle_requests(m))
                         break;
 
-                clint_update_timers(&m->clint);
+                clint_update_timers(m->clint);
                 e = hart_run(&m->hart, RUN_CHUNK_INSTRUCTIONS);
                 if (m->power_action >= 0 && !handle_power_action(m))
                         break;
@@ -743,7 +742,8 @@ static int64_t clamp(int64_t v, int64_t max) {
 }
 
 int machine_pointer_abs(Machine *m, int64_t x, int64_t y) {
-        int64_t max_x = (m->fb_width ? m->fb_width : 1024) - 1, max_y = (m->fb_height ? m->fb_height : 768) - 1;
+        int64_t max_x = (m->fb_width ? m->fb_width : VIRTIO_INPUT_NOMINAL_WIDTH) - 1;
+        int64_t max_y = (m->fb_height ? m->fb_height : VIRTIO_INPUT_NOMINAL_HEIGHT) - 1;
 
         pthread_mutex_lock(&m->lock);
         m->pointer_x = clamp(x, max_x);
@@ -782,12 +782,12 @@ bool machine_pointer_is_absolute(Machine *m) {
 }
 
 size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n) {
-        ssize_t r = virtio_console_write(m->console, AGENT_PORT, buf, n);
+        ssize_t r = virtio_console_write(m->console, VIRTIO_CONSOLE_AGENT_PORT, buf, n);
         return r > 0 ? (size_t) r : 0;
 }
 
 void machine_agent_throttle(Machine *m, bool throttle) {
-        (void) virtio_console_throttle(m->console, AGENT_PORT, throttle);
+        (void) virtio_console_throttle(m->console, VIRTIO_CONSOLE_AGENT_PORT, throttle);
 }
 
 uint64_t machine_memory_bytes(Machine *m) {
@@ -864,16 +864,8 @@ void machine_free(Machine *m) {
         }
         if (m->harts[0])
                 hart_destroy(&m->hart);
-        if (m->plic)
-                plic_free(m->plic);
-        uart_freep(&m->uart);
-        goldfish_rtc_freep(&m->rtc);
-        sifive_test_freep(&m->test);
-        virtio_input_freep(&m->keyboard);
-        virtio_input_freep(&m->tablet);
-        virtio_console_freep(&m->console);
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++)
-                virtio_mmio_freep(&m->empty_slots[i]);
+        for (unsigned i = m->n_devices; i > 0; i--)
+                m->devices[i - 1].desc->free(m->devices[i - 1].dev);
         if (m->mem.ram)
                 munmap(m->mem.ram, m->mem.ram_size);
         if (m->mem.fb)
