@@ -32,6 +32,7 @@
 #include "devices/virtio_console.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
+#include "devices/virtio_rng.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 #include "machine/machine.h"
@@ -202,7 +203,7 @@ static const DeviceSlot machine_devices[] = {
         VIRTIO_SLOT(6, NULL),
         VIRTIO_SLOT(5, NULL),
         VIRTIO_SLOT(4, NULL),
-        VIRTIO_SLOT(3, NULL),
+        VIRTIO_SLOT(3, &virtio_rng_type),
         VIRTIO_SLOT(2, &virtio_console_type),
         VIRTIO_SLOT(1, &virtio_tablet_type),
         VIRTIO_SLOT(0, &virtio_keyboard_type),
