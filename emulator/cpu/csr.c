@@ -58,6 +58,9 @@ enum {
         CSR_PMPCFG15 = 0x3af,
         CSR_PMPADDR0 = 0x3b0,
         CSR_PMPADDR63 = 0x3ef,
+        CSR_TSELECT = 0x7a0,            /* Sdtrig: no triggers (tselect and tdata1-3 read 0) */
+        CSR_TDATA1 = 0x7a1,
+        CSR_TDATA3 = 0x7a3,
         CSR_MCYCLE = 0xb00,
         CSR_MINSTRET = 0xb02,
         CSR_MHPMCOUNTER3 = 0xb03,
@@ -258,6 +261,10 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
                 v = 0;
                 break;
+        case CSR_TSELECT ... CSR_TDATA3:
+                /* No triggers: tselect reads 0, tdata1 reads type 0 ("none"), as the debug spec allows. */
+                v = 0;
+                break;
         default:
                 return -1;
         }
@@ -436,6 +443,7 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 h->instret = value - 1;
                 break;
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
+        case CSR_TSELECT ... CSR_TDATA3:
                 break;
         default:
                 return -1;

@@ -41,7 +41,12 @@
 #include "macro.h"
 
 #define RUN_CHUNK_INSTRUCTIONS 65536
+/* What the hart implements, for the device tree: the deprecated single string and the per-extension list. */
 #define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause_sstc"
+#define RISCV_ISA_BASE "rv64i"
+static const char *const riscv_isa_extensions[] = {
+        "i", "m", "a", "f", "d", "c", "zicsr", "zifencei", "zihintpause", "sstc", NULL,
+};
 
 #define MACHINE_MAX_DEVICES 24
 
@@ -378,7 +383,10 @@ static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
         FdtConfig c = {
                 .num_harts = ELEMENTSOF(m->harts),
                 .isa = RISCV_ISA,
-                .mmu_type = "riscv,sv39",
+                .isa_base = RISCV_ISA_BASE,
+                .isa_extensions = riscv_isa_extensions,
+                /* The largest mode satp takes (Sv39 and Sv48 both work). */
+                .mmu_type = "riscv,sv48",
                 .soc_nodes = soc_nodes,
                 .userdata = m,
                 .ram_base = MEMMAP_RAM_BASE,
