@@ -7,7 +7,7 @@
  * optional features.
  */
 
-#include "cpu.h"
+#include "hart-internal.h"
 #include "macro.h"
 
 enum {
@@ -79,7 +79,6 @@ enum {
 /* Exceptions that may be delegated: everything but M-mode ecall (which cannot come from S/U). */
 #define DELEGABLE_EXCEPTIONS 0xb3ffULL
 
-#define MENVCFG_STCE (1ULL << 63)
 #define MENVCFG_FIOM 1ULL
 
 static uint64_t mstatus_with_sd(uint64_t s) {

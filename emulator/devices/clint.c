@@ -27,7 +27,7 @@ void clint_reset(Clint *c) {
         for (unsigned i = 0; i < c->num_harts; i++) {
                 c->mtimecmp[i] = UINT64_MAX;
                 c->msip[i] = 0;
-                hart_set_external_irq(c->harts[i], MIP_MSIP | MIP_MTIP, false);
+                hart_set_irq(c->harts[i], MIP_MSIP | MIP_MTIP, false);
         }
 }
 
@@ -35,7 +35,7 @@ void clint_update_timers(Clint *c) {
         uint64_t now = c->read_time(c->time_opaque);
 
         for (unsigned i = 0; i < c->num_harts; i++)
-                hart_set_external_irq(c->harts[i], MIP_MTIP, now >= c->mtimecmp[i]);
+                hart_set_irq(c->harts[i], MIP_MTIP, now >= c->mtimecmp[i]);
 }
 
 uint64_t clint_next_deadline(const Clint *c) {
@@ -82,7 +82,7 @@ static void clint_write(void *opaque, uint64_t offset, uint64_t value, unsigned 
                         return;
                 unsigned h = offset / 4;
                 c->msip[h] = value & 1;
-                hart_set_external_irq(c->harts[h], MIP_MSIP, value & 1);
+                hart_set_irq(c->harts[h], MIP_MSIP, value & 1);
                 return;
         }
         if (offset >= CLINT_MTIMECMP && offset < CLINT_MTIMECMP + 8 * c->num_harts) {
@@ -95,7 +95,7 @@ static void clint_write(void *opaque, uint64_t offset, uint64_t value, unsigned 
                         uint64_t mask = 0xffffffffULL << shift;
                         c->mtimecmp[h] = (c->mtimecmp[h] & ~mask) | ((value & 0xffffffff) << shift);
                 }
-                hart_set_external_irq(c->harts[h], MIP_MTIP, c->read_time(c->time_opaque) >= c->mtimecmp[h]);
+                hart_set_irq(c->harts[h], MIP_MTIP, c->read_time(c->time_opaque) >= c->mtimecmp[h]);
         }
         /* mtime is read-only: writes are ignored. */
 }
@@ -175,7 +175,7 @@ static int clint_load(void *dev, StateReader *r) {
         for (unsigned i = 0; i < c->num_harts; i++) {
                 c->mtimecmp[i] = mtimecmp[i];
                 c->msip[i] = msip[i];
-                hart_set_external_irq(c->harts[i], MIP_MSIP, msip[i]);
+                hart_set_irq(c->harts[i], MIP_MSIP, msip[i]);
         }
         clint_update_timers(c);
         return 0;

@@ -8,12 +8,12 @@
  * is read-only here: the machine's clock is the host's, paused with the VM.
  *
  * Threading: CPU thread only (MMIO handlers and clint_update_timers()); no
- * lock. It drives the harts' MSIP and MTIP through hart_set_external_irq().
+ * lock. It drives the harts' MSIP and MTIP through hart_set_irq().
  */
 
 #include <stdint.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart.h"
 #include "devices/device.h"
 
 #define CLINT_MAX_HARTS 8

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart.h"
 #include "devices/clint.h"
 #include "devices/goldfish_rtc.h"
 #include "devices/plic.h"
@@ -38,6 +38,7 @@
 #include "machine/machine.h"
 #include "machine/memmap.h"
 #include "machine/physmem.h"
+#include "log.h"
 #include "macro.h"
 
 #define RUN_CHUNK_INSTRUCTIONS 65536
@@ -66,7 +67,7 @@ struct Machine {
         int fb_fd;
         uint32_t fb_width, fb_height, fb_stride;
 
-        Hart hart;
+        Hart *hart;
         Hart *harts[1];
         DeviceHost host;                /* what the devices get from the machine; outlives them */
         MachineDevice devices[MACHINE_MAX_DEVICES];     /* machine_devices[], created */
@@ -139,7 +140,7 @@ static void notify(Machine *m) {
 static void plic_set_external(void *opaque, unsigned hart, bool machine_mode, bool level) {
         Machine *m = opaque;
         if (hart < ELEMENTSOF(m->harts))
-                hart_set_external_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
+                hart_set_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
 }
 
 static void uart_tx(void *opaque, const uint8_t *buf, size_t n) {
@@ -159,8 +160,7 @@ static void test_action(void *opaque, unsigned action, int code) {
         m->power_action = (int) action;
         m->power_code = code;
         /* Stop the hart at once: nothing after the write should run. */
-        hart_end_slice(&m->hart);
-        atomic_store(&m->hart.kick, true);
+        hart_request_stop(m->hart);
 }
 
 static void host_changed(void *opaque) {
@@ -336,10 +336,12 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
 static int setup_devices(Machine *m, char *error, size_t error_size) {
         int r;
 
-        m->harts[0] = &m->hart;
-        hart_init(&m->hart, &m->mem, 0);
-        m->hart.read_time = machine_read_time;
-        m->hart.time_opaque = m;
+        m->hart = hart_new(&m->mem, 0, machine_read_time, m);
+        if (!m->hart) {
+                snprintf(error, error_size, "out of memory");
+                return -ENOMEM;
+        }
+        m->harts[0] = m->hart;
 
         m->host = (DeviceHost) {
                 .opaque = m,
@@ -457,10 +459,10 @@ static void machine_reset_cpu_side(Machine *m) {
         copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
         boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
 
-        hart_reset(&m->hart, l->bios_addr);
-        m->hart.x[10] = 0;                 /* a0: hart id */
-        m->hart.x[11] = l->fdt_addr;       /* a1: device tree */
-        m->hart.x[12] = l->dyninfo_addr;   /* a2: fw_dynamic_info */
+        hart_reset(m->hart, l->bios_addr);
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 10, 0);                 /* a0: hart id */
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 11, l->fdt_addr);       /* a1: device tree */
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 12, l->dyninfo_addr);   /* a2: fw_dynamic_info */
 
         for (unsigned i = 0; i < m->n_devices; i++)
                 m->devices[i].desc->reset(m->devices[i].dev);
@@ -552,10 +554,8 @@ static void set_state(Machine *m, MachineState state) {
 static void wait_for_interrupt(Machine *m) {
         uint64_t deadline = clint_next_deadline(m->clint);
         uint64_t rtc_ns;
-        struct timespec ts;
 
-        if ((m->hart.menvcfg & (1ULL << 63)) && m->hart.stimecmp < deadline)
-                deadline = m->hart.stimecmp;
+        deadline = MIN(deadline, hart_timer_deadline(m->hart));
 
         uint64_t now_ticks = machine_read_time(m);
         uint64_t wait_ns = 100 * 1000000ULL; /* re-check at least every 100 ms (RTC alarm, robustness) */
@@ -574,15 +574,7 @@ static void wait_for_interrupt(Machine *m) {
                         wait_ns = rtc_ns - now;
         }
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t abs_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec + wait_ns;
-        ts.tv_sec = (time_t) (abs_ns / 1000000000ULL);
-        ts.tv_nsec = (long) (abs_ns % 1000000000ULL);
-
-        pthread_mutex_lock(&m->hart.wfi_lock);
-        if (!atomic_load(&m->hart.kick))
-                pthread_cond_timedwait(&m->hart.wfi_cond, &m->hart.wfi_lock, &ts);
-        pthread_mutex_unlock(&m->hart.wfi_lock);
+        hart_sleep_until(m->hart, realtime_ns(NULL) + wait_ns);
 }
 
 /* Handles queued requests; returns false when the CPU thread should end. */
@@ -632,9 +624,10 @@ static bool handle_requests(Machine *m) {
 static bool handle_power_action(Machine *m) {
         int action = m->power_action;
 
-        if (getenv("ORRERY_DEBUG"))
-                fprintf(stderr, "orrery-vm: power action %d code %d at pc %#llx after %llu instructions\n", action,
-                        m->power_code, (unsigned long long) m->hart.pc, (unsigned long long) m->hart.instret);
+        uint64_t pc = 0;
+        (void) hart_get_reg(m->hart, HART_REG_PC, &pc);
+        log_debug("Power action %d code %d at pc %#llx after %llu instructions", action, m->power_code,
+                  (unsigned long long) pc, (unsigned long long) hart_instret(m->hart));
 
         m->power_action = -1;
         if (action == SIFIVE_TEST_RESET && !m->config.no_reboot) {
@@ -658,7 +651,7 @@ static void *cpu_thread_main(void *userdata) {
                         break;
 
                 clint_update_timers(m->clint);
-                e = hart_run(&m->hart, RUN_CHUNK_INSTRUCTIONS);
+                e = hart_run(m->hart, RUN_CHUNK_INSTRUCTIONS);
                 if (m->power_action >= 0 && !handle_power_action(m))
                         break;
                 if (e == HART_EXIT_WFI) {
@@ -691,7 +684,7 @@ void machine_request(Machine *m, MachineRequest request) {
         m->request_seq++;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
-        hart_kick(&m->hart);
+        hart_kick(m->hart);
 }
 
 int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_usec) {
@@ -712,7 +705,7 @@ int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_us
         seq = ++m->request_seq;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
-        hart_kick(&m->hart);
+        hart_kick(m->hart);
 
         pthread_mutex_lock(&m->lock);
         while (m->done_seq < seq && m->state != MACHINE_SHUTDOWN && m->cpu_thread_started) {
@@ -861,7 +854,7 @@ uint64_t machine_framebuffer_take_dirty(Machine *m, size_t word) {
 }
 
 uint64_t machine_instructions(Machine *m) {
-        return __atomic_load_n(&m->hart.instret, __ATOMIC_RELAXED);
+        return hart_instret(m->hart);
 }
 
 void machine_free(Machine *m) {
@@ -871,8 +864,7 @@ void machine_free(Machine *m) {
                 machine_request(m, MACHINE_REQUEST_QUIT);
                 pthread_join(m->cpu_thread, NULL);
         }
-        if (m->harts[0])
-                hart_destroy(&m->hart);
+        m->hart = hart_free(m->hart);
         for (unsigned i = m->n_devices; i > 0; i--)
                 m->devices[i - 1].desc->free(m->devices[i - 1].dev);
         if (m->mem.ram)

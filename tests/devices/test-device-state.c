@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart.h"
 #include "devices/clint.h"
 #include "devices/goldfish_rtc.h"
 #include "devices/plic.h"
@@ -39,7 +39,7 @@ typedef struct Fixture {
 
 static void fixture_init(Fixture *f) {
         *f = (Fixture) {};
-        f->hart = hart_new(&f->mem, 0);
+        f->hart = hart_new(&f->mem, 0, fake_time, NULL);
         f->host = (DeviceHost) {
                 .opaque = f,
                 .harts = &f->hart,
@@ -203,6 +203,65 @@ static void poke_rtc(const DeviceDescriptor *d, void *dev) {
         d->mmio->write(dev, 0x08, 0x1000, 4);   /* ALARM_LOW: arms */
 }
 
+/* The hart through its API: registers by number, then save -> load -> save. */
+static void test_hart(Fixture *f) {
+        _cleanup_(hart_freep) Hart *a = hart_new(&f->mem, 0, fake_time, NULL);
+        _cleanup_(hart_freep) Hart *b = hart_new(&f->mem, 0, fake_time, NULL);
+        StateWriter w1 = {}, w2 = {}, w0 = {};
+        uint64_t v = 0;
+
+        if (!a || !b)
+                return;
+        hart_reset(a, 0x80000000);
+        hart_reset(b, 0);
+        CHECK(hart_get_reg(a, HART_REG_PC, &v) == 0 && v == 0x80000000, "pc after reset");
+        CHECK(hart_get_reg(a, HART_REG_PRIV, &v) == 0 && v == PRIV_M, "M mode after reset");
+        CHECK(hart_set_reg(a, 0, 5) == 0 && hart_get_reg(a, 0, &v) == 0 && v == 0, "x0 stays 0");
+        CHECK(hart_set_reg(a, 10, 0xabcd) == 0 && hart_get_reg(a, 10, &v) == 0 && v == 0xabcd, "a0 written");
+        CHECK(hart_set_reg(a, HART_REG_F0 + 3, 0x400921fb54442d18ULL) == 0, "f3 written");
+        CHECK(hart_set_reg(a, HART_REG_FCSR, 0x41) == 0 && hart_get_reg(a, HART_REG_FCSR, &v) == 0 && v == 0x41,
+              "fcsr written (frm 2, NX)");
+        CHECK(hart_set_reg(a, HART_REG_CSR0 + 0x341, 0x80001234) == 0 &&
+              hart_get_reg(a, HART_REG_CSR0 + 0x341, &v) == 0 && v == 0x80001234, "mepc through the CSR numbers");
+        CHECK(hart_set_reg(a, HART_REG_CSR0 + 0x30a, 1ULL << 63) == 0, "menvcfg.STCE set");
+        CHECK(hart_set_reg(a, HART_REG_CSR0 + 0x14d, 777) == 0, "stimecmp written");
+        CHECK_EQ_U64(hart_timer_deadline(a), 777, "Sstc deadline follows stimecmp");
+        CHECK_EQ_U64(hart_timer_deadline(b), UINT64_MAX, "no Sstc deadline without STCE");
+        CHECK(hart_get_reg(a, HART_REG_CSR0 + 0x7a0, &v) == 0 && v == 0, "tselect reads 0");
+        CHECK_EQ_U64(hart_get_reg(a, HART_REG_CSR0 + 0x0ff, &v), (uint64_t) -EINVAL, "unknown CSR: -EINVAL");
+        CHECK_EQ_U64(hart_get_reg(a, 67, &v), (uint64_t) -EINVAL, "unknown register number: -EINVAL");
+        CHECK_EQ_U64(hart_set_reg(a, HART_REG_PRIV, 2), (uint64_t) -EINVAL, "privilege 2 refused");
+        CHECK(hart_set_reg(a, HART_REG_PRIV, PRIV_S) == 0, "switch to S");
+
+        CHECK_EQ_U64(hart_save(a, &w1), 0, "hart: save");
+        StateReader r = state_reader(w1.data, w1.size);
+        CHECK_EQ_U64(hart_load(b, &r), 0, "hart: load");
+        CHECK_EQ_U64(state_reader_finish(&r), 0, "hart: whole state consumed");
+        CHECK_EQ_U64(hart_save(b, &w2), 0, "hart: save the loaded one");
+        CHECK(w1.size == w2.size && memcmp(w1.data, w2.data, w1.size) == 0, "hart: the same state back (%zu bytes)",
+              w1.size);
+        CHECK(hart_get_reg(b, 10, &v) == 0 && v == 0xabcd && hart_get_reg(b, HART_REG_PRIV, &v) == 0 && v == PRIV_S,
+              "hart: registers and privilege loaded");
+
+        /* Privilege (after the version, x0..x31 and pc) must be U, S or M. */
+        size_t priv_at = 4 + 32 * 8 + 8;
+        w1.data[priv_at] = 2;
+        r = state_reader(w1.data, w1.size);
+        CHECK_EQ_U64(hart_load(b, &r), (uint64_t) -ERANGE, "hart: privilege 2 refused");
+        w1.data[priv_at] = PRIV_S;
+        w1.data[4 + 8] = 1;     /* x1 fine, but ... */
+        w1.data[4] = 1;         /* ... x0 != 0 is not */
+        r = state_reader(w1.data, w1.size);
+        CHECK_EQ_U64(hart_load(b, &r), (uint64_t) -ERANGE, "hart: x0 != 0 refused");
+        r = state_reader(w1.data, 100);
+        CHECK(hart_load(b, &r) < 0, "hart: short state refused");
+        CHECK_EQ_U64(hart_save(b, &w0), 0, "hart: save after the refusals");
+        CHECK(w0.size == w2.size && memcmp(w0.data, w2.data, w2.size) == 0, "hart: refused loads changed nothing");
+        state_writer_done(&w0);
+        state_writer_done(&w1);
+        state_writer_done(&w2);
+}
+
 int main(void) {
         Fixture f;
 
@@ -218,6 +277,7 @@ int main(void) {
         round_trip(&f, &goldfish_rtc_device, poke_rtc, 8 + 4 + 4 + 8, 2);
         /* sifive-test: only a version, which must be 0. */
         round_trip(&f, &sifive_test_device, NULL, 0, 1);
+        test_hart(&f);
         fixture_done(&f);
         return tap_finish();
 }
