@@ -292,15 +292,13 @@ static int map_memfd(const char *name, uint64_t size, int *ret_fd, uint8_t **ret
         return 0;
 }
 
-static int setup_memory(Machine *m, char *error, size_t error_size) {
+static int setup_memory(Machine *m) {
         int r;
 
         r = map_memfd("orrery-ram", m->config.memory, &m->ram_fd, &m->mem.ram);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot allocate %llu MiB of guest RAM: %s",
-                         (unsigned long long) (m->config.memory >> 20), strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_debug_errno(r, "Failed to allocate %llu MiB of guest RAM: %m",
+                                       (unsigned long long) (m->config.memory >> 20));
         m->mem.ram_base = MEMMAP_RAM_BASE;
         m->mem.ram_size = m->config.memory;
 
@@ -312,18 +310,14 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
         m->fb_stride = m->fb_width * 4;
         uint64_t size = ((uint64_t) m->fb_stride * m->fb_height + 4095) & ~4095ULL;
         r = map_memfd("orrery-framebuffer", size, &m->fb_fd, &m->mem.fb);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot allocate the framebuffer: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_debug_errno(r, "Failed to allocate the framebuffer: %m");
         /*
          * The mapping above stays writable for the guest; the seals stop anyone
          * who receives the fd from resizing it or mapping it writable.
          */
-        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
-                snprintf(error, error_size, "cannot seal the framebuffer memfd: %s", strerror(errno));
-                return -errno;
-        }
+        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0)
+                return log_debug_errno(errno, "Failed to seal the framebuffer memfd: %m");
         m->mem.fb_base = MEMMAP_FB_BASE;
         m->mem.fb_size = size;
         m->mem.fb_dirty_words = (size / 4096 + 63) / 64;
@@ -333,14 +327,12 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
         return 0;
 }
 
-static int setup_devices(Machine *m, char *error, size_t error_size) {
+static int setup_devices(Machine *m) {
         int r;
 
         m->hart = hart_new(&m->mem, 0, machine_read_time, m);
-        if (!m->hart) {
-                snprintf(error, error_size, "out of memory");
+        if (!m->hart)
                 return -ENOMEM;
-        }
         m->harts[0] = m->hart;
 
         m->host = (DeviceHost) {
@@ -362,11 +354,8 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
         };
         for (size_t i = 0; i < ELEMENTSOF(machine_devices); i++) {
                 r = create_device(m, &machine_devices[i]);
-                if (r < 0) {
-                        snprintf(error, error_size, "cannot set up device %s: %s", machine_devices[i].desc->name,
-                                 strerror(-r));
-                        return r;
-                }
+                if (r < 0)
+                        return log_debug_errno(r, "Failed to set up device %s: %m", machine_devices[i].desc->name);
         }
         m->clint = find_device(m, &clint_device, NULL);
         m->uart = find_device(m, &uart16550_device, NULL);
@@ -374,10 +363,8 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
         m->keyboard = find_device(m, &virtio_mmio_device, &virtio_keyboard_type);
         m->tablet = find_device(m, &virtio_mmio_device, &virtio_tablet_type);
         m->console = find_device(m, &virtio_mmio_device, &virtio_console_type);
-        if (!m->clint || !m->plic || !m->uart || !m->rtc) {
-                snprintf(error, error_size, "the device table lacks a CLINT, PLIC, UART or RTC");
-                return -EINVAL;
-        }
+        if (!m->clint || !m->plic || !m->uart || !m->rtc)
+                return log_debug_errno(-EINVAL, "The device table lacks a CLINT, PLIC, UART or RTC.");
         return 0;
 }
 
@@ -407,41 +394,38 @@ static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
         return fdt_build(&c, &m->fdt, &m->fdt_size);
 }
 
-static int load_images(Machine *m, char *error, size_t error_size) {
+/* Reads the boot images, plans where they go, and builds the device tree that says so. */
+static int load_images(Machine *m) {
         uint64_t kernel_size;
         int r;
 
-        r = boot_read_file(m->config.bios, m->config.memory, &m->bios, error, error_size);
+        if (!m->config.kernel)
+                /* Only described (--dump-dtb): a tree without an initrd. */
+                return build_fdt(m, 0, 0);
+
+        r = boot_read_file(m->config.bios, m->config.memory, &m->bios);
         if (r < 0)
-                return r;
-        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel, error, error_size);
+                return log_debug_errno(r, "Failed to read firmware '%s': %m", m->config.bios);
+        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel);
         if (r < 0)
-                return r;
-        r = boot_check_kernel(&m->kernel, m->config.kernel, &kernel_size, error, error_size);
+                return log_debug_errno(r, "Failed to read kernel '%s': %m", m->config.kernel);
+        r = boot_check_kernel(&m->kernel, &kernel_size);
         if (r < 0)
-                return r;
+                return log_debug_errno(r, "'%s' is not a RISC-V Linux Image: %m", m->config.kernel);
         if (m->config.initrd) {
-                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd, error, error_size);
+                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd);
                 if (r < 0)
-                        return r;
+                        return log_debug_errno(r, "Failed to read initrd '%s': %m", m->config.initrd);
         }
 
         /* The tree's size does not depend on the initrd addresses: plan with a first build, then fill them in. */
         r = build_fdt(m, m->initrd.size ? 1 : 0, m->initrd.size ? 2 : 0);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
-                return r;
-        }
-        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size,
-                      error, error_size);
         if (r < 0)
-                return r;
-        r = build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
-                return r;
-        }
-        return 0;
+                return log_debug_errno(r, "Failed to build the device tree: %m");
+        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size);
+        if (r < 0)
+                return log_debug_errno(r, "Failed to place the boot images in RAM: %m");
+        return build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
 }
 
 static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size) {
@@ -451,6 +435,12 @@ static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size
 /* Puts the machine in its power-on state. CPU thread (or before it starts). */
 static void machine_reset_cpu_side(Machine *m) {
         BootLayout *l = &m->layout;
+
+        for (unsigned i = 0; i < m->n_devices; i++)
+                m->devices[i].desc->reset(m->devices[i].dev);
+        m->power_action = -1;
+        if (!m->kernel.data)
+                return;
 
         copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
         copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
@@ -464,34 +454,21 @@ static void machine_reset_cpu_side(Machine *m) {
         (void) hart_set_reg(m->hart, HART_REG_X0 + 11, l->fdt_addr);       /* a1: device tree */
         (void) hart_set_reg(m->hart, HART_REG_X0 + 12, l->dyninfo_addr);   /* a2: fw_dynamic_info */
 
-        for (unsigned i = 0; i < m->n_devices; i++)
-                m->devices[i].desc->reset(m->devices[i].dev);
-        m->power_action = -1;
 }
 
-int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
-                char *error, size_t error_size) {
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret) {
         Machine *m;
         int r;
 
-        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX) {
-                snprintf(error, error_size, "memory size %llu MiB out of range (%llu MiB .. %llu GiB)",
-                         (unsigned long long) (config->memory >> 20), (unsigned long long) (MACHINE_MEMORY_MIN >> 20),
-                         (unsigned long long) (MACHINE_MEMORY_MAX >> 30));
-                return -EINVAL;
-        }
+        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX)
+                return -ERANGE;
         if (config->fb_width > MACHINE_FB_MAX_DIM || config->fb_height > MACHINE_FB_MAX_DIM ||
-            (config->fb_width == 0) != (config->fb_height == 0)) {
-                snprintf(error, error_size, "display size %ux%u out of range (at most %ux%u)", config->fb_width,
-                         config->fb_height, MACHINE_FB_MAX_DIM, MACHINE_FB_MAX_DIM);
-                return -EINVAL;
-        }
+            (config->fb_width == 0) != (config->fb_height == 0))
+                return -ERANGE;
 
         m = calloc(1, sizeof(*m));
-        if (!m) {
-                snprintf(error, error_size, "out of memory");
+        if (!m)
                 return -ENOMEM;
-        }
         m->config = *config;
         m->ram_fd = m->fb_fd = m->notify_fd = -1;
         m->power_action = -1;
@@ -508,7 +485,6 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->append = config->append ? strdup(config->append) : NULL;
         if (!m->name || (config->append && !m->append)) {
                 r = -ENOMEM;
-                snprintf(error, error_size, "out of memory");
                 goto fail;
         }
         m->config.name = m->name;
@@ -517,17 +493,14 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->notify_fd < 0) {
                 r = -errno;
-                snprintf(error, error_size, "eventfd: %s", strerror(errno));
                 goto fail;
         }
 
-        r = setup_memory(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = setup_devices(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = load_images(m, error, error_size);
+        r = setup_memory(m);
+        if (r >= 0)
+                r = setup_devices(m);
+        if (r >= 0)
+                r = load_images(m);
         if (r < 0)
                 goto fail;
 
@@ -665,6 +638,8 @@ static void *cpu_thread_main(void *userdata) {
 int machine_start(Machine *m) {
         int r;
 
+        if (!m->kernel.data)
+                return -ENOEXEC;        /* described only */
         pthread_mutex_lock(&m->lock);
         m->state = MACHINE_RUNNING;
         m->time_base_ns = monotonic_ns();

@@ -22,7 +22,7 @@ typedef struct Machine Machine;
 typedef struct MachineConfig {
         const char *name;
         const char *bios;               /* M-mode firmware (OpenSBI fw_dynamic) */
-        const char *kernel;             /* RISC-V Linux "Image" */
+        const char *kernel;             /* RISC-V Linux "Image"; NULL: describe the machine only (no start) */
         const char *initrd;             /* may be NULL */
         const char *append;             /* kernel command line; may be NULL */
         uint64_t memory;                /* bytes of RAM */
@@ -60,15 +60,17 @@ typedef struct MachineCallbacks {
 #define MACHINE_FB_MAX_DIM 8192
 
 /*
- * Loads firmware, kernel and initrd and builds the device tree. Returns 0,
- * or a negative errno with a message for a person in 'error' (size
- * error_size): missing files, a kernel that is not a RISC-V Image, an
- * initrd that does not fit, memory out of range, ...
+ * Loads firmware, kernel and initrd and builds the device tree. Returns 0
+ * or a negative errno (logged at debug level only): memory or display out
+ * of range (-ERANGE), boot_read_file()'s errors for the images, -ENOEXEC
+ * for a kernel that is not a RISC-V Image, boot_plan()'s when they do not
+ * fit. The caller checks its input first to tell a person which file and
+ * why (boot.h has the checks).
  */
-int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
-                char *error, size_t error_size);
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret);
 void machine_free(Machine *m);
 
+/* Starts the CPU thread; -ENOEXEC for a machine created without a kernel. */
 int machine_start(Machine *m);
 
 /* Any thread. Requests are queued and carried out by the CPU thread. */
