@@ -666,7 +666,7 @@ bool virtio_console_guest_open(VirtioConsole *dev, unsigned p) {
 
 /* ---- device type: the machine's console, port 1 the guest agent's ---- */
 
-static int console_create(const DeviceContext *ctx, void **ret) {
+static int console_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         VirtioConsolePortConfig ports[VIRTIO_CONSOLE_AGENT_PORT + 1] = {
                 [VIRTIO_CONSOLE_AGENT_PORT] = { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
         };
@@ -680,25 +680,23 @@ static int console_create(const DeviceContext *ctx, void **ret) {
                 },
                 .opaque = ctx->host->opaque,
         };
-        return virtio_console_new(ctx->mem, &ctx->irq, &c, (VirtioConsole **) ret);
-}
+        VirtioConsole *dev;
+        int r;
 
-static VirtioMmio *type_transport(void *backend) {
-        return virtio_console_transport(backend);
+        r = virtio_console_new(ctx->mem, &ctx->irq, &c, &dev);
+        if (r < 0)
+                return r;
+        *ret = dev;
+        *ret_transport = dev->transport;
+        return 0;
 }
 
 static void type_free(void *backend) {
         virtio_console_free(backend);
 }
 
-static void type_reset(void *backend) {
-        virtio_console_reset(backend);
-}
-
 const VirtioDeviceType virtio_console_type = {
         .name = "virtio-console",
         .create = console_create,
-        .transport = type_transport,
         .free = type_free,
-        .reset = type_reset,
 };

@@ -642,16 +642,28 @@ static void tablet_ready(void *opaque, _unused_ bool ready) {
         host_changed(opaque);
 }
 
-static int keyboard_create(const DeviceContext *ctx, void **ret) {
+static int input_create(const DeviceContext *ctx, const VirtioInputConfig *c, void **ret, VirtioMmio **ret_transport) {
+        VirtioInput *dev;
+        int r;
+
+        r = virtio_input_new(ctx->mem, &ctx->irq, c, &dev);
+        if (r < 0)
+                return r;
+        *ret = dev;
+        *ret_transport = dev->transport;
+        return 0;
+}
+
+static int keyboard_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         VirtioInputConfig c = {
                 .kind = VIRTIO_INPUT_KEYBOARD,
                 .leds = keyboard_leds,
                 .opaque = (void *) ctx->host,   /* outlives its devices */
         };
-        return virtio_input_new(ctx->mem, &ctx->irq, &c, (VirtioInput **) ret);
+        return input_create(ctx, &c, ret, ret_transport);
 }
 
-static int tablet_create(const DeviceContext *ctx, void **ret) {
+static int tablet_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
         VirtioInputConfig c = {
                 .kind = VIRTIO_INPUT_TABLET,
@@ -660,33 +672,21 @@ static int tablet_create(const DeviceContext *ctx, void **ret) {
                 .ready = tablet_ready,
                 .opaque = (void *) ctx->host,
         };
-        return virtio_input_new(ctx->mem, &ctx->irq, &c, (VirtioInput **) ret);
-}
-
-static VirtioMmio *type_transport(void *backend) {
-        return virtio_input_transport(backend);
+        return input_create(ctx, &c, ret, ret_transport);
 }
 
 static void type_free(void *backend) {
         virtio_input_free(backend);
 }
 
-static void type_reset(void *backend) {
-        virtio_input_reset(backend);
-}
-
 const VirtioDeviceType virtio_keyboard_type = {
         .name = "virtio-keyboard",
         .create = keyboard_create,
-        .transport = type_transport,
         .free = type_free,
-        .reset = type_reset,
 };
 
 const VirtioDeviceType virtio_tablet_type = {
         .name = "virtio-tablet",
         .create = tablet_create,
-        .transport = type_transport,
         .free = type_free,
-        .reset = type_reset,
 };

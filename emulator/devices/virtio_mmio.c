@@ -602,10 +602,9 @@ static int slot_create(const DeviceContext *ctx, void **ret) {
                 return -ENOMEM;
         slot->type = ctx->variant;
         if (slot->type) {
-                r = slot->type->create(ctx, &slot->backend);
+                r = slot->type->create(ctx, &slot->backend, &slot->transport);
                 if (r < 0)
                         return r;
-                slot->transport = slot->type->transport(slot->backend);
         } else {
                 r = virtio_mmio_new(ctx->mem, &ctx->irq, NULL, NULL, &slot->transport);
                 if (r < 0)
@@ -628,8 +627,7 @@ static void slot_free(void *dev) {
 static void slot_reset(void *dev) {
         VirtioSlot *slot = dev;
 
-        if (slot->type)
-                slot->type->reset(slot->backend);
+        virtio_mmio_reset(slot->transport);     /* the backend's reset op follows */
 }
 
 static int slot_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
@@ -688,6 +686,11 @@ static const MmioOps slot_mmio_ops = {
 void *virtio_mmio_slot_backend(void *dev, const VirtioDeviceType *type) {
         VirtioSlot *slot = dev;
         return slot && slot->type == type ? slot->backend : NULL;
+}
+
+VirtioMmio *virtio_mmio_slot_transport(void *dev) {
+        VirtioSlot *slot = dev;
+        return slot->transport;
 }
 
 const DeviceDescriptor virtio_mmio_device = {
