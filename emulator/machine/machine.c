@@ -258,6 +258,95 @@ static int create_device(Machine *m, const DeviceSlot *slot) {
         return physmem_add_mmio_sized(&m->mem, md->ctx.base, md->ctx.size, desc->access_sizes, desc->mmio, md->dev);
 }
 
+#define MACHINE_STATE_VERSION 1
+
+static void put_section(StateWriter *w, const char *name, const StateWriter *section) {
+        size_t n = strlen(name);
+
+        state_put_u16(w, (uint16_t) n);
+        state_put_bytes(w, name, n);
+        state_put_u32(w, (uint32_t) section->size);
+        state_put_bytes(w, section->data, section->size);
+}
+
+/* The next section, which must be 'name': its payload as a reader of its own. */
+static int get_section(StateReader *r, const char *name, StateReader *ret) {
+        char got[64];
+        uint16_t n;
+        uint32_t size;
+        int e;
+
+        state_get_u16_max(r, sizeof(got) - 1, &n);
+        state_get_bytes(r, got, n);
+        state_get_u32(r, &size);
+        e = state_reader_error(r);
+        if (e < 0)
+                return e;
+        got[n] = 0;
+        if (!streq(got, name) || size > r->size - r->pos)
+                return -EBADMSG;
+        *ret = state_reader(r->data + r->pos, size);
+        r->pos += size;
+        return 0;
+}
+
+int machine_save_state(Machine *m, StateWriter *w) {
+        StateWriter section = {};
+        int r;
+
+        state_put_u32(w, MACHINE_STATE_VERSION);
+        state_put_u32(w, m->n_devices);
+        r = hart_save(m->hart, &section);
+        if (r >= 0)
+                put_section(w, "hart", &section);
+        for (unsigned i = 0; r >= 0 && i < m->n_devices; i++) {
+                MachineDevice *md = &m->devices[i];
+
+                state_writer_done(&section);
+                r = md->desc->save(md->dev, &section);
+                if (r >= 0)
+                        put_section(w, md->desc->name, &section);
+        }
+        state_writer_done(&section);
+        return r < 0 ? r : state_writer_error(w);
+}
+
+static int load_section(StateReader *r, const char *name, void *obj, int (*load)(void *obj, StateReader *r)) {
+        StateReader section;
+        int e;
+
+        e = get_section(r, name, &section);
+        if (e < 0)
+                return e;
+        e = load(obj, &section);
+        if (e < 0)
+                return log_debug_errno(e, "Refusing the state of %s: %m", name);
+        return state_reader_finish(&section);
+}
+
+static int hart_load_section(void *hart, StateReader *r) {
+        return hart_load(hart, r);
+}
+
+int machine_load_state(Machine *m, StateReader *r) {
+        uint32_t version, n;
+        int e;
+
+        state_get_u32_max(r, MACHINE_STATE_VERSION, &version);
+        state_get_u32(r, &n);
+        e = state_reader_error(r);
+        if (e < 0)
+                return e;
+        if (version != MACHINE_STATE_VERSION || n != m->n_devices)
+                return -ERANGE;
+        e = load_section(r, "hart", m->hart, hart_load_section);
+        for (unsigned i = 0; e >= 0 && i < m->n_devices; i++)
+                e = load_section(r, m->devices[i].desc->name, m->devices[i].dev, m->devices[i].desc->load);
+        if (e < 0)
+                return e;
+        return state_reader_finish(r);
+}
+
 static int soc_nodes(void *userdata, void *fdt) {
         Machine *m = userdata;
         int r;

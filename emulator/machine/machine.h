@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/state.h"
+
 typedef struct Machine Machine;
 
 typedef struct MachineConfig {
@@ -115,6 +117,15 @@ int machine_pointer_wheel(Machine *m, int32_t vertical, int32_t horizontal);
 uint32_t machine_keyboard_leds(Machine *m);
 /* Whether the guest drives the tablet (its driver is up). */
 bool machine_pointer_is_absolute(Machine *m);
+
+/*
+ * The hart's and every device's state (not RAM), as sections named after
+ * them in the order of the device table. Only while the CPU thread is
+ * paused or not started. A load checks each section before it changes
+ * that part; when a later one is refused the machine is a mix: reset it.
+ */
+int machine_save_state(Machine *m, StateWriter *w);
+int machine_load_state(Machine *m, StateReader *r);
 
 /* The flattened device tree the guest boots with. */
 const void *machine_device_tree(Machine *m, size_t *ret_size);
