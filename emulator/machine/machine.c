@@ -525,24 +525,24 @@ static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size
 static void machine_reset_cpu_side(Machine *m) {
         BootLayout *l = &m->layout;
 
-        for (unsigned i = 0; i < m->n_devices; i++)
-                m->devices[i].desc->reset(m->devices[i].dev);
-        m->power_action = -1;
-        if (!m->kernel.data)
-                return;
+        if (m->kernel.data) {
+                copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
+                copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
+                if (m->initrd.size)
+                        copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
+                copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
+                boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
+        }
 
-        copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
-        copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
-        if (m->initrd.size)
-                copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
-        copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
-        boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
-
+        /* The hart first: the devices' resets then drive its interrupt lines afresh. */
         hart_reset(m->hart, l->bios_addr);
         (void) hart_set_reg(m->hart, HART_REG_X0 + 10, 0);                 /* a0: hart id */
         (void) hart_set_reg(m->hart, HART_REG_X0 + 11, l->fdt_addr);       /* a1: device tree */
         (void) hart_set_reg(m->hart, HART_REG_X0 + 12, l->dyninfo_addr);   /* a2: fw_dynamic_info */
 
+        for (unsigned i = 0; i < m->n_devices; i++)
+                m->devices[i].desc->reset(m->devices[i].dev);
+        m->power_action = -1;
 }
 
 int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret) {
