@@ -650,8 +650,7 @@ static int slot_save(void *dev, StateWriter *w) {
         return slot->type->save ? slot->type->save(slot->backend, w) : 0;
 }
 
-static int slot_load(void *dev, StateReader *r) {
-        VirtioSlot *slot = dev;
+static int slot_load_parts(VirtioSlot *slot, StateReader *r) {
         uint32_t id;
         int e;
 
@@ -666,6 +665,27 @@ static int slot_load(void *dev, StateReader *r) {
         if (e < 0)
                 return e;
         return slot->type->load ? slot->type->load(slot->backend, r) : 0;
+}
+
+/*
+ * The transport and the backend each check before they change anything;
+ * when the backend refuses after the transport took its part, the slot
+ * goes back to the state it had.
+ */
+static int slot_load(void *dev, StateReader *r) {
+        VirtioSlot *slot = dev;
+        StateWriter before = {};
+        int e;
+
+        e = slot_save(slot, &before);
+        if (e >= 0)
+                e = slot_load_parts(slot, r);
+        if (e < 0 && before.size > 0) {
+                StateReader back = state_reader(before.data, before.size);
+                (void) slot_load_parts(slot, &back);
+        }
+        state_writer_done(&before);
+        return e;
 }
 
 static uint64_t slot_read(void *opaque, uint64_t offset, unsigned size) {
