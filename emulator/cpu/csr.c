@@ -7,7 +7,7 @@
  * optional features.
  */
 
-#include "cpu.h"
+#include "hart-internal.h"
 #include "macro.h"
 
 enum {
@@ -58,6 +58,9 @@ enum {
         CSR_PMPCFG15 = 0x3af,
         CSR_PMPADDR0 = 0x3b0,
         CSR_PMPADDR63 = 0x3ef,
+        CSR_TSELECT = 0x7a0,            /* Sdtrig: no triggers (tselect and tdata1-3 read 0) */
+        CSR_TDATA1 = 0x7a1,
+        CSR_TDATA3 = 0x7a3,
         CSR_MCYCLE = 0xb00,
         CSR_MINSTRET = 0xb02,
         CSR_MHPMCOUNTER3 = 0xb03,
@@ -76,7 +79,6 @@ enum {
 /* Exceptions that may be delegated: everything but M-mode ecall (which cannot come from S/U). */
 #define DELEGABLE_EXCEPTIONS 0xb3ffULL
 
-#define MENVCFG_STCE (1ULL << 63)
 #define MENVCFG_FIOM 1ULL
 
 static uint64_t mstatus_with_sd(uint64_t s) {
@@ -108,11 +110,9 @@ static bool counter_allowed(Hart *h, unsigned index) {
         return true;
 }
 
-int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
+/* Unprivileged CSRs (level 0): floating point and counters. */
+static int read_user(Hart *h, unsigned csr, uint64_t *ret_value) {
         uint64_t v;
-
-        if (h->priv < ((csr >> 8) & 3))
-                return -1;
 
         switch (csr) {
         case CSR_FFLAGS:
@@ -140,6 +140,19 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
                 v = 0;
                 break;
 
+        default:
+                return -1;
+        }
+
+        *ret_value = v;
+        return 0;
+}
+
+/* Supervisor CSRs (level 1). */
+static int read_supervisor(Hart *h, unsigned csr, uint64_t *ret_value) {
+        uint64_t v;
+
+        switch (csr) {
         case CSR_SSTATUS:
                 v = mstatus_with_sd(h->mstatus) & SSTATUS_MASK;
                 break;
@@ -181,6 +194,19 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
                 v = h->satp;
                 break;
 
+        default:
+                return -1;
+        }
+
+        *ret_value = v;
+        return 0;
+}
+
+/* Machine CSRs (level 3), debug triggers included. */
+static int read_machine(Hart *h, unsigned csr, uint64_t *ret_value) {
+        uint64_t v;
+
+        switch (csr) {
         case CSR_MVENDORID:
         case CSR_MARCHID:
         case CSR_MIMPID:
@@ -258,12 +284,32 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
                 v = 0;
                 break;
+        case CSR_TSELECT ... CSR_TDATA3:
+                /* No triggers: tselect reads 0, tdata1 reads type 0 ("none"), as the debug spec allows. */
+                v = 0;
+                break;
         default:
                 return -1;
         }
 
         *ret_value = v;
         return 0;
+}
+
+int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
+        if (h->priv < ((csr >> 8) & 3))
+                return -1;
+
+        switch ((csr >> 8) & 3) {
+        case PRIV_U:
+                return read_user(h, csr, ret_value);
+        case PRIV_S:
+                return read_supervisor(h, csr, ret_value);
+        case PRIV_M:
+                return read_machine(h, csr, ret_value);
+        default:
+                return -1;      /* hypervisor CSRs: no H extension */
+        }
 }
 
 static bool pmp_entry_locked(const Hart *h, unsigned e) {
@@ -273,10 +319,8 @@ static bool pmp_entry_locked(const Hart *h, unsigned e) {
         return e + 1 < ELEMENTSOF(h->pmp.cfg) && (h->pmp.cfg[e + 1] & 0x80) && (h->pmp.cfg[e + 1] & 0x18) == 0x08;
 }
 
-int csr_write(Hart *h, unsigned csr, uint64_t value) {
-        if (h->priv < ((csr >> 8) & 3) || (csr >> 10) == 3)
-                return -1;
-
+/* Unprivileged CSRs (level 0): floating point (the counters are read-only). */
+static int write_user(Hart *h, unsigned csr, uint64_t value) {
         switch (csr) {
         case CSR_FFLAGS:
         case CSR_FRM:
@@ -294,6 +338,16 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 h->mstatus |= MSTATUS_FS;
                 break;
 
+        default:
+                return -1;
+        }
+
+        return 0;
+}
+
+/* Supervisor CSRs (level 1). */
+static int write_supervisor(Hart *h, unsigned csr, uint64_t value) {
+        switch (csr) {
         case CSR_SSTATUS: {
                 uint64_t old = h->mstatus;
                 h->mstatus = (h->mstatus & ~SSTATUS_WRITABLE) | (value & SSTATUS_WRITABLE);
@@ -347,6 +401,16 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 break;
         }
 
+        default:
+                return -1;
+        }
+
+        return 0;
+}
+
+/* Machine CSRs (level 3), debug triggers included. */
+static int write_machine(Hart *h, unsigned csr, uint64_t value) {
+        switch (csr) {
         case CSR_MSTATUS: {
                 uint64_t old = h->mstatus;
                 uint64_t v = value & MSTATUS_WRITABLE;
@@ -436,10 +500,27 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 h->instret = value - 1;
                 break;
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
+        case CSR_TSELECT ... CSR_TDATA3:
                 break;
         default:
                 return -1;
         }
 
         return 0;
+}
+
+int csr_write(Hart *h, unsigned csr, uint64_t value) {
+        if (h->priv < ((csr >> 8) & 3) || (csr >> 10) == 3)
+                return -1;
+
+        switch ((csr >> 8) & 3) {
+        case PRIV_U:
+                return write_user(h, csr, value);
+        case PRIV_S:
+                return write_supervisor(h, csr, value);
+        case PRIV_M:
+                return write_machine(h, csr, value);
+        default:
+                return -1;      /* hypervisor CSRs: no H extension */
+        }
 }

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart.h"
 #include "devices/clint.h"
 #include "devices/goldfish_rtc.h"
 #include "devices/plic.h"
@@ -32,15 +32,30 @@
 #include "devices/virtio_console.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
+#include "devices/virtio_rng.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 #include "machine/machine.h"
 #include "machine/memmap.h"
 #include "machine/physmem.h"
+#include "log.h"
 #include "macro.h"
 
 #define RUN_CHUNK_INSTRUCTIONS 65536
+/* What the hart implements, for the device tree: the deprecated single string and the per-extension list. */
 #define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause_sstc"
+#define RISCV_ISA_BASE "rv64i"
+static const char *const riscv_isa_extensions[] = {
+        "i", "m", "a", "f", "d", "c", "zicsr", "zifencei", "zihintpause", "sstc", NULL,
+};
+
+#define MACHINE_MAX_DEVICES 24
+
+typedef struct MachineDevice {
+        const DeviceDescriptor *desc;
+        DeviceContext ctx;
+        void *dev;
+} MachineDevice;
 
 struct Machine {
         MachineConfig config;
@@ -52,17 +67,20 @@ struct Machine {
         int fb_fd;
         uint32_t fb_width, fb_height, fb_stride;
 
-        Hart hart;
+        Hart *hart;
         Hart *harts[1];
-        Clint clint;
+        DeviceHost host;                /* what the devices get from the machine; outlives them */
+        MachineDevice devices[MACHINE_MAX_DEVICES];     /* machine_devices[], created */
+        unsigned n_devices;
+
+        /* The devices the machine itself talks to (all in 'devices'). */
+        Clint *clint;
         Plic *plic;
         Uart16550 *uart;
         GoldfishRtc *rtc;
-        SifiveTest *test;
         VirtioInput *keyboard;
         VirtioInput *tablet;
         VirtioConsole *console;
-        VirtioMmio *empty_slots[MEMMAP_VIRTIO_COUNT];   /* transports without a device (DeviceID 0) */
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -122,7 +140,7 @@ static void notify(Machine *m) {
 static void plic_set_external(void *opaque, unsigned hart, bool machine_mode, bool level) {
         Machine *m = opaque;
         if (hart < ELEMENTSOF(m->harts))
-                hart_set_external_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
+                hart_set_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
 }
 
 static void uart_tx(void *opaque, const uint8_t *buf, size_t n) {
@@ -137,124 +155,212 @@ static void uart_rx_space(void *opaque) {
                 m->callbacks.serial_room(m->callbacks.opaque);
 }
 
-static void test_action(void *opaque, SifiveTestAction action, int code) {
+static void test_action(void *opaque, unsigned action, int code) {
         Machine *m = opaque;
         m->power_action = (int) action;
         m->power_code = code;
         /* Stop the hart at once: nothing after the write should run. */
-        hart_end_slice(&m->hart);
-        atomic_store(&m->hart.kick, true);
+        hart_request_stop(m->hart);
 }
 
-/* virtio slots: 0 keyboard, 1 tablet, 2 console (agent port 1); the rest empty. */
-enum {
-        SLOT_KEYBOARD,
-        SLOT_TABLET,
-        SLOT_CONSOLE,
-};
-#define AGENT_PORT 1u
-
-static void keyboard_leds(void *opaque, uint32_t leds) {
-        /* The bus layer re-reads the LEDs when woken. */
-        notify(opaque);
-}
-
-static void tablet_ready(void *opaque, bool ready) {
-        /* The bus layer re-reads IsAbsolute when woken. */
+static void host_changed(void *opaque) {
+        /* The bus layer re-reads the keyboard LEDs and IsAbsolute when woken. */
         notify(opaque);
 }
 
 static void console_data(void *opaque, unsigned port, const uint8_t *buf, size_t len) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_output)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_output)
                 m->callbacks.agent_output(m->callbacks.opaque, buf, len);
 }
 
 static void console_open(void *opaque, unsigned port, bool open) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_open)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_open)
                 m->callbacks.agent_open(m->callbacks.opaque, open);
 }
 
 static void console_room(void *opaque, unsigned port) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_room)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_room)
                 m->callbacks.agent_room(m->callbacks.opaque);
 }
 
-static int setup_virtio(Machine *m) {
-        IrqLine irq;
+/* ---- the device table ---- */
+
+#define VIRTIO_SLOT(n, type)                                                                    \
+        { .desc = &virtio_mmio_device, .base = MEMMAP_VIRTIO_BASE + (n) * MEMMAP_VIRTIO_SIZE, \
+          .irq = IRQ_VIRTIO_FIRST + (n), .variant = (type) }
+
+/*
+ * Every device of the machine, in the order they are created, reset and
+ * described in the device tree (and freed in reverse). Adding a device is
+ * one line here; the descriptor says everything else.
+ */
+static const DeviceSlot machine_devices[] = {
+        { .desc = &clint_device },
+        { .desc = &plic_device },       /* before every device with an interrupt */
+        { .desc = &uart16550_device },
+        { .desc = &goldfish_rtc_device },
+        { .desc = &sifive_test_device },
+        /* Listed from the highest address down, as "virt" does: Linux probes them in reverse. */
+        VIRTIO_SLOT(7, NULL),
+        VIRTIO_SLOT(6, NULL),
+        VIRTIO_SLOT(5, NULL),
+        VIRTIO_SLOT(4, NULL),
+        VIRTIO_SLOT(3, &virtio_rng_type),
+        VIRTIO_SLOT(2, &virtio_console_type),
+        VIRTIO_SLOT(1, &virtio_tablet_type),
+        VIRTIO_SLOT(0, &virtio_keyboard_type),
+};
+
+_Static_assert(ELEMENTSOF(machine_devices) <= MACHINE_MAX_DEVICES, "device table too long");
+
+/* The first instance of 'desc' (with a virtio 'type' for virtio slots: its backend), or NULL. */
+static void *find_device(Machine *m, const DeviceDescriptor *desc, const VirtioDeviceType *type) {
+        for (unsigned i = 0; i < m->n_devices; i++) {
+                if (m->devices[i].desc != desc)
+                        continue;
+                if (!type)
+                        return m->devices[i].dev;
+                void *backend = virtio_mmio_slot_backend(m->devices[i].dev, type);
+                if (backend)
+                        return backend;
+        }
+        return NULL;
+}
+
+static int create_device(Machine *m, const DeviceSlot *slot) {
+        const DeviceDescriptor *desc = slot->desc;
+        MachineDevice *md = &m->devices[m->n_devices];
         int r;
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_KEYBOARD);
-        VirtioInputConfig kbd = {
-                .kind = VIRTIO_INPUT_KEYBOARD,
-                .leds = keyboard_leds,
-                .opaque = m,
+        md->desc = desc;
+        md->ctx = (DeviceContext) {
+                .host = &m->host,
+                .mem = &m->mem,
+                .base = slot->base ? slot->base : desc->base,
+                .size = desc->size,
+                .irq_number = slot->irq ? slot->irq : desc->irq,
+                .variant = slot->variant,
         };
-        r = virtio_input_new(&m->mem, &irq, &kbd, &m->keyboard);
+        if (md->ctx.irq_number > 0) {
+                if (!m->plic || md->ctx.irq_number >= PLIC_NUM_SOURCES)
+                        return -EINVAL;
+                md->ctx.irq = plic_irq_line(m->plic, md->ctx.irq_number);
+        }
+        r = desc->create(&md->ctx, &md->dev);
         if (r < 0)
                 return r;
+        m->n_devices++;
+        if (desc == &plic_device)
+                m->plic = md->dev;
+        return physmem_add_mmio_sized(&m->mem, md->ctx.base, md->ctx.size, desc->access_sizes, desc->mmio, md->dev);
+}
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_TABLET);
-        VirtioInputConfig tab = {
-                .kind = VIRTIO_INPUT_TABLET,
-                /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
-                .abs_max_x = (m->fb_width ? m->fb_width : 1024) - 1,
-                .abs_max_y = (m->fb_height ? m->fb_height : 768) - 1,
-                .ready = tablet_ready,
-                .opaque = m,
-        };
-        r = virtio_input_new(&m->mem, &irq, &tab, &m->tablet);
-        if (r < 0)
-                return r;
+#define MACHINE_STATE_VERSION 1
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_CONSOLE);
-        VirtioConsolePortConfig ports[2] = {
-                {},
-                { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
-        };
-        VirtioConsoleConfig con = {
-                .n_ports = ELEMENTSOF(ports),
-                .ports = ports,
-                .callbacks = { .on_data = console_data, .on_open = console_open, .on_room = console_room },
-                .opaque = m,
-        };
-        r = virtio_console_new(&m->mem, &irq, &con, &m->console);
-        if (r < 0)
-                return r;
+static void put_section(StateWriter *w, const char *name, const StateWriter *section) {
+        size_t n = strlen(name);
 
-        VirtioMmio *transports[MEMMAP_VIRTIO_COUNT] = {
-                [SLOT_KEYBOARD] = virtio_input_transport(m->keyboard),
-                [SLOT_TABLET] = virtio_input_transport(m->tablet),
-                [SLOT_CONSOLE] = virtio_console_transport(m->console),
-        };
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
-                uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
-                if (!transports[i]) {
-                        /* The guest's driver finds DeviceID 0 and leaves the slot alone. */
-                        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + i);
-                        r = virtio_mmio_new(&m->mem, &irq, NULL, NULL, &m->empty_slots[i]);
-                        if (r < 0)
-                                return r;
-                        transports[i] = m->empty_slots[i];
-                }
-                r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
+        state_put_u16(w, (uint16_t) n);
+        state_put_bytes(w, name, n);
+        state_put_u32(w, (uint32_t) section->size);
+        state_put_bytes(w, section->data, section->size);
+}
+
+/* The next section, which must be 'name': its payload as a reader of its own. */
+static int get_section(StateReader *r, const char *name, StateReader *ret) {
+        char got[64];
+        uint16_t n;
+        uint32_t size;
+        int e;
+
+        state_get_u16_max(r, sizeof(got) - 1, &n);
+        state_get_bytes(r, got, n);
+        state_get_u32(r, &size);
+        e = state_reader_error(r);
+        if (e < 0)
+                return e;
+        got[n] = 0;
+        if (!streq(got, name) || size > r->size - r->pos)
+                return -EBADMSG;
+        *ret = state_reader(r->data + r->pos, size);
+        r->pos += size;
+        return 0;
+}
+
+int machine_save_state(Machine *m, StateWriter *w) {
+        StateWriter section = {};
+        int r;
+
+        state_put_u32(w, MACHINE_STATE_VERSION);
+        state_put_u32(w, m->n_devices);
+        r = hart_save(m->hart, &section);
+        if (r >= 0)
+                put_section(w, "hart", &section);
+        for (unsigned i = 0; r >= 0 && i < m->n_devices; i++) {
+                MachineDevice *md = &m->devices[i];
+
+                state_writer_done(&section);
+                r = md->desc->save(md->dev, &section);
+                if (r >= 0)
+                        put_section(w, md->desc->name, &section);
+        }
+        state_writer_done(&section);
+        return r < 0 ? r : state_writer_error(w);
+}
+
+static int load_section(StateReader *r, const char *name, void *obj, int (*load)(void *obj, StateReader *r)) {
+        StateReader section;
+        int e;
+
+        e = get_section(r, name, &section);
+        if (e < 0)
+                return e;
+        e = load(obj, &section);
+        if (e < 0)
+                return log_debug_errno(e, "Refusing the state of %s: %m", name);
+        return state_reader_finish(&section);
+}
+
+static int hart_load_section(void *hart, StateReader *r) {
+        return hart_load(hart, r);
+}
+
+int machine_load_state(Machine *m, StateReader *r) {
+        uint32_t version, n;
+        int e;
+
+        state_get_u32_max(r, MACHINE_STATE_VERSION, &version);
+        state_get_u32(r, &n);
+        e = state_reader_error(r);
+        if (e < 0)
+                return e;
+        if (version != MACHINE_STATE_VERSION || n != m->n_devices)
+                return -ERANGE;
+        e = load_section(r, "hart", m->hart, hart_load_section);
+        for (unsigned i = 0; e >= 0 && i < m->n_devices; i++)
+                e = load_section(r, m->devices[i].desc->name, m->devices[i].dev, m->devices[i].desc->load);
+        if (e < 0)
+                return e;
+        return state_reader_finish(r);
+}
+
+static int soc_nodes(void *userdata, void *fdt) {
+        Machine *m = userdata;
+        int r;
+
+        for (unsigned i = 0; i < m->n_devices; i++) {
+                MachineDevice *md = &m->devices[i];
+                if (!md->desc->fdt_node)
+                        continue;
+                r = md->desc->fdt_node(md->dev, &md->ctx, fdt);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
-
-static const MmioOps rtc_ops = {
-        .read = goldfish_rtc_mmio_read,
-        .write = goldfish_rtc_mmio_write,
-};
-
-static const MmioOps test_ops = {
-        .read = sifive_test_mmio_read,
-        .write = sifive_test_mmio_write,
-};
 
 /* ---- memory ---- */
 
@@ -275,15 +381,13 @@ static int map_memfd(const char *name, uint64_t size, int *ret_fd, uint8_t **ret
         return 0;
 }
 
-static int setup_memory(Machine *m, char *error, size_t error_size) {
+static int setup_memory(Machine *m) {
         int r;
 
         r = map_memfd("orrery-ram", m->config.memory, &m->ram_fd, &m->mem.ram);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot allocate %llu MiB of guest RAM: %s",
-                         (unsigned long long) (m->config.memory >> 20), strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_debug_errno(r, "Failed to allocate %llu MiB of guest RAM: %m",
+                                       (unsigned long long) (m->config.memory >> 20));
         m->mem.ram_base = MEMMAP_RAM_BASE;
         m->mem.ram_size = m->config.memory;
 
@@ -295,18 +399,14 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
         m->fb_stride = m->fb_width * 4;
         uint64_t size = ((uint64_t) m->fb_stride * m->fb_height + 4095) & ~4095ULL;
         r = map_memfd("orrery-framebuffer", size, &m->fb_fd, &m->mem.fb);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot allocate the framebuffer: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_debug_errno(r, "Failed to allocate the framebuffer: %m");
         /*
          * The mapping above stays writable for the guest; the seals stop anyone
          * who receives the fd from resizing it or mapping it writable.
          */
-        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
-                snprintf(error, error_size, "cannot seal the framebuffer memfd: %s", strerror(errno));
-                return -errno;
-        }
+        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0)
+                return log_debug_errno(errno, "Failed to seal the framebuffer memfd: %m");
         m->mem.fb_base = MEMMAP_FB_BASE;
         m->mem.fb_size = size;
         m->mem.fb_dirty_words = (size / 4096 + 63) / 64;
@@ -316,65 +416,57 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
         return 0;
 }
 
-static int setup_devices(Machine *m, char *error, size_t error_size) {
+static int setup_devices(Machine *m) {
         int r;
 
-        m->harts[0] = &m->hart;
-        hart_init(&m->hart, &m->mem, 0);
-        m->hart.read_time = machine_read_time;
-        m->hart.time_opaque = m;
-        clint_init(&m->clint, m->harts, ELEMENTSOF(m->harts), machine_read_time, m);
+        m->hart = hart_new(&m->mem, 0, machine_read_time, m);
+        if (!m->hart)
+                return -ENOMEM;
+        m->harts[0] = m->hart;
 
-        r = plic_new(ELEMENTSOF(m->harts), plic_set_external, m, &m->plic);
-        if (r < 0)
-                goto fail;
-
-        IrqLine uart_irq = plic_irq_line(m->plic, IRQ_UART0);
-        Uart16550Callbacks uart_cb = { .tx = uart_tx, .rx_space = uart_rx_space };
-        r = uart_new(&uart_irq, &uart_cb, m, &m->uart);
-        if (r < 0)
-                goto fail;
-
-        IrqLine rtc_irq = plic_irq_line(m->plic, IRQ_RTC);
-        r = goldfish_rtc_new(&rtc_irq, realtime_ns, NULL, &m->rtc);
-        if (r < 0)
-                goto fail;
-
-        r = sifive_test_new(test_action, m, &m->test);
-        if (r < 0)
-                goto fail;
-
-        struct {
-                uint64_t base, size;
-                const MmioOps *ops;
-                void *opaque;
-        } map[] = {
-                { MEMMAP_TEST_BASE, MEMMAP_TEST_SIZE, &test_ops, m->test },
-                { MEMMAP_RTC_BASE, MEMMAP_RTC_SIZE, &rtc_ops, m->rtc },
-                { MEMMAP_CLINT_BASE, MEMMAP_CLINT_SIZE, &clint_mmio_ops, &m->clint },
-                { MEMMAP_PLIC_BASE, MEMMAP_PLIC_SIZE, &plic_mmio_ops, m->plic },
-                { MEMMAP_UART0_BASE, MEMMAP_UART0_SIZE, &uart_mmio_ops, m->uart },
+        m->host = (DeviceHost) {
+                .opaque = m,
+                .harts = m->harts,
+                .num_harts = ELEMENTSOF(m->harts),
+                .fb_width = m->fb_width,
+                .fb_height = m->fb_height,
+                .mtime = machine_read_time,
+                .realtime_ns = realtime_ns,
+                .set_external = plic_set_external,
+                .power = test_action,
+                .serial_output = uart_tx,
+                .serial_room = uart_rx_space,
+                .changed = host_changed,
+                .port_data = console_data,
+                .port_open = console_open,
+                .port_room = console_room,
         };
-        for (size_t i = 0; i < ELEMENTSOF(map); i++) {
-                r = physmem_add_mmio(&m->mem, map[i].base, map[i].size, map[i].ops, map[i].opaque);
+        for (size_t i = 0; i < ELEMENTSOF(machine_devices); i++) {
+                r = create_device(m, &machine_devices[i]);
                 if (r < 0)
-                        goto fail;
+                        return log_debug_errno(r, "Failed to set up device %s: %m", machine_devices[i].desc->name);
         }
-        r = setup_virtio(m);
-        if (r < 0)
-                goto fail;
+        m->clint = find_device(m, &clint_device, NULL);
+        m->uart = find_device(m, &uart16550_device, NULL);
+        m->rtc = find_device(m, &goldfish_rtc_device, NULL);
+        m->keyboard = find_device(m, &virtio_mmio_device, &virtio_keyboard_type);
+        m->tablet = find_device(m, &virtio_mmio_device, &virtio_tablet_type);
+        m->console = find_device(m, &virtio_mmio_device, &virtio_console_type);
+        if (!m->clint || !m->plic || !m->uart || !m->rtc)
+                return log_debug_errno(-EINVAL, "The device table lacks a CLINT, PLIC, UART or RTC.");
         return 0;
-
-fail:
-        snprintf(error, error_size, "cannot set up devices: %s", strerror(-r));
-        return r;
 }
 
 static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
         FdtConfig c = {
                 .num_harts = ELEMENTSOF(m->harts),
                 .isa = RISCV_ISA,
-                .mmu_type = "riscv,sv39",
+                .isa_base = RISCV_ISA_BASE,
+                .isa_extensions = riscv_isa_extensions,
+                /* The largest mode satp takes (Sv39 and Sv48 both work). */
+                .mmu_type = "riscv,sv48",
+                .soc_nodes = soc_nodes,
+                .userdata = m,
                 .ram_base = MEMMAP_RAM_BASE,
                 .ram_size = m->config.memory,
                 .bootargs = m->append,
@@ -391,41 +483,38 @@ static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
         return fdt_build(&c, &m->fdt, &m->fdt_size);
 }
 
-static int load_images(Machine *m, char *error, size_t error_size) {
+/* Reads the boot images, plans where they go, and builds the device tree that says so. */
+static int load_images(Machine *m) {
         uint64_t kernel_size;
         int r;
 
-        r = boot_read_file(m->config.bios, m->config.memory, &m->bios, error, error_size);
+        if (!m->config.kernel)
+                /* Only described (--dump-dtb): a tree without an initrd. */
+                return build_fdt(m, 0, 0);
+
+        r = boot_read_file(m->config.bios, m->config.memory, &m->bios);
         if (r < 0)
-                return r;
-        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel, error, error_size);
+                return log_debug_errno(r, "Failed to read firmware '%s': %m", m->config.bios);
+        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel);
         if (r < 0)
-                return r;
-        r = boot_check_kernel(&m->kernel, m->config.kernel, &kernel_size, error, error_size);
+                return log_debug_errno(r, "Failed to read kernel '%s': %m", m->config.kernel);
+        r = boot_check_kernel(&m->kernel, &kernel_size);
         if (r < 0)
-                return r;
+                return log_debug_errno(r, "'%s' is not a RISC-V Linux Image: %m", m->config.kernel);
         if (m->config.initrd) {
-                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd, error, error_size);
+                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd);
                 if (r < 0)
-                        return r;
+                        return log_debug_errno(r, "Failed to read initrd '%s': %m", m->config.initrd);
         }
 
         /* The tree's size does not depend on the initrd addresses: plan with a first build, then fill them in. */
         r = build_fdt(m, m->initrd.size ? 1 : 0, m->initrd.size ? 2 : 0);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
-                return r;
-        }
-        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size,
-                      error, error_size);
         if (r < 0)
-                return r;
-        r = build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
-                return r;
-        }
-        return 0;
+                return log_debug_errno(r, "Failed to build the device tree: %m");
+        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size);
+        if (r < 0)
+                return log_debug_errno(r, "Failed to place the boot images in RAM: %m");
+        return build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
 }
 
 static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size) {
@@ -436,52 +525,39 @@ static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size
 static void machine_reset_cpu_side(Machine *m) {
         BootLayout *l = &m->layout;
 
-        copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
-        copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
-        if (m->initrd.size)
-                copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
-        copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
-        boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
+        if (m->kernel.data) {
+                copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
+                copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
+                if (m->initrd.size)
+                        copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
+                copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
+                boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
+        }
 
-        hart_reset(&m->hart, l->bios_addr);
-        m->hart.x[10] = 0;                 /* a0: hart id */
-        m->hart.x[11] = l->fdt_addr;       /* a1: device tree */
-        m->hart.x[12] = l->dyninfo_addr;   /* a2: fw_dynamic_info */
+        /* The hart first: the devices' resets then drive its interrupt lines afresh. */
+        hart_reset(m->hart, l->bios_addr);
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 10, 0);                 /* a0: hart id */
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 11, l->fdt_addr);       /* a1: device tree */
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 12, l->dyninfo_addr);   /* a2: fw_dynamic_info */
 
-        clint_reset(&m->clint);
-        plic_reset(m->plic);
-        uart_reset(m->uart);
-        goldfish_rtc_reset(m->rtc);
-        sifive_test_reset(m->test);
-        virtio_input_reset(m->keyboard);
-        virtio_input_reset(m->tablet);
-        virtio_console_reset(m->console);
+        for (unsigned i = 0; i < m->n_devices; i++)
+                m->devices[i].desc->reset(m->devices[i].dev);
         m->power_action = -1;
 }
 
-int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
-                char *error, size_t error_size) {
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret) {
         Machine *m;
         int r;
 
-        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX) {
-                snprintf(error, error_size, "memory size %llu MiB out of range (%llu MiB .. %llu GiB)",
-                         (unsigned long long) (config->memory >> 20), (unsigned long long) (MACHINE_MEMORY_MIN >> 20),
-                         (unsigned long long) (MACHINE_MEMORY_MAX >> 30));
-                return -EINVAL;
-        }
+        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX)
+                return -ERANGE;
         if (config->fb_width > MACHINE_FB_MAX_DIM || config->fb_height > MACHINE_FB_MAX_DIM ||
-            (config->fb_width == 0) != (config->fb_height == 0)) {
-                snprintf(error, error_size, "display size %ux%u out of range (at most %ux%u)", config->fb_width,
-                         config->fb_height, MACHINE_FB_MAX_DIM, MACHINE_FB_MAX_DIM);
-                return -EINVAL;
-        }
+            (config->fb_width == 0) != (config->fb_height == 0))
+                return -ERANGE;
 
         m = calloc(1, sizeof(*m));
-        if (!m) {
-                snprintf(error, error_size, "out of memory");
+        if (!m)
                 return -ENOMEM;
-        }
         m->config = *config;
         m->ram_fd = m->fb_fd = m->notify_fd = -1;
         m->power_action = -1;
@@ -498,7 +574,6 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->append = config->append ? strdup(config->append) : NULL;
         if (!m->name || (config->append && !m->append)) {
                 r = -ENOMEM;
-                snprintf(error, error_size, "out of memory");
                 goto fail;
         }
         m->config.name = m->name;
@@ -507,17 +582,14 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->notify_fd < 0) {
                 r = -errno;
-                snprintf(error, error_size, "eventfd: %s", strerror(errno));
                 goto fail;
         }
 
-        r = setup_memory(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = setup_devices(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = load_images(m, error, error_size);
+        r = setup_memory(m);
+        if (r >= 0)
+                r = setup_devices(m);
+        if (r >= 0)
+                r = load_images(m);
         if (r < 0)
                 goto fail;
 
@@ -542,12 +614,10 @@ static void set_state(Machine *m, MachineState state) {
 
 /* Sleeps until the next timer deadline, an interrupt or a request. CPU thread. */
 static void wait_for_interrupt(Machine *m) {
-        uint64_t deadline = clint_next_deadline(&m->clint);
+        uint64_t deadline = clint_next_deadline(m->clint);
         uint64_t rtc_ns;
-        struct timespec ts;
 
-        if ((m->hart.menvcfg & (1ULL << 63)) && m->hart.stimecmp < deadline)
-                deadline = m->hart.stimecmp;
+        deadline = MIN(deadline, hart_timer_deadline(m->hart));
 
         uint64_t now_ticks = machine_read_time(m);
         uint64_t wait_ns = 100 * 1000000ULL; /* re-check at least every 100 ms (RTC alarm, robustness) */
@@ -566,15 +636,7 @@ static void wait_for_interrupt(Machine *m) {
                         wait_ns = rtc_ns - now;
         }
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t abs_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec + wait_ns;
-        ts.tv_sec = (time_t) (abs_ns / 1000000000ULL);
-        ts.tv_nsec = (long) (abs_ns % 1000000000ULL);
-
-        pthread_mutex_lock(&m->hart.wfi_lock);
-        if (!atomic_load(&m->hart.kick))
-                pthread_cond_timedwait(&m->hart.wfi_cond, &m->hart.wfi_lock, &ts);
-        pthread_mutex_unlock(&m->hart.wfi_lock);
+        hart_sleep_until(m->hart, realtime_ns(NULL) + wait_ns);
 }
 
 /* Handles queued requests; returns false when the CPU thread should end. */
@@ -624,9 +686,10 @@ static bool handle_requests(Machine *m) {
 static bool handle_power_action(Machine *m) {
         int action = m->power_action;
 
-        if (getenv("ORRERY_DEBUG"))
-                fprintf(stderr, "orrery-vm: power action %d code %d at pc %#llx after %llu instructions\n", action,
-                        m->power_code, (unsigned long long) m->hart.pc, (unsigned long long) m->hart.instret);
+        uint64_t pc = 0;
+        (void) hart_get_reg(m->hart, HART_REG_PC, &pc);
+        log_debug("Power action %d code %d at pc %#llx after %llu instructions", action, m->power_code,
+                  (unsigned long long) pc, (unsigned long long) hart_instret(m->hart));
 
         m->power_action = -1;
         if (action == SIFIVE_TEST_RESET && !m->config.no_reboot) {
@@ -649,8 +712,8 @@ static void *cpu_thread_main(void *userdata) {
                 if (!handle_requests(m))
                         break;
 
-                clint_update_timers(&m->clint);
-                e = hart_run(&m->hart, RUN_CHUNK_INSTRUCTIONS);
+                clint_update_timers(m->clint);
+                e = hart_run(m->hart, RUN_CHUNK_INSTRUCTIONS);
                 if (m->power_action >= 0 && !handle_power_action(m))
                         break;
                 if (e == HART_EXIT_WFI) {
@@ -664,6 +727,8 @@ static void *cpu_thread_main(void *userdata) {
 int machine_start(Machine *m) {
         int r;
 
+        if (!m->kernel.data)
+                return -ENOEXEC;        /* described only */
         pthread_mutex_lock(&m->lock);
         m->state = MACHINE_RUNNING;
         m->time_base_ns = monotonic_ns();
@@ -683,7 +748,7 @@ void machine_request(Machine *m, MachineRequest request) {
         m->request_seq++;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
-        hart_kick(&m->hart);
+        hart_kick(m->hart);
 }
 
 int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_usec) {
@@ -704,7 +769,7 @@ int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_us
         seq = ++m->request_seq;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
-        hart_kick(&m->hart);
+        hart_kick(m->hart);
 
         pthread_mutex_lock(&m->lock);
         while (m->done_seq < seq && m->state != MACHINE_SHUTDOWN && m->cpu_thread_started) {
@@ -743,7 +808,8 @@ static int64_t clamp(int64_t v, int64_t max) {
 }
 
 int machine_pointer_abs(Machine *m, int64_t x, int64_t y) {
-        int64_t max_x = (m->fb_width ? m->fb_width : 1024) - 1, max_y = (m->fb_height ? m->fb_height : 768) - 1;
+        int64_t max_x = (m->fb_width ? m->fb_width : VIRTIO_INPUT_NOMINAL_WIDTH) - 1;
+        int64_t max_y = (m->fb_height ? m->fb_height : VIRTIO_INPUT_NOMINAL_HEIGHT) - 1;
 
         pthread_mutex_lock(&m->lock);
         m->pointer_x = clamp(x, max_x);
@@ -782,12 +848,12 @@ bool machine_pointer_is_absolute(Machine *m) {
 }
 
 size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n) {
-        ssize_t r = virtio_console_write(m->console, AGENT_PORT, buf, n);
+        ssize_t r = virtio_console_write(m->console, VIRTIO_CONSOLE_AGENT_PORT, buf, n);
         return r > 0 ? (size_t) r : 0;
 }
 
 void machine_agent_throttle(Machine *m, bool throttle) {
-        (void) virtio_console_throttle(m->console, AGENT_PORT, throttle);
+        (void) virtio_console_throttle(m->console, VIRTIO_CONSOLE_AGENT_PORT, throttle);
 }
 
 uint64_t machine_memory_bytes(Machine *m) {
@@ -852,7 +918,7 @@ uint64_t machine_framebuffer_take_dirty(Machine *m, size_t word) {
 }
 
 uint64_t machine_instructions(Machine *m) {
-        return __atomic_load_n(&m->hart.instret, __ATOMIC_RELAXED);
+        return hart_instret(m->hart);
 }
 
 void machine_free(Machine *m) {
@@ -862,18 +928,9 @@ void machine_free(Machine *m) {
                 machine_request(m, MACHINE_REQUEST_QUIT);
                 pthread_join(m->cpu_thread, NULL);
         }
-        if (m->harts[0])
-                hart_destroy(&m->hart);
-        if (m->plic)
-                plic_free(m->plic);
-        uart_freep(&m->uart);
-        goldfish_rtc_freep(&m->rtc);
-        sifive_test_freep(&m->test);
-        virtio_input_freep(&m->keyboard);
-        virtio_input_freep(&m->tablet);
-        virtio_console_freep(&m->console);
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++)
-                virtio_mmio_freep(&m->empty_slots[i]);
+        m->hart = hart_free(m->hart);
+        for (unsigned i = m->n_devices; i > 0; i--)
+                m->devices[i - 1].desc->free(m->devices[i - 1].dev);
         if (m->mem.ram)
                 munmap(m->mem.ram, m->mem.ram_size);
         if (m->mem.fb)
