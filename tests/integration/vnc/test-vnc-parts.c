@@ -2,7 +2,7 @@
 /*
  * orrery-vnc's parts that need no VM: the keysym -> evdev table built from
  * xkbcommon, --listen parsing and the loopback rule, the password file's
- * checks, the placeholder screen.
+ * checks, the placeholder screen, the password-guessing guard.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <linux/input-event-codes.h>
 #include <xkbcommon/xkbcommon-keysyms.h>
 
+#include "guard.h"
 #include "keymap.h"
 #include "listen.h"
 #include "macro.h"
@@ -235,6 +236,37 @@ static void test_placeholder(void) {
         free(px);
 }
 
+static void test_guard(void) {
+        static Guard g;
+        const uint64_t t = 1000000000ULL;
+        char name[32];
+
+        CHECK(guard_delay_for(0) == 0 && guard_delay_for(1) == 500000 && guard_delay_for(2) == 1000000 &&
+                      guard_delay_for(4) == 4000000 && guard_delay_for(8) == 60000000 &&
+                      guard_delay_for(1000) == 60000000,
+              "the delay is 0.5 s after one failure, doubling, at most 60 s");
+        CHECK(guard_next_allowed(&g, "10.0.0.1", t) == 0, "a source without failures is answered at once");
+        CHECK(guard_failure(&g, "10.0.0.1", t) == 1 && guard_next_allowed(&g, "10.0.0.1", t) == t + 500000 &&
+                      guard_next_allowed(&g, "10.0.0.1", t + 500000) == 0,
+              "after a failure the source waits 0.5 s from it");
+        CHECK(guard_next_allowed(&g, "10.0.0.2", t) == 0, "another source is not affected");
+        CHECK(guard_failure(&g, "10.0.0.1", t + 600000) == 2 &&
+                      guard_next_allowed(&g, "10.0.0.1", t + 600000) == t + 1600000,
+              "a second failure: 1 s");
+        guard_success(&g, "10.0.0.1");
+        CHECK(guard_next_allowed(&g, "10.0.0.1", t + 700000) == 0 && guard_failure(&g, "10.0.0.1", t + 700000) == 1,
+              "a right password clears the source");
+        CHECK(guard_failure(&g, "10.0.0.1", t + 700000 + GUARD_FORGET_USEC) == 1,
+              "failures older than GUARD_FORGET_USEC are forgotten");
+        for (unsigned i = 0; i < 2 * GUARD_SOURCES; i++) {
+                snprintf(name, sizeof(name), "10.1.%u.%u", i / 256, i % 256);
+                (void) guard_failure(&g, name, t + 2 * GUARD_FORGET_USEC + i);
+        }
+        CHECK(guard_next_allowed(&g, "10.1.0.0", t + 2 * GUARD_FORGET_USEC + 1000) == 0 &&
+                      guard_next_allowed(&g, "10.1.1.255", t + 2 * GUARD_FORGET_USEC + 1000) != 0,
+              "with more sources than the table holds, the oldest are forgotten and the newest kept");
+}
+
 int main(void) {
         if (!mkdtemp(dir))
                 return 1;
@@ -244,6 +276,7 @@ int main(void) {
         test_listen_open();
         test_passwords();
         test_placeholder();
+        test_guard();
         {
                 char cmd[600];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
