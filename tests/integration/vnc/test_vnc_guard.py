@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from orrery_test import PrivateBus, Tap  # noqa: E402
-from vnc_util import TIMEOUT, Probe, RawClient, Server, closed_by_peer  # noqa: E402
+from vnc_util import TIMEOUT, Probe, RawClient, Server, closed_by_peer, wait_until  # noqa: E402
 
 NAME = "guardtest"
 HANDSHAKE_TIMEOUT = 2.0
@@ -50,7 +50,8 @@ try:
               "with 40 idle connections open before their handshake, the owner still connects and authenticates",
               s.log.text())
     tap.check(first.info() is not None, "the client authenticated before them is still served", s.log.text())
-    tap.check(s.log.count(r"before the end of their handshake; closing the oldest", start=mark) >= 36,
+    evicted = r"before the end of their handshake; closing the oldest"
+    tap.check(wait_until(lambda: s.log.count(evicted, start=mark) >= 36),
               "the idle connections beyond the per-source limit were closed, oldest first (logged)", s.log.text())
     for c in idle:
         c.close()
@@ -97,6 +98,7 @@ try:
               "four wrong passwords at once are answered one by one after growing delays "
               f"(answers at {', '.join(f'{t:.2f}' for t in times)} s; no earlier than "
               f"{', '.join(f'{f:.1f}' for f in floors)} s)", verdicts)
+    s.log.wait(r"wrong VNC password \(failure 4 ", start=mark)  # written before the answer, read by a thread
     failures = [int(m.group(1)) for m in
                 (re.search(r"wrong VNC password \(failure (\d+) from 127\.0\.0\.1", line)
                  for line in s.log.lines[mark:]) if m]
