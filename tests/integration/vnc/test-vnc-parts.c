@@ -6,8 +6,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,6 +168,60 @@ static void test_listen_open(void) {
               "an address this host does not have is an error");
 }
 
+/* A loopback connection to a listener on host; checks listen_peer() on the accepted end. */
+static void check_peer(int family, const char *host, const char *want_source) {
+        int fds[LISTEN_MAX_SOCKETS], c = -1, a = -1;
+        size_t n = 0;
+        bool loopback;
+        uint16_t port;
+        char name[LISTEN_PEER_MAX] = "", source[LISTEN_PEER_MAX] = "", want_name[LISTEN_PEER_MAX] = "";
+        struct sockaddr_storage ss = {};
+        bool ok;
+        socklen_t len = sizeof(ss);
+
+        if (listen_open(host, 0, true, fds, &n, &loopback, &port) < 0 || n == 0) {
+                CHECK(family == AF_INET6, "listening on %s for listen_peer() (skipped only for IPv6)", host);
+                return;
+        }
+        c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+                in->sin_family = AF_INET;
+                in->sin_port = htons(port);
+                inet_pton(AF_INET, host, &in->sin_addr);
+                len = sizeof(*in);
+        } else {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+                inet_pton(AF_INET6, host, &in6->sin6_addr);
+                len = sizeof(*in6);
+        }
+        if (c >= 0 && connect(c, (struct sockaddr *) &ss, len) == 0) {
+                struct pollfd p = { .fd = fds[0], .events = POLLIN };
+
+                (void) poll(&p, 1, 5000);
+                a = accept4(fds[0], NULL, NULL, SOCK_CLOEXEC);
+        }
+        len = sizeof(ss);
+        if (c >= 0 && getsockname(c, (struct sockaddr *) &ss, &len) == 0)
+                snprintf(want_name, sizeof(want_name), family == AF_INET ? "%s:%u" : "[%s]:%u", host,
+                         family == AF_INET ? ntohs(((struct sockaddr_in *) &ss)->sin_port)
+                                           : ntohs(((struct sockaddr_in6 *) &ss)->sin6_port));
+        ok = a >= 0 && listen_peer(a, name, source) == 0 && streq(name, want_name) && streq(source, want_source);
+        CHECK(ok, "listen_peer(): a client from %s is '%s', counted against '%s'", host, ok ? name : "?",
+              ok ? source : "?");
+        safe_close(a);
+        safe_close(c);
+        for (size_t i = 0; i < n; i++)
+                close(fds[i]);
+}
+
+static void test_listen_peer(void) {
+        check_peer(AF_INET, "127.0.0.1", "127.0.0.1");
+        check_peer(AF_INET6, "::1", "::/64");
+}
+
 static char dir[] = "/tmp/orrery-vnc-test-XXXXXX";
 
 static const char *write_file(const char *name, const char *content, mode_t mode) {
@@ -274,6 +332,7 @@ int main(void) {
         test_keymap_layouts();
         test_listen_spec();
         test_listen_open();
+        test_listen_peer();
         test_passwords();
         test_placeholder();
         test_guard();
