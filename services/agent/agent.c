@@ -195,7 +195,7 @@ static void on_pending_reply(QgaChannel *c, json_object *ret, const sd_bus_error
         else
                 r = pending_reply(p, ret);
         if (r < 0)
-                log_error("%s: cannot reply to %s: %s", p->agent->label, op_command[p->op], strerror(-r));
+                log_error_errno(r, "%s: cannot reply to %s: %m", p->agent->label, op_command[p->op]);
         sd_bus_message_unref(p->m);
         free(p);
 }
@@ -314,6 +314,8 @@ const sd_bus_vtable agent_vtable[] = {
                                 method_copy_to_guest, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CopyFromGuest", SD_BUS_ARGS("s", path, "h", fd), SD_BUS_RESULT("t", bytes),
                                 method_copy_from_guest, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CopyFromGuestEx", SD_BUS_ARGS("s", path, "h", fd, "a{sv}", options),
+                                SD_BUS_RESULT("t", bytes), method_copy_from_guest_ex, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CancelCopies", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", count), method_cancel_copies,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("CopyProgress", SD_BUS_ARGS("s", path, "t", done, "t", total), 0),
@@ -330,7 +332,7 @@ static void agent_publish(Agent *a) {
                 return;
         r = sd_bus_add_object_vtable(a->manager->bus, &a->slot, a->path, AGENT_INTERFACE, agent_vtable, a);
         if (r < 0) {
-                log_error("%s: cannot export %s: %s", a->label, a->path, strerror(-r));
+                log_error_errno(r, "%s: cannot export %s: %m", a->label, a->path);
                 return;
         }
         (void) sd_bus_emit_object_added(a->manager->bus, a->path);
@@ -379,7 +381,7 @@ static void agent_schedule_retry(Agent *a) {
                 return;
         r = sd_event_add_time_relative(a->manager->event, &a->retry, CLOCK_MONOTONIC, RETRY_USEC, 0, on_retry, a);
         if (r < 0)
-                log_error("%s: cannot schedule a retry: %s", a->label, strerror(-r));
+                log_error_errno(r, "%s: cannot schedule a retry: %m", a->label);
 }
 
 static void on_registered(OrreryVm *vm, const char *id, int fd, const sd_bus_error *error, void *userdata) {
@@ -405,7 +407,7 @@ static void on_registered(OrreryVm *vm, const char *id, int fd, const sd_bus_err
         log_debug("%s: registered on the guest agent port", a->label);
         r = qga_channel_attach(a->channel, fd);
         if (r < 0) {
-                log_error("%s: cannot watch the guest agent port: %s", a->label, strerror(-r));
+                log_error_errno(r, "%s: cannot watch the guest agent port: %m", a->label);
                 safe_close(fd);
                 agent_schedule_retry(a);
         }
@@ -437,7 +439,7 @@ static void agent_reach_port(Agent *a) {
         if (a->socket_path) {
                 fd = connect_socket(a->socket_path);
                 if (fd < 0) {
-                        log_debug("%s: cannot connect to %s: %s", a->label, a->socket_path, strerror(-fd));
+                        log_debug_errno(fd, "%s: cannot connect to %s: %m", a->label, a->socket_path);
                         agent_schedule_retry(a);
                         agent_settle(a);
                         return;
@@ -462,7 +464,7 @@ static void agent_reach_port(Agent *a) {
         }
         r = orrery_vm_chardev_register(a->vm, AGENT_CHARDEV_ID, on_registered, a);
         if (r < 0) {
-                log_error("%s: cannot register on the guest agent port: %s", a->label, strerror(-r));
+                log_error_errno(r, "%s: cannot register on the guest agent port: %m", a->label);
                 agent_schedule_retry(a);
                 agent_settle(a);
                 return;

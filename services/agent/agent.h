@@ -39,6 +39,8 @@ typedef struct Manager {
         OrreryClient *client;
         OrreryVmWatch *watch;
         uint64_t timeout_usec;
+        uint64_t copy_max_bytes;       /* CopyFromGuest's bound (--copy-max-bytes) */
+        unsigned copy_reserve_percent; /* of the destination's file system, kept free (--copy-reserve) */
         Agent *agents;
         /* The test hook: these VMs' agents talk to a Unix socket, not a chardev. */
         TestSocket tests[16];
@@ -76,6 +78,7 @@ Agent *agent_find(Manager *m, const char *name);
 extern const sd_bus_vtable agent_vtable[];
 int method_copy_to_guest(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int method_copy_from_guest(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int method_copy_from_guest_ex(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int method_cancel_copies(sd_bus_message *m, void *userdata, sd_bus_error *error);
 /* Fails every copy of the agent with error (they were using its channel). */
 void copies_abort_all(Agent *a, const sd_bus_error *error);

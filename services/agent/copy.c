@@ -8,6 +8,14 @@
  * read and written directly, pipes and sockets are made non-blocking (a
  * pipe is reopened through /proc so the caller's own end keeps its flags)
  * and waited for with sd-event.
+ *
+ * Copies from the guest are bounded, since the guest decides how much
+ * comes: at most max_bytes land in the caller's file (the bridge's
+ * --copy-max-bytes, or CopyFromGuestEx's MaxBytes), never below the free-
+ * space reserve of the destination's file system (--copy-reserve), and
+ * never after the caller left the bus or its TimeoutUSec passed. The size
+ * the guest announces (guest-file-seek to the end, where it can) goes into
+ * CopyProgress and the messages; the limits never rely on it.
  */
 
 #include <errno.h>
@@ -17,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,9 +40,14 @@
 #define COPY_PATH_MAX 4096u
 #define COPIES_MAX 64u /* per VM: each holds a chunk buffer and a file descriptor */
 #define PROGRESS_INTERVAL_USEC (100ULL * 1000ULL) /* at most ten signals a second */
+/* A copy from the guest stopped by one of its limits (size, host free space). */
+#define AGENT_ERROR_LIMIT "org.orrery.Error.LimitExceeded"
+#define SIZE_UNKNOWN UINT64_MAX
 
 typedef enum CopyStep {
         STEP_OPEN,
+        STEP_SEEK_END, /* from the guest: how large the guest says the file is */
+        STEP_SEEK_SET, /* and back to its start */
         STEP_LOCAL, /* reading the source (to guest) or writing the sink (from guest) */
         STEP_GUEST, /* a guest-file-write or guest-file-read in flight */
         STEP_CLOSE,
@@ -58,6 +72,12 @@ struct Copy {
         uint8_t *buf;
         size_t buf_size, buf_off;
         bool eof;
+
+        /* From the guest only. */
+        bool regular;        /* fd is a regular file: the free-space reserve applies */
+        uint64_t max_bytes;  /* at most this much is written to fd */
+        uint64_t announced;  /* the size the guest announced, or SIZE_UNKNOWN */
+        sd_event_source *deadline;
 };
 
 static uint64_t now_usec(void) {
@@ -93,6 +113,7 @@ static void copy_free(Copy *c) {
                 }
         qga_request_cancel(c->request);
         c->io = sd_event_source_disable_unref(c->io);
+        c->deadline = sd_event_source_disable_unref(c->deadline);
         c->track = sd_bus_track_unref(c->track);
         safe_close(c->fd);
         sd_bus_message_unref(c->call);
@@ -147,6 +168,7 @@ static void copy_guest_failed(Copy *c, const char *what, int r) {
 }
 
 static void copy_step(Copy *c);
+static void copy_send_seek(Copy *c, CopyStep step);
 
 static void on_guest_reply(QgaChannel *ch, json_object *ret, const sd_bus_error *error, void *userdata);
 
@@ -170,6 +192,18 @@ static json_object *args_handle(Copy *c) {
         return NULL;
 }
 
+static void copy_send_seek(Copy *c, CopyStep step) {
+        json_object *args = args_handle(c);
+
+        if (!args || json_object_object_add(args, "offset", json_object_new_int64(0)) < 0 ||
+            json_object_object_add(args, "whence", json_object_new_string(step == STEP_SEEK_END ? "end" : "set")) < 0) {
+                json_object_put(args);
+                return copy_failf(c, ORRERY_ERROR_UNAVAILABLE, "Out of memory");
+        }
+        c->step = step;
+        (void) copy_call(c, "guest-file-seek", args);
+}
+
 static void copy_protocol_error(Copy *c, const char *what) {
         copy_failf(c, ORRERY_ERROR_GUEST, "ProtocolError: the guest agent of %s answered %s during the copy of %s",
                    c->agent->label, what, c->path);
@@ -187,6 +221,12 @@ static void on_guest_reply(QgaChannel *ch, json_object *ret, const sd_bus_error 
         int64_t n;
 
         c->request = NULL;
+        if (error && c->step == STEP_SEEK_END && sd_bus_error_has_name(error, ORRERY_ERROR_GUEST)) {
+                /* The guest cannot tell the size (a pipe, an old agent): copy without knowing it. */
+                c->step = STEP_LOCAL;
+                copy_step(c);
+                return;
+        }
         if (error) {
                 if (c->step == STEP_OPEN || c->step == STEP_CLOSE)
                         c->handle = -1;
@@ -200,8 +240,31 @@ static void on_guest_reply(QgaChannel *ch, json_object *ret, const sd_bus_error 
                     json_object_get_int64(ret) == INT64_MAX)
                         return copy_protocol_error(c, "guest-file-open with something that is not a handle");
                 c->handle = json_object_get_int64(ret);
+                if (!c->to_guest)
+                        return copy_send_seek(c, STEP_SEEK_END);
                 c->step = STEP_LOCAL;
                 break;
+
+        case STEP_SEEK_END:
+        case STEP_SEEK_SET:
+                /* {"position": n, "eof": b} */
+                if (!json_object_object_get_ex(ret, "position", &v) || !json_object_is_type(v, json_type_int) ||
+                    json_object_get_int64(v) < 0)
+                        return copy_protocol_error(c, "guest-file-seek without a position");
+                n = json_object_get_int64(v);
+                if (c->step == STEP_SEEK_SET) {
+                        if (n != 0)
+                                return copy_protocol_error(c, "guest-file-seek to the start with another position");
+                        c->step = STEP_LOCAL;
+                        break;
+                }
+                c->announced = (uint64_t) n;
+                c->total = c->announced;
+                if (c->announced > c->max_bytes)
+                        return copy_failf(c, AGENT_ERROR_LIMIT,
+                                          "The guest says %s is %" PRIu64 " bytes, more than the copy's limit of %" PRIu64
+                                          " bytes (MaxBytes)", c->path, c->announced, c->max_bytes);
+                return copy_send_seek(c, STEP_SEEK_SET);
 
         case STEP_GUEST:
                 if (c->to_guest) {
@@ -311,9 +374,54 @@ send:
         (void) copy_call(c, "guest-file-write", args);
 }
 
+static void copy_fail_limit(Copy *c) {
+        _cleanup_free_ char *announced = NULL;
+
+        if (c->announced != SIZE_UNKNOWN &&
+            asprintf(&announced, " (the guest announced %" PRIu64 " bytes)", c->announced) < 0)
+                announced = NULL;
+        copy_failf(c, AGENT_ERROR_LIMIT, "The copy of %s stopped at its limit of %" PRIu64 " bytes (MaxBytes)%s",
+                   c->path, c->max_bytes, announced ?: "");
+}
+
+/* Whether the destination's file system keeps its reserve after n more bytes (-errno if it cannot tell). */
+static int copy_space_left(Copy *c, size_t n) {
+        struct statvfs st;
+        uint64_t avail, size, reserve;
+
+        if (!c->regular)
+                return 1;
+        if (fstatvfs(c->fd, &st) < 0)
+                return -errno;
+        avail = (uint64_t) st.f_bavail * st.f_frsize;
+        size = (uint64_t) st.f_blocks * st.f_frsize;
+        reserve = size / 100 * c->agent->manager->copy_reserve_percent;
+        return avail >= reserve && avail - reserve >= n;
+}
+
 /* From the guest: write what the last read brought, then ask for more. */
 static void copy_from_guest_local(Copy *c) {
         json_object *args;
+        bool over = false;
+        int r;
+
+        if (c->buf_off < c->buf_size) {
+                /* Never more than max_bytes in the caller's file, never into the file system's reserve. */
+                if (c->done + (c->buf_size - c->buf_off) > c->max_bytes) {
+                        c->buf_size = c->buf_off + (size_t) (c->max_bytes - c->done);
+                        over = true;
+                }
+                r = copy_space_left(c, c->buf_size - c->buf_off);
+                if (r == 0)
+                        return copy_failf(c, AGENT_ERROR_LIMIT,
+                                          "The copy of %s stopped after %" PRIu64 " bytes: the host file system would "
+                                          "go below its %u%% free-space reserve", c->path, c->done,
+                                          c->agent->manager->copy_reserve_percent);
+                if (r < 0)
+                        return copy_failf(c, ORRERY_ERROR_INVALID_ARGUMENT,
+                                          "Cannot tell the free space for what is copied from %s: %s", c->path,
+                                          strerror(-r));
+        }
 
         while (c->buf_off < c->buf_size) {
                 ssize_t n = write(c->fd, c->buf + c->buf_off, c->buf_size - c->buf_off);
@@ -329,6 +437,8 @@ static void copy_from_guest_local(Copy *c) {
                 c->buf_off += (size_t) n;
                 c->done += (uint64_t) n;
         }
+        if (over)
+                return copy_fail_limit(c);
         if (c->eof)
                 return copy_send_close(c);
         args = args_handle(c);
@@ -362,7 +472,7 @@ static void on_orphan_open(QgaChannel *ch, json_object *ret, const sd_bus_error 
                 json_object_put(args);
 }
 
-static void copy_cancel(Copy *c, const char *why) {
+static void copy_abort(Copy *c, const char *name, const char *why) {
         /* A request on the wire stays there (the channel consumes its answer); the handle is closed behind it. */
         if (c->request && c->step == STEP_OPEN)
                 qga_request_set_callback(c->request, on_orphan_open, NULL);
@@ -371,11 +481,31 @@ static void copy_cancel(Copy *c, const char *why) {
         c->request = NULL;
         if (c->step == STEP_OPEN || c->step == STEP_CLOSE)
                 c->handle = -1;
-        copy_failf(c, ORRERY_ERROR_CANCELLED, "The copy of %s was cancelled (%s)", c->path, why);
+        if (streq(name, ORRERY_ERROR_CANCELLED))
+                copy_failf(c, name, "The copy of %s was cancelled (%s)", c->path, why);
+        else
+                copy_failf(c, name, "The copy of %s stopped: %s", c->path, why);
+}
+
+static void copy_cancel(Copy *c, const char *why) {
+        copy_abort(c, ORRERY_ERROR_CANCELLED, why);
+}
+
+static int on_copy_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Copy *c = userdata;
+
+        log_info("%s: the copy of %s ran out of its caller's time (TimeoutUSec) after %" PRIu64 " bytes",
+                 c->agent->label, c->path, c->done);
+        copy_abort(c, ORRERY_ERROR_TIMEOUT, "its caller's TimeoutUSec passed");
+        return 0;
 }
 
 static int on_caller_gone(sd_bus_track *t, void *userdata) {
-        copy_cancel(userdata, "the caller left the bus");
+        Copy *c = userdata;
+
+        log_info("%s: the caller of the copy of %s left the bus; stopping it after %" PRIu64 " bytes",
+                 c->agent->label, c->path, c->done);
+        copy_cancel(c, "the caller left the bus");
         return 0;
 }
 
@@ -395,6 +525,7 @@ static int copy_take_fd(Copy *c, int fd, bool for_writing, sd_bus_error *error) 
         if (for_writing ? accmode == O_RDONLY : accmode == O_WRONLY)
                 return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The file descriptor is not open for %s",
                                          for_writing ? "writing" : "reading");
+        c->regular = S_ISREG(st.st_mode);
         if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
                 c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
                 if (c->fd < 0)
@@ -434,7 +565,56 @@ static int copy_take_fd(Copy *c, int fd, bool for_writing, sd_bus_error *error) 
         return 0;
 }
 
-static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error *error) {
+typedef struct CopyOptions {
+        uint64_t max_bytes;    /* 0: the bridge's --copy-max-bytes */
+        uint64_t timeout_usec; /* 0: none */
+} CopyOptions;
+
+/* CopyFromGuestEx's a{sv}: MaxBytes (t), TimeoutUSec (t). */
+static int read_copy_options(sd_bus_message *m, CopyOptions *ret, sd_bus_error *error) {
+        CopyOptions o = {};
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key;
+                uint64_t *field;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "MaxBytes"))
+                        field = &o.max_bytes;
+                else if (streq(key, "TimeoutUSec"))
+                        field = &o.timeout_usec;
+                else
+                        return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown copy option '%s' (MaxBytes, TimeoutUSec)", key);
+                r = sd_bus_message_enter_container(m, 'v', "t");
+                if (r < 0)
+                        return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT,
+                                                 "The copy option '%s' must be a 't' (uint64)", key);
+                r = sd_bus_message_read(m, "t", field);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret = o;
+        return 0;
+}
+
+static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, bool ex, sd_bus_error *error) {
+        CopyOptions options = {};
         const char *path;
         json_object *args;
         unsigned n;
@@ -450,6 +630,11 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error 
                 r = sd_bus_message_read(m, "sh", &path, &fd);
         if (r < 0)
                 return r;
+        if (ex) {
+                r = read_copy_options(m, &options, error);
+                if (r < 0 || sd_bus_error_is_set(error))
+                        return r;
+        }
         if (path[0] == '\0' || strlen(path) > COPY_PATH_MAX)
                 return sd_bus_error_set(error, ORRERY_ERROR_INVALID_ARGUMENT,
                                         "The guest path must be non-empty and at most 4096 bytes");
@@ -469,6 +654,8 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error 
         c->fd = -1;
         c->handle = -1;
         c->to_guest = to_guest;
+        c->max_bytes = options.max_bytes ?: a->manager->copy_max_bytes;
+        c->announced = SIZE_UNKNOWN;
         c->call = sd_bus_message_ref(m);
         c->sender = strdup(sd_bus_message_get_sender(m) ?: "");
         c->path = strdup(path);
@@ -485,6 +672,9 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error 
                 if (r >= 0)
                         r = sd_bus_track_add_sender(c->track, m);
         }
+        if (r >= 0 && options.timeout_usec > 0)
+                r = sd_event_add_time_relative(a->manager->event, &c->deadline, CLOCK_MONOTONIC, options.timeout_usec, 0,
+                                               on_copy_deadline, c);
         if (r < 0 || sd_bus_error_is_set(error)) {
                 copy_free(c);
                 return r < 0 ? r : -EINVAL;
@@ -504,11 +694,15 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, sd_bus_error 
 }
 
 int method_copy_to_guest(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return method_copy(m, userdata, true, error);
+        return method_copy(m, userdata, true, false, error);
 }
 
 int method_copy_from_guest(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return method_copy(m, userdata, false, error);
+        return method_copy(m, userdata, false, false, error);
+}
+
+int method_copy_from_guest_ex(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return method_copy(m, userdata, false, true, error);
 }
 
 int method_cancel_copies(sd_bus_message *m, void *userdata, sd_bus_error *error) {

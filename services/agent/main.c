@@ -24,6 +24,8 @@
 #define STARTUP_MAX_USEC (5ULL * 1000000ULL)
 #define STARTUP_POLL_USEC (20ULL * 1000ULL)
 #define TIMEOUT_DEFAULT_SEC 10.0
+#define COPY_MAX_BYTES_DEFAULT (1ULL << 30)
+#define COPY_RESERVE_DEFAULT 5
 
 int manager_check_caller(sd_bus_message *m, sd_bus_error *error) {
         return bus_check_same_user(m, "the bridge's user", error);
@@ -43,7 +45,7 @@ static void manager_request_name(Manager *m) {
          */
         r = sd_bus_request_name(m->bus, AGENT_BUS_NAME, 0);
         if (r < 0) {
-                log_error("cannot own %s: %s (is another orrery-agent running?)", AGENT_BUS_NAME, strerror(-r));
+                log_error_errno(r, "cannot own %s: %m (is another orrery-agent running?)", AGENT_BUS_NAME);
                 (void) sd_event_exit(m->event, 3);
                 return;
         }
@@ -87,7 +89,7 @@ static void on_vm_added(OrreryVmWatch *w, const char *name, void *userdata) {
                 return; /* the test hook's VM, or already known */
         r = agent_new(m, name, NULL, NULL);
         if (r < 0)
-                log_error("cannot follow VM '%s': %s", name, strerror(-r));
+                log_error_errno(r, "cannot follow VM '%s': %m", name);
         manager_agent_settled(m);
 }
 
@@ -126,18 +128,24 @@ static void help(void) {
                "\n"
                "  --bus ADDRESS          use this D-Bus bus instead of the session bus\n"
                "  --timeout SEC          how long a guest call may take (default %.0f)\n"
+               "  --copy-max-bytes N     at most N bytes per CopyFromGuest (suffixes K, M, G; default 1G;\n"
+               "                         CopyFromGuestEx's MaxBytes overrides it per call)\n"
+               "  --copy-reserve PERCENT stop a copy from the guest before the destination's file system\n"
+               "                         has less than PERCENT of its size free (default %d)\n"
                "  --test-socket VM=PATH  for tests: talk to the guest agent listening on the\n"
                "                         Unix socket PATH (e.g. qemu-ga -m unix-listen) as VM,\n"
                "                         instead of that VM's chardev (may be repeated)\n"
                "  -v, --verbose          debug messages on stderr (also ORRERY_DEBUG=1)\n"
                "  -h, --help             this text\n",
-               TIMEOUT_DEFAULT_SEC);
+               TIMEOUT_DEFAULT_SEC, COPY_RESERVE_DEFAULT);
 }
 
 static int parse_args(Manager *m, int argc, char **argv, const char **ret_address) {
         static const struct option options[] = {
                 { "bus", required_argument, NULL, 'b' },
                 { "timeout", required_argument, NULL, 't' },
+                { "copy-max-bytes", required_argument, NULL, 'm' },
+                { "copy-reserve", required_argument, NULL, 'r' },
                 { "test-socket", required_argument, NULL, 's' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
@@ -145,6 +153,9 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
         };
         double timeout = TIMEOUT_DEFAULT_SEC;
         int c;
+
+        m->copy_max_bytes = COPY_MAX_BYTES_DEFAULT;
+        m->copy_reserve_percent = COPY_RESERVE_DEFAULT;
 
         while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
                 switch (c) {
@@ -157,10 +168,39 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
                         errno = 0;
                         timeout = strtod(optarg, &end);
                         if (errno || end == optarg || *end || !(timeout >= 0.1 && timeout <= 3600)) {
-                                fprintf(stderr, "orrery-agent: --timeout wants seconds between 0.1 and 3600, not '%s'\n",
-                                        optarg);
+                                log_error("--timeout wants seconds between 0.1 and 3600, not '%s'", optarg);
                                 return -EINVAL;
                         }
+                        break;
+                }
+                case 'm': {
+                        unsigned long long v;
+                        char *end;
+                        int shift = 0;
+
+                        errno = 0;
+                        v = strtoull(optarg, &end, 10);
+                        if (*end == 'K' || *end == 'M' || *end == 'G')
+                                shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30, end++;
+                        if (errno || end == optarg || *end || optarg[0] == '-' || v == 0 || v > (UINT64_MAX >> shift)) {
+                                log_error("--copy-max-bytes wants a positive number of bytes (K, M, G suffixes), not '%s'",
+                                          optarg);
+                                return -EINVAL;
+                        }
+                        m->copy_max_bytes = (uint64_t) v << shift;
+                        break;
+                }
+                case 'r': {
+                        unsigned long v;
+                        char *end;
+
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (errno || end == optarg || *end || optarg[0] == '-' || v > 100) {
+                                log_error("--copy-reserve wants a percentage between 0 and 100, not '%s'", optarg);
+                                return -EINVAL;
+                        }
+                        m->copy_reserve_percent = (unsigned) v;
                         break;
                 }
                 case 's': {
@@ -169,12 +209,11 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
                         TestSocket *t;
 
                         if (!vm || !orrery_vm_name_is_valid(vm) || !eq[1]) {
-                                fprintf(stderr, "orrery-agent: --test-socket wants VM=PATH with a valid VM name, not '%s'\n",
-                                        optarg);
+                                log_error("--test-socket wants VM=PATH with a valid VM name, not '%s'", optarg);
                                 return -EINVAL;
                         }
                         if (m->n_tests >= ELEMENTSOF(m->tests)) {
-                                fprintf(stderr, "orrery-agent: at most %zu --test-socket options\n", ELEMENTSOF(m->tests));
+                                log_error("at most %zu --test-socket options", ELEMENTSOF(m->tests));
                                 return -EINVAL;
                         }
                         t = m->tests + m->n_tests++;
@@ -185,7 +224,7 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
                         break;
                 }
                 case 'v':
-                        log_verbose = true;
+                        log_set_max_level(LOG_DEBUG);
                         break;
                 case 'h':
                         help();
@@ -195,7 +234,7 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "orrery-agent: unexpected argument '%s'\n", argv[optind]);
+                log_error("unexpected argument '%s'", argv[optind]);
                 return -EINVAL;
         }
         m->timeout_usec = (uint64_t) (timeout * 1e6);
@@ -204,11 +243,10 @@ static int parse_args(Manager *m, int argc, char **argv, const char **ret_addres
 
 int main(int argc, char **argv) {
         Manager m = {};
-        const char *address = NULL, *debug = getenv("ORRERY_DEBUG");
+        const char *address = NULL;
         int r, ret = 1;
 
-        if (debug && strcmp(debug, "1") == 0)
-                log_verbose = true;
+        log_setup("orrery-agent");
         r = parse_args(&m, argc, argv, &address);
         if (r <= 0) {
                 manager_free(&m);
@@ -227,7 +265,7 @@ int main(int argc, char **argv) {
 
         r = bus_open(address, "orrery-agent", &m.bus);
         if (r < 0) {
-                log_error("cannot connect to the %s: %s", address ? "bus given with --bus" : "session bus", strerror(-r));
+                log_error_errno(r, "cannot connect to the %s: %m", address ? "bus given with --bus" : "session bus");
                 manager_free(&m);
                 return 2;
         }
@@ -269,7 +307,7 @@ int main(int argc, char **argv) {
         return ret;
 
 fail:
-        log_error("cannot start: %s", strerror(-r));
+        log_error_errno(r, "cannot start: %m");
         manager_free(&m);
         return 1;
 }

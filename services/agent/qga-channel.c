@@ -122,7 +122,7 @@ static void timer_start(QgaChannel *c) {
         if (!c->timer) {
                 r = sd_event_add_time_relative(c->event, &c->timer, CLOCK_MONOTONIC, c->timeout_usec, 0, on_timer, c);
                 if (r < 0)
-                        log_error("%s: cannot arm the guest-agent timeout: %s", c->label, strerror(-r));
+                        log_error_errno(r, "%s: cannot arm the guest-agent timeout: %m", c->label);
                 return;
         }
         (void) sd_event_source_set_time_relative(c->timer, c->timeout_usec);

@@ -199,3 +199,38 @@ const char *listen_describe(int fd) {
                 return "?";
         return buf;
 }
+
+int listen_peer(int fd, char ret_name[static LISTEN_PEER_MAX], char ret_source[static LISTEN_PEER_MAX]) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char addr[INET6_ADDRSTRLEN];
+
+        if (getpeername(fd, (struct sockaddr *) &ss, &len) < 0)
+                return -errno;
+        if (ss.ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) &ss;
+
+                inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+                snprintf(ret_name, LISTEN_PEER_MAX, "%s:%u", addr, ntohs(in->sin_port));
+                snprintf(ret_source, LISTEN_PEER_MAX, "%s", addr);
+                return 0;
+        }
+        if (ss.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &ss;
+                struct in6_addr prefix = in6->sin6_addr;
+
+                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+                        inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], addr, sizeof(addr));
+                        snprintf(ret_name, LISTEN_PEER_MAX, "%s:%u", addr, ntohs(in6->sin6_port));
+                        snprintf(ret_source, LISTEN_PEER_MAX, "%s", addr);
+                        return 0;
+                }
+                inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+                snprintf(ret_name, LISTEN_PEER_MAX, "[%s]:%u", addr, ntohs(in6->sin6_port));
+                memset(prefix.s6_addr + 8, 0, 8);
+                inet_ntop(AF_INET6, &prefix, addr, sizeof(addr));
+                snprintf(ret_source, LISTEN_PEER_MAX, "%s/64", addr);
+                return 0;
+        }
+        return -EAFNOSUPPORT;
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 
 #define LISTEN_MAX_SOCKETS 8
 
@@ -35,3 +36,14 @@ int listen_open(const char *host, uint16_t port, bool require_loopback, int *ret
 
 /* "127.0.0.1:5900" / "[::1]:5900" for a bound socket; a static buffer. */
 const char *listen_describe(int fd);
+
+#define LISTEN_PEER_MAX (INET6_ADDRSTRLEN + 16)
+
+/*
+ * A connected socket's peer: ret_name "127.0.0.1:40000" / "[::1]:40000"
+ * (for messages), ret_source the address it counts against for limits:
+ * the IPv4 address (also for v4-mapped IPv6), or an IPv6 address's /64
+ * ("2001:db8:1:2::/64", one host's usual share). -errno of getpeername(),
+ * -EAFNOSUPPORT for other families.
+ */
+int listen_peer(int fd, char ret_name[static LISTEN_PEER_MAX], char ret_source[static LISTEN_PEER_MAX]);

@@ -25,6 +25,8 @@
 #include "server.h"
 
 #define EXIT_USAGE 2
+/* parse_args(): the program is done (--help, --version). */
+#define PARSE_DONE 1
 #define DEFAULT_LISTEN "127.0.0.1:5900"
 #define DEFAULT_LAYOUT "us"
 
@@ -39,11 +41,14 @@ static void help(void) {
                "                        The file must not be readable by group or others.\n"
                "                        Default: $CREDENTIALS_DIRECTORY/" PASSWORD_CREDENTIAL " if it exists\n"
                "  --insecure            allow a non-loopback address without a password\n"
+               "  --handshake-timeout SEC  close clients that have not finished the handshake and\n"
+               "                        authentication after SEC seconds (default 5)\n"
                "  --view-only           clients may look, not type or point\n"
                "  --keymap LAYOUT       XKB layout that turns VNC keysyms into keys (default " DEFAULT_LAYOUT
                "; e.g. de, fr(azerty))\n"
                "  --bus ADDRESS         use this D-Bus bus instead of the session bus\n"
-               "  --debug               debug messages on stderr (also ORRERY_DEBUG=1)\n"
+               "  --log-level LEVEL     err, warning, notice, info or debug (also ORRERY_LOG_LEVEL)\n"
+               "  --debug               debug messages on stderr (--log-level debug; also ORRERY_DEBUG=1)\n"
                "  -h, --help            show this help\n"
                "      --version         show the version\n");
 }
@@ -100,20 +105,66 @@ static const char *password_error(int r) {
         case -EBADMSG:
                 return "no password on its first line, or longer than 4096 bytes";
         default:
-                return strerror(-r);
+                return NULL;
         }
 }
 
-int main(int argc, char *argv[]) {
+typedef struct Args {
+        const char *vm_name;
+        const char *listen_str;
+        const char *password_file;
+        const char *bus_address;
+        const char *keymap_str;
+        bool insecure;
+        bool view_only;
+        long websocket_port; /* -1: none */
+        uint64_t handshake_timeout_usec;
+} Args;
+
+/* The pieces main() builds and frees. */
+typedef struct Context {
+        Args args;
+        ListenSpec listen_spec;
+        char *layout, *variant;
+        Passwords passwords;
+        bool have_password;
+        Keymap *keymap;
+        int fds[LISTEN_MAX_SOCKETS], ws_fds[LISTEN_MAX_SOCKETS];
+        size_t n_fds, n_ws_fds;
+        uint16_t port;
+        sd_event *event;
+        OrreryClient *client;
+        Server *server;
+} Context;
+
+static void context_done(Context *c) {
+        for (size_t i = 0; i < c->n_fds; i++)
+                safe_close(c->fds[i]);
+        for (size_t i = 0; i < c->n_ws_fds; i++)
+                safe_close(c->ws_fds[i]);
+        c->server = server_free(c->server);
+        c->client = orrery_client_unref(c->client);
+        c->event = sd_event_unref(c->event);
+        c->keymap = keymap_free(c->keymap);
+        passwords_done(&c->passwords);
+        listen_spec_done(&c->listen_spec);
+        c->layout = mfree(c->layout);
+        c->variant = mfree(c->variant);
+}
+
+/* Returns 0 to go on, PARSE_DONE after --help/--version, -EINVAL for bad usage (logged). */
+static int parse_args(int argc, char *argv[], Args *args) {
         enum {
                 ARG_VM = 0x100,
                 ARG_LISTEN,
                 ARG_WEBSOCKET,
                 ARG_PASSWORD_FILE,
                 ARG_INSECURE,
+                ARG_HANDSHAKE_TIMEOUT,
                 ARG_VIEW_ONLY,
                 ARG_KEYMAP,
                 ARG_BUS,
+                ARG_LOG_LEVEL,
                 ARG_DEBUG,
                 ARG_VERSION,
         };
@@ -123,216 +174,249 @@ int main(int argc, char *argv[]) {
                 { "websocket", required_argument, NULL, ARG_WEBSOCKET },
                 { "password-file", required_argument, NULL, ARG_PASSWORD_FILE },
                 { "insecure", no_argument, NULL, ARG_INSECURE },
+                { "handshake-timeout", required_argument, NULL, ARG_HANDSHAKE_TIMEOUT },
                 { "view-only", no_argument, NULL, ARG_VIEW_ONLY },
                 { "keymap", required_argument, NULL, ARG_KEYMAP },
                 { "bus", required_argument, NULL, ARG_BUS },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "debug", no_argument, NULL, ARG_DEBUG },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
-        _cleanup_(orrery_client_unrefp) OrreryClient *client = NULL;
-        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
-        _cleanup_(keymap_freep) Keymap *keymap = NULL;
-        _cleanup_(server_freep) Server *server = NULL;
-        _cleanup_free_ char *layout = NULL, *variant = NULL;
-        _cleanup_(listen_spec_done) ListenSpec listen_spec = {};
-        Passwords passwords = {};
-        const char *vm_name = NULL, *listen_str = DEFAULT_LISTEN, *password_file = NULL, *bus_address = NULL,
-                   *keymap_str = DEFAULT_LAYOUT, *debug_env = getenv("ORRERY_DEBUG");
-        bool insecure = false, view_only = false, have_password, loopback;
-        long websocket_port = -1;
-        int fds[LISTEN_MAX_SOCKETS], ws_fds[LISTEN_MAX_SOCKETS];
-        size_t n_fds = 0, n_ws_fds = 0;
-        uint16_t port, ws_port = 0;
-        int c, r, ret = EXIT_FAILURE;
+        int c;
 
-        log_set_debug(debug_env && debug_env[0] && strcmp(debug_env, "0") != 0);
+        *args = (Args) {
+                .listen_str = DEFAULT_LISTEN,
+                .keymap_str = DEFAULT_LAYOUT,
+                .websocket_port = -1,
+                .handshake_timeout_usec = SERVER_HANDSHAKE_TIMEOUT_USEC,
+        };
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case ARG_VM:
-                        vm_name = optarg;
+                        args->vm_name = optarg;
                         break;
                 case ARG_LISTEN:
-                        listen_str = optarg;
+                        args->listen_str = optarg;
                         break;
                 case ARG_WEBSOCKET: {
                         char *end;
 
                         errno = 0;
-                        websocket_port = strtol(optarg, &end, 10);
-                        if (errno != 0 || end == optarg || *end || websocket_port < 0 || websocket_port > 65535) {
-                                fprintf(stderr, "orrery-vnc: invalid --websocket port '%s' (0-65535)\n", optarg);
-                                return EXIT_USAGE;
-                        }
+                        args->websocket_port = strtol(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || args->websocket_port < 0 ||
+                            args->websocket_port > 65535)
+                                return log_error_errno(EINVAL, "invalid --websocket port '%s' (0-65535)", optarg);
                         break;
                 }
                 case ARG_PASSWORD_FILE:
-                        password_file = optarg;
+                        args->password_file = optarg;
                         break;
                 case ARG_INSECURE:
-                        insecure = true;
+                        args->insecure = true;
                         break;
+                case ARG_HANDSHAKE_TIMEOUT: {
+                        char *end;
+                        double sec;
+
+                        errno = 0;
+                        sec = strtod(optarg, &end);
+                        if (errno != 0 || end == optarg || *end || !(sec >= 0.1 && sec <= 3600))
+                                return log_error_errno(EINVAL, "invalid --handshake-timeout '%s' (0.1 to 3600 seconds)",
+                                                       optarg);
+                        args->handshake_timeout_usec = (uint64_t) (sec * 1e6);
+                        break;
+                }
                 case ARG_VIEW_ONLY:
-                        view_only = true;
+                        args->view_only = true;
                         break;
                 case ARG_KEYMAP:
-                        keymap_str = optarg;
+                        args->keymap_str = optarg;
                         break;
                 case ARG_BUS:
-                        bus_address = optarg;
+                        args->bus_address = optarg;
+                        break;
+                case ARG_LOG_LEVEL:
+                        if (log_set_max_level_from_string(optarg) < 0)
+                                return log_error_errno(EINVAL, "invalid --log-level '%s' (err, warning, notice, info, debug)",
+                                                       optarg);
                         break;
                 case ARG_DEBUG:
-                        log_set_debug(true);
+                        log_set_max_level(LOG_DEBUG);
                         break;
                 case 'h':
                         help();
-                        return EXIT_SUCCESS;
+                        return PARSE_DONE;
                 case ARG_VERSION:
                         printf("orrery-vnc %s\n", ORRERY_VERSION);
-                        return EXIT_SUCCESS;
+                        return PARSE_DONE;
                 default:
-                        fprintf(stderr, "Try 'orrery-vnc --help'.\n");
-                        return EXIT_USAGE;
+                        return log_error_errno(EINVAL, "see 'orrery-vnc --help' for the options");
                 }
 
-        if (optind < argc) {
-                fprintf(stderr, "orrery-vnc: unexpected argument '%s' (the VM is given with --vm NAME)\n", argv[optind]);
-                return EXIT_USAGE;
-        }
-        if (!vm_name) {
-                fprintf(stderr, "orrery-vnc: --vm NAME is required (orrery-monitor --list shows the VMs)\n");
-                return EXIT_USAGE;
-        }
-        if (!orrery_vm_name_is_valid(vm_name)) {
-                fprintf(stderr, "orrery-vnc: '%s' is not a valid VM name ([A-Za-z_][A-Za-z0-9_]{0,63})\n", vm_name);
-                return EXIT_USAGE;
-        }
-        if (listen_spec_parse(listen_str, &listen_spec) < 0) {
-                fprintf(stderr, "orrery-vnc: invalid --listen '%s' (HOST:PORT, [IPV6]:PORT or :PORT)\n", listen_str);
-                return EXIT_USAGE;
-        }
-        r = split_layout(keymap_str, &layout, &variant);
-        if (r < 0) {
-                fprintf(stderr, "orrery-vnc: invalid --keymap '%s' (an XKB layout such as us, de or fr(azerty))\n", keymap_str);
-                return EXIT_USAGE;
-        }
+        if (optind < argc)
+                return log_error_errno(EINVAL, "unexpected argument '%s' (the VM is given with --vm NAME)", argv[optind]);
+        if (!args->vm_name)
+                return log_error_errno(EINVAL, "--vm NAME is required (orrery-monitor --list shows the VMs)");
+        if (!orrery_vm_name_is_valid(args->vm_name))
+                return log_error_errno(EINVAL, "'%s' is not a valid VM name ([A-Za-z_][A-Za-z0-9_]{0,63})", args->vm_name);
+        return 0;
+}
+
+/* The configuration: address, keymap, passwords. Every failure is a refused configuration (exit 2). */
+static int setup_config(Context *c) {
+        const Args *a = &c->args;
+        const char *password_file = a->password_file;
+        int r;
+
+        if (listen_spec_parse(a->listen_str, &c->listen_spec) < 0)
+                return log_error_errno(EINVAL, "invalid --listen '%s' (HOST:PORT, [IPV6]:PORT or :PORT)", a->listen_str);
+        r = split_layout(a->keymap_str, &c->layout, &c->variant);
+        if (r < 0)
+                return log_error_errno(r, "invalid --keymap '%s' (an XKB layout such as us, de or fr(azerty))",
+                                       a->keymap_str);
 
         /* The password: never on the command line. */
         if (!password_file)
                 password_file = passwords_credential_path();
         if (password_file) {
-                r = passwords_read(password_file, &passwords);
-                if (r < 0) {
-                        fprintf(stderr, "orrery-vnc: refusing the password file %s: %s\n", password_file, password_error(r));
-                        return EXIT_USAGE;
-                }
+                r = passwords_read(password_file, &c->passwords);
+                if (r < 0)
+                        return password_error(r) ? log_error_errno(r, "refusing the password file %s: %s", password_file,
+                                                                   password_error(r))
+                                                 : log_error_errno(r, "refusing the password file %s: %m", password_file);
                 for (size_t i = 0; i < 2; i++)
-                        if (passwords.list[i] && strlen(passwords.list[i]) > PASSWORD_SIGNIFICANT)
-                                log_info("note: VNC authentication uses only the first %d characters of a password",
-                                         PASSWORD_SIGNIFICANT);
+                        if (c->passwords.list[i] && strlen(c->passwords.list[i]) > PASSWORD_SIGNIFICANT)
+                                log_notice("note: VNC authentication uses only the first %d characters of a password",
+                                           PASSWORD_SIGNIFICANT);
         }
-        have_password = passwords.list[0] != NULL;
+        c->have_password = c->passwords.list[0] != NULL;
 
-        r = keymap_new(layout, variant, &keymap);
-        if (r < 0) {
-                fprintf(stderr, "orrery-vnc: cannot build a keymap for the XKB layout '%s': %s\n", keymap_str,
-                        r == -ENOENT ? "unknown layout (see /usr/share/X11/xkb/symbols/)" : strerror(-r));
-                ret = EXIT_USAGE;
-                goto finish;
-        }
-        log_debug("keymap '%s': %zu keysyms", keymap_str, keymap_size(keymap));
+        r = keymap_new(c->layout, c->variant, &c->keymap);
+        if (r == -ENOENT)
+                return log_error_errno(r, "cannot build a keymap for the XKB layout '%s': unknown layout "
+                                          "(see /usr/share/X11/xkb/symbols/)", a->keymap_str);
+        if (r < 0)
+                return log_error_errno(r, "cannot build a keymap for the XKB layout '%s': %m", a->keymap_str);
+        log_debug("keymap '%s': %zu keysyms", a->keymap_str, keymap_size(c->keymap));
+        return 0;
+}
 
-        r = listen_open(listen_spec.host, listen_spec.port, !have_password && !insecure, fds, &n_fds, &loopback, &port);
-        if (r == -EPERM) {
-                fprintf(stderr,
-                        "orrery-vnc: refusing to listen on %s without a password: it is not a loopback address "
-                        "(give --password-file, the " PASSWORD_CREDENTIAL " credential, or --insecure)\n",
-                        listen_str);
-                ret = EXIT_USAGE;
-                goto finish;
-        }
-        if (r < 0) {
-                fprintf(stderr, "orrery-vnc: cannot listen on %s: %s\n", listen_str,
-                        r == -EADDRNOTAVAIL ? "no such local address" : strerror(-r));
-                goto finish;
-        }
-        if (websocket_port >= 0) {
-                r = listen_open(listen_spec.host, (uint16_t) websocket_port, !have_password && !insecure, ws_fds,
-                                &n_ws_fds, &loopback, &ws_port);
-                if (r < 0) {
-                        fprintf(stderr, "orrery-vnc: cannot listen for WebSocket connections on port %ld: %s\n",
-                                websocket_port, strerror(-r));
-                        goto finish;
-                }
-        }
-        if (!have_password && !loopback)
-                log_info("WARNING: serving VM '%s' on a non-loopback address without a password (--insecure)", vm_name);
+/* The listening sockets. -EPERM: a refused configuration (exit 2); other errors are runtime failures. */
+static int setup_listen(Context *c) {
+        const Args *a = &c->args;
+        bool loopback;
+        int r;
 
-        r = sd_event_default(&event);
-        if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, on_signal, &server);
-        if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGINT | SD_EVENT_SIGNAL_PROCMASK, on_signal, &server);
-        if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGHUP | SD_EVENT_SIGNAL_PROCMASK, on_signal, &server);
-        if (r < 0) {
-                fprintf(stderr, "orrery-vnc: cannot set up the event loop: %s\n", strerror(-r));
-                goto finish;
-        }
+        r = listen_open(c->listen_spec.host, c->listen_spec.port, !c->have_password && !a->insecure, c->fds, &c->n_fds,
+                        &loopback, &c->port);
+        if (r == -EPERM)
+                return log_error_errno(r, "refusing to listen on %s without a password: it is not a loopback address "
+                                          "(give --password-file, the " PASSWORD_CREDENTIAL " credential, or --insecure)",
+                                       a->listen_str);
+        if (r == -EADDRNOTAVAIL)
+                return log_error_errno(EADDRNOTAVAIL, "cannot listen on %s: no such local address", a->listen_str);
+        if (r < 0)
+                return log_error_errno(EIO, "cannot listen on %s: %s", a->listen_str, strerror(-r));
+        if (a->websocket_port >= 0) {
+                uint16_t ws_port;
 
-        r = orrery_client_new(bus_address, &client);
-        if (r >= 0)
-                r = orrery_client_attach_event(client, event, 0);
-        if (r < 0) {
-                fprintf(stderr, "orrery-vnc: cannot connect to the %s: %s\n", bus_address ? "bus" : "session bus (try --bus)",
-                        strerror(-r));
-                goto finish;
+                r = listen_open(c->listen_spec.host, (uint16_t) a->websocket_port, !c->have_password && !a->insecure,
+                                c->ws_fds, &c->n_ws_fds, &loopback, &ws_port);
+                if (r < 0)
+                        return log_error_errno(EIO, "cannot listen for WebSocket connections on port %ld: %s",
+                                               a->websocket_port, strerror(-r));
         }
+        if (!c->have_password && !loopback)
+                log_warning("WARNING: serving VM '%s' on a non-loopback address without a password (--insecure)",
+                            a->vm_name);
+        return 0;
+}
+
+static int setup_server(Context *c) {
+        const Args *a = &c->args;
+        int r;
+
+        r = sd_event_default(&c->event);
+        if (r >= 0)
+                r = sd_event_add_signal(c->event, NULL, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, on_signal, &c->server);
+        if (r >= 0)
+                r = sd_event_add_signal(c->event, NULL, SIGINT | SD_EVENT_SIGNAL_PROCMASK, on_signal, &c->server);
+        if (r >= 0)
+                r = sd_event_add_signal(c->event, NULL, SIGHUP | SD_EVENT_SIGNAL_PROCMASK, on_signal, &c->server);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the event loop: %m");
+
+        r = orrery_client_new(a->bus_address, &c->client);
+        if (r >= 0)
+                r = orrery_client_attach_event(c->client, c->event, 0);
+        if (r < 0)
+                return log_error_errno(r, "cannot connect to the %s: %m",
+                                       a->bus_address ? "bus" : "session bus (try --bus)");
         /* Without the bus there is no VM to serve: exit (systemd restarts us). */
-        (void) sd_bus_set_exit_on_disconnect(orrery_client_get_bus(client), true);
+        (void) sd_bus_set_exit_on_disconnect(orrery_client_get_bus(c->client), true);
 
-        r = server_new(event, client, &(ServerConfig) { .vm_name = vm_name, .keymap = keymap,
-                                                         .passwords = have_password ? &passwords : NULL,
-                                                         .view_only = view_only },
-                       &server);
-        if (r < 0) {
-                fprintf(stderr, "orrery-vnc: cannot set up the VNC server for VM '%s': %s\n", vm_name, strerror(-r));
-                goto finish;
-        }
-        for (size_t i = 0; i < n_fds; i++) {
-                log_info("listening on %s (VNC%s)", listen_describe(fds[i]), have_password ? ", password" : "");
-                r = server_add_listener(server, fds[i]);
-                if (r < 0)
-                        goto fail_listen;
-                fds[i] = -1;
-        }
-        for (size_t i = 0; i < n_ws_fds; i++) {
-                log_info("listening on %s (WebSocket%s)", listen_describe(ws_fds[i]), have_password ? ", password" : "");
-                r = server_add_listener(server, ws_fds[i]);
-                if (r < 0)
-                        goto fail_listen;
-                ws_fds[i] = -1;
-        }
+        r = server_new(c->event, c->client,
+                       &(ServerConfig) { .vm_name = a->vm_name, .keymap = c->keymap,
+                                         .passwords = c->have_password ? &c->passwords : NULL,
+                                         .view_only = a->view_only,
+                                         .handshake_timeout_usec = a->handshake_timeout_usec,
+                                         .port = c->port },
+                       &c->server);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the VNC server for VM '%s': %m", a->vm_name);
 
-        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving VM '%s' on port %u", vm_name, port);
-        /* Exits 0 on a signal, EXIT_FAILURE when the bus goes away (exit_on_disconnect). */
-        r = sd_event_loop(event);
+        for (size_t i = 0; i < c->n_fds; i++) {
+                log_info("listening on %s (VNC%s)", listen_describe(c->fds[i]), c->have_password ? ", password" : "");
+                r = server_add_listener(c->server, c->fds[i]);
+                if (r < 0)
+                        return log_error_errno(r, "cannot watch a listening socket: %m");
+                c->fds[i] = -1;
+        }
+        for (size_t i = 0; i < c->n_ws_fds; i++) {
+                log_info("listening on %s (WebSocket%s)", listen_describe(c->ws_fds[i]),
+                         c->have_password ? ", password" : "");
+                r = server_add_listener(c->server, c->ws_fds[i]);
+                if (r < 0)
+                        return log_error_errno(r, "cannot watch a listening socket: %m");
+                c->ws_fds[i] = -1;
+        }
+        return 0;
+}
+
+/* Exits 0 on a signal, EXIT_FAILURE when the bus goes away (exit_on_disconnect). */
+static int run(Context *c) {
+        int r;
+
+        /* STATUS= says whether the VM is served or waited for (the server keeps it current). */
+        (void) sd_notify(false, "READY=1");
+        r = sd_event_loop(c->event);
         (void) sd_notify(false, "STOPPING=1");
-        ret = r < 0 ? EXIT_FAILURE : r;
-        if (ret != EXIT_SUCCESS)
+        if (r < 0)
+                return log_error_errno(r, "the event loop failed: %m"), EXIT_FAILURE;
+        if (r != EXIT_SUCCESS)
                 log_error("the connection to the bus was lost");
-        goto finish;
+        return r;
+}
 
-fail_listen:
-        fprintf(stderr, "orrery-vnc: cannot watch a listening socket: %s\n", strerror(-r));
-finish:
-        for (size_t i = 0; i < n_fds; i++)
-                safe_close(fds[i]);
-        for (size_t i = 0; i < n_ws_fds; i++)
-                safe_close(ws_fds[i]);
-        server = server_free(server);
-        passwords_done(&passwords);
-        return ret;
+int main(int argc, char *argv[]) {
+        _cleanup_(context_done) Context c = {};
+        int r;
+
+        log_setup("orrery-vnc");
+        r = parse_args(argc, argv, &c.args);
+        if (r == PARSE_DONE)
+                return EXIT_SUCCESS;
+        if (r < 0)
+                return EXIT_USAGE;
+        if (setup_config(&c) < 0)
+                return EXIT_USAGE;
+        r = setup_listen(&c);
+        if (r < 0)
+                return r == -EPERM ? EXIT_USAGE : EXIT_FAILURE;
+        if (setup_server(&c) < 0)
+                return EXIT_FAILURE;
+        return run(&c);
 }

@@ -23,6 +23,18 @@
  * write into it. It would only do so to draw a server-side cursor, so the
  * screen has no cursor (screen->cursor = NULL); clients that can draw a
  * cursor themselves get ours through getCursorPtr.
+ *
+ * Clients before the end of the handshake (and of the authentication) are
+ * "pending": counted apart from the others (SERVER_MAX_PENDING, and
+ * SERVER_MAX_PENDING_PER_SOURCE per source address), dropped when they do
+ * not finish within the handshake timeout, and, when a new connection
+ * finds their quota full, the oldest pending one of that source (or of
+ * all) makes room. So idle connections can neither lock the owner out nor
+ * take the places of authenticated clients (SERVER_MAX_CLIENTS of them).
+ *
+ * A wrong password makes the next answer to that source wait (guard.h):
+ * a pending client's authentication response is simply not read until the
+ * source's delay is over.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,7 +50,10 @@
 
 #include <linux/input-event-codes.h>
 #include <rfb/rfb.h>
+#include <systemd/sd-daemon.h>
 
+#include "guard.h"
+#include "listen.h"
 #include "log.h"
 #include "macro.h"
 #include "placeholder.h"
@@ -92,6 +107,8 @@ static const struct {
 typedef struct VncClient VncClient;
 
 struct Server {
+        uint64_t handshake_timeout_usec;
+        uint16_t port;
         sd_event *event;
         OrreryClient *client;
         OrreryVm *vm;
@@ -116,7 +133,10 @@ struct Server {
         size_t n_listeners;
 
         VncClient *clients;
-        size_t n_clients;
+        size_t n_clients; /* past the handshake */
+        size_t n_pending; /* before the end of the handshake and authentication */
+
+        Guard guard;
 
         /* How many clients hold each key/button down: the VM sees a press when
          * the first one presses, a release when the last one releases. */
@@ -130,6 +150,13 @@ struct VncClient {
         int fd;
         sd_event_source *io;
         VncClient *next, *prev;
+        char name[LISTEN_PEER_MAX];   /* "ADDRESS:PORT", for messages */
+        char source[LISTEN_PEER_MAX]; /* the address it counts against */
+
+        bool pending;              /* the handshake (and authentication) is not over */
+        uint64_t accepted;         /* CLOCK_MONOTONIC usec */
+        sd_event_source *deadline; /* drops a pending client that takes too long */
+        sd_event_source *release;  /* a held authentication response is read */
 
         uint8_t keys[KEY_CODES / 8]; /* evdev codes this client holds */
         uint32_t buttons;            /* RFB mask as last seen */
@@ -153,7 +180,7 @@ _printf_(1, 2) static void rfb_log(const char *format, ...) {
         char buf[512];
         size_t n;
 
-        if (!log_debug_enabled())
+        if (!log_level_enabled(LOG_DEBUG))
                 return;
         va_start(ap, format);
         vsnprintf(buf, sizeof(buf), format, ap);
@@ -263,15 +290,20 @@ static void on_client_gone(rfbClientPtr cl) {
 
         client_release_all(vc);
         vc->io = sd_event_source_disable_unref(vc->io);
+        vc->deadline = sd_event_source_disable_unref(vc->deadline);
+        vc->release = sd_event_source_disable_unref(vc->release);
         if (vc->prev)
                 vc->prev->next = vc->next;
         else
                 s->clients = vc->next;
         if (vc->next)
                 vc->next->prev = vc->prev;
-        s->n_clients--;
+        if (vc->pending)
+                s->n_pending--;
+        else
+                s->n_clients--;
         log_info("client %s disconnected (%zu left; %" PRIu64 " pointer events, %" PRIu64 " positions sent)",
-                 cl->host ?: "?", s->n_clients, vc->n_pointer_events, vc->n_motion_sent);
+                 vc->name, s->n_clients, vc->n_pointer_events, vc->n_motion_sent);
         free(vc);
 }
 
@@ -304,35 +336,157 @@ static bool client_has_input(VncClient *vc) {
         return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
-static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+static uint64_t now_usec(Server *s) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+/* A pending client that got through the handshake counts as a client now. */
+static void client_check_done(VncClient *vc) {
+        Server *s = vc->server;
+
+        if (!vc->pending || vc->cl->sock == RFB_INVALID_SOCKET || vc->cl->state != RFB_NORMAL)
+                return;
+        if (s->n_clients >= SERVER_MAX_CLIENTS) {
+                log_notice("refusing client %s: %d clients already", vc->name, SERVER_MAX_CLIENTS);
+                rfbCloseClient(vc->cl);
+                return;
+        }
+        vc->pending = false;
+        vc->deadline = sd_event_source_disable_unref(vc->deadline);
+        s->n_pending--;
+        s->n_clients++;
+        log_info("client %s connected (%zu now)", vc->name, s->n_clients);
+}
+
+static void client_process(VncClient *vc);
+
+static int on_client_release(sd_event_source *source, uint64_t usec, void *userdata) {
         VncClient *vc = userdata;
+
+        (void) sd_event_source_set_enabled(vc->io, SD_EVENT_ON);
+        client_process(vc);
+        return 0;
+}
+
+/*
+ * The client sent its authentication response while its source is still
+ * within a delay after a wrong password: the response is read then, not
+ * now. Returns true when the client is held.
+ */
+static bool client_hold(VncClient *vc) {
+        Server *s = vc->server;
+        uint64_t at, now = now_usec(s);
+        int r;
+
+        if (!vc->pending || vc->cl->state != RFB_AUTHENTICATION)
+                return false;
+        at = guard_next_allowed(&s->guard, vc->source, now);
+        if (at == 0)
+                return false;
+
+        if (vc->release)
+                r = sd_event_source_set_time(vc->release, at);
+        else
+                r = sd_event_add_time(s->event, &vc->release, CLOCK_MONOTONIC, at, 0, on_client_release, vc);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(vc->release, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                log_warning_errno(r, "client %s: cannot delay its authentication, closing it: %m", vc->name);
+                rfbCloseClient(vc->cl);
+                return true;
+        }
+        (void) sd_event_source_set_enabled(vc->io, SD_EVENT_OFF);
+        /* The wait is ours, not the client's: its handshake time starts again after it. */
+        (void) sd_event_source_set_time(vc->deadline, at + s->handshake_timeout_usec);
+        log_debug("client %s: authentication answered in %" PRIu64 " ms (after wrong passwords from %s)", vc->name,
+                  (at - now) / 1000, vc->source);
+        return true;
+}
+
+static void client_process(VncClient *vc) {
         Server *s = vc->server;
         rfbClientPtr cl = vc->cl;
 
         /* A batch of messages, then the pointer where the batch left it: a
          * client flooding motion costs the VM one SetAbsPosition per batch. */
         for (unsigned n = 0; n < CLIENT_BATCH; n++) {
+                if (client_hold(vc))
+                        break;
                 rfbProcessClientMessage(cl);
+                client_check_done(vc);
                 if (cl->sock == RFB_INVALID_SOCKET || !client_has_input(vc))
                         break;
         }
-        if (cl->sock != RFB_INVALID_SOCKET) {
+        if (cl->sock != RFB_INVALID_SOCKET && !vc->pending) {
                 client_flush_motion(vc);
                 (void) rfbUpdateClient(cl);
         }
         server_reap(s); /* may free vc */
+}
+
+static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        client_process(userdata);
         return 0;
+}
+
+static int on_client_deadline(sd_event_source *source, uint64_t usec, void *userdata) {
+        VncClient *vc = userdata;
+        Server *s = vc->server;
+
+        if (!vc->pending || vc->cl->sock == RFB_INVALID_SOCKET)
+                return 0;
+        log_notice("client %s: handshake not finished within %" PRIu64 " ms, closing it", vc->name,
+                   s->handshake_timeout_usec / 1000);
+        rfbCloseClient(vc->cl);
+        server_reap(s);
+        return 0;
+}
+
+/* The oldest pending client, of source (or of all when source is NULL), and how many there are. */
+static VncClient *oldest_pending(Server *s, const char *source, size_t *ret_n) {
+        VncClient *oldest = NULL;
+        size_t n = 0;
+
+        for (VncClient *vc = s->clients; vc; vc = vc->next) {
+                if (!vc->pending || vc->cl->sock == RFB_INVALID_SOCKET)
+                        continue;
+                if (source && !streq(vc->source, source))
+                        continue;
+                n++;
+                if (!oldest || vc->accepted < oldest->accepted)
+                        oldest = vc;
+        }
+        *ret_n = n;
+        return oldest;
+}
+
+/* Room for one more pending client: the oldest pending one of its source, or of all, goes. */
+static void make_room(Server *s, const char *source) {
+        VncClient *victim;
+        size_t n;
+
+        victim = oldest_pending(s, source, &n);
+        if (n >= SERVER_MAX_PENDING_PER_SOURCE) {
+                log_notice("client %s: %zu connections from %s before the end of their handshake; closing the oldest",
+                           victim->name, n, source);
+                rfbCloseClient(victim->cl);
+        }
+        victim = oldest_pending(s, NULL, &n);
+        if (n >= SERVER_MAX_PENDING) {
+                log_notice("client %s: %zu connections before the end of their handshake; closing the oldest",
+                           victim->name, n);
+                rfbCloseClient(victim->cl);
+        }
+        /* Closed clients are reaped after rfbNewClient() returns (on_listen_io). */
 }
 
 static enum rfbNewClientAction on_new_client(rfbClientPtr cl) {
         Server *s = cl->screen->screenData;
-        VncClient *vc;
+        _cleanup_free_ VncClient *vc = NULL;
         int r;
-
-        if (s->n_clients >= SERVER_MAX_CLIENTS) {
-                log_info("refusing client %s: %d clients already", cl->host ?: "?", SERVER_MAX_CLIENTS);
-                return RFB_CLIENT_REFUSE;
-        }
 
         vc = calloc(1, sizeof(VncClient));
         if (!vc)
@@ -340,13 +494,25 @@ static enum rfbNewClientAction on_new_client(rfbClientPtr cl) {
         vc->server = s;
         vc->cl = cl;
         vc->fd = cl->sock;
+        vc->pending = true;
+        vc->accepted = now_usec(s);
+        r = listen_peer(vc->fd, vc->name, vc->source);
+        if (r < 0) {
+                log_debug_errno(r, "Refusing a connection whose peer is unknown: %m");
+                return RFB_CLIENT_REFUSE;
+        }
+        make_room(s, vc->source);
+
         r = sd_event_add_io(s->event, &vc->io, vc->fd, EPOLLIN, on_client_io, vc);
         if (r >= 0)
                 r = sd_event_source_set_priority(vc->io, PRIORITY_CLIENTS);
+        if (r >= 0)
+                r = sd_event_add_time_relative(s->event, &vc->deadline, CLOCK_MONOTONIC, s->handshake_timeout_usec, 0,
+                                               on_client_deadline, vc);
         if (r < 0) {
                 vc->io = sd_event_source_disable_unref(vc->io);
-                log_error("Cannot watch the socket of client %s: %s", cl->host ?: "?", strerror(-r));
-                free(vc);
+                vc->deadline = sd_event_source_disable_unref(vc->deadline);
+                log_error_errno(r, "Cannot watch the socket of client %s: %m", vc->name);
                 return RFB_CLIENT_REFUSE;
         }
         cl->clientData = vc;
@@ -357,9 +523,10 @@ static enum rfbNewClientAction on_new_client(rfbClientPtr cl) {
         vc->next = s->clients;
         if (s->clients)
                 s->clients->prev = vc;
-        s->clients = vc;
-        s->n_clients++;
-        log_info("client %s connected (%zu now)", cl->host ?: "?", s->n_clients);
+        s->clients = TAKE_PTR(vc);
+        s->n_pending++;
+        log_debug("client %s: connection accepted (%zu before the end of their handshake)", s->clients->name,
+                  s->n_pending);
         return RFB_CLIENT_ACCEPT;
 }
 
@@ -370,7 +537,7 @@ static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void 
         cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
         if (cfd < 0) {
                 if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_error("Cannot accept a connection: %m");
+                        log_error_errno(errno, "Cannot accept a connection: %m");
                 return 0;
         }
         if (cfd >= FD_SETSIZE) {
@@ -451,11 +618,11 @@ static void on_key(rfbBool down, rfbKeySym keysym, rfbClientPtr cl) {
         s = vc->server;
         code = keymap_lookup_modifiers(s->keymap, (uint32_t) keysym, &needs);
         if (code < 0) {
-                log_debug("client %s: keysym 0x%04x has no key in the layout, ignored", cl->host ?: "?",
+                log_debug("client %s: keysym 0x%04x has no key in the layout, ignored", vc->name,
                           (unsigned) keysym);
                 return;
         }
-        log_debug("client %s: keysym 0x%04x %s -> key %d%s%s", cl->host ?: "?", (unsigned) keysym,
+        log_debug("client %s: keysym 0x%04x %s -> key %d%s%s", vc->name, (unsigned) keysym,
                   down ? "down" : "up", code, needs & KEYMAP_NEED_SHIFT ? " (needs Shift)" : "",
                   needs & KEYMAP_NEED_LEVEL3 ? " (needs AltGr)" : "");
         if (!vm_ready(s))
@@ -559,7 +726,7 @@ static void screen_switch(Server *s, char *pixels, uint32_t width, uint32_t heig
                 while ((cl = rfbClientIteratorNext(i)))
                         if (cl->state == RFB_NORMAL && (!cl->useNewFBSize || cl->scaledScreen != cl->screen)) {
                                 log_info("client %s cannot follow the resize to %" PRIu32 "x%" PRIu32 ": disconnecting it",
-                                         cl->host ?: "?", width, height);
+                                         cl->clientData ? ((VncClient *) cl->clientData)->name : "?", width, height);
                                 rfbCloseClient(cl);
                         }
                 rfbReleaseClientIterator(i);
@@ -613,6 +780,11 @@ static void show_placeholder(Server *s, const char *message) {
         s->placeholder = pixels;
 }
 
+/* What systemd (and systemctl status) shows: serving only while the VM's screen is. */
+static void server_set_status(Server *s, const char *state) {
+        (void) sd_notifyf(false, "STATUS=%s VM '%s' on port %u", state, s->vm_name, s->port);
+}
+
 static void show_vm(Server *s) {
         OrreryFramebuffer fb;
         rfbPixelFormat format;
@@ -620,8 +792,9 @@ static void show_vm(Server *s) {
 
         r = orrery_vm_get_framebuffer(s->vm, CONSOLE_ID, &fb);
         if (r < 0) {
-                log_info("VM '%s' has no framebuffer on console %d to show: %s", s->vm_name, CONSOLE_ID, strerror(-r));
+                log_info_errno(r, "VM '%s' has no framebuffer on console %d to show: %m", s->vm_name, CONSOLE_ID);
                 show_placeholder(s, "NO DISPLAY");
+                server_set_status(s, "No display on");
                 return;
         }
         if (!format_shifts(fb.format, &format) || fb.bytes_per_pixel != format.bitsPerPixel / 8 ||
@@ -629,6 +802,7 @@ static void show_vm(Server *s) {
                 log_info("VM '%s': cannot serve a %" PRIu32 "x%" PRIu32 " framebuffer in format 0x%08" PRIx32,
                          s->vm_name, fb.width, fb.height, fb.format);
                 show_placeholder(s, "NO DISPLAY");
+                server_set_status(s, "Cannot show the display of");
                 return;
         }
 
@@ -637,6 +811,7 @@ static void show_vm(Server *s) {
         screen_switch(s, (char *) (uintptr_t) fb.data, fb.width, fb.height, fb.stride, &format);
         s->placeholder = mfree_u32(s->placeholder);
         log_info("serving VM '%s': %" PRIu32 "x%" PRIu32, s->vm_name, fb.width, fb.height);
+        server_set_status(s, "Serving");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -665,9 +840,10 @@ static void on_vm_appeared(OrreryVm *vm, void *userdata) {
 static void on_vm_vanished(OrreryVm *vm, void *userdata) {
         Server *s = userdata;
 
-        log_info("VM '%s' is gone; showing clients that it is not running until it comes back", s->vm_name);
+        log_info("VM '%s' is gone; waiting for VM '%s' (clients see that it is not running)", s->vm_name, s->vm_name);
         forget_input(s);
         show_placeholder(s, "VM NOT RUNNING");
+        server_set_status(s, "Waiting for");
 }
 
 static void on_console_mode_changed(OrreryVm *vm, uint32_t console, const OrreryFramebuffer *fb, void *userdata) {
@@ -758,6 +934,25 @@ static rfbCursorPtr make_cursor(void) {
         return c;
 }
 
+/* libvncserver's own check, and what we learn from it about the source. */
+static rfbBool on_check_password(rfbClientPtr cl, const char *response, int len) {
+        Server *s = cl->screen->screenData;
+        VncClient *vc = cl->clientData;
+        unsigned failures;
+
+        if (!vc)
+                return FALSE;
+        if (rfbCheckPasswordByList(cl, response, len)) {
+                guard_success(&s->guard, vc->source);
+                log_info("client %s: password accepted%s", vc->name, cl->viewOnly ? " (view-only)" : "");
+                return TRUE;
+        }
+        failures = guard_failure(&s->guard, vc->source, now_usec(s));
+        log_warning("client %s: wrong VNC password (failure %u from %s; its next answer waits %" PRIu64 " ms)",
+                    vc->name, failures, vc->source, guard_delay_for(failures) / 1000);
+        return FALSE;
+}
+
 int server_new(sd_event *event, OrreryClient *client, const ServerConfig *config, Server **ret) {
         _cleanup_(server_freep) Server *s = NULL;
         int argc = 0;
@@ -770,6 +965,8 @@ int server_new(sd_event *event, OrreryClient *client, const ServerConfig *config
         s->client = orrery_client_ref(client);
         s->keymap = config->keymap;
         s->view_only = config->view_only;
+        s->handshake_timeout_usec = config->handshake_timeout_usec ?: SERVER_HANDSHAKE_TIMEOUT_USEC;
+        s->port = config->port;
         s->vm_name = strdup(config->vm_name);
         if (!s->vm_name || asprintf(&s->desktop_name, "Orrery VM %s", config->vm_name) < 0)
                 return -ENOMEM;
@@ -805,7 +1002,7 @@ int server_new(sd_event *event, OrreryClient *client, const ServerConfig *config
         if (config->passwords && config->passwords->list[0]) {
                 s->screen->authPasswdData = (void *) config->passwords->list;
                 s->screen->authPasswdFirstViewOnly = config->passwords->first_view_only;
-                s->screen->passwordCheck = rfbCheckPasswordByList;
+                s->screen->passwordCheck = on_check_password;
         }
 
         r = sd_event_add_defer(event, &s->flush, on_flush, s);
@@ -815,6 +1012,8 @@ int server_new(sd_event *event, OrreryClient *client, const ServerConfig *config
         (void) sd_event_source_set_enabled(s->flush, SD_EVENT_OFF);
 
         show_placeholder(s, "VM NOT RUNNING");
+        log_info("waiting for VM '%s' to appear on the bus", s->vm_name);
+        server_set_status(s, "Waiting for");
 
         r = orrery_vm_attach(client, config->vm_name, &vm_callbacks, s, ORRERY_VM_ATTACH_ASYNC, &s->vm);
         if (r < 0)

@@ -16,7 +16,12 @@
 #include "orrery-client.h"
 #include "password.h"
 
+/* Clients past the handshake and authentication. */
 #define SERVER_MAX_CLIENTS 32
+/* Clients before that (with the oldest dropped to make room), in all and per source address. */
+#define SERVER_MAX_PENDING 16
+#define SERVER_MAX_PENDING_PER_SOURCE 4
+#define SERVER_HANDSHAKE_TIMEOUT_USEC (5ULL * 1000000ULL)
 #define SERVER_MAX_LISTEN 16
 
 typedef struct Server Server;
@@ -26,6 +31,8 @@ typedef struct ServerConfig {
         const Keymap *keymap;
         const Passwords *passwords; /* NULL: no authentication */
         bool view_only;             /* every client is view-only */
+        uint64_t handshake_timeout_usec; /* 0: SERVER_HANDSHAKE_TIMEOUT_USEC */
+        uint16_t port;              /* for the status shown by systemd */
 } ServerConfig;
 
 int server_new(sd_event *event, OrreryClient *client, const ServerConfig *config, Server **ret);

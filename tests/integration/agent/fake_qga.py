@@ -150,6 +150,11 @@ class Peer:
             h[2] += len(chunk)
             c.send({"return": {"count": len(chunk), "buf-b64": base64.b64encode(chunk).decode(),
                                "eof": h[2] >= len(h[1])}})
+        elif cmd == "guest-file-seek":
+            h = self.handles[args["handle"]]
+            base = {"set": 0, "cur": h[2], "end": len(h[1]), 0: 0, 1: h[2], 2: len(h[1])}[args.get("whence", "set")]
+            h[2] = max(0, base + args.get("offset", 0))
+            c.send({"return": {"position": h[2], "eof": h[2] >= len(h[1])}})
         elif cmd == "guest-file-close":
             h = self.handles.pop(args["handle"], None)
             if h and not h[3].startswith("r"):
@@ -200,6 +205,31 @@ def echo(peer, c):
         if not data:
             return
         c.send(data)
+
+
+def endless(announce=None, delay=0.0, count=None):
+    """A file that never ends: guest-file-read answers eof:false forever (with a chunk of the size asked for,
+    or count), after delay seconds; guest-file-seek to the end announces announce bytes (None: not supported)."""
+    def fn(peer, c, cmd, args):
+        if cmd == "guest-file-open":
+            h = peer.next_handle
+            peer.next_handle += 1
+            peer.handles[h] = [args["path"], bytearray(), 0, args.get("mode", "r")]
+            c.send({"return": h})
+            return True
+        if cmd == "guest-file-seek":
+            if announce is None:
+                c.send({"error": {"class": "GenericError", "desc": "Illegal seek"}})
+            else:
+                c.send({"return": {"position": announce if args.get("whence") == "end" else 0, "eof": False}})
+            return True
+        if cmd == "guest-file-read":
+            if delay:
+                time.sleep(delay)
+            chunk = b"e" * (count or args.get("count", 4096))
+            c.send({"return": {"count": len(chunk), "buf-b64": base64.b64encode(chunk).decode(), "eof": False}})
+            return True
+    return overriding(fn)
 
 
 def random_garbage():

@@ -18,12 +18,13 @@ import fake_qga  # noqa: E402
 from bridge_test import Bridge, Client, PrivateBus, Tap, spin  # noqa: E402
 
 TIMEOUT = 1.5  # the bridge's --timeout: short, so silent peers fail fast
+COPY_MAX = 1 << 20  # the bridge's --copy-max-bytes
 tap = Tap()
 tmp = tempfile.mkdtemp(prefix="orrery-hostile-")
 pbus = PrivateBus()
 good = fake_qga.Peer(os.path.join(tmp, "good.sock"), fake_qga.good)
 bad = fake_qga.Peer(os.path.join(tmp, "bad.sock"), fake_qga.good)
-bridge = Bridge(pbus.address, "--timeout", str(TIMEOUT), "--test-socket", f"good={good.path}",
+bridge = Bridge(pbus.address, "--timeout", str(TIMEOUT), "--copy-max-bytes", "1M", "--test-socket", f"good={good.path}",
                 "--test-socket", f"bad={bad.path}")
 client = Client(pbus.address)
 
@@ -61,14 +62,38 @@ try:
               "the Timeout names what was not answered", r)
     tap.check(not client.connected("bad"), "a silent agent is not Connected")
 
-    # A flood of calls for a silent agent: the queue is bounded, the rest answer Busy at once.
-    calls = [client.call_async("bad", "Ping") for _ in range(1100)]
-    spin(60, lambda: all("t" in c for c in calls))
-    names = [c.get("error", ("none",))[0] for c in calls]
-    tap.check(names.count("org.orrery.Error.Busy") >= 1100 - 1024
-              and set(names) <= {"org.orrery.Error.Busy", "org.orrery.Error.Timeout"},
-              "1100 calls queued for a silent agent: beyond 1024 they answer Busy, the rest time out",
-              {n: names.count(n) for n in set(names)})
+    # A flood of calls for a silent agent: the queue is bounded, the rest answer Busy at once. On a bridge of
+    # its own whose guest calls never time out, so no call can leave the queue, however slow the machine is.
+    qbus = PrivateBus()
+    quiet = fake_qga.Peer(os.path.join(tmp, "quiet.sock"), fake_qga.silent)
+    full = fake_qga.Peer(os.path.join(tmp, "full.sock"), fake_qga.good)
+    full.files["/g/some"] = os.urandom(100000)
+    # --copy-reserve 100: no file system has all of itself free, so no copy from the guest may write.
+    qbridge = Bridge(qbus.address, "--timeout", "3600", "--copy-reserve", "100", "--test-socket", f"quiet={quiet.path}",
+                     "--test-socket", f"full={full.path}")
+    qclient = Client(qbus.address)
+    try:
+        spin(30, lambda: qclient.has_name() and "guest-sync-delimited" in quiet.commands())
+        calls = [qclient.call_async("quiet", "Ping", timeout=3600) for _ in range(1100)]
+        spin(60, lambda: sum("t" in c for c in calls) >= 1100 - 1024)
+        spin(0.5)  # long enough for a wrong extra answer to show, never needed to pass
+        names = [c["error"][0] if "error" in c else "result" if "result" in c else "waiting" for c in calls]
+        tap.check(names.count("org.orrery.Error.Busy") == 1100 - 1024 and names.count("waiting") == 1024,
+                  "1100 calls for an agent that never answers: 1024 wait in the queue, the other 76 answer Busy at once",
+                  {n: names.count(n) for n in set(names)})
+
+        spin(30, lambda: qclient.connected("full"))
+        out = os.path.join(tmp, "reserve.bin")
+        with open(out, "wb") as f:
+            r, e = qclient.call("full", "CopyFromGuest", "/g/some", dbus.types.UnixFd(f))
+        tap.check(e is not None and e[0] == "org.orrery.Error.LimitExceeded" and "reserve" in e[1]
+                  and os.path.getsize(out) == 0,
+                  "a copy from the guest stops before the host file system's free-space reserve (--copy-reserve)", e)
+    finally:
+        qbridge.kill()
+        full.stop()
+        quiet.stop()
+        qbus.stop()
 
     r = hostile_vs_good("garbage flood", fake_qga.flood(lambda: os.urandom(16384).replace(b"\xff", b"x")))
     r = hostile_vs_good("garbage with 0xFF flood", fake_qga.flood(fake_qga.random_garbage))
@@ -174,6 +199,83 @@ try:
         r, e = client.call("bad", "CopyFromGuest", "/g/file", dbus.types.UnixFd(f))
     tap.check(e is not None and e[0] == "org.orrery.Error.GuestError", "a read count above the chunk asked for is a "
               "GuestError", e)
+
+    # Bounded copies from a guest whose file never ends (eof:false forever).
+    out = os.path.join(tmp, "endless.bin")
+    switch(fake_qga.endless(announce=12345), wait_connected=True)
+    with open(out, "wb") as f:
+        r, e = client.call("bad", "CopyFromGuest", "/g/endless", dbus.types.UnixFd(f))
+    size = os.path.getsize(out)
+    tap.check(e is not None and e[0] == "org.orrery.Error.LimitExceeded" and size == COPY_MAX
+              and "announced 12345 bytes" in e[1],
+              f"CopyFromGuest of an endless file stops at --copy-max-bytes with LimitExceeded, naming the size the"
+              f" guest announced; the host file holds {size} bytes", e)
+    spin(5, lambda: bad.commands()[-1:] == ["guest-file-close"])
+    tap.check(bad.commands()[-1:] == ["guest-file-close"], "the stopped copy closes its guest handle",
+              bad.commands()[-3:])
+
+    switch(fake_qga.endless(), wait_connected=True)
+    with open(out, "wb") as f:
+        r, e = client.call("bad", "CopyFromGuestEx", "/g/endless", dbus.types.UnixFd(f),
+                           dbus.Dictionary({"MaxBytes": dbus.UInt64(300000)}, signature="sv"))
+    size = os.path.getsize(out)
+    tap.check(e is not None and e[0] == "org.orrery.Error.LimitExceeded" and size == 300000,
+              f"CopyFromGuestEx with MaxBytes 300000 stops there (host file {size} bytes; no size announced)", e)
+
+    switch(fake_qga.endless(announce=1 << 40), wait_connected=True)
+    with open(out, "wb") as f:
+        r, e = client.call("bad", "CopyFromGuestEx", "/g/huge", dbus.types.UnixFd(f),
+                           dbus.Dictionary({"MaxBytes": dbus.UInt64(1 << 30)}, signature="sv"))
+    tap.check(e is not None and e[0] == "org.orrery.Error.LimitExceeded" and str(1 << 40) in e[1]
+              and os.path.getsize(out) == 0 and "guest-file-read" not in bad.commands()[-4:],
+              "a file the guest announces beyond MaxBytes is refused before anything is read", e)
+
+    with open(out, "wb") as f:
+        r, e = client.call("bad", "CopyFromGuestEx", "/g/x", dbus.types.UnixFd(f),
+                           dbus.Dictionary({"Bogus": dbus.UInt64(1)}, signature="sv"))
+    tap.check(e is not None and e[0] == "org.orrery.Error.InvalidArgument" and "Bogus" in e[1],
+              "an unknown copy option is InvalidArgument", e)
+
+    # The caller's own time: TimeoutUSec ends the copy (a slow endless file, far below any size bound).
+    switch(fake_qga.endless(delay=0.02, count=1000), wait_connected=True)
+    with open(out, "wb") as f:
+        r, e = client.call("bad", "CopyFromGuestEx", "/g/slow", dbus.types.UnixFd(f),
+                           dbus.Dictionary({"TimeoutUSec": dbus.UInt64(500000)}, signature="sv"))
+    tap.check(e is not None and e[0] == "org.orrery.Error.Timeout" and "TimeoutUSec" in e[1]
+              and os.path.getsize(out) < COPY_MAX,
+              "CopyFromGuestEx with TimeoutUSec stops the copy with Timeout when that time has passed", e)
+
+    # A caller that leaves the bus mid-copy stops it: no guest-file-read after the handle is closed.
+    spin(10, lambda: bad.commands()[-1:] == ["guest-file-close"])  # the copy before has closed its handle
+    n_before = len(bad.commands())
+    script = (
+        "import dbus, dbus.mainloop.glib, sys, time\n"
+        "from gi.repository import GLib\n"
+        "dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)\n"
+        "b = dbus.bus.BusConnection(sys.argv[1])\n"
+        "a = dbus.Interface(b.get_object('org.orrery.Agent', '/org/orrery/Agent/bad', introspect=False),"
+        " 'org.orrery.Agent1')\n"
+        "f = open(sys.argv[2], 'wb')\n"
+        "a.CopyFromGuest('/g/leaving', dbus.types.UnixFd(f), reply_handler=lambda *x: None,"
+        " error_handler=lambda e: None, timeout=3600)\n"
+        "b.flush()\n"
+        "ctx = GLib.MainContext.default()\n"
+        "while True:\n"
+        "    ctx.iteration(True)\n")
+    leaver = subprocess.Popen([sys.executable, "-c", script, pbus.address, out])
+    tap.check(spin(30, lambda: bad.commands()[n_before:].count("guest-file-read") >= 3),
+              "a copy from the endless file is under way", bad.commands()[n_before:][-5:])
+    leaver.kill()
+    leaver.wait()
+    spin(10, lambda: "guest-file-close" in bad.commands()[n_before:])
+    size = os.path.getsize(out)
+    r, e = client.call("bad", "Ping")  # queued behind anything the copy would still send
+    tail = bad.commands()[n_before:]
+    after = tail[tail.index("guest-file-close") + 1:] if "guest-file-close" in tail else None
+    size_after = os.path.getsize(out)
+    tap.check(e is None and after is not None and "guest-file-read" not in after and size_after == size,
+              f"a caller that leaves the bus mid-copy stops it: the handle is closed, no read follows, the host"
+              f" file stays at {size} bytes", (e, size_after, tail[-6:]))
 
     writes = []
 

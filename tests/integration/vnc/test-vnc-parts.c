@@ -2,18 +2,23 @@
 /*
  * orrery-vnc's parts that need no VM: the keysym -> evdev table built from
  * xkbcommon, --listen parsing and the loopback rule, the password file's
- * checks, the placeholder screen.
+ * checks, the placeholder screen, the password-guessing guard.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/input-event-codes.h>
 #include <xkbcommon/xkbcommon-keysyms.h>
 
+#include "guard.h"
 #include "keymap.h"
 #include "listen.h"
 #include "macro.h"
@@ -163,6 +168,60 @@ static void test_listen_open(void) {
               "an address this host does not have is an error");
 }
 
+/* A loopback connection to a listener on host; checks listen_peer() on the accepted end. */
+static void check_peer(int family, const char *host, const char *want_source) {
+        int fds[LISTEN_MAX_SOCKETS], c = -1, a = -1;
+        size_t n = 0;
+        bool loopback;
+        uint16_t port;
+        char name[LISTEN_PEER_MAX] = "", source[LISTEN_PEER_MAX] = "", want_name[LISTEN_PEER_MAX] = "";
+        struct sockaddr_storage ss = {};
+        bool ok;
+        socklen_t len = sizeof(ss);
+
+        if (listen_open(host, 0, true, fds, &n, &loopback, &port) < 0 || n == 0) {
+                CHECK(family == AF_INET6, "listening on %s for listen_peer() (skipped only for IPv6)", host);
+                return;
+        }
+        c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+                in->sin_family = AF_INET;
+                in->sin_port = htons(port);
+                inet_pton(AF_INET, host, &in->sin_addr);
+                len = sizeof(*in);
+        } else {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+                inet_pton(AF_INET6, host, &in6->sin6_addr);
+                len = sizeof(*in6);
+        }
+        if (c >= 0 && connect(c, (struct sockaddr *) &ss, len) == 0) {
+                struct pollfd p = { .fd = fds[0], .events = POLLIN };
+
+                (void) poll(&p, 1, 5000);
+                a = accept4(fds[0], NULL, NULL, SOCK_CLOEXEC);
+        }
+        len = sizeof(ss);
+        if (c >= 0 && getsockname(c, (struct sockaddr *) &ss, &len) == 0)
+                snprintf(want_name, sizeof(want_name), family == AF_INET ? "%s:%u" : "[%s]:%u", host,
+                         family == AF_INET ? ntohs(((struct sockaddr_in *) &ss)->sin_port)
+                                           : ntohs(((struct sockaddr_in6 *) &ss)->sin6_port));
+        ok = a >= 0 && listen_peer(a, name, source) == 0 && streq(name, want_name) && streq(source, want_source);
+        CHECK(ok, "listen_peer(): a client from %s is '%s', counted against '%s'", host, ok ? name : "?",
+              ok ? source : "?");
+        safe_close(a);
+        safe_close(c);
+        for (size_t i = 0; i < n; i++)
+                close(fds[i]);
+}
+
+static void test_listen_peer(void) {
+        check_peer(AF_INET, "127.0.0.1", "127.0.0.1");
+        check_peer(AF_INET6, "::1", "::/64");
+}
+
 static char dir[] = "/tmp/orrery-vnc-test-XXXXXX";
 
 static const char *write_file(const char *name, const char *content, mode_t mode) {
@@ -235,6 +294,37 @@ static void test_placeholder(void) {
         free(px);
 }
 
+static void test_guard(void) {
+        static Guard g;
+        const uint64_t t = 1000000000ULL;
+        char name[32];
+
+        CHECK(guard_delay_for(0) == 0 && guard_delay_for(1) == 500000 && guard_delay_for(2) == 1000000 &&
+                      guard_delay_for(4) == 4000000 && guard_delay_for(8) == 60000000 &&
+                      guard_delay_for(1000) == 60000000,
+              "the delay is 0.5 s after one failure, doubling, at most 60 s");
+        CHECK(guard_next_allowed(&g, "10.0.0.1", t) == 0, "a source without failures is answered at once");
+        CHECK(guard_failure(&g, "10.0.0.1", t) == 1 && guard_next_allowed(&g, "10.0.0.1", t) == t + 500000 &&
+                      guard_next_allowed(&g, "10.0.0.1", t + 500000) == 0,
+              "after a failure the source waits 0.5 s from it");
+        CHECK(guard_next_allowed(&g, "10.0.0.2", t) == 0, "another source is not affected");
+        CHECK(guard_failure(&g, "10.0.0.1", t + 600000) == 2 &&
+                      guard_next_allowed(&g, "10.0.0.1", t + 600000) == t + 1600000,
+              "a second failure: 1 s");
+        guard_success(&g, "10.0.0.1");
+        CHECK(guard_next_allowed(&g, "10.0.0.1", t + 700000) == 0 && guard_failure(&g, "10.0.0.1", t + 700000) == 1,
+              "a right password clears the source");
+        CHECK(guard_failure(&g, "10.0.0.1", t + 700000 + GUARD_FORGET_USEC) == 1,
+              "failures older than GUARD_FORGET_USEC are forgotten");
+        for (unsigned i = 0; i < 2 * GUARD_SOURCES; i++) {
+                snprintf(name, sizeof(name), "10.1.%u.%u", i / 256, i % 256);
+                (void) guard_failure(&g, name, t + 2 * GUARD_FORGET_USEC + i);
+        }
+        CHECK(guard_next_allowed(&g, "10.1.0.0", t + 2 * GUARD_FORGET_USEC + 1000) == 0 &&
+                      guard_next_allowed(&g, "10.1.1.255", t + 2 * GUARD_FORGET_USEC + 1000) != 0,
+              "with more sources than the table holds, the oldest are forgotten and the newest kept");
+}
+
 int main(void) {
         if (!mkdtemp(dir))
                 return 1;
@@ -242,8 +332,10 @@ int main(void) {
         test_keymap_layouts();
         test_listen_spec();
         test_listen_open();
+        test_listen_peer();
         test_passwords();
         test_placeholder();
+        test_guard();
         {
                 char cmd[600];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

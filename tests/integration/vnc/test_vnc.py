@@ -18,13 +18,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
+import vnc_util  # noqa: E402
+from vnc_util import TIMEOUT, closed_by_peer, wait_until  # noqa: E402
 
-VNC = os.environ["ORRERY_VNC"]
-PROBE = os.environ["ORRERY_VNC_PROBE"]
 FB_CHECK = os.environ["ORRERY_FB_CHECK"]
 NAME = "vnctest"
 WIDTH, HEIGHT = 640, 480
-TIMEOUT = 60  # generous: catches hangs only (sanitizer builds on a loaded machine are slow)
 EV_KEY, EV_REL, EV_ABS = 1, 2, 3
 KEY_A, KEY_B, KEY_C, KEY_1, KEY_LEFTSHIFT, KEY_LEFTCTRL, KEY_LEFT = 30, 48, 46, 2, 42, 29, 105
 BTN_LEFT = 0x110
@@ -36,130 +35,12 @@ pbus = PrivateBus()
 tmp = tempfile.TemporaryDirectory()
 
 
-def wait_until(cond, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    return cond()
+def Server(*args, listen="127.0.0.1:0", env=None):
+    return vnc_util.Server(NAME, pbus.address, *args, listen=listen, env=env)
 
 
-class Lines:
-    """Collects the lines of a stream in a thread; wait() for one matching a regex."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self.cond = threading.Condition()
-        self.closed = False
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for raw in stream:
-            with self.cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-    def wait(self, pattern, timeout=TIMEOUT, start=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or self.closed:
-                    return None
-                self.cond.wait(min(left, 0.5))
-
-    def text(self):
-        with self.cond:
-            return "\n".join(self.lines[-40:])
-
-
-class Server:
-    def __init__(self, *args, listen="127.0.0.1:0", env=None):
-        self.proc = subprocess.Popen([VNC, "--vm", NAME, "--bus", pbus.address, "--listen", listen] + list(args),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=env)
-        self.log = Lines(self.proc.stderr)
-        m = self.log.wait(r"listening on (\S+) \(VNC")
-        self.address = m.group(1) if m else None
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(TIMEOUT)
-
-
-class Probe:
-    def __init__(self, address, *args):
-        self.proc = subprocess.Popen([PROBE] + list(args) + [address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-        self.out = Lines(self.proc.stdout)
-        m = self.out.wait(r"^(connected (\d+) (\d+)|error.*)$")
-        self.connected = bool(m and m.group(1).startswith("connected"))
-        self.size = (int(m.group(2)), int(m.group(3))) if self.connected else None
-
-    def cmd(self, line, timeout=TIMEOUT):
-        start = len(self.out.lines)
-        try:
-            self.proc.stdin.write((line + "\n").encode())
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return None
-        m = self.out.wait(r"^(ok.*|error.*|timeout|disconnected)$", timeout, start)
-        return m.group(1) if m else None
-
-    def info(self):
-        r = self.cmd("info")
-        m = re.match(r"ok (\d+) (\d+) (\d+)", r or "")
-        return tuple(int(x) for x in m.groups()) if m else None
-
-    def dump(self):
-        path = os.path.join(tmp.name, f"dump-{self.proc.pid}.raw")
-        r = self.cmd(f"dump {path}")
-        m = re.match(r"ok (\d+) (\d+)", r or "")
-        if not m:
-            return None
-        with open(path, "rb") as f:
-            return int(m.group(1)), int(m.group(2)), f.read()
-
-    def key(self, keysym, down):
-        return self.cmd(f"key {keysym:#x} {1 if down else 0}") == "ok"
-
-    def tap_key(self, keysym):
-        return self.key(keysym, True) and self.key(keysym, False)
-
-    def pointer(self, x, y, mask=0):
-        return self.cmd(f"pointer {x} {y} {mask}") == "ok"
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(b"quit\n")
-                self.proc.stdin.flush()
-            except BrokenPipeError:
-                pass
-            try:
-                self.proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+def Probe(address, *args):
+    return vnc_util.Probe(address, *args, dump_dir=tmp.name)
 
 
 def boot(width=WIDTH, height=HEIGHT):
@@ -207,6 +88,51 @@ def pixel(data, width, x, y):
     return int.from_bytes(data[(y * width + x) * 4:(y * width + x) * 4 + 3], "little")
 
 
+class Notify:
+    """A NOTIFY_SOCKET of our own: what orrery-vnc tells systemd (READY, STATUS)."""
+
+    def __init__(self):
+        self.path = os.path.join(tmp.name, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.statuses = []
+
+    def wait_status(self, pattern, timeout=TIMEOUT):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for st in self.statuses:
+                if rx.search(st):
+                    return st
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                msg = self.sock.recv(4096).decode(errors="replace")
+            except socket.timeout:
+                return None
+            self.statuses += [line[len("STATUS="):] for line in msg.splitlines() if line.startswith("STATUS=")]
+
+
+# Started before the VM: it says it waits for it, and serves only once the VM is there.
+notify = Notify()
+early = Server(env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+st = notify.wait_status(r"VM '" + NAME + "'")
+tap.check(st is not None and st.startswith("Waiting for VM") and early.log.wait(f"waiting for VM '{NAME}'") is not None
+          and not any("Serving" in x for x in notify.statuses),
+          f"orrery-vnc started before the VM says it waits for it, not 'Serving' (status: {st})", early.log.text())
+vm = boot()
+st = notify.wait_status(r"^Serving VM")
+tap.check(st is not None and st.startswith(f"Serving VM '{NAME}'"),
+          f"once the VM is up the status says 'Serving' ({notify.statuses})", early.log.text())
+mark = len(early.log.lines)
+notify.statuses = []
+vm.kill()
+st = notify.wait_status(r"^Waiting for VM")
+tap.check(st is not None and early.log.wait(f"waiting for VM '{NAME}'", start=mark) is not None,
+          f"the VM gone, the status says 'Waiting for VM' again ({st})", early.log.text())
+early.kill()
 vm = boot()
 server = Server()
 probes = []
@@ -350,16 +276,19 @@ try:
     host, port = server.address.rsplit(":", 1)
     h = Probe(server.address)
     probes.append(h)
+    mark = len(server.log.lines)
     with socket.create_connection((host, int(port)), timeout=TIMEOUT) as junk:
+        name = "%s:%d" % junk.getsockname()[:2]
         junk.recv(12)
         junk.sendall(b"RFB 003.008\n" + bytes(range(256)) * 64)
         try:
-            while junk.recv(65536):
-                pass
-            closed = True
-        except OSError:
-            closed = True
-    tap.check(closed and server.alive(), "a client sending garbage is disconnected; orrery-vnc carries on")
+            how = closed_by_peer(junk)  # EOF or a reset; our own timeout is not a close
+        except socket.timeout:
+            how = "not closed by the server"
+    logged = server.log.wait(rf"client {re.escape(name)} disconnected", start=mark)
+    tap.check(how in ("eof", "reset") and logged is not None and server.alive(),
+              f"a client sending garbage is disconnected by the server ({how}, its log says so); orrery-vnc carries on",
+              server.log.text())
 
     stuck = socket.create_connection((host, int(port)), timeout=TIMEOUT)
     stuck.recv(12)
@@ -427,8 +356,11 @@ try:
     tap.check(wait_until(lambda: pattern_ok(p, 800, 600, 6) and matches_memfd(p, vm, 800, 600)),
               "the VM restarted at 800x600: orrery-vnc reattaches; the same client follows the resize and the new pattern",
               server.log.text())
-    tap.check(server.alive(), "orrery-vnc never crashed (the framebuffer is mapped read-only: a write would)",
-              server.log.text())
+    with open(f"/proc/{server.proc.pid}/maps") as f:
+        fb_maps = [line.split() for line in f if "/memfd:orrery-framebuffer" in line]
+    tap.check(server.alive() and fb_maps and all(m[1][0] == "r" and m[1][1] == "-" for m in fb_maps),
+              "orrery-vnc maps the VM's framebuffer memfd read-only (no 'w' in /proc/PID/maps) and never crashed",
+              fb_maps)
     vm.command("orrery-guest-probe events &", r"orrery-probe: listening (\d+) devices", TIMEOUT)
     p.key(XK_b, True)
     tap.check(event(vm, EV_KEY, KEY_B, 1) is not None, "a client of the reattached server presses b", vm.tail(600))
