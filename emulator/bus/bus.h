@@ -16,12 +16,7 @@
 #include "machine/chardev.h"
 #include "machine/machine.h"
 
-#define BUS_ERROR_INVALID_ARGUMENT "org.orrery.Error.InvalidArgument"
-#define BUS_ERROR_BUSY "org.orrery.Error.Busy"
-#define BUS_ERROR_NOT_SUPPORTED "org.orrery.Error.NotSupported"
-#define BUS_ERROR_UNAVAILABLE "org.orrery.Error.Unavailable"
-#define BUS_ERROR_TIMEOUT "org.orrery.Error.Timeout"
-#define BUS_ERROR_NOT_OWNER "org.orrery.Error.NotOwner"
+#include "orrery-contract.h"
 
 #define BUS_MAX_CHARDEVS 4
 

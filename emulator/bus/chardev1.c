@@ -79,14 +79,14 @@ static int check_socket(int fd, sd_bus_error *error) {
         socklen_t tlen = sizeof(type);
 
         if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The fd passed to Register is not a socket");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The fd passed to Register is not a socket");
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || type != SOCK_STREAM)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not a stream socket");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not a stream socket");
         if (getsockname(fd, (struct sockaddr *) &addr, &len) < 0 || addr.ss_family != AF_UNIX)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not an AF_UNIX socket");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not an AF_UNIX socket");
         len = sizeof(addr);
         if (getpeername(fd, (struct sockaddr *) &addr, &len) < 0)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not connected");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not connected");
         return 0;
 }
 
@@ -103,7 +103,7 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return r;
         if (c->owner)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s is already registered by %s", chardev_name(c->chardev),
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "%s is already registered by %s", chardev_name(c->chardev),
                                          c->owner);
         r = check_socket(fd, error);
         if (r < 0)
@@ -160,7 +160,7 @@ static int method_unregister(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (r < 0)
                 return r;
         if (!c->owner || !sender || strcmp(c->owner, sender) != 0)
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_OWNER, "The caller does not own %s", chardev_name(c->chardev));
+                return sd_bus_error_setf(error, ORRERY_ERROR_NOT_OWNER, "The caller does not own %s", chardev_name(c->chardev));
         release(c);
         return sd_bus_reply_method_return(m, NULL);
 }

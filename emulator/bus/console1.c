@@ -18,7 +18,6 @@
 #include "macro.h"
 
 #define FRAME_USEC (1000000ULL / 60)
-#define DRM_FORMAT_XRGB8888 0x34325258u /* "XR24" */
 #define MAX_RECTS 64
 
 static int property_label(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -40,7 +39,7 @@ static int property_geometry(sd_bus *bus, const char *path, const char *interfac
         case 'S':
                 return sd_bus_message_append(reply, "u", stride);
         default:
-                return sd_bus_message_append(reply, "u", DRM_FORMAT_XRGB8888);
+                return sd_bus_message_append(reply, "u", ORRERY_FORMAT_XRGB8888);
         }
 }
 
@@ -60,8 +59,8 @@ static int method_get_framebuffer(sd_bus_message *m, void *userdata, sd_bus_erro
                 return r;
         fd = machine_framebuffer_fd(b->machine);
         if (fd < 0 || !machine_framebuffer(b->machine, &w, &h, &stride))
-                return sd_bus_error_setf(error, BUS_ERROR_UNAVAILABLE, "VM '%s' has no framebuffer (--display none)", b->name);
-        return sd_bus_reply_method_return(m, "htuuuu", fd, (uint64_t) 0, w, h, stride, DRM_FORMAT_XRGB8888);
+                return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' has no framebuffer (--display none)", b->name);
+        return sd_bus_reply_method_return(m, "htuuuu", fd, (uint64_t) 0, w, h, stride, ORRERY_FORMAT_XRGB8888);
 }
 
 /* Turns dirty pages into full-width rectangles of whole lines, merging neighbours. */

@@ -22,9 +22,9 @@
 
 static int input_error(VmBus *b, int r, const char *what, uint32_t code, sd_bus_error *error) {
         if (r == -EINVAL)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "VM '%s' has no %s with code %u", b->name, what, code);
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "VM '%s' has no %s with code %u", b->name, what, code);
         if (r == -ENOBUFS)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY,
                                          "VM '%s' is not reading its input fast enough; try again", b->name);
         return sd_bus_error_set_errnof(error, r, "Input to VM '%s' failed: %m", b->name);
 }
@@ -224,7 +224,7 @@ static int method_wheel(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 return r;
         if (vertical < -WHEEL_MAX_NOTCHES || vertical > WHEEL_MAX_NOTCHES || horizontal < -WHEEL_MAX_NOTCHES ||
             horizontal > WHEEL_MAX_NOTCHES)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "Wheel moves at most %d notches per call",
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "Wheel moves at most %d notches per call",
                                          WHEEL_MAX_NOTCHES);
         r = machine_pointer_wheel(b->machine, vertical, horizontal);
         if (r < 0)

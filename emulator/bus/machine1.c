@@ -61,11 +61,11 @@ static int request(sd_bus_message *m, VmBus *b, MachineRequest req, sd_bus_error
         if (r < 0)
                 return r;
         if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
-                return sd_bus_error_setf(error, BUS_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
+                return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
 
         r = machine_request_wait(b->machine, req, 2 * 1000 * 1000);
         if (r == -ETIMEDOUT)
-                return sd_bus_error_setf(error, BUS_ERROR_TIMEOUT, "VM '%s' did not carry out the request in time", b->name);
+                return sd_bus_error_setf(error, ORRERY_ERROR_TIMEOUT, "VM '%s' did not carry out the request in time", b->name);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Request to VM '%s' failed: %m", b->name);
 
@@ -95,10 +95,10 @@ static int method_power_down(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         r = machine_power_button(b->machine);
         if (r == -EOPNOTSUPP)
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_SUPPORTED,
+                return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED,
                                          "VM '%s' has no keyboard driver running yet to press the power key on", b->name);
         if (r == -ENOBUFS)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY,
                                          "VM '%s' is not reading its keyboard (paused, or input queue full); try again",
                                          b->name);
         if (r < 0)

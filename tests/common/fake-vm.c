@@ -32,8 +32,8 @@
 #include <systemd/sd-id128.h>
 
 #include "macro.h"
+#include "orrery-contract.h"
 
-#define FORMAT_XRGB8888 0x34325258u
 #define SCROLLBACK_MAX (64 * 1024)
 #define INPUT_LOG_MAX 4096
 
@@ -158,7 +158,7 @@ static int fb_alloc(Fake *f, uint32_t width, uint32_t height) {
         f->width = width;
         f->height = height;
         f->stride = stride;
-        f->format = FORMAT_XRGB8888;
+        f->format = ORRERY_FORMAT_XRGB8888;
         return 0;
 }
 
