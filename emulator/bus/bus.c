@@ -1,18 +1,236 @@
 /* SPDX-License-Identifier: MIT */
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <systemd/sd-id128.h>
 #include <unistd.h>
 
 #include "bus/bus.h"
 #include "bus-util.h"
+#include "config.h"
+#include "log.h"
 #include "macro.h"
 
-int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
-        return bus_check_same_user(m, "the VM's owner", error);
+/* ---- peers ---- */
+
+static unsigned peer_hash(const char *name) {
+        uint32_t h = 2166136261u;
+        for (; *name; name++)
+                h = (h ^ (uint8_t) *name) * 16777619u;
+        return h % BUS_PEER_BUCKETS;
+}
+
+static BusPeer *peer_find(VmBus *b, const char *name) {
+        for (BusPeer *p = b->peers[peer_hash(name)]; p; p = p->hash_next)
+                if (streq(p->name, name))
+                        return p;
+        return NULL;
+}
+
+static void peer_list_unlink(VmBus *b, BusPeer *p) {
+        if (p->prev)
+                p->prev->next = p->next;
+        else
+                b->oldest = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        else
+                b->newest = p->prev;
+        p->prev = p->next = NULL;
+}
+
+static void peer_list_append(VmBus *b, BusPeer *p) {
+        p->prev = b->newest;
+        p->next = NULL;
+        if (b->newest)
+                b->newest->next = p;
+        else
+                b->oldest = p;
+        b->newest = p;
+}
+
+static void peer_free(VmBus *b, BusPeer *p) {
+        BusPeer **pp;
+
+        for (pp = &b->peers[peer_hash(p->name)]; *pp; pp = &(*pp)->hash_next)
+                if (*pp == p) {
+                        *pp = p->hash_next;
+                        break;
+                }
+        peer_list_unlink(b, p);
+        b->n_peers--;
+        sd_bus_track_set_userdata(p->track, NULL);
+        sd_bus_track_unref(p->track);
+        free(p->name);
+        free(p->comm);
+        free(p);
+}
+
+/* Whether forgetting the peer loses nothing but its cached verdict. */
+static bool peer_is_idle(VmBus *b, BusPeer *p) {
+        if (p->watching || p->n_pending > 0)
+                return false;
+        for (unsigned i = 0; i < b->n_held; i++)
+                if (streq(b->held[i].sender, p->name))
+                        return false;
+        for (unsigned i = 0; i < b->n_chardevs; i++)
+                if (b->chardevs[i].owner && streq(b->chardevs[i].owner, p->name))
+                        return false;
+        return true;
+}
+
+static int on_peer_gone(sd_bus_track *track, void *userdata) {
+        BusPeer *p = userdata;
+        VmBus *b;
+
+        if (!p)
+                return 0;
+        b = p->vm;
+        log_debug("Client %s left the bus", p->name);
+        machine1_peer_gone(b, p);
+        console1_peer_gone(b, p);
+        chardev1_peer_gone(b, p);
+        input1_peer_gone(b, p);
+        peer_free(b, p);
+        return 0;
+}
+
+/*
+ * Asks the bus once who the sender is. The verdict uses only what the bus
+ * daemon vouches for (the uid it took from the socket), never what
+ * sd-bus could add from /proc; the pid and command are for the log.
+ */
+static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_free_ BusPeer *p = NULL;
+        uint64_t augmented;
+        const char *comm;
+        int r;
+
+        if (b->n_peers >= BUS_MAX_PEERS) {
+                BusPeer *victim = b->oldest;
+                while (victim && !peer_is_idle(b, victim))
+                        victim = victim->next;
+                if (!victim)
+                        return -EBUSY;
+                peer_free(b, victim);
+        }
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->vm = b;
+        p->name = strdup(name);
+        if (!p->name)
+                return -ENOMEM;
+
+        r = sd_bus_get_name_creds(b->bus, name,
+                                  SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM |
+                                          SD_BUS_CREDS_AUGMENT,
+                                  &creds);
+        if (r < 0) {
+                free(p->name);
+                return r;
+        }
+        augmented = sd_bus_creds_get_augmented_mask(creds);
+        if (!(augmented & SD_BUS_CREDS_EUID) && sd_bus_creds_get_euid(creds, &p->uid) >= 0)
+                p->allowed = p->uid == geteuid();
+        else if (!(augmented & SD_BUS_CREDS_UID) && sd_bus_creds_get_uid(creds, &p->uid) >= 0)
+                p->allowed = p->uid == geteuid();
+        else {
+                p->uid = (uid_t) -1;
+                p->allowed = false;
+        }
+        (void) sd_bus_creds_get_pid(creds, &p->pid);
+        if (sd_bus_creds_get_comm(creds, &comm) >= 0)
+                p->comm = strdup(comm);
+
+        /* The track's handler runs once the name is gone, and at once if it is gone already. */
+        r = sd_bus_track_new(b->bus, &p->track, on_peer_gone, p);
+        if (r >= 0)
+                r = sd_bus_track_add_name(p->track, name);
+        if (r < 0) {
+                sd_bus_track_unref(p->track);
+                free(p->name);
+                free(p->comm);
+                return r;
+        }
+
+        p->hash_next = b->peers[peer_hash(name)];
+        b->peers[peer_hash(name)] = p;
+        peer_list_append(b, p);
+        b->n_peers++;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error) {
+        const char *sender = sd_bus_message_get_sender(m);
+        BusPeer *p;
+        int r;
+
+        if (!sender)
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "The caller has no unique name on the bus");
+
+        p = peer_find(b, sender);
+        if (p) {
+                /* Recently used last: the oldest idle peer is the one forgotten when the table is full. */
+                peer_list_unlink(b, p);
+                peer_list_append(b, p);
+        } else {
+                r = peer_new(b, sender, &p);
+                if (r == -EBUSY)
+                        return sd_bus_error_setf(error, ORRERY_ERROR_BUSY,
+                                                 "VM '%s' serves %u clients already; try again later", b->name,
+                                                 BUS_MAX_PEERS);
+                if (r < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                 "Cannot determine the caller's user: %s", strerror(-r));
+        }
+        if (!p->allowed) {
+                if (p->uid == (uid_t) -1)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                "The bus did not say which user the caller runs as");
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Only the VM's owner (uid %u) may call it; the caller is uid %u",
+                                         (unsigned) geteuid(), (unsigned) p->uid);
+        }
+        if (ret_peer)
+                *ret_peer = p;
+        return 0;
+}
+
+void bus_log_origin(BusPeer *p, const char *what) {
+        if (p->pid > 0)
+                log_info("%s of VM '%s' requested by %s (pid %d, %s)", what, p->vm->name, p->name, (int) p->pid,
+                         p->comm ? p->comm : "unknown command");
+        else
+                log_info("%s of VM '%s' requested by %s (pid unknown)", what, p->vm->name, p->name);
+}
+
+/* ---- the connection ---- */
+
+static int publish(VmBus *b) {
+        int r;
+
+        /*
+         * An ObjectManager lists the objects below its path, so the one on
+         * /org/orrery/VM gives the machine object and its children in one
+         * GetManagedObjects. (sd-bus stops at a nested manager, so there is
+         * no second one on the VM's own path.)
+         */
+        r = sd_bus_add_object_manager(b->bus, NULL, "/org/orrery/VM");
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Machine1", machine1_vtable, b);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Keyboard1", keyboard1_vtable, b);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Mouse1", mouse1_vtable, b);
+        return r;
 }
 
 int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size) {
@@ -29,8 +247,12 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         b->event = sd_event_ref(event);
         b->machine = config->machine;
         b->last_state = machine_get_state(config->machine);
+        b->version = ORRERY_VERSION;
+        b->vcpus = 1;
+        b->memory_bytes = machine_memory_bytes(config->machine);
+        b->uuid = calloc(1, SD_ID128_UUID_STRING_MAX);
         b->name = strdup(config->name);
-        if (!b->name || asprintf(&b->path, "/org/orrery/VM/%s", config->name) < 0 ||
+        if (!b->name || !b->uuid || asprintf(&b->path, "/org/orrery/VM/%s", config->name) < 0 ||
             asprintf(&b->console_path, "/org/orrery/VM/%s/Console/0", config->name) < 0) {
                 r = -ENOMEM;
                 snprintf(error, error_size, "out of memory");
@@ -47,19 +269,7 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
                 goto fail;
         }
 
-        /*
-         * An ObjectManager lists the objects below its path, so the one on
-         * /org/orrery/VM gives the machine object and its children in one
-         * GetManagedObjects. (sd-bus stops at a nested manager, so there is
-         * no second one on the VM's own path.)
-         */
-        r = sd_bus_add_object_manager(b->bus, NULL, "/org/orrery/VM");
-        if (r >= 0)
-                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Machine1", machine1_vtable, b);
-        if (r >= 0)
-                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Keyboard1", keyboard1_vtable, b);
-        if (r >= 0)
-                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Mouse1", mouse1_vtable, b);
+        r = publish(b);
         if (r < 0) {
                 snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
                 goto fail;
@@ -107,12 +317,19 @@ fail:
         return r < 0 ? r : -EIO;
 }
 
+static void peers_free(VmBus *b) {
+        while (b->oldest)
+                peer_free(b, b->oldest);
+}
+
 VmBus *vm_bus_free(VmBus *b) {
         if (!b)
                 return NULL;
+        machine1_teardown(b);
         chardev1_teardown(b);
         console1_teardown(b);
         input1_teardown(b);
+        peers_free(b);
         if (b->bus) {
                 sd_bus_flush(b->bus);
                 sd_bus_detach_event(b->bus);
@@ -122,6 +339,7 @@ VmBus *vm_bus_free(VmBus *b) {
         free(b->name);
         free(b->path);
         free(b->console_path);
+        free(b->uuid);
         free(b);
         return NULL;
 }
@@ -139,10 +357,12 @@ void vm_bus_machine_changed(VmBus *b) {
                 b->last_absolute = absolute;
                 (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Mouse1", "IsAbsolute", NULL);
         }
-        if (s == b->last_state)
-                return;
-        b->last_state = s;
-        (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Machine1", "State", NULL);
+        if (s != b->last_state) {
+                b->last_state = s;
+                (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Machine1", "State", NULL);
+        }
+        /* After the new state went out: a caller sees it as soon as its call returns. */
+        machine1_answer_pending(b);
         /* Make sure a final "shutdown" leaves before the process exits. */
         if (s == MACHINE_SHUTDOWN)
                 (void) sd_bus_flush(b->bus);

@@ -23,9 +23,7 @@ static void emit_owner_changed(BusChardev *c) {
 
 static void release(BusChardev *c) {
         chardev_detach_client(c->chardev);
-        c->owner_match = sd_bus_slot_unref(c->owner_match);
-        free(c->owner);
-        c->owner = NULL;
+        c->owner = mfree(c->owner);
         emit_owner_changed(c);
 }
 
@@ -35,28 +33,11 @@ static void on_client_gone(void *opaque, Chardev *chardev) {
                 release(c);
 }
 
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        BusChardev *c = userdata;
-        const char *name, *old_owner, *new_owner;
-
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
-                return 0;
-        /* The owner's connection is gone: the device is free again. */
-        if (c->owner && strcmp(name, c->owner) == 0 && new_owner[0] == 0)
-                release(c);
-        return 0;
-}
-
-static int property_name(sd_bus *bus, const char *path, const char *interface, const char *property,
-                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        BusChardev *c = userdata;
-        return sd_bus_message_append(reply, "s", chardev_name(c->chardev));
-}
-
-static int property_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
-                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        BusChardev *c = userdata;
-        return sd_bus_message_append(reply, "s", c->owner ? c->owner : "");
+/* The owner left the bus: the device is free again. */
+void chardev1_peer_gone(VmBus *b, BusPeer *peer) {
+        for (unsigned i = 0; i < b->n_chardevs; i++)
+                if (b->chardevs[i].owner && streq(b->chardevs[i].owner, peer->name))
+                        release(&b->chardevs[i]);
 }
 
 static int property_guest_open(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -93,10 +74,10 @@ static int check_socket(int fd, sd_bus_error *error) {
 static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         BusChardev *c = userdata;
         _cleanup_close_ int copy = -1;
-        const char *sender = sd_bus_message_get_sender(m);
+        BusPeer *peer;
         int fd, r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(c->bus, m, &peer, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "h", &fd);
@@ -114,36 +95,13 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return sd_bus_error_set_errnof(error, errno, "Cannot take the socket: %m");
         (void) fcntl(copy, F_SETFL, fcntl(copy, F_GETFL) | O_NONBLOCK);
 
-        c->owner = strdup(sender ? sender : "");
+        /* The peer's track releases the device when the owner leaves the bus. */
+        c->owner = strdup(peer->name);
         if (!c->owner)
                 return -ENOMEM;
-        r = 0;
-        if (sender) {
-                /*
-                 * Watch for the owner leaving, then make sure it has not left
-                 * already: a caller that disconnects right after its call must
-                 * not keep the device.
-                 */
-                _cleanup_free_ char *match = NULL;
-                if (asprintf(&match, "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                             "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'", sender) < 0)
-                        r = -ENOMEM;
-                if (r >= 0)
-                        r = sd_bus_add_match(c->bus->bus, &c->owner_match, match, on_name_owner_changed, c);
-                if (r >= 0) {
-                        sd_bus_creds *creds = NULL;
-                        int q = sd_bus_get_name_creds(c->bus->bus, sender, 0, &creds);
-                        sd_bus_creds_unref(creds);
-                        if (q < 0)
-                                r = -ESRCH;
-                }
-        }
-        if (r >= 0)
-                r = chardev_attach_client(c->chardev, copy);
+        r = chardev_attach_client(c->chardev, copy);
         if (r < 0) {
-                c->owner_match = sd_bus_slot_unref(c->owner_match);
-                free(c->owner);
-                c->owner = NULL;
+                c->owner = mfree(c->owner);
                 return sd_bus_error_set_errnof(error, r, "Cannot register: %m");
         }
         TAKE_FD(copy);
@@ -153,13 +111,13 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
 
 static int method_unregister(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         BusChardev *c = userdata;
-        const char *sender = sd_bus_message_get_sender(m);
+        BusPeer *peer;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(c->bus, m, &peer, error);
         if (r < 0)
                 return r;
-        if (!c->owner || !sender || strcmp(c->owner, sender) != 0)
+        if (!c->owner || !streq(c->owner, peer->name))
                 return sd_bus_error_setf(error, ORRERY_ERROR_NOT_OWNER, "The caller does not own %s", chardev_name(c->chardev));
         release(c);
         return sd_bus_reply_method_return(m, NULL);
@@ -172,7 +130,7 @@ static int method_get_scrollback(sd_bus_message *m, void *userdata, sd_bus_error
         size_t size;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(c->bus, m, NULL, error);
         if (r < 0)
                 return r;
         r = chardev_get_scrollback(c->chardev, &data, &size);
@@ -189,12 +147,13 @@ static int method_get_scrollback(sd_bus_message *m, void *userdata, sd_bus_error
 
 const sd_bus_vtable chardev1_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Name", "s", property_name, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Owner", "s", property_owner, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Name", "s", NULL, offsetof(BusChardev, name), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Owner", "s", NULL, offsetof(BusChardev, owner), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("GuestOpen", "b", property_guest_open, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Register", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_register,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("Unregister", NULL, NULL, method_unregister, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Unregister", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_unregister,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetScrollback", SD_BUS_NO_ARGS, SD_BUS_RESULT("ay", data), method_get_scrollback,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
@@ -206,6 +165,7 @@ int chardev1_setup(VmBus *b) {
                 ChardevHooks hooks;
                 int r;
 
+                c->name = chardev_name(c->chardev);
                 if (asprintf(&c->path, "%s/Chardev/%s", b->path, chardev_id(c->chardev)) < 0)
                         return -ENOMEM;
                 r = sd_bus_add_object_vtable(b->bus, NULL, c->path, "org.orrery.Chardev1", chardev1_vtable, c);
@@ -224,10 +184,7 @@ int chardev1_setup(VmBus *b) {
 void chardev1_teardown(VmBus *b) {
         for (unsigned i = 0; i < b->n_chardevs; i++) {
                 BusChardev *c = &b->chardevs[i];
-                c->owner_match = sd_bus_slot_unref(c->owner_match);
-                free(c->owner);
-                c->owner = NULL;
-                free(c->path);
-                c->path = NULL;
+                c->owner = mfree(c->owner);
+                c->path = mfree(c->path);
         }
 }
