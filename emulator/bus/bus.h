@@ -34,7 +34,7 @@
 #define BUS_MAX_PEERS 1024
 
 /* Pause/Resume/Reset calls one client may have waiting for the CPU thread. */
-#define BUS_MAX_PENDING_PER_PEER 8
+#define BUS_MAX_PENDING_PER_PEER 128
 
 typedef struct VmBus VmBus;
 
