@@ -23,6 +23,7 @@
 #include "bus/bus.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
+#include "log.h"
 #include "macro.h"
 #include "options.h"
 
@@ -174,6 +175,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         Vm *vm = userdata;
         int r;
 
+        log_info("Stop of VM '%s' requested by signal %s from pid %u", vm->options.name, strsignal((int) si->ssi_signo),
+                 si->ssi_pid);
         request_clean_stop(vm);
         (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: the guest is shutting down", vm->options.name);
         if (!vm->stop_timer) {
@@ -342,6 +345,7 @@ int main(int argc, char *argv[]) {
         char error[512] = "";
         int r;
 
+        log_setup("orrery-vm");
         r = options_parse(&vm.options, argc, argv, error, sizeof(error));
         if (r <= 0) {
                 options_free(&vm.options);
