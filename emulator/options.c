@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus/bus.h"
 #include "config.h"
 #include "macro.h"
 #include "options.h"
@@ -109,6 +110,7 @@ static void help(void) {
                "  --config FILE        read the VM's settings from FILE\n"
                "                       (default: ~/.config/orrery/vm/NAME.conf if it exists)\n"
                "  --no-config          read no configuration file\n"
+               "  --bus-introspect     print the D-Bus interfaces the VM serves (XML) and exit\n"
                "  --help, --version\n"
                "\n"
                "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
@@ -183,6 +185,7 @@ enum {
         ARG_NO_CONFIG,
         ARG_HELP,
         ARG_VERSION,
+        ARG_BUS_INTROSPECT,
         _ARG_MAX,
 };
 
@@ -203,6 +206,7 @@ static const struct option longopts[] = {
         { "no-config", no_argument, NULL, ARG_NO_CONFIG },
         { "help", no_argument, NULL, ARG_HELP },
         { "version", no_argument, NULL, ARG_VERSION },
+        { "bus-introspect", no_argument, NULL, ARG_BUS_INTROSPECT },
         {}
 };
 
@@ -467,6 +471,13 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                         return 0;
                 case ARG_VERSION:
                         printf("orrery-vm %s\n", ORRERY_VERSION);
+                        return 0;
+                case ARG_BUS_INTROSPECT:
+                        r = vm_bus_introspect(stdout);
+                        if (r < 0) {
+                                snprintf(error, error_size, "cannot introspect the bus interfaces: %s", strerror(-r));
+                                return r;
+                        }
                         return 0;
                 case '?':
                         if (optopt)
