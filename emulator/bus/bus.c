@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "macro.h"
+#include "vm-name.h"
 
 /* ---- peers ---- */
 
@@ -234,9 +235,9 @@ static int publish(VmBus *b) {
 }
 
 int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size) {
+        _cleanup_free_ char *service = NULL;
         VmBus *b;
         sd_id128_t id;
-        char service[128];
         int r;
 
         b = calloc(1, sizeof(*b));
@@ -252,8 +253,12 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         b->memory_bytes = machine_memory_bytes(config->machine);
         b->uuid = calloc(1, SD_ID128_UUID_STRING_MAX);
         b->name = strdup(config->name);
-        if (!b->name || !b->uuid || asprintf(&b->path, "/org/orrery/VM/%s", config->name) < 0 ||
-            asprintf(&b->console_path, "/org/orrery/VM/%s/Console/0", config->name) < 0) {
+        r = vm_name_to_bus(config->name, &service, &b->path);
+        if (r < 0) {
+                snprintf(error, error_size, "invalid VM name '%s': use " VM_NAME_RULE, config->name);
+                goto fail;
+        }
+        if (!b->name || !b->uuid || asprintf(&b->console_path, "%s/Console/0", b->path) < 0) {
                 r = -ENOMEM;
                 snprintf(error, error_size, "out of memory");
                 goto fail;
@@ -297,7 +302,6 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         }
 
         /* Without queueing: a second VM of the same name fails instead of waiting. */
-        snprintf(service, sizeof(service), "org.orrery.VM.%s", config->name);
         r = sd_bus_request_name(b->bus, service, 0);
         if (r == -EEXIST || r == -EALREADY) {
                 snprintf(error, error_size, "the bus name %s is already owned: another VM named '%s' is running",
