@@ -12,21 +12,10 @@
 #include "config.h"
 #include "macro.h"
 #include "options.h"
+#include "vm-name.h"
 
 bool vm_name_is_valid(const char *name) {
-        size_t len;
-
-        if (!name || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
-                return false;
-        len = strlen(name);
-        if (len > 64)
-                return false;
-        for (size_t i = 1; i < len; i++) {
-                char c = name[i];
-                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-                        return false;
-        }
-        return true;
+        return vm_name_check(name);
 }
 
 int parse_memory_size(const char *s, uint64_t *ret) {
@@ -94,7 +83,7 @@ static void help(void) {
                "\n"
                "Emulates a 64-bit RISC-V machine and boots Linux on it.\n"
                "\n"
-               "  --name NAME          VM name: [A-Za-z_][A-Za-z0-9_]{0,63}\n"
+               "  --name NAME          VM name: 1-64 of [A-Za-z0-9_-], starting with a letter or _\n"
                "  --bios FILE          M-mode firmware (default: %s)\n"
                "  --kernel FILE        RISC-V Linux Image (default: the default guest)\n"
                "  --initrd FILE        initramfs (default: the default guest's)\n"
@@ -234,8 +223,7 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         case ARG_NAME:
                 if (!vm_name_is_valid(value)) {
                         snprintf(error, error_size,
-                                 "invalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], not starting with a digit",
-                                 value);
+                                 "invalid VM name '%s': use " VM_NAME_RULE, value);
                         return -EINVAL;
                 }
                 r = set_string(&o->name, value);
