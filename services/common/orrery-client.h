@@ -50,7 +50,7 @@
 
 extern const sd_bus_error_map orrery_error_map[];
 
-/* [A-Za-z_][A-Za-z0-9_]{0,63} */
+/* 1-64 of [A-Za-z0-9_-], starting with a letter or '_' (lib/vm-name.h: the name's bus name and path) */
 bool orrery_vm_name_is_valid(const char *name);
 /* [A-Za-z0-9_]{1,64}: one object-path element under .../Chardev/ */
 bool orrery_chardev_id_is_valid(const char *id);

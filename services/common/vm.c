@@ -1287,7 +1287,7 @@ int orrery_vm_attach(OrreryClient *c, const char *name, const OrreryVmCallbacks 
 
         vm->name = strdup(name);
         vm->bus_name = orrery_strdup_printf(ORRERY_VM_BUS_NAME_PREFIX "%s", name);
-        vm->path = orrery_strdup_printf(ORRERY_VM_PATH_PREFIX "%s", name);
+        (void) vm_name_to_bus(name, NULL, &vm->path);
         match_owner = orrery_strdup_printf("type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
                                            "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'",
                                            vm->bus_name ?: "");
