@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-id128.h>
 #include <unistd.h>
 
@@ -215,8 +216,51 @@ void bus_log_origin(BusPeer *p, const char *what) {
 
 /* ---- the connection ---- */
 
-static int publish(VmBus *b) {
+#define RECONNECT_MIN_USEC (100ULL * 1000ULL)
+#define RECONNECT_MAX_USEC (5ULL * 1000000ULL)
+
+static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error);
+
+static void notify_status(VmBus *b, const char *status) {
+        (void) sd_notifyf(false, "STATUS=VM %s %s", b->name, status);
+}
+
+static void peers_free(VmBus *b) {
+        while (b->oldest)
+                peer_free(b, b->oldest);
+}
+
+/*
+ * Lets go of the connection and of everything its clients held: they
+ * cannot reach us any more, and a new connection has new unique names.
+ */
+static void drop_bus(VmBus *b) {
+        while (b->oldest) {
+                BusPeer *p = b->oldest;
+                machine1_peer_gone(b, p);
+                console1_peer_gone(b, p);
+                chardev1_peer_gone(b, p);
+                input1_peer_gone(b, p);
+                peer_free(b, p);
+        }
+        machine1_teardown(b);
+        if (b->bus) {
+                sd_bus_detach_event(b->bus);
+                b->bus = sd_bus_flush_close_unref(b->bus);
+        }
+}
+
+/* Connects, publishes the objects and takes the name. On failure, 'error' says why for a person. */
+static int connect_bus(VmBus *b, char *error, size_t error_size) {
         int r;
+
+        r = bus_open(b->address, "orrery-vm", &b->bus);
+        if (r < 0) {
+                snprintf(error, error_size,
+                         "cannot connect to %s: %s (use --bus ADDRESS for another bus, or --no-bus)",
+                         b->address ? b->address : "the session bus", strerror(-r));
+                return r;
+        }
 
         /*
          * An ObjectManager lists the objects below its path, so the one on
@@ -231,11 +275,85 @@ static int publish(VmBus *b) {
                 r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Keyboard1", keyboard1_vtable, b);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Mouse1", mouse1_vtable, b);
+        if (r >= 0)
+                r = console1_publish(b);
+        if (r >= 0)
+                r = chardev1_publish(b);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
+                goto fail;
+        }
+        /* sd-bus turns a lost connection into this local signal. */
+        r = sd_bus_match_signal(b->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, b);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot watch the bus connection: %s", strerror(-r));
+                goto fail;
+        }
+        r = sd_bus_attach_event(b->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot attach the bus to the event loop: %s", strerror(-r));
+                goto fail;
+        }
+
+        /* Without queueing: a second VM of the same name fails instead of waiting. */
+        r = sd_bus_request_name(b->bus, b->service, 0);
+        if (r == -EEXIST || r == -EALREADY) {
+                snprintf(error, error_size, "the bus name %s is already owned: another VM named '%s' is running",
+                         b->service, b->name);
+                goto fail;
+        }
+        if (r < 0) {
+                snprintf(error, error_size, "cannot own the bus name %s: %s", b->service, strerror(-r));
+                goto fail;
+        }
+        return 0;
+
+fail:
+        drop_bus(b);
         return r;
 }
 
+static int on_reconnect_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        VmBus *b = userdata;
+        char error[512];
+        int r;
+
+        r = connect_bus(b, error, sizeof(error));
+        if (r < 0) {
+                log_debug("Reconnecting VM '%s' to the bus failed: %s", b->name, error);
+                b->reconnect_delay = b->reconnect_delay * 2 > RECONNECT_MAX_USEC ? RECONNECT_MAX_USEC
+                                                                               : b->reconnect_delay * 2;
+                (void) sd_event_source_set_time_relative(s, b->reconnect_delay);
+                return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        log_info("VM '%s' is back on the bus as %s", b->name, b->service);
+        b->last_state = machine_get_state(b->machine);
+        notify_status(b, b->last_state == MACHINE_PAUSED ? "paused" : "running");
+        return 0;
+}
+
+static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        int r;
+
+        log_warning("VM '%s' lost its bus connection; reconnecting", b->name);
+        notify_status(b, "is off the bus (connection lost), reconnecting");
+        drop_bus(b);
+
+        b->reconnect_delay = RECONNECT_MIN_USEC;
+        if (!b->reconnect_timer) {
+                r = sd_event_add_time_relative(b->event, &b->reconnect_timer, CLOCK_MONOTONIC, b->reconnect_delay, 0,
+                                               on_reconnect_timer, b);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to schedule reconnecting to the bus: %m");
+                return 0;
+        }
+        (void) sd_event_source_set_time_relative(b->reconnect_timer, b->reconnect_delay);
+        return sd_event_source_set_enabled(b->reconnect_timer, SD_EVENT_ONESHOT);
+}
+
 int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size) {
-        _cleanup_free_ char *service = NULL;
         VmBus *b;
         sd_id128_t id;
         int r;
@@ -253,12 +371,13 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         b->memory_bytes = machine_memory_bytes(config->machine);
         b->uuid = calloc(1, SD_ID128_UUID_STRING_MAX);
         b->name = strdup(config->name);
-        r = vm_name_to_bus(config->name, &service, &b->path);
+        r = vm_name_to_bus(config->name, &b->service, &b->path);
         if (r < 0) {
                 snprintf(error, error_size, "invalid VM name '%s': use " VM_NAME_RULE, config->name);
                 goto fail;
         }
-        if (!b->name || !b->uuid || asprintf(&b->console_path, "%s/Console/0", b->path) < 0) {
+        if (!b->name || !b->uuid || asprintf(&b->console_path, "%s/Console/0", b->path) < 0 ||
+            (config->address && !(b->address = strdup(config->address)))) {
                 r = -ENOMEM;
                 snprintf(error, error_size, "out of memory");
                 goto fail;
@@ -266,22 +385,9 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         if (sd_id128_randomize(&id) >= 0)
                 sd_id128_to_uuid_string(id, b->uuid);
 
-        r = bus_open(config->address, "orrery-vm", &b->bus);
-        if (r < 0) {
-                snprintf(error, error_size,
-                         "cannot connect to %s: %s (use --bus ADDRESS for another bus, or --no-bus)",
-                         config->address ? config->address : "the session bus", strerror(-r));
-                goto fail;
-        }
-
-        r = publish(b);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
-                goto fail;
-        }
         r = console1_setup(b);
         if (r < 0) {
-                snprintf(error, error_size, "cannot publish the console: %s", strerror(-r));
+                snprintf(error, error_size, "cannot set up the console: %s", strerror(-r));
                 goto fail;
         }
         for (unsigned i = 0; i < config->n_chardevs && i < BUS_MAX_CHARDEVS; i++) {
@@ -291,27 +397,13 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         }
         r = chardev1_setup(b);
         if (r < 0) {
-                snprintf(error, error_size, "cannot publish the character devices: %s", strerror(-r));
+                snprintf(error, error_size, "cannot set up the character devices: %s", strerror(-r));
                 goto fail;
         }
 
-        r = sd_bus_attach_event(b->bus, event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot attach the bus to the event loop: %s", strerror(-r));
+        r = connect_bus(b, error, error_size);
+        if (r < 0)
                 goto fail;
-        }
-
-        /* Without queueing: a second VM of the same name fails instead of waiting. */
-        r = sd_bus_request_name(b->bus, service, 0);
-        if (r == -EEXIST || r == -EALREADY) {
-                snprintf(error, error_size, "the bus name %s is already owned: another VM named '%s' is running",
-                         service, config->name);
-                goto fail;
-        }
-        if (r < 0) {
-                snprintf(error, error_size, "cannot own the bus name %s: %s", service, strerror(-r));
-                goto fail;
-        }
 
         *ret = b;
         return 0;
@@ -319,11 +411,6 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
 fail:
         vm_bus_free(b);
         return r < 0 ? r : -EIO;
-}
-
-static void peers_free(VmBus *b) {
-        while (b->oldest)
-                peer_free(b, b->oldest);
 }
 
 VmBus *vm_bus_free(VmBus *b) {
@@ -334,6 +421,7 @@ VmBus *vm_bus_free(VmBus *b) {
         console1_teardown(b);
         input1_teardown(b);
         peers_free(b);
+        b->reconnect_timer = sd_event_source_disable_unref(b->reconnect_timer);
         if (b->bus) {
                 sd_bus_flush(b->bus);
                 sd_bus_detach_event(b->bus);
@@ -344,6 +432,8 @@ VmBus *vm_bus_free(VmBus *b) {
         free(b->path);
         free(b->console_path);
         free(b->uuid);
+        free(b->address);
+        free(b->service);
         free(b);
         return NULL;
 }
@@ -352,6 +442,14 @@ void vm_bus_machine_changed(VmBus *b) {
         MachineState s = machine_get_state(b->machine);
         uint32_t leds = machine_keyboard_leds(b->machine);
         bool absolute = machine_pointer_is_absolute(b->machine);
+
+        if (!b->bus) {
+                /* Not on the bus: nobody to tell; clients read the properties when it is back. */
+                b->last_leds = leds;
+                b->last_absolute = absolute;
+                b->last_state = s;
+                return;
+        }
 
         if (leds != b->last_leds) {
                 b->last_leds = leds;

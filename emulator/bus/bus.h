@@ -86,8 +86,12 @@ struct BusPending {
 #define BUS_PEER_BUCKETS 256
 
 struct VmBus {
-        sd_bus *bus;
+        sd_bus *bus;                    /* NULL while the connection is lost */
         sd_event *event;
+        char *address;                  /* NULL: the session bus */
+        char *service;                  /* org.orrery.VM.<name> */
+        sd_event_source *reconnect_timer;
+        uint64_t reconnect_delay;       /* usec; doubles up to RECONNECT_MAX_USEC */
         Machine *machine;
         char *name;
         char *path;                     /* /org/orrery/VM/<name> */
@@ -158,7 +162,9 @@ void input1_peer_gone(VmBus *b, BusPeer *peer);
 void machine1_answer_pending(VmBus *b);
 void machine1_teardown(VmBus *b);
 int console1_setup(VmBus *b);
+int console1_publish(VmBus *b);
 void console1_teardown(VmBus *b);
 void input1_teardown(VmBus *b);
 int chardev1_setup(VmBus *b);
+int chardev1_publish(VmBus *b);
 void chardev1_teardown(VmBus *b);

@@ -18,7 +18,8 @@
 typedef struct BusChardev BusChardev;
 
 static void emit_owner_changed(BusChardev *c) {
-        (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "Owner", NULL);
+        if (c->bus->bus)
+                (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "Owner", NULL);
 }
 
 static void release(BusChardev *c) {
@@ -48,7 +49,8 @@ static int property_guest_open(sd_bus *bus, const char *path, const char *interf
 
 static void on_guest_open_changed(void *opaque, Chardev *chardev) {
         BusChardev *c = opaque;
-        (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "GuestOpen", NULL);
+        if (c->bus->bus)
+                (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "GuestOpen", NULL);
 }
 
 /* Only a connected AF_UNIX stream socket will do. */
@@ -163,20 +165,26 @@ int chardev1_setup(VmBus *b) {
         for (unsigned i = 0; i < b->n_chardevs; i++) {
                 BusChardev *c = &b->chardevs[i];
                 ChardevHooks hooks;
-                int r;
 
                 c->name = chardev_name(c->chardev);
                 if (asprintf(&c->path, "%s/Chardev/%s", b->path, chardev_id(c->chardev)) < 0)
                         return -ENOMEM;
-                r = sd_bus_add_object_vtable(b->bus, NULL, c->path, "org.orrery.Chardev1", chardev1_vtable, c);
-                if (r < 0)
-                        return r;
                 /* Keep the terminal filter main.c installed; add the client-gone notification. */
                 hooks = chardev_get_hooks(c->chardev);
                 hooks.client_gone = on_client_gone;
                 hooks.guest_open_changed = on_guest_open_changed;
                 hooks.client_gone_opaque = c;
                 chardev_set_hooks(c->chardev, &hooks);
+        }
+        return 0;
+}
+
+int chardev1_publish(VmBus *b) {
+        for (unsigned i = 0; i < b->n_chardevs; i++) {
+                int r = sd_bus_add_object_vtable(b->bus, NULL, b->chardevs[i].path, "org.orrery.Chardev1",
+                                                 chardev1_vtable, &b->chardevs[i]);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }

@@ -228,6 +228,12 @@ int console1_setup(VmBus *b) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(b->console_timer, SD_EVENT_OFF);
+        return 0;
+}
+
+int console1_publish(VmBus *b) {
+        if (!b->console_timer)
+                return 0; /* no console */
         return sd_bus_add_object_vtable(b->bus, NULL, b->console_path, "org.orrery.Console1", console1_vtable, b);
 }
 
