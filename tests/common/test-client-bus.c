@@ -316,7 +316,7 @@ static void test_discovery(void) {
               seen.added_names);
 
         /* Names that only look like VMs must not be reported. */
-        CHECK_LATE(sd_bus_request_name(ctl, "org.orrery.VM.bad-name", 0) >= 0 &&
+        CHECK_LATE(sd_bus_request_name(ctl, "org.orrery.VM.-bad", 0) >= 0 &&
                       sd_bus_request_name(ctl, "org.orrery.VM.a.b", 0) >= 0 &&
                       sd_bus_request_name(ctl, "org.orrery.VMx", 0) >= 0,
               "look-alike names taken");
@@ -335,7 +335,7 @@ static void test_discovery(void) {
         CHECK_LATE(RUN_UNTIL(seen.removed == 1, 2000), "vm_removed when a VM is killed");
         CHECK_LATE(streq(seen.removed_names, "beta"), "... and it is beta (%.40s)", seen.removed_names);
 
-        (void) sd_bus_release_name(ctl, "org.orrery.VM.bad-name");
+        (void) sd_bus_release_name(ctl, "org.orrery.VM.-bad");
         (void) sd_bus_release_name(ctl, "org.orrery.VM.a.b");
         (void) sd_bus_release_name(ctl, "org.orrery.VMx");
         settle(50);
