@@ -208,7 +208,6 @@ const sd_bus_vtable console1_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Unwatch", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_unwatch,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("Update", SD_BUS_ARGS("a(uuuu)", rects), 0),
-        SD_BUS_SIGNAL_WITH_ARGS("ModeChanged", SD_BUS_ARGS("u", width, "u", height, "u", stride, "u", format), 0),
         SD_BUS_VTABLE_END
 };
 

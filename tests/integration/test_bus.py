@@ -159,6 +159,11 @@ try:
         tap.check(True, "the framebuffer fd cannot be shrunk")
     fb = mmap.mmap(fd, stride * h, mmap.MAP_SHARED, mmap.PROT_READ)
 
+    # A connection that asks for Update signals but does not Watch gets none: they go to watchers only.
+    bystander = dbus.bus.BusConnection(pbus.address)
+    overheard = []
+    bystander.add_signal_receiver(lambda rects: overheard.append(1), "Update", "org.orrery.Console1", SERVICE,
+                                  f"{PATH}/Console/0")
     console.Watch()
     tap.check(console_obj.Get("org.orrery.Console1", "Watchers", dbus_interface="org.freedesktop.DBus.Properties") == 1,
               "Watch makes one watcher")
@@ -177,6 +182,8 @@ try:
     tap.check(m is not None and got, "an Update arrives after the probe draws")
     spin(5.0, covered)
     tap.check(covered(), f"the Updates cover the redrawn screen ({len(rows)} of {HEIGHT} lines)")
+    tap.check(not overheard, f"a connection that does not Watch receives no Update ({len(overheard)})")
+    bystander.close()
     r = subprocess.run([FB_CHECK, str(w), str(h), str(stride), "3"], input=fb[:stride * h], capture_output=True)
     tap.check(r.returncode == 0, "the read-only mapping shows the probe's pattern", r.stdout.decode())
     console.Unwatch(timeout=10)
