@@ -504,7 +504,7 @@ static void test_attach(void) {
                               seen.mode_fb.height == 96 && seen.mode_fb.stride == 512,
                       "console_mode_changed with the new mapping (%ux%u)", seen.mode_fb.width, seen.mode_fb.height);
                 settle(50);
-                CHECK_LATE(seen.n_mode == 1, "one remap for ModeChanged + PropertiesChanged (%u)", seen.n_mode);
+                CHECK_LATE(seen.n_mode == 1, "one remap for the geometry's PropertiesChanged (%u)", seen.n_mode);
                 CHECK_LATE(orrery_vm_get_framebuffer(vm, 0, &fb) == 0 && fb.width == 128 && fb.data == seen.mode_fb.data,
                       "get_framebuffer returns the new mapping");
                 CHECK_LATE(ctl_call("gamma", "Fill", NULL, "u", 0x123456u) >= 0 &&
