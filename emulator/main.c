@@ -178,6 +178,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         Vm *vm = userdata;
         int r;
 
+        log_info("Stop of VM '%s' requested by signal %s from pid %u", vm->options.name, strsignal((int) si->ssi_signo),
+                 si->ssi_pid);
         request_clean_stop(vm);
         (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: the guest is shutting down", vm->options.name);
         if (!vm->stop_timer) {

@@ -8,26 +8,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus/bus.h"
 #include "config.h"
 #include "log.h"
 #include "machine/machine.h"
 #include "macro.h"
 #include "options.h"
+#include "vm-name.h"
 
 bool vm_name_is_valid(const char *name) {
-        size_t len;
-
-        if (!name || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
-                return false;
-        len = strlen(name);
-        if (len > 64)
-                return false;
-        for (size_t i = 1; i < len; i++) {
-                char c = name[i];
-                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-                        return false;
-        }
-        return true;
+        return vm_name_check(name);
 }
 
 int parse_memory_size(const char *s, uint64_t *ret) {
@@ -95,7 +85,7 @@ static void help(void) {
                "\n"
                "Emulates a 64-bit RISC-V machine and boots Linux on it.\n"
                "\n"
-               "  --name NAME          VM name: [A-Za-z_][A-Za-z0-9_]{0,63}\n"
+               "  --name NAME          VM name: 1-64 of [A-Za-z0-9_-], starting with a letter or _\n"
                "  --bios FILE          M-mode firmware (default: %s)\n"
                "  --kernel FILE        RISC-V Linux Image (default: the default guest)\n"
                "  --initrd FILE        initramfs (default: the default guest's)\n"
@@ -113,6 +103,7 @@ static void help(void) {
                "  --no-config          read no configuration file\n"
                "  --log-level LEVEL    err, warning, notice, info (default) or debug\n"
                "                       (default: $ORRERY_LOG_LEVEL)\n"
+               "  --bus-introspect     print the D-Bus interfaces the VM serves (XML) and exit\n"
                "  --help, --version\n"
                "\n"
                "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
@@ -188,6 +179,7 @@ enum {
         ARG_LOG_LEVEL,
         ARG_HELP,
         ARG_VERSION,
+        ARG_BUS_INTROSPECT,
         _ARG_MAX,
 };
 
@@ -209,6 +201,7 @@ static const struct option longopts[] = {
         { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
         { "help", no_argument, NULL, ARG_HELP },
         { "version", no_argument, NULL, ARG_VERSION },
+        { "bus-introspect", no_argument, NULL, ARG_BUS_INTROSPECT },
         {}
 };
 
@@ -236,8 +229,7 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         switch (id) {
         case ARG_NAME:
                 if (!vm_name_is_valid(value)) {
-                        return log_error_errno(-EINVAL, "%sinvalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], "
-                                               "not starting with a digit", where, value);
+                        return log_error_errno(-EINVAL, "%sinvalid VM name '%s': use " VM_NAME_RULE, where, value);
                 }
                 r = set_string(&o->name, value);
                 break;
@@ -499,6 +491,11 @@ int options_parse(Options *o, int argc, char *argv[]) {
                         return 0;
                 case ARG_VERSION:
                         printf("orrery-vm %s\n", ORRERY_VERSION);
+                        return 0;
+                case ARG_BUS_INTROSPECT:
+                        r = vm_bus_introspect(stdout);
+                        if (r < 0)
+                                return log_error_errno(r, "Cannot introspect the bus interfaces: %m");
                         return 0;
                 case '?':
                         if (optopt)

@@ -6,27 +6,35 @@
  * the well-known name org.orrery.VM.<name>, and the objects described by
  * the interface files in dbus/. The machine is driven only through its
  * thread-safe API.
+ *
+ * Every client that calls the VM becomes a BusPeer, keyed by its unique
+ * name: the verdict of the caller check (asked of the bus once: a unique
+ * name's credentials cannot change), its pid and command for the log, and
+ * what it holds (keys, buttons, a character device, a Watch). One
+ * sd_bus_track per peer tells when it leaves the bus, and everything it
+ * held is released then: one mechanism for all client lifetimes.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "machine/chardev.h"
 #include "machine/machine.h"
-
-#define BUS_ERROR_INVALID_ARGUMENT "org.orrery.Error.InvalidArgument"
-#define BUS_ERROR_BUSY "org.orrery.Error.Busy"
-#define BUS_ERROR_NOT_SUPPORTED "org.orrery.Error.NotSupported"
-#define BUS_ERROR_UNAVAILABLE "org.orrery.Error.Unavailable"
-#define BUS_ERROR_TIMEOUT "org.orrery.Error.Timeout"
-#define BUS_ERROR_NOT_OWNER "org.orrery.Error.NotOwner"
+#include "orrery-contract.h"
 
 #define BUS_MAX_CHARDEVS 4
 
 /* At most this many keys and buttons are tracked for release when their client leaves the bus. */
 #define BUS_MAX_HELD 64
+
+/* Clients remembered at once; beyond it, the oldest refused one is forgotten, then new callers are told Busy. */
+#define BUS_MAX_PEERS 1024
+
+/* Pause/Resume/Reset calls one client may have waiting for the CPU thread. */
+#define BUS_MAX_PENDING_PER_PEER 128
 
 typedef struct VmBus VmBus;
 
@@ -42,35 +50,82 @@ typedef struct VmBusConfig {
 int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size);
 VmBus *vm_bus_free(VmBus *b);
 
-/* The machine's state may have changed: emit PropertiesChanged if so. */
+/* The machine's state may have changed: emit PropertiesChanged, answer requests carried out. */
 void vm_bus_machine_changed(VmBus *b);
+
+/* Writes the introspection XML of every interface the VM serves to f. */
+int vm_bus_introspect(FILE *f);
 
 
 /* ---- internal, shared by the interface files ---- */
 
+typedef struct BusPeer BusPeer;
+struct BusPeer {
+        VmBus *vm;
+        BusPeer *hash_next;
+        BusPeer *prev, *next;           /* oldest first */
+        char *name;                     /* unique name */
+        sd_bus_track *track;            /* just this name: its handler runs when the peer leaves */
+        bool allowed;                   /* same user as the VM, as the bus (not /proc) says */
+        uid_t uid;
+        pid_t pid;                      /* 0 if the bus did not say */
+        char *comm;                     /* for the log only; may be NULL */
+        bool watching;                  /* Console1.Watch */
+        unsigned n_pending;             /* requests waiting for the CPU thread */
+};
+
+typedef struct BusPending BusPending;
+struct BusPending {
+        BusPending *next;
+        sd_bus_message *call;
+        BusPeer *peer;                  /* NULL once the peer left */
+        uint64_t ticket;
+        uint64_t deadline;              /* CLOCK_MONOTONIC usec */
+};
+
+#define BUS_PEER_BUCKETS 256
+
 struct VmBus {
-        sd_bus *bus;
+        sd_bus *bus;                    /* NULL while the connection is lost */
         sd_event *event;
+        char *address;                  /* NULL: the session bus */
+        char *service;                  /* org.orrery.VM.<name> */
+        sd_event_source *reconnect_timer;
+        uint64_t reconnect_delay;       /* usec; doubles up to RECONNECT_MAX_USEC */
         Machine *machine;
         char *name;
         char *path;                     /* /org/orrery/VM/<name> */
         char *console_path;
-        char uuid[37];
+        char *uuid;
+        const char *version;
+        uint64_t memory_bytes;
+        uint32_t vcpus;
         MachineState last_state;
         uint32_t last_leds;
         bool last_absolute;
 
+        /* Peers (see above) */
+        BusPeer *peers[BUS_PEER_BUCKETS];
+        BusPeer *oldest, *newest;
+        unsigned n_peers;
+
+        /* Machine1: Pause/Resume/Reset waiting for the CPU thread */
+        BusPending *pending;
+        sd_event_source *pending_timer;
+
         /* Console1 */
-        sd_bus_track *console_watchers;
+        const char *console_label;
+        uint32_t fb_width, fb_height, fb_stride, fb_format;
+        uint32_t n_watchers;
         sd_event_source *console_timer;
 
         /* Chardev1 */
         struct BusChardev {
                 VmBus *bus;
                 Chardev *chardev;
+                const char *name;
                 char *path;
                 char *owner;            /* unique name of the registered client, or NULL */
-                sd_bus_slot *owner_match;       /* NameOwnerChanged of the owner */
         } chardevs[BUS_MAX_CHARDEVS];
         unsigned n_chardevs;
 
@@ -81,11 +136,16 @@ struct VmBus {
                 bool button;
         } held[BUS_MAX_HELD];
         unsigned n_held;
-        sd_bus_slot *held_match;        /* NameOwnerChanged, installed while anything is held */
 };
 
-/* Refuses callers that are not the emulator's own user. Returns 0 or a negative errno with 'error' set. */
-int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
+/*
+ * Refuses callers that are not the emulator's own user. Returns 0 and the
+ * caller's peer, or a negative errno with 'error' set.
+ */
+int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error);
+
+/* Logs at info level who asked for 'what' (a stop, reset, pause, ...). */
+void bus_log_origin(BusPeer *peer, const char *what);
 
 extern const sd_bus_vtable machine1_vtable[];
 extern const sd_bus_vtable console1_vtable[];
@@ -93,8 +153,18 @@ extern const sd_bus_vtable chardev1_vtable[];
 extern const sd_bus_vtable keyboard1_vtable[];
 extern const sd_bus_vtable mouse1_vtable[];
 
+/* A peer left the bus: each interface lets go of what it held. */
+void machine1_peer_gone(VmBus *b, BusPeer *peer);
+void console1_peer_gone(VmBus *b, BusPeer *peer);
+void chardev1_peer_gone(VmBus *b, BusPeer *peer);
+void input1_peer_gone(VmBus *b, BusPeer *peer);
+
+void machine1_answer_pending(VmBus *b);
+void machine1_teardown(VmBus *b);
 int console1_setup(VmBus *b);
+int console1_publish(VmBus *b);
 void console1_teardown(VmBus *b);
 void input1_teardown(VmBus *b);
 int chardev1_setup(VmBus *b);
+int chardev1_publish(VmBus *b);
 void chardev1_teardown(VmBus *b);

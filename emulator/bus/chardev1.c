@@ -18,14 +18,13 @@
 typedef struct BusChardev BusChardev;
 
 static void emit_owner_changed(BusChardev *c) {
-        (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "Owner", NULL);
+        if (c->bus->bus)
+                (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "Owner", NULL);
 }
 
 static void release(BusChardev *c) {
         chardev_detach_client(c->chardev);
-        c->owner_match = sd_bus_slot_unref(c->owner_match);
-        free(c->owner);
-        c->owner = NULL;
+        c->owner = mfree(c->owner);
         emit_owner_changed(c);
 }
 
@@ -35,28 +34,11 @@ static void on_client_gone(void *opaque, Chardev *chardev) {
                 release(c);
 }
 
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        BusChardev *c = userdata;
-        const char *name, *old_owner, *new_owner;
-
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
-                return 0;
-        /* The owner's connection is gone: the device is free again. */
-        if (c->owner && strcmp(name, c->owner) == 0 && new_owner[0] == 0)
-                release(c);
-        return 0;
-}
-
-static int property_name(sd_bus *bus, const char *path, const char *interface, const char *property,
-                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        BusChardev *c = userdata;
-        return sd_bus_message_append(reply, "s", chardev_name(c->chardev));
-}
-
-static int property_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
-                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        BusChardev *c = userdata;
-        return sd_bus_message_append(reply, "s", c->owner ? c->owner : "");
+/* The owner left the bus: the device is free again. */
+void chardev1_peer_gone(VmBus *b, BusPeer *peer) {
+        for (unsigned i = 0; i < b->n_chardevs; i++)
+                if (b->chardevs[i].owner && streq(b->chardevs[i].owner, peer->name))
+                        release(&b->chardevs[i]);
 }
 
 static int property_guest_open(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -67,7 +49,8 @@ static int property_guest_open(sd_bus *bus, const char *path, const char *interf
 
 static void on_guest_open_changed(void *opaque, Chardev *chardev) {
         BusChardev *c = opaque;
-        (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "GuestOpen", NULL);
+        if (c->bus->bus)
+                (void) sd_bus_emit_properties_changed(c->bus->bus, c->path, "org.orrery.Chardev1", "GuestOpen", NULL);
 }
 
 /* Only a connected AF_UNIX stream socket will do. */
@@ -79,31 +62,31 @@ static int check_socket(int fd, sd_bus_error *error) {
         socklen_t tlen = sizeof(type);
 
         if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The fd passed to Register is not a socket");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The fd passed to Register is not a socket");
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || type != SOCK_STREAM)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not a stream socket");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not a stream socket");
         if (getsockname(fd, (struct sockaddr *) &addr, &len) < 0 || addr.ss_family != AF_UNIX)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not an AF_UNIX socket");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not an AF_UNIX socket");
         len = sizeof(addr);
         if (getpeername(fd, (struct sockaddr *) &addr, &len) < 0)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not connected");
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "The socket passed to Register is not connected");
         return 0;
 }
 
 static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         BusChardev *c = userdata;
         _cleanup_close_ int copy = -1;
-        const char *sender = sd_bus_message_get_sender(m);
+        BusPeer *peer;
         int fd, r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(c->bus, m, &peer, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "h", &fd);
         if (r < 0)
                 return r;
         if (c->owner)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s is already registered by %s", chardev_name(c->chardev),
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "%s is already registered by %s", chardev_name(c->chardev),
                                          c->owner);
         r = check_socket(fd, error);
         if (r < 0)
@@ -114,36 +97,13 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return sd_bus_error_set_errnof(error, errno, "Cannot take the socket: %m");
         (void) fcntl(copy, F_SETFL, fcntl(copy, F_GETFL) | O_NONBLOCK);
 
-        c->owner = strdup(sender ? sender : "");
+        /* The peer's track releases the device when the owner leaves the bus. */
+        c->owner = strdup(peer->name);
         if (!c->owner)
                 return -ENOMEM;
-        r = 0;
-        if (sender) {
-                /*
-                 * Watch for the owner leaving, then make sure it has not left
-                 * already: a caller that disconnects right after its call must
-                 * not keep the device.
-                 */
-                _cleanup_free_ char *match = NULL;
-                if (asprintf(&match, "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                             "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'", sender) < 0)
-                        r = -ENOMEM;
-                if (r >= 0)
-                        r = sd_bus_add_match(c->bus->bus, &c->owner_match, match, on_name_owner_changed, c);
-                if (r >= 0) {
-                        sd_bus_creds *creds = NULL;
-                        int q = sd_bus_get_name_creds(c->bus->bus, sender, 0, &creds);
-                        sd_bus_creds_unref(creds);
-                        if (q < 0)
-                                r = -ESRCH;
-                }
-        }
-        if (r >= 0)
-                r = chardev_attach_client(c->chardev, copy);
+        r = chardev_attach_client(c->chardev, copy);
         if (r < 0) {
-                c->owner_match = sd_bus_slot_unref(c->owner_match);
-                free(c->owner);
-                c->owner = NULL;
+                c->owner = mfree(c->owner);
                 return sd_bus_error_set_errnof(error, r, "Cannot register: %m");
         }
         TAKE_FD(copy);
@@ -153,14 +113,14 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
 
 static int method_unregister(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         BusChardev *c = userdata;
-        const char *sender = sd_bus_message_get_sender(m);
+        BusPeer *peer;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(c->bus, m, &peer, error);
         if (r < 0)
                 return r;
-        if (!c->owner || !sender || strcmp(c->owner, sender) != 0)
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_OWNER, "The caller does not own %s", chardev_name(c->chardev));
+        if (!c->owner || !streq(c->owner, peer->name))
+                return sd_bus_error_setf(error, ORRERY_ERROR_NOT_OWNER, "The caller does not own %s", chardev_name(c->chardev));
         release(c);
         return sd_bus_reply_method_return(m, NULL);
 }
@@ -172,7 +132,7 @@ static int method_get_scrollback(sd_bus_message *m, void *userdata, sd_bus_error
         size_t size;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(c->bus, m, NULL, error);
         if (r < 0)
                 return r;
         r = chardev_get_scrollback(c->chardev, &data, &size);
@@ -189,12 +149,13 @@ static int method_get_scrollback(sd_bus_message *m, void *userdata, sd_bus_error
 
 const sd_bus_vtable chardev1_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Name", "s", property_name, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Owner", "s", property_owner, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Name", "s", NULL, offsetof(BusChardev, name), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Owner", "s", NULL, offsetof(BusChardev, owner), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("GuestOpen", "b", property_guest_open, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Register", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_register,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("Unregister", NULL, NULL, method_unregister, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Unregister", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_unregister,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetScrollback", SD_BUS_NO_ARGS, SD_BUS_RESULT("ay", data), method_get_scrollback,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
@@ -204,13 +165,10 @@ int chardev1_setup(VmBus *b) {
         for (unsigned i = 0; i < b->n_chardevs; i++) {
                 BusChardev *c = &b->chardevs[i];
                 ChardevHooks hooks;
-                int r;
 
+                c->name = chardev_name(c->chardev);
                 if (asprintf(&c->path, "%s/Chardev/%s", b->path, chardev_id(c->chardev)) < 0)
                         return -ENOMEM;
-                r = sd_bus_add_object_vtable(b->bus, NULL, c->path, "org.orrery.Chardev1", chardev1_vtable, c);
-                if (r < 0)
-                        return r;
                 /* Keep the terminal filter main.c installed; add the client-gone notification. */
                 hooks = chardev_get_hooks(c->chardev);
                 hooks.client_gone = on_client_gone;
@@ -221,13 +179,20 @@ int chardev1_setup(VmBus *b) {
         return 0;
 }
 
+int chardev1_publish(VmBus *b) {
+        for (unsigned i = 0; i < b->n_chardevs; i++) {
+                int r = sd_bus_add_object_vtable(b->bus, NULL, b->chardevs[i].path, "org.orrery.Chardev1",
+                                                 chardev1_vtable, &b->chardevs[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 void chardev1_teardown(VmBus *b) {
         for (unsigned i = 0; i < b->n_chardevs; i++) {
                 BusChardev *c = &b->chardevs[i];
-                c->owner_match = sd_bus_slot_unref(c->owner_match);
-                free(c->owner);
-                c->owner = NULL;
-                free(c->path);
-                c->path = NULL;
+                c->owner = mfree(c->owner);
+                c->path = mfree(c->path);
         }
 }

@@ -8,7 +8,7 @@
  *
  * A client that leaves the bus (or is killed) while holding a key or a
  * button down would leave it stuck in the guest: what each client holds is
- * remembered, and released for it when its unique name goes away.
+ * remembered, and released for it when it leaves (its BusPeer's track).
  */
 
 #include <errno.h>
@@ -22,9 +22,9 @@
 
 static int input_error(VmBus *b, int r, const char *what, uint32_t code, sd_bus_error *error) {
         if (r == -EINVAL)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "VM '%s' has no %s with code %u", b->name, what, code);
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "VM '%s' has no %s with code %u", b->name, what, code);
         if (r == -ENOBUFS)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY,
                                          "VM '%s' is not reading its input fast enough; try again", b->name);
         return sd_bus_error_set_errnof(error, r, "Input to VM '%s' failed: %m", b->name);
 }
@@ -42,40 +42,27 @@ static int release_held(VmBus *b, unsigned i) {
         r = h->button ? machine_pointer_button(b->machine, h->code, false) : machine_key(b->machine, h->code, false);
         free(h->sender);
         b->held[i] = b->held[--b->n_held];
-        if (b->n_held == 0)
-                b->held_match = sd_bus_slot_unref(b->held_match);
         return r;
 }
 
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
-        const char *name, *old_owner, *new_owner;
-
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || new_owner[0] != 0)
-                return 0;
+void input1_peer_gone(VmBus *b, BusPeer *peer) {
         for (unsigned i = 0; i < b->n_held;)
-                if (strcmp(b->held[i].sender, name) == 0)
+                if (streq(b->held[i].sender, peer->name))
                         (void) release_held(b, i); /* the last entry moved to i */
                 else
                         i++;
-        return 0;
 }
 
 /* A press succeeded: remember it for its sender (best effort: a full table only loses that safety net). */
-static void remember_held(VmBus *b, sd_bus_message *m, uint16_t code, bool button) {
-        const char *sender = sd_bus_message_get_sender(m);
+static void remember_held(VmBus *b, BusPeer *peer, uint16_t code, bool button) {
         char *copy;
 
-        if (!sender || b->n_held >= BUS_MAX_HELD)
+        if (b->n_held >= BUS_MAX_HELD)
                 return;
         for (unsigned i = 0; i < b->n_held; i++)
-                if (b->held[i].code == code && b->held[i].button == button && strcmp(b->held[i].sender, sender) == 0)
+                if (b->held[i].code == code && b->held[i].button == button && streq(b->held[i].sender, peer->name))
                         return;
-        if (!b->held_match && sd_bus_match_signal(b->bus, &b->held_match, "org.freedesktop.DBus",
-                                                  "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged",
-                                                  on_name_owner_changed, b) < 0)
-                return;
-        copy = strdup(sender);
+        copy = strdup(peer->name);
         if (!copy)
                 return;
         b->held[b->n_held++] = (struct BusHeldInput) { .sender = copy, .code = code, .button = button };
@@ -89,22 +76,20 @@ static void forget_held(VmBus *b, uint16_t code, bool button) {
                         b->held[i] = b->held[--b->n_held];
                 } else
                         i++;
-        if (b->n_held == 0)
-                b->held_match = sd_bus_slot_unref(b->held_match);
 }
 
 void input1_teardown(VmBus *b) {
         for (unsigned i = 0; i < b->n_held; i++)
                 free(b->held[i].sender);
         b->n_held = 0;
-        b->held_match = sd_bus_slot_unref(b->held_match);
 }
 
 static int key(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
+        BusPeer *peer;
         uint32_t code;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(b, m, &peer, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "u", &code);
@@ -116,7 +101,7 @@ static int key(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
         if (r < 0)
                 return input_error(b, r, "key", code, error);
         if (pressed)
-                remember_held(b, m, (uint16_t) code, false);
+                remember_held(b, peer, (uint16_t) code, false);
         else
                 forget_held(b, (uint16_t) code, false);
         return sd_bus_reply_method_return(m, NULL);
@@ -151,7 +136,7 @@ static int method_set_abs_position(sd_bus_message *m, void *userdata, sd_bus_err
         uint32_t x, y;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(b, m, NULL, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "uu", &x, &y);
@@ -169,7 +154,7 @@ static int method_rel_motion(sd_bus_message *m, void *userdata, sd_bus_error *er
         int32_t dx, dy;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(b, m, NULL, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "ii", &dx, &dy);
@@ -182,10 +167,11 @@ static int method_rel_motion(sd_bus_message *m, void *userdata, sd_bus_error *er
 }
 
 static int button(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
+        BusPeer *peer;
         uint32_t code;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(b, m, &peer, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "u", &code);
@@ -197,7 +183,7 @@ static int button(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error
         if (r < 0)
                 return input_error(b, r, "button", code, error);
         if (pressed)
-                remember_held(b, m, (uint16_t) code, true);
+                remember_held(b, peer, (uint16_t) code, true);
         else
                 forget_held(b, (uint16_t) code, true);
         return sd_bus_reply_method_return(m, NULL);
@@ -216,7 +202,7 @@ static int method_wheel(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         int32_t vertical, horizontal;
         int r;
 
-        r = bus_check_caller(m, error);
+        r = bus_check_caller(b, m, NULL, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "ii", &vertical, &horizontal);
@@ -224,7 +210,7 @@ static int method_wheel(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 return r;
         if (vertical < -WHEEL_MAX_NOTCHES || vertical > WHEEL_MAX_NOTCHES || horizontal < -WHEEL_MAX_NOTCHES ||
             horizontal > WHEEL_MAX_NOTCHES)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "Wheel moves at most %d notches per call",
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "Wheel moves at most %d notches per call",
                                          WHEEL_MAX_NOTCHES);
         r = machine_pointer_wheel(b->machine, vertical, horizontal);
         if (r < 0)

@@ -671,7 +671,10 @@ static bool handle_requests(Machine *m) {
                         m->state = MACHINE_RUNNING;
                         notify(m);
                 }
-                m->done_seq = seq;
+                if (m->done_seq != seq) {
+                        m->done_seq = seq;
+                        notify(m); /* for machine_request_done() */
+                }
                 pthread_cond_broadcast(&m->done_cond);
                 if (m->state != MACHINE_PAUSED)
                         break;
@@ -749,6 +752,27 @@ void machine_request(Machine *m, MachineRequest request) {
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
         hart_kick(m->hart);
+}
+
+uint64_t machine_request_ticket(Machine *m, MachineRequest request) {
+        uint64_t seq;
+
+        pthread_mutex_lock(&m->lock);
+        m->requests |= 1u << request;
+        seq = ++m->request_seq;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+        hart_kick(m->hart);
+        return seq;
+}
+
+bool machine_request_done(Machine *m, uint64_t ticket) {
+        bool done;
+
+        pthread_mutex_lock(&m->lock);
+        done = m->done_seq >= ticket || m->state == MACHINE_SHUTDOWN || !m->cpu_thread_started;
+        pthread_mutex_unlock(&m->lock);
+        return done;
 }
 
 int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_usec) {

@@ -79,6 +79,14 @@ int machine_start(Machine *m);
 void machine_request(Machine *m, MachineRequest request);
 
 /*
+ * Like machine_request(), without waiting: returns a ticket for
+ * machine_request_done(), which turns true once the CPU thread has carried
+ * the request out (the notify fd becomes readable then). Any thread.
+ */
+uint64_t machine_request_ticket(Machine *m, MachineRequest request);
+bool machine_request_done(Machine *m, uint64_t ticket);
+
+/*
  * Like machine_request(), then waits (up to timeout_usec) until the CPU
  * thread has carried it out. Returns 0, or -ETIMEDOUT.
  */

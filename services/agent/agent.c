@@ -557,7 +557,7 @@ int agent_new(Manager *m, const char *name, const char *socket_path, Agent **ret
                 return -ENOMEM;
         a->manager = m;
         a->name = strdup(name);
-        if (!a->name || asprintf(&a->path, AGENT_PATH_PREFIX "/%s", name) < 0 ||
+        if (!a->name || sd_bus_path_encode(AGENT_PATH_PREFIX, name, &a->path) < 0 ||
             asprintf(&a->label, "VM '%s'", name) < 0) {
                 a->path = a->label = NULL;
                 agent_free(a);

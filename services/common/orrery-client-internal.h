@@ -12,6 +12,7 @@
 
 #include "macro.h"
 #include "orrery-client.h"
+#include "vm-name.h"
 
 /* Limits on what a VM may make us hold. */
 #define ORRERY_MAX_CONSOLES 16
@@ -79,7 +80,7 @@ static inline bool isempty(const char *s) {
 char *orrery_strdup_printf(const char *format, ...) _printf_(1, 2);
 
 /* Longest object path of a VM object: /org/orrery/VM/<name>/Chardev/<id> */
-#define ORRERY_PATH_MAX (sizeof(ORRERY_VM_PATH_PREFIX) + ORRERY_VM_NAME_MAX + sizeof("/Chardev/") + ORRERY_CHARDEV_ID_MAX)
+#define ORRERY_PATH_MAX (sizeof(ORRERY_VM_PATH_PREFIX) + 3 * ORRERY_VM_NAME_MAX + sizeof("/Chardev/") + ORRERY_CHARDEV_ID_MAX)
 
 /* ---- vm.c ---- */
 

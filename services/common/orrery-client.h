@@ -34,35 +34,23 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "orrery-contract.h"
+
 #define ORRERY_VM_NAME_MAX 64
 #define ORRERY_CHARDEV_ID_MAX 64
-#define ORRERY_VM_BUS_NAME_PREFIX "org.orrery.VM."
-#define ORRERY_VM_PATH_PREFIX "/org/orrery/VM/"
 #define ORRERY_DEFAULT_TIMEOUT_USEC (5ULL * 1000000ULL)
 
-/* DRM fourcc codes the client can map (Console1.Format). */
-#define ORRERY_FORMAT_XRGB8888 0x34325258u /* "XR24" */
-#define ORRERY_FORMAT_ARGB8888 0x34325241u /* "AR24" */
-#define ORRERY_FORMAT_XBGR8888 0x34324258u /* "XB24" */
-#define ORRERY_FORMAT_ABGR8888 0x34324241u /* "AB24" */
-#define ORRERY_FORMAT_RGB565 0x36314752u   /* "RG16" */
-
 /*
- * Error names of the contract and the errno each maps to (registered with
- * sd_bus_error_add_map() by orrery_client_new*(), so sd_bus_error_get_errno()
- * and the synchronous calls return these).
- */
-#define ORRERY_ERROR_INVALID_ARGUMENT "org.orrery.Error.InvalidArgument" /* EINVAL */
-#define ORRERY_ERROR_BUSY "org.orrery.Error.Busy"                        /* EBUSY */
-#define ORRERY_ERROR_NOT_SUPPORTED "org.orrery.Error.NotSupported"      /* EOPNOTSUPP */
-#define ORRERY_ERROR_UNAVAILABLE "org.orrery.Error.Unavailable"         /* ESHUTDOWN */
-#define ORRERY_ERROR_TIMEOUT "org.orrery.Error.Timeout"                 /* ETIMEDOUT */
-#define ORRERY_ERROR_NOT_OWNER "org.orrery.Error.NotOwner"              /* EPERM */
-/* org.freedesktop.DBus.Error.AccessDenied maps to EACCES (sd-bus's own map). */
+ * The DRM fourcc codes the client can map (ORRERY_FORMAT_*) and the error
+ * names of the contract (ORRERY_ERROR_*) are in orrery-contract.h. The
+ * error names are registered with sd_bus_error_add_map() by
+ * orrery_client_new*(), so sd_bus_error_get_errno() and the synchronous
+ * calls return the errno written next to each.
+ * org.freedesktop.DBus.Error.AccessDenied maps to EACCES (sd-bus's own map). */
 
 extern const sd_bus_error_map orrery_error_map[];
 
-/* [A-Za-z_][A-Za-z0-9_]{0,63} */
+/* 1-64 of [A-Za-z0-9_-], starting with a letter or '_' (lib/vm-name.h: the name's bus name and path) */
 bool orrery_vm_name_is_valid(const char *name);
 /* [A-Za-z0-9_]{1,64}: one object-path element under .../Chardev/ */
 bool orrery_chardev_id_is_valid(const char *id);

@@ -64,14 +64,7 @@ static bool is_digit(char c) {
 }
 
 bool orrery_vm_name_is_valid(const char *name) {
-        size_t n;
-
-        if (!name || !is_alpha_(name[0]))
-                return false;
-        for (n = 1; name[n]; n++)
-                if (n >= ORRERY_VM_NAME_MAX || !(is_alpha_(name[n]) || is_digit(name[n])))
-                        return false;
-        return true;
+        return vm_name_check(name);
 }
 
 bool orrery_chardev_id_is_valid(const char *id) {

@@ -572,8 +572,7 @@ static void apply_changes(OrreryVm *vm, const ObjRef *o, unsigned changed) {
         if ((changed & CHANGED_GEOMETRY) && o->kind == OBJ_CONSOLE) {
                 Console *con = find_console(vm, o->console);
 
-                /* ModeChanged is what asks for a remap, but follow the
-                 * properties too, so a VM that announces only those works. */
+                /* A new geometry is announced by these properties: map again. */
                 if (con && !con->fb_in_flight && geometry_differs(con))
                         console_request_map(vm, con, false);
         }
@@ -905,15 +904,6 @@ static int on_vm_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_err
         else if (sd_bus_message_is_signal(m, CONSOLE_IFACE, "Update")) {
                 if (classify_path(vm, sd_bus_message_get_path(m), &o) == OBJ_CONSOLE)
                         on_update(vm, &o, m);
-        } else if (sd_bus_message_is_signal(m, CONSOLE_IFACE, "ModeChanged")) {
-                if (classify_path(vm, sd_bus_message_get_path(m), &o) == OBJ_CONSOLE) {
-                        Console *con = find_console(vm, o.console);
-
-                        /* Also while loading: a mapping already asked for may
-                         * predate the change, so it is asked for again. */
-                        if (con)
-                                console_request_map(vm, con, false);
-                }
         } else if (sd_bus_message_is_signal(m, OBJECT_MANAGER_IFACE, "InterfacesAdded"))
                 on_interfaces_added(vm, m);
         else if (sd_bus_message_is_signal(m, OBJECT_MANAGER_IFACE, "InterfacesRemoved"))
@@ -1287,7 +1277,7 @@ int orrery_vm_attach(OrreryClient *c, const char *name, const OrreryVmCallbacks 
 
         vm->name = strdup(name);
         vm->bus_name = orrery_strdup_printf(ORRERY_VM_BUS_NAME_PREFIX "%s", name);
-        vm->path = orrery_strdup_printf(ORRERY_VM_PATH_PREFIX "%s", name);
+        (void) vm_name_to_bus(name, NULL, &vm->path);
         match_owner = orrery_strdup_printf("type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
                                            "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'",
                                            vm->bus_name ?: "");

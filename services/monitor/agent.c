@@ -23,7 +23,6 @@
 
 #define EXIT_USAGE 2
 #define AGENT_BUS_NAME "org.orrery.Agent"
-#define AGENT_PATH_PREFIX "/org/orrery/Agent/"
 #define AGENT_INTERFACE "org.orrery.Agent1"
 /* Includes the time the bus needs to activate the bridge and the bridge's own guest timeout. */
 #define CALL_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -48,7 +47,7 @@ static uint64_t now_usec(void) {
 static char *agent_path(const char *vm) {
         char *p = NULL;
 
-        if (asprintf(&p, AGENT_PATH_PREFIX "%s", vm) < 0)
+        if (sd_bus_path_encode("/org/orrery/Agent", vm, &p) < 0)
                 return NULL;
         return p;
 }

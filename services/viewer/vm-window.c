@@ -21,17 +21,7 @@
 #include "display.h"
 #include "vm-window.h"
 
-/* From linux/input-event-codes.h (the contract's codes; not every host has the header). */
-#define KEY_LEFTCTRL 29
-#define KEY_LEFTALT 56
-#define KEY_DELETE 111
-#define KEY_POWER 116
-#define KEY_CNT 0x300
-#define BTN_LEFT 0x110
-#define BTN_RIGHT 0x111
-#define BTN_MIDDLE 0x112
-#define BTN_SIDE 0x113
-#define BTN_EXTRA 0x114
+#include "orrery-contract.h"
 
 #define STATE_TEXT_MAX 32
 

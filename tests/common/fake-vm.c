@@ -32,8 +32,8 @@
 #include <systemd/sd-id128.h>
 
 #include "macro.h"
+#include "orrery-contract.h"
 
-#define FORMAT_XRGB8888 0x34325258u
 #define SCROLLBACK_MAX (64 * 1024)
 #define INPUT_LOG_MAX 4096
 
@@ -158,7 +158,7 @@ static int fb_alloc(Fake *f, uint32_t width, uint32_t height) {
         f->width = width;
         f->height = height;
         f->stride = stride;
-        f->format = FORMAT_XRGB8888;
+        f->format = ORRERY_FORMAT_XRGB8888;
         return 0;
 }
 
@@ -390,7 +390,6 @@ static const sd_bus_vtable console_vtable[] = {
         SD_BUS_METHOD("Watch", "", "", method_watch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Unwatch", "", "", method_unwatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("Update", SD_BUS_ARGS("a(uuuu)", rects), 0),
-        SD_BUS_SIGNAL_WITH_ARGS("ModeChanged", SD_BUS_ARGS("u", width, "u", height, "u", stride, "u", format), 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -618,10 +617,6 @@ static int control_set_mode(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (r < 0)
                 return r;
         r = fb_alloc(f, w, h);
-        if (r < 0)
-                return r;
-        r = sd_bus_emit_signal(f->bus, f->console_path, "org.orrery.Console1", "ModeChanged", "uuuu", f->width,
-                               f->height, f->stride, f->format);
         if (r < 0)
                 return r;
         r = sd_bus_emit_properties_changed(f->bus, f->console_path, "org.orrery.Console1", "Width", "Height",

@@ -10,8 +10,10 @@
 #include "tap.h"
 
 static void test_names(void) {
-        CHECK(streq_ptr(orrery_vm_name_from_bus_name("org.orrery.VM.demo"), "demo"), "bus name -> VM name");
-        CHECK(!orrery_vm_name_from_bus_name("org.orrery.VM.") && !orrery_vm_name_from_bus_name("org.orrery.VM.a-b") &&
+        CHECK(streq_ptr(orrery_vm_name_from_bus_name("org.orrery.VM.demo"), "demo") &&
+                      streq_ptr(orrery_vm_name_from_bus_name("org.orrery.VM.my-vm"), "my-vm"),
+              "bus name -> VM name");
+        CHECK(!orrery_vm_name_from_bus_name("org.orrery.VM.") && !orrery_vm_name_from_bus_name("org.orrery.VM.-ab") &&
                       !orrery_vm_name_from_bus_name("org.orrery.VM.a.b") &&
                       !orrery_vm_name_from_bus_name("org.orrery.VMdemo") && !orrery_vm_name_from_bus_name(":1.5") &&
                       !orrery_vm_name_from_bus_name(NULL),

@@ -45,7 +45,6 @@
 #define HEIGHT 768u
 #define PATTERN_SEED 5u
 #define PATTERN_COMMAND "orrery-guest-probe pattern 5\n" /* the same seed */
-#define KEY_B 48u
 #define READY_MARKER "orrery-guest: ready"
 
 #define BOOT_TIMEOUT_MS_DEFAULT (180u * 1000u)

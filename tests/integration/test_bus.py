@@ -38,6 +38,18 @@ def spin(seconds, until=lambda: False):
     return until()
 
 
+def wait_stderr(pattern, timeout=30):
+    """Waits for a regex in orrery-vm's log (stderr); returns the match or None."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    with vm.lock:
+        while True:
+            m = rx.search(vm.stderr)
+            if m or time.monotonic() > deadline:
+                return m
+            vm.lock.wait(0.5)
+
+
 def uptime():
     m = vm.command("cat /proc/uptime", r"\n(\d+\.\d+) \d+\.\d+\r?\n", 30)
     return float(m.group(1)) if m else None
@@ -63,6 +75,21 @@ try:
         detail = None if ok else f"live-only: {got - want if got is not None else 'missing'}\n" \
                                  f"xml-only: {want - got if got is not None else ''}"
         tap.check(ok, f"{iface} on {path} matches dbus/{iface}.xml", detail)
+
+    # orrery-vm --bus-introspect prints the same interfaces, without a bus.
+    r = subprocess.run([ORRERY_VM, "--bus-introspect"], capture_output=True, timeout=60)
+    try:
+        printed = {i.get("name"): interface_members(i) for i in ET.fromstring(r.stdout).findall("interface")}
+    except ET.ParseError as e:
+        printed = {"unparsable": str(e)}
+    specs = {os.path.basename(f)[:-4]: interface_members(ET.parse(os.path.join(XML_DIR, f)).getroot().find("interface"))
+             for f in os.listdir(XML_DIR) if f.startswith("org.orrery.") and f.endswith(".xml")
+             and f != "org.orrery.Agent1.xml"}
+    tap.check(r.returncode == 0 and printed == specs,
+              f"orrery-vm --bus-introspect prints dbus/*.xml's interfaces ({', '.join(sorted(printed))})",
+              r.stderr.decode() + "\n" + "\n".join(f"{k}: printed-only {printed.get(k, set()) - specs.get(k, set())}, "
+                                                    f"xml-only {specs.get(k, set()) - printed.get(k, set())}"
+                                                    for k in sorted(set(printed) | set(specs))))
 
     machine = dbus.Interface(bus.get_object(SERVICE, PATH), "org.orrery.Machine1")
     props = dbus.Interface(bus.get_object(SERVICE, PATH), "org.freedesktop.DBus.Properties")
@@ -101,6 +128,15 @@ try:
     machine.Resume()
     tap.check(props.Get("org.orrery.Machine1", "State") == "running", "Resume while running is a no-op")
 
+    # Who paused it: the log names the caller's unique name, pid and command.
+    busctl = subprocess.Popen(["busctl", f"--address={pbus.address}", "call", SERVICE, PATH, "org.orrery.Machine1",
+                               "Pause"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = busctl.communicate(timeout=60)
+    line = wait_stderr(rf"Pause of VM '{NAME}' requested by :\d+\.\d+ \(pid {busctl.pid}, busctl\)")
+    tap.check(busctl.returncode == 0 and line is not None, f"a Pause by busctl (pid {busctl.pid}) is logged with its pid",
+              err.decode() + vm.tail())
+    machine.Resume()
+
     # The framebuffer: a sealed memfd a client can map read-only and nothing more.
     console_obj = bus.get_object(SERVICE, f"{PATH}/Console/0")
     console = dbus.Interface(console_obj, "org.orrery.Console1")
@@ -123,6 +159,11 @@ try:
         tap.check(True, "the framebuffer fd cannot be shrunk")
     fb = mmap.mmap(fd, stride * h, mmap.MAP_SHARED, mmap.PROT_READ)
 
+    # A connection that asks for Update signals but does not Watch gets none: they go to watchers only.
+    bystander = dbus.bus.BusConnection(pbus.address)
+    overheard = []
+    bystander.add_signal_receiver(lambda rects: overheard.append(1), "Update", "org.orrery.Console1", SERVICE,
+                                  f"{PATH}/Console/0")
     console.Watch()
     tap.check(console_obj.Get("org.orrery.Console1", "Watchers", dbus_interface="org.freedesktop.DBus.Properties") == 1,
               "Watch makes one watcher")
@@ -141,6 +182,8 @@ try:
     tap.check(m is not None and got, "an Update arrives after the probe draws")
     spin(5.0, covered)
     tap.check(covered(), f"the Updates cover the redrawn screen ({len(rows)} of {HEIGHT} lines)")
+    tap.check(not overheard, f"a connection that does not Watch receives no Update ({len(overheard)})")
+    bystander.close()
     r = subprocess.run([FB_CHECK, str(w), str(h), str(stride), "3"], input=fb[:stride * h], capture_output=True)
     tap.check(r.returncode == 0, "the read-only mapping shows the probe's pattern", r.stdout.decode())
     console.Unwatch(timeout=10)
@@ -222,6 +265,8 @@ try:
     machine.Quit()
     code = vm.wait_exit(30)
     tap.check(code == 0, f"Quit stops the emulator (exit {code})")
+    tap.check(wait_stderr(rf"Stop \(Quit\) of VM '{NAME}' requested by :\d+\.\d+ \(pid {os.getpid()}, ") is not None,
+              "the Quit is logged with the caller's pid", vm.tail())
 finally:
     vm.kill()
     pbus.stop()
