@@ -134,6 +134,7 @@ typedef struct Hart {
         TlbEntry *tlb_fetch;            /* tables of the current fetch regime */
         PhysMem *mem;
         uint64_t instret;
+        struct Jit *jit;                /* the translating engine, or NULL for the interpreter */
 
         FpuState fpu;
 
@@ -179,6 +180,11 @@ typedef struct Hart {
         DecodedInsn dcache[DCACHE_SIZE];
 } Hart;
 
+typedef enum HartEngine {
+        HART_ENGINE_INTERP,     /* the interpreter: the reference, available everywhere */
+        HART_ENGINE_JIT,        /* translation to host code (x86-64 hosts) */
+} HartEngine;
+
 typedef enum HartExit {
         HART_EXIT_BUDGET,       /* ran the requested number of instructions */
         HART_EXIT_KICK,         /* another thread asked (hart_kick) */
@@ -188,6 +194,9 @@ typedef enum HartExit {
 void hart_init(Hart *h, PhysMem *mem, uint64_t hartid);
 void hart_destroy(Hart *h);
 void hart_reset(Hart *h, uint64_t pc);
+
+/* Selects the engine that runs the hart; -EOPNOTSUPP if this host has no JIT. */
+int hart_set_engine(Hart *h, HartEngine engine);
 
 /* Runs up to 'max_instructions'; returns why it stopped. CPU thread only. */
 HartExit hart_run(Hart *h, uint64_t max_instructions);
