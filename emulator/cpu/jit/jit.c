@@ -69,6 +69,8 @@ struct Jit {
         uint32_t *page_head;    /* per guest RAM page: first block, 0 = no code */
         uint64_t ram_pages;
 
+        unsigned max_insns;     /* block length limit ($ORRERY_JIT_MAX_INSNS, for bisecting) */
+        bool no_chain;          /* $ORRERY_JIT_NO_CHAIN: never patch direct jumps */
         uint64_t gen;           /* bumped on every invalidation: pending chain patches are dropped */
         bool single_block;
 
@@ -197,6 +199,11 @@ int jit_new(Hart *h, Jit **ret) {
         j = calloc(1, sizeof(*j));
         if (!j)
                 return -ENOMEM;
+        j->max_insns = JIT_MAX_BLOCK_INSNS;
+        s = getenv("ORRERY_JIT_MAX_INSNS");
+        if (s && atoi(s) >= 1 && atoi(s) <= JIT_MAX_BLOCK_INSNS)
+                j->max_insns = (unsigned) atoi(s);
+        j->no_chain = getenv("ORRERY_JIT_NO_CHAIN") != NULL;
         j->hart = h;
         j->size = size;
         j->rw = j->rx = MAP_FAILED;
@@ -590,7 +597,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 uint32_t raw;
                 DecodedInsn d;
 
-                if (n == JIT_MAX_BLOCK_INSNS || off + 2 > PAGE_SIZE) {
+                if (n == j->max_insns || (pc & PAGE_MASK) != t->page) {
                         emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n);
                         emit_exit_to(t, pc);
                         break;
@@ -752,7 +759,7 @@ uint64_t jit_run_slice(Hart *h) {
                                 break;
                         continue;
                 }
-                if (pending && pending_gen == j->gen) {
+                if (pending && pending_gen == j->gen && !j->no_chain) {
                         uint8_t *site = rx_to_rw(j, (const uint8_t *) pending);
                         patch_rel32(site + 1, rx_to_rw(j, b->code));
                         j->stats.chains_patched++;
