@@ -103,6 +103,9 @@ static void help(void) {
                "  --serial stdio|none|file:PATH\n"
                "                       where the serial console goes (default: stdio)\n"
                "  --no-reboot          exit when the guest reboots\n"
+               "  --cpu-engine interp|jit\n"
+               "                       how the CPU runs guest code: interpret it, or translate\n"
+               "                       it to host code (x86-64 hosts only) (default: interp)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
@@ -176,6 +179,7 @@ enum {
         ARG_DISPLAY,
         ARG_SERIAL,
         ARG_NO_REBOOT,
+        ARG_CPU_ENGINE,
         ARG_BUS,
         ARG_NO_BUS,
         ARG_DUMP_DTB,
@@ -196,6 +200,7 @@ static const struct option longopts[] = {
         { "display", required_argument, NULL, ARG_DISPLAY },
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
+        { "cpu-engine", required_argument, NULL, ARG_CPU_ENGINE },
         { "bus", required_argument, NULL, ARG_BUS },
         { "no-bus", no_argument, NULL, ARG_NO_BUS },
         { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
@@ -209,6 +214,7 @@ static const struct option longopts[] = {
 /* The options a VM's configuration file may set: the machine, not how this process runs. */
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
+        ARG_CPU_ENGINE,
 };
 
 static const char *option_name(int id) {
@@ -283,6 +289,16 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                         o->no_reboot = false;
                 else {
                         snprintf(error, error_size, "invalid %s '%s': expected yes or no", label, value);
+                        return -EINVAL;
+                }
+                break;
+        case ARG_CPU_ENGINE:
+                if (strcmp(value, "jit") == 0)
+                        o->cpu_engine_jit = true;
+                else if (strcmp(value, "interp") == 0)
+                        o->cpu_engine_jit = false;
+                else {
+                        snprintf(error, error_size, "invalid %s '%s': expected interp or jit", label, value);
                         return -EINVAL;
                 }
                 break;

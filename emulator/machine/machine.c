@@ -323,6 +323,13 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
         hart_init(&m->hart, &m->mem, 0);
         m->hart.read_time = machine_read_time;
         m->hart.time_opaque = m;
+        if (m->config.cpu_engine_jit) {
+                r = hart_set_engine(&m->hart, HART_ENGINE_JIT);
+                if (r < 0) {
+                        snprintf(error, error_size, "cannot start the JIT CPU engine: %s", strerror(-r));
+                        return r;
+                }
+        }
         clint_init(&m->clint, m->harts, ELEMENTSOF(m->harts), machine_read_time, m);
 
         r = plic_new(ELEMENTSOF(m->harts), plic_set_external, m, &m->plic);
