@@ -21,6 +21,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/decode.h"
+#include "cpu/fpu.h"
 #include "emit.h"
 #include "jit.h"
 #include "log.h"
@@ -39,6 +40,8 @@
 enum {
         EXIT_NEXT = 0,          /* h->pc is set: look up the next block */
         EXIT_STEP = 1,          /* h->pc is set: the interpreter executes this one instruction */
+        EXIT_TLB = 2,           /* as EXIT_STEP, for a load/store that missed the inline TLB */
+        _EXIT_MAX,              /* anything above is a direct-jump site to chain */
 };
 
 typedef struct Block {
@@ -348,15 +351,16 @@ static uint64_t helper_remuw(uint64_t a, uint64_t b) {
 #define OFF(field) ((int32_t) offsetof(Hart, field))
 
 typedef struct Stub {
-        uint8_t *rel[2];        /* jcc rel32s that lead here */
+        uint8_t *rel[3];        /* jcc rel32s that lead here */
         uint64_t pc;
         unsigned done;          /* instructions retired before this one */
+        unsigned code;          /* EXIT_STEP or EXIT_TLB */
 } Stub;
 
 typedef struct Translation {
         Jit *j;
         Emit e;
-        Stub stubs[JIT_MAX_BLOCK_INSNS];
+        Stub stubs[JIT_MAX_BLOCK_INSNS + 1];
         unsigned n_stubs;
         uint64_t page;          /* virtual page of the block */
 } Translation;
@@ -398,10 +402,10 @@ static void emit_exit_to(Translation *t, uint64_t target) {
         emit_jmp_epilogue(t);
 }
 
-static Stub *new_stub(Translation *t, uint64_t pc, unsigned done) {
+static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code) {
         Stub *s = &t->stubs[t->n_stubs++];
 
-        *s = (Stub) { .pc = pc, .done = done };
+        *s = (Stub) { .pc = pc, .done = done, .code = code };
         return s;
 }
 
@@ -441,7 +445,7 @@ static void emit_load(Translation *t, const DecodedInsn *d, uint64_t pc, unsigne
                 [OP_LB] = 1, [OP_LH] = 2, [OP_LW] = 4, [OP_LD] = 8, [OP_LBU] = 1, [OP_LHU] = 2, [OP_LWU] = 4,
         };
         Emit *e = &t->e;
-        Stub *s = new_stub(t, pc, done);
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
 
         emit_tlb_lookup(t, d, size[d->op], false, s);
         switch (d->op) {
@@ -459,7 +463,7 @@ static void emit_load(Translation *t, const DecodedInsn *d, uint64_t pc, unsigne
 
 static void emit_store(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
         Emit *e = &t->e;
-        Stub *s = new_stub(t, pc, done);
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
         unsigned size = 1u << (d->op - OP_SB);
 
         emit_tlb_lookup(t, d, size, true, s);
@@ -470,6 +474,86 @@ static void emit_store(Translation *t, const DecodedInsn *d, uint64_t pc, unsign
         case 4: e8(e, 0x89); e8(e, 0x08); break;                /* mov [rax], ecx */
         default: e8(e, 0x48); e8(e, 0x89); e8(e, 0x08); break;  /* mov [rax], rcx */
         }
+}
+
+/* Leaves for the interpreter (which raises the illegal instruction) if mstatus.FS is off. */
+static void emit_fs_check(Translation *t, Stub *s) {
+        Emit *e = &t->e;
+
+        /* test qword [rbx + mstatus], MSTATUS_FS */
+        e8(e, 0x48);
+        e8(e, 0xf7);
+        modrm_disp32(e, 0, RBX, OFF(mstatus));
+        e32(e, (uint32_t) MSTATUS_FS);
+        s->rel[2] = emit_jcc(e, CC_E);
+}
+
+static void emit_fs_dirty(Translation *t) {
+        Emit *e = &t->e;
+
+        /* or qword [rbx + mstatus], MSTATUS_FS */
+        e8(e, 0x48);
+        e8(e, 0x81);
+        modrm_disp32(e, 1, RBX, OFF(mstatus));
+        e32(e, (uint32_t) MSTATUS_FS);
+}
+
+static void emit_fp_load(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
+        bool single = d->op == OP_FLW;
+
+        emit_fs_check(t, s);
+        emit_tlb_lookup(t, d, single ? 4 : 8, false, s);
+        if (single) {
+                e8(e, 0x8b); e8(e, 0x08);                       /* mov ecx, [rax] */
+                emit_mov_imm(e, RDX, 0xffffffff00000000ULL);    /* NaN-boxing */
+                e8(e, 0x48); e8(e, 0x09); e8(e, 0xd1);          /* or rcx, rdx */
+        } else {
+                e8(e, 0x48); e8(e, 0x8b); e8(e, 0x08);          /* mov rcx, [rax] */
+        }
+        emit_store64(e, RBX, (int32_t) (offsetof(Hart, fpu.f) + 8 * d->rd), RCX);
+        emit_fs_dirty(t);
+}
+
+static void emit_fp_store(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
+        bool single = d->op == OP_FSW;
+
+        emit_fs_check(t, s);
+        emit_tlb_lookup(t, d, single ? 4 : 8, true, s);
+        emit_load64(e, RCX, RBX, (int32_t) (offsetof(Hart, fpu.f) + 8 * d->rs2));
+        if (single) {
+                e8(e, 0x89); e8(e, 0x08);                       /* mov [rax], ecx */
+        } else {
+                e8(e, 0x48); e8(e, 0x89); e8(e, 0x08);          /* mov [rax], rcx */
+        }
+}
+
+/*
+ * OP-FP and fused multiply-add through the FPU's own code. Returns nonzero
+ * (nothing changed) when the interpreter must execute the instruction: FS
+ * off or an illegal encoding or rounding mode, which it turns into the trap.
+ */
+static uint64_t helper_fp(Hart *h, uint64_t insn) {
+        if (!(h->mstatus & MSTATUS_FS) || fpu_execute(&h->fpu, h->x, (uint32_t) insn) < 0)
+                return 1;
+        h->mstatus |= MSTATUS_FS;
+        h->x[0] = 0;
+        return 0;
+}
+
+static void emit_fp_op(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_STEP);
+
+        emit_mov_rr(e, RDI, RBX);
+        emit_mov_imm(e, RSI, (uint32_t) d->imm);
+        emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_fp);
+        emit_call_rax(e);
+        e8(e, 0x48); e8(e, 0x85); e8(e, 0xc0);                  /* test rax, rax */
+        s->rel[0] = emit_jcc(e, CC_NE);
 }
 
 static void emit_helper2(Translation *t, const DecodedInsn *d, uint64_t (*fn)(uint64_t, uint64_t)) {
@@ -625,6 +709,12 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                         emit_load(t, &d, pc, n);
                 else if (op >= OP_SB && op <= OP_SD)
                         emit_store(t, &d, pc, n);
+                else if (op == OP_FLW || op == OP_FLD)
+                        emit_fp_load(t, &d, pc, n);
+                else if (op == OP_FSW || op == OP_FSD)
+                        emit_fp_store(t, &d, pc, n);
+                else if (op == OP_FP)
+                        emit_fp_op(t, &d, pc, n);
                 else if (op == OP_FENCE && d.len == 4 && ((raw >> 12) & 7) == 0)
                         ; /* FENCE: nothing to order on one in-order hart */
                 else if (op == OP_JAL) {
@@ -672,10 +762,10 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         emit_jmp_epilogue(t);
         for (unsigned i = 0; i < t->n_stubs; i++) {
                 Stub *s = &t->stubs[i];
-                for (unsigned k = 0; k < 2; k++)
+                for (unsigned k = 0; k < ELEMENTSOF(s->rel); k++)
                         if (s->rel[k])
                                 patch_rel32(s->rel[k], e->p);
-                emit_exit(t, s->done, s->pc, EXIT_STEP);
+                emit_exit(t, s->done, s->pc, s->code);
         }
         uint32_t len = n;
         memcpy(budget_imm, &len, 4);
@@ -772,8 +862,9 @@ uint64_t jit_run_slice(Hart *h) {
                 r = j->enter(h, b->code);
                 /* Translated code writes instret only by adding what it retired. */
                 j->stats.retired += h->instret - before;
-                if (r == EXIT_STEP) {
-                        j->stats.tlb_exits++;
+                if (r == EXIT_STEP || r == EXIT_TLB) {
+                        if (r == EXIT_TLB)
+                                j->stats.tlb_exits++;
                         if (h->instret < h->slice_end)
                                 step(j, h);
                 } else if (r != EXIT_NEXT)
