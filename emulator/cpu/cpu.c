@@ -773,7 +773,7 @@ static inline void execute(Hart *h, const DecodedInsn *d) {
                 break;
         case OP_FENCE:
                 if (d->len == 4 && ((d->raw >> 12) & 7) == 1) /* FENCE.I */
-                        jit_invalidate_all(h->jit);
+                        jit_fence_i(h->jit);
                 h->pc += d->len;
                 return;
         case OP_AMO: {

@@ -14,6 +14,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "tap.h"
@@ -183,11 +184,33 @@ static void test_self_modifying(void) {
               (unsigned long long) h->x[12]);
 }
 
+/* Code a device rewrote (DMA, behind the hart's back) is seen after FENCE.I. */
+static void test_fence_i_after_dma(void) {
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        uint32_t two = ADDI(5, 0, 2);
+
+        th_use_engine(t, "lockstep");
+        th_emit(t, FENCE_I());
+        th_emit(t, ADDI(5, 0, 1));
+        th_emit(t, ECALL());
+        th_run(t, 3);
+        CHECK(th_in_mtrap(t) && h->x[5] == 1, "the first version runs (x5 = %llu)", (unsigned long long) h->x[5]);
+
+        memcpy(th_ptr(t, CODE_BASE + 4, 4), &two, 4);
+        th_clear_trap(t);
+        th_jump(t, CODE_BASE, PRIV_M);
+        th_run(t, 3);
+        CHECK(th_in_mtrap(t) && h->x[5] == 2, "after a DMA write and FENCE.I the new code runs (x5 = %llu)",
+              (unsigned long long) h->x[5]);
+}
+
 int main(void) {
         const char *s = getenv("ORRERY_JIT_SEEDS");
         unsigned n_seeds = s ? (unsigned) atoi(s) : 40;
 
         test_self_modifying();
+        test_fence_i_after_dma();
 
         for (unsigned seed = 1; seed <= n_seeds; seed++) {
                 _cleanup_th_ TestHart *t = th_new();

@@ -26,6 +26,9 @@ uint64_t jit_run_slice(Hart *h) {
 void jit_invalidate_all(Jit *j) {
 }
 
+void jit_fence_i(Jit *j) {
+}
+
 void jit_invalidate_page(Jit *j, uint64_t pa) {
 }
 

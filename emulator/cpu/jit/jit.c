@@ -70,7 +70,10 @@ struct Jit {
         uint32_t n_blocks;      /* index 0 is unused */
         uint32_t hash[1u << JIT_HASH_BITS];
         uint32_t *page_head;    /* per guest RAM page: first block, 0 = no code */
+        uint64_t *page_hash;    /* per code page: hash of its bytes when last translated or verified */
+        uint32_t *page_fence;   /* per code page: fence_gen at that time */
         uint64_t ram_pages;
+        uint32_t fence_gen;     /* bumped by FENCE.I: code pages are re-verified when next entered */
 
         unsigned max_insns;     /* block length limit ($ORRERY_JIT_MAX_INSNS, for bisecting) */
         bool no_chain;          /* $ORRERY_JIT_NO_CHAIN: never patch direct jumps */
@@ -172,6 +175,40 @@ void jit_invalidate_page(Jit *j, uint64_t pa) {
         j->stats.page_invalidations++;
 }
 
+static uint64_t hash_page(const uint8_t *page) {
+        uint64_t h = 0x243f6a8885a308d3ULL;
+
+        for (size_t i = 0; i < PAGE_SIZE; i += 8) {
+                uint64_t w;
+                memcpy(&w, page + i, 8);
+                h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+                h ^= h >> 29;
+        }
+        return h;
+}
+
+void jit_fence_i(Jit *j) {
+        if (!j)
+                return;
+        j->fence_gen++;
+        j->stats.fence_i++;
+}
+
+/*
+ * After a FENCE.I, a code page's translations are kept only if its bytes
+ * are unchanged: the hart's own stores invalidate at once, so this catches
+ * what devices wrote (DMA) behind the hart's back.
+ */
+static void verify_page(Jit *j, uint64_t page_index, const uint8_t *page) {
+        uint64_t h = hash_page(page);
+
+        if (h != j->page_hash[page_index]) {
+                jit_invalidate_page(j, j->hart->mem->ram_base + (page_index << PAGE_SHIFT));
+                return;
+        }
+        j->page_fence[page_index] = j->fence_gen;
+}
+
 /* A page that gets code leaves the store TLB, so that stores to it reach jit_invalidate_page(). */
 static void unmap_page_for_stores(Jit *j, uint64_t pa_page) {
         Hart *h = j->hart;
@@ -212,9 +249,12 @@ int jit_new(Hart *h, Jit **ret) {
         j->rw = j->rx = MAP_FAILED;
         j->ram_pages = h->mem->ram_size >> PAGE_SHIFT;
         j->page_head = calloc(j->ram_pages ?: 1, sizeof(uint32_t));
+        j->page_hash = calloc(j->ram_pages ?: 1, sizeof(uint64_t));
+        j->page_fence = calloc(j->ram_pages ?: 1, sizeof(uint32_t));
         j->blocks = calloc(JIT_MAX_BLOCKS, sizeof(Block));
-        if (!j->page_head || !j->blocks)
+        if (!j->page_head || !j->page_hash || !j->page_fence || !j->blocks)
                 goto nomem;
+        j->fence_gen = 1;
 
         fd = memfd_create("orrery-jit", MFD_CLOEXEC);
         if (fd < 0)
@@ -250,12 +290,12 @@ Jit *jit_free(Jit *j) {
                 JitStats s;
                 jit_get_stats(j, &s);
                 log_info("jit: %llu blocks translated (%llu instructions), %llu block entries, %llu chains, "
-                         "%llu interpreter steps, %llu TLB exits, %llu cache flushes, %llu page invalidations, "
+                         "%llu interpreter steps, %llu TLB exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
                          "code cache peak %llu KiB of %zu KiB",
                          (unsigned long long) s.blocks_translated, (unsigned long long) s.insns_translated,
                          (unsigned long long) s.block_runs, (unsigned long long) s.chains_patched,
                          (unsigned long long) s.interp_steps, (unsigned long long) s.tlb_exits,
-                         (unsigned long long) s.cache_flushes, (unsigned long long) s.page_invalidations,
+                         (unsigned long long) s.fence_i, (unsigned long long) s.cache_flushes, (unsigned long long) s.page_invalidations,
                          (unsigned long long) s.code_bytes_peak / 1024, j->size / 1024);
         }
         if (j->rw != MAP_FAILED)
@@ -263,6 +303,8 @@ Jit *jit_free(Jit *j) {
         if (j->rx != MAP_FAILED)
                 munmap(j->rx, j->size);
         free(j->page_head);
+        free(j->page_hash);
+        free(j->page_fence);
         free(j->blocks);
         return mfree(j);
 }
@@ -773,8 +815,11 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         size_t bytes = ALIGN_TO((size_t) (e->p - entry), 16);
         free(t);
 
-        if (!j->page_head[page_index])
+        if (!j->page_head[page_index]) {
                 unmap_page_for_stores(j, pa & PAGE_MASK);
+                j->page_hash[page_index] = hash_page(page);
+                j->page_fence[page_index] = j->fence_gen;
+        }
 
         uint32_t bi = j->n_blocks++;
         b = &j->blocks[bi];
@@ -816,6 +861,10 @@ static Block *lookup(Jit *j, Hart *h) {
         if (off >= mem->ram_size)
                 return NULL;
         pa = mem->ram_base + off;
+
+        uint64_t page_index = off >> PAGE_SHIFT;
+        if (j->page_head[page_index] && j->page_fence[page_index] != j->fence_gen)
+                verify_page(j, page_index, mem->ram + (off & PAGE_MASK));
 
         for (uint32_t bi = j->hash[hash_pa(pa)]; bi; bi = j->blocks[bi].hash_next) {
                 Block *b = &j->blocks[bi];

@@ -23,9 +23,11 @@
  *
  * Invalidation: a page holding translated code is never entered into the
  * store TLB, so every store to it goes through the interpreter's slow path,
- * which calls jit_invalidate_page() first. FENCE.I and a reset drop the
- * whole cache (device DMA into code pages is covered by the FENCE.I Linux
- * issues before running freshly loaded code). SFENCE.VMA and satp writes
+ * which calls jit_invalidate_page() first. Device DMA into code pages is
+ * caught at the FENCE.I Linux issues before running freshly loaded code:
+ * each code page keeps a hash of its bytes, and after a FENCE.I a page is
+ * re-hashed when next entered and dropped if it changed. A reset drops the
+ * whole cache, as does a full cache. SFENCE.VMA and satp writes
  * flush the TLB, which is how blocks are found, so lookups see new
  * mappings; blocks chain directly only to targets in their own page, which
  * stay valid across remappings because the source block was itself found
@@ -50,7 +52,8 @@ typedef struct JitStats {
         uint64_t chains_patched;
         uint64_t interp_steps;          /* instructions left to the interpreter */
         uint64_t tlb_exits;             /* loads/stores that missed the inline TLB */
-        uint64_t cache_flushes;         /* whole-cache flushes: full, FENCE.I, reset */
+        uint64_t fence_i;
+        uint64_t cache_flushes;         /* whole-cache flushes: full, reset */
         uint64_t page_invalidations;
         uint64_t code_bytes;            /* bytes of host code in the cache now */
         uint64_t code_bytes_peak;
@@ -71,8 +74,11 @@ Jit *jit_free(Jit *j);
  */
 uint64_t jit_run_slice(Hart *h);
 
-/* Drops every translation (FENCE.I, reset, guest RAM rewritten). */
+/* Drops every translation (reset, guest RAM rewritten). */
 void jit_invalidate_all(Jit *j);
+
+/* FENCE.I: code pages whose bytes changed since translation (device DMA) are dropped when next entered. */
+void jit_fence_i(Jit *j);
 
 /* Called before a store to guest physical 'pa': drops the page's translations if it holds any. */
 void jit_invalidate_page(Jit *j, uint64_t pa);
