@@ -29,6 +29,9 @@ void jit_invalidate_all(Jit *j) {
 void jit_fence_i(Jit *j) {
 }
 
+void jit_tlb_flushed(Jit *j) {
+}
+
 void jit_invalidate_page(Jit *j, uint64_t pa) {
 }
 

@@ -33,7 +33,7 @@
 #define JIT_MAX_BLOCKS (1u << 17)
 #define JIT_HASH_BITS 16
 /* Host bytes one guest instruction may take, including its share of the exits (generous). */
-#define JIT_MAX_INSN_BYTES 160
+#define JIT_MAX_INSN_BYTES 200
 #define ALIGN_TO(n, a) (((n) + (a) - 1) & ~((size_t) (a) - 1))
 #define JIT_MAX_BLOCK_BYTES (JIT_MAX_BLOCK_INSNS * JIT_MAX_INSN_BYTES + 256)
 
@@ -55,6 +55,23 @@ typedef struct Block {
 } Block;
 
 typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
+
+/*
+ * The jump cache: guest virtual pc -> block entry, looked up inline by
+ * indirect jumps and jumps out of the page, filled by the dispatcher. An
+ * entry is valid while its tag (privilege | generation << 32) matches;
+ * the generation moves on every TLB flush (mappings may have changed),
+ * FENCE.I and invalidation, which empties the cache in O(1).
+ */
+#define JC_BITS 12
+#define JC_SIZE (1u << JC_BITS)
+
+typedef struct JcEntry {
+        uint64_t pc;
+        uint64_t tag;
+        const uint8_t *code;
+        uint64_t unused;
+} JcEntry;
 
 struct Jit {
         Hart *hart;
@@ -81,7 +98,24 @@ struct Jit {
         bool single_block;
 
         JitStats stats;
+
+        uint64_t jc_tag;        /* generation << 32; translated code reads it at jc[-1] */
+        JcEntry jc[JC_SIZE];
 };
+
+_Static_assert(offsetof(Jit, jc) == offsetof(Jit, jc_tag) + 8, "translated code finds jc_tag just before jc");
+_Static_assert(sizeof(JcEntry) == 32, "translated code scales the jump cache index by 32");
+
+static void jc_invalidate(Jit *j) {
+        j->jc_tag += 1ULL << 32;
+        if (j->jc_tag == 0)
+                memset(j->jc, 0, sizeof(j->jc)); /* the generation wrapped: old tags could match again */
+}
+
+void jit_tlb_flushed(Jit *j) {
+        if (j)
+                jc_invalidate(j);
+}
 
 bool jit_supported(void) {
         return true;
@@ -124,6 +158,7 @@ static void flush_all(Jit *j) {
         j->n_blocks = 1;
         j->used = j->prologue_size;
         j->gen++;
+        jc_invalidate(j);
         j->stats.cache_flushes++;
         j->stats.code_bytes = 0;
 }
@@ -172,6 +207,7 @@ void jit_invalidate_page(Jit *j, uint64_t pa) {
                 hash_remove(j, bi);
         j->page_head[page] = 0;
         j->gen++;
+        jc_invalidate(j);
         j->stats.page_invalidations++;
 }
 
@@ -192,6 +228,7 @@ void jit_fence_i(Jit *j) {
                 return;
         j->fence_gen++;
         j->stats.fence_i++;
+        jc_invalidate(j);
 }
 
 /*
@@ -425,6 +462,34 @@ static void emit_exit(Translation *t, unsigned done, uint64_t pc, unsigned code)
         emit_jmp_epilogue(t);
 }
 
+/*
+ * Leaves for the pc in rcx (already stored in h->pc, instret counted):
+ * straight into its block if the jump cache knows it, else through the
+ * dispatcher.
+ */
+static void emit_jump_cache(Translation *t) {
+        Emit *e = &t->e;
+        uint8_t *miss[2];
+
+        emit_mov_rr(e, RAX, RCX);
+        emit_shift_imm(e, SHIFT_SHR, true, RAX, 1);
+        emit_alu_imm(e, ALU_AND, false, RAX, JC_SIZE - 1);
+        emit_shift_imm(e, SHIFT_SHL, true, RAX, 5);
+        emit_mov_imm(e, RDX, (uint64_t) (uintptr_t) t->j->jc);
+        e8(e, 0x48); e8(e, 0x3b); e8(e, 0x0c); e8(e, 0x02);             /* cmp rcx, [rdx + rax] */
+        miss[0] = emit_jcc(e, CC_NE);
+        e8(e, 0x8b);                                                    /* mov esi, [rbx + priv] */
+        modrm_disp32(e, RSI, RBX, OFF(priv));
+        e8(e, 0x48); e8(e, 0x0b); e8(e, 0x72); e8(e, 0xf8);             /* or rsi, [rdx - 8] */
+        e8(e, 0x48); e8(e, 0x3b); e8(e, 0x74); e8(e, 0x02); e8(e, 0x08); /* cmp rsi, [rdx + rax + 8] */
+        miss[1] = emit_jcc(e, CC_NE);
+        e8(e, 0xff); e8(e, 0x64); e8(e, 0x02); e8(e, 0x10);             /* jmp [rdx + rax + 16] */
+        patch_rel32(miss[0], e->p);
+        patch_rel32(miss[1], e->p);
+        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_jmp_epilogue(t);
+}
+
 /* Leaves for 'target' (instret already counted); chainable when the target is in the block's page. */
 static void emit_exit_to(Translation *t, uint64_t target) {
         bool chain = (target & PAGE_MASK) == t->page;
@@ -439,9 +504,11 @@ static void emit_exit_to(Translation *t, uint64_t target) {
                 e8(&t->e, 0x8d);
                 e8(&t->e, 0x05);
                 e32(&t->e, (uint32_t) (int32_t) (site - (t->e.p + 4)));
-        } else
-                emit_mov_imm(&t->e, RAX, EXIT_NEXT);
-        emit_jmp_epilogue(t);
+                emit_jmp_epilogue(t);
+        } else {
+                emit_mov_imm(&t->e, RCX, target);
+                emit_jump_cache(t);
+        }
 }
 
 static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code) {
@@ -779,8 +846,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                         }
                         emit_store64(e, RBX, OFF(pc), RCX);
                         emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
-                        emit_mov_imm(e, RAX, EXIT_NEXT);
-                        emit_jmp_epilogue(t);
+                        emit_jump_cache(t);
                         n++;
                         break;
                 } else if (op >= OP_BEQ && op <= OP_BGEU) {
@@ -898,12 +964,18 @@ uint64_t jit_run_slice(Hart *h) {
                                 break;
                         continue;
                 }
-                if (pending && pending_gen == j->gen && !j->no_chain) {
+                /* Lockstep (single_block) compares after every block: no shortcuts between blocks. */
+                if (pending && pending_gen == j->gen && !j->no_chain && !j->single_block) {
                         uint8_t *site = rx_to_rw(j, (const uint8_t *) pending);
                         patch_rel32(site + 1, rx_to_rw(j, b->code));
                         j->stats.chains_patched++;
                 }
                 pending = 0;
+
+                if (!j->no_chain && !j->single_block) {
+                        JcEntry *c = &j->jc[(h->pc >> 1) & (JC_SIZE - 1)];
+                        *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = b->code };
+                }
 
                 pending_gen = j->gen;
                 j->stats.block_runs++;

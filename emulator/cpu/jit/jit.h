@@ -83,6 +83,9 @@ void jit_fence_i(Jit *j);
 /* Called before a store to guest physical 'pa': drops the page's translations if it holds any. */
 void jit_invalidate_page(Jit *j, uint64_t pa);
 
+/* The hart's TLB was flushed (SFENCE.VMA, satp, PMP): virtual-address shortcuts are stale. */
+void jit_tlb_flushed(Jit *j);
+
 /* Whether the page of 'pa' holds translated code (then it must stay out of the store TLB). */
 bool jit_page_has_code(const Jit *j, uint64_t pa);
 
