@@ -471,6 +471,10 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                 .fb_width = 1024,
                 .fb_height = 768,
         };
+        /* The default engine can be switched for a whole test run: ORRERY_CPU_ENGINE=jit tools/check. */
+        const char *engine = getenv("ORRERY_CPU_ENGINE");
+        if (engine && strcmp(engine, "jit") == 0)
+                o->cpu_engine_jit = true;
 
         optind = 1;
         opterr = 0;
