@@ -129,8 +129,15 @@ static inline const uint8_t *rw_to_rx(const Jit *j, const uint8_t *p) {
         return j->rx + (p - j->rw);
 }
 
-static unsigned hash_pa(uint64_t pa) {
-        return (unsigned) ((pa >> 1) ^ (pa >> (JIT_HASH_BITS + 1))) & ((1u << JIT_HASH_BITS) - 1);
+/*
+ * The virtual page is part of the hash: shared libraries sit at the same
+ * physical pages in every process but (with ASLR) at a different address
+ * in each, and hashing the physical address alone made long chains.
+ */
+static unsigned hash_block(uint64_t pa, uint64_t pc) {
+        uint64_t k = (pa >> 1) ^ ((pc >> PAGE_SHIFT) * 0x9e3779b97f4a7c15ULL);
+
+        return (unsigned) (k ^ (k >> 32) ^ (k >> (JIT_HASH_BITS + 1))) & ((1u << JIT_HASH_BITS) - 1);
 }
 
 /* ---- the cache ---- */
@@ -185,7 +192,7 @@ bool jit_page_has_code(const Jit *j, uint64_t pa) {
 }
 
 static void hash_remove(Jit *j, uint32_t bi) {
-        uint32_t *p = &j->hash[hash_pa(j->blocks[bi].pa)];
+        uint32_t *p = &j->hash[hash_block(j->blocks[bi].pa, j->blocks[bi].pc)];
 
         while (*p) {
                 if (*p == bi) {
@@ -896,7 +903,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 .ninsn = n,
                 .code = rw_to_rx(j, entry),
         };
-        unsigned hi = hash_pa(pa);
+        unsigned hi = hash_block(pa, start);
         b->hash_next = j->hash[hi];
         j->hash[hi] = bi;
         b->page_next = j->page_head[page_index];
@@ -932,7 +939,7 @@ static Block *lookup(Jit *j, Hart *h) {
         if (j->page_head[page_index] && j->page_fence[page_index] != j->fence_gen)
                 verify_page(j, page_index, mem->ram + (off & PAGE_MASK));
 
-        for (uint32_t bi = j->hash[hash_pa(pa)]; bi; bi = j->blocks[bi].hash_next) {
+        for (uint32_t bi = j->hash[hash_block(pa, pc)]; bi; bi = j->blocks[bi].hash_next) {
                 Block *b = &j->blocks[bi];
                 if (b->pa == pa && b->pc == pc && b->priv == h->priv)
                         return b;
