@@ -13,8 +13,6 @@
 
 #include <string.h>
 
-#include <errno.h>
-
 #include "cpu.h"
 #include "decode.h"
 #include "jit/jit.h"
