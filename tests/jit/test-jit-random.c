@@ -208,12 +208,39 @@ static void test_fence_i_after_dma(void) {
               (unsigned long long) h->x[5]);
 }
 
+/* A guest spinning in a chained loop runs exactly its budget and still takes its timer interrupt. */
+static void test_spin_takes_interrupt(void) {
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        uint64_t loop, before;
+
+        th_use_engine(t, "jit");
+        th_csr_write(t, CSR_MIE, MIP_MTIP);
+        th_csr_write(t, CSR_MSTATUS, 1u << 3); /* MIE */
+        th_emit(t, ADDI(5, 5, 1));
+        loop = th_emit(t, ADDI(6, 6, 1));
+        th_emit(t, JAL(0, -4));
+
+        before = h->instret;
+        th_run(t, 1000);
+        th_run(t, 1001);
+        CHECK(h->instret - before == 2001 && h->pc >= loop && h->pc < loop + 8 && h->x[6] == 1000,
+              "a spinning loop of chained blocks retires exactly its budget (%llu instructions, x6 = %llu)",
+              (unsigned long long) (h->instret - before), (unsigned long long) h->x[6]);
+
+        hart_set_external_irq(h, MIP_MTIP, true);
+        th_run(t, 1000);
+        CHECK(h->mcause == (CAUSE_INTERRUPT | 7) && th_in_mtrap(t),
+              "... and takes the timer interrupt raised meanwhile (mcause 0x%llx)", (unsigned long long) h->mcause);
+}
+
 int main(void) {
         const char *s = getenv("ORRERY_JIT_SEEDS");
         unsigned n_seeds = s ? (unsigned) atoi(s) : 40;
 
         test_self_modifying();
         test_fence_i_after_dma();
+        test_spin_takes_interrupt();
 
         for (unsigned seed = 1; seed <= n_seeds; seed++) {
                 _cleanup_th_ TestHart *t = th_new();

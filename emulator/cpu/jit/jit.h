@@ -7,11 +7,13 @@
  * the machine selects it with hart_set_engine() and otherwise sees only the
  * hart API.
  *
- * What a block is: up to JIT_MAX_BLOCK_INSNS straight-line integer
- * instructions (RV64I, M, and C through the decoder's expansion) inside one
- * 4 KiB guest page, ended by a branch or jump, by the page's end, or before
- * the first instruction the translator leaves to the interpreter (CSRs,
- * A, F/D, system instructions, FENCE.I). Blocks are keyed by the guest
+ * What a block is: up to JIT_MAX_BLOCK_INSNS straight-line instructions
+ * (RV64I, M, F/D, and C through the decoder's expansion) inside one 4 KiB
+ * guest page, ended by a branch or jump, by the page's end, or before the
+ * first instruction the translator leaves to the interpreter (CSRs, A,
+ * system instructions, FENCE.I). F/D loads and stores are translated; F/D
+ * arithmetic calls the FPU's own code (bit-exact by construction), and the
+ * interpreter executes it again only when it must trap. Blocks are keyed by the guest
  * physical address of their first instruction, its virtual address (the
  * code embeds absolute pcs) and the privilege level.
  *
@@ -29,9 +31,15 @@
  * re-hashed when next entered and dropped if it changed. A reset drops the
  * whole cache, as does a full cache. SFENCE.VMA and satp writes
  * flush the TLB, which is how blocks are found, so lookups see new
- * mappings; blocks chain directly only to targets in their own page, which
- * stay valid across remappings because the source block was itself found
- * through the current mapping.
+ * mappings, and empty the jump cache (virtual pc -> block) in O(1); blocks
+ * chain directly only to targets in their own page, which stay valid
+ * across remappings because the source block was itself found through the
+ * current mapping.
+ *
+ * Interrupts: a block is entered only if all of it fits in the current
+ * slice (hart_run() never overshoots its budget), so a guest spinning in a
+ * loop of chained blocks still returns to hart_run() every slice, where
+ * interrupts and kicks are looked at exactly as with the interpreter.
  *
  * W^X: the code cache is one memfd mapped twice, read-write for the
  * translator and read-execute for running, so no mapping is ever writable
