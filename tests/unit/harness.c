@@ -12,6 +12,8 @@
 #include "cpu/jit/jit.h"
 #include "harness.h"
 
+#define ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
+
 static uint64_t fake_time(void *opaque) {
         TestHart *t = opaque;
 
@@ -221,11 +223,71 @@ static void lockstep_compare(TestHart *t) {
         CHECK_FIELD(in_wfi);
 }
 
+static uint64_t tap_read(void *opaque, uint64_t offset, unsigned size) {
+        struct MmioTap *m = opaque;
+        TestHart *t = m->t;
+        uint64_t v = m->ops->read ? m->ops->read(m->opaque, offset, size) : 0;
+
+        if (t->mmio_tail - t->mmio_head == ELEMENTS(t->mmio_values))
+                die("lockstep: too many MMIO reads in one run:", ELEMENTS(t->mmio_values));
+        t->mmio_values[t->mmio_tail++ % ELEMENTS(t->mmio_values)] = v;
+        return v;
+}
+
+static void tap_write(void *opaque, uint64_t offset, uint64_t value, unsigned size) {
+        struct MmioTap *m = opaque;
+
+        if (m->ops->write)
+                m->ops->write(m->opaque, offset, value, size);
+}
+
+static uint64_t replay_read(void *opaque, uint64_t offset, unsigned size) {
+        TestHart *t = opaque;
+
+        if (t->mmio_head == t->mmio_tail) {
+                fprintf(stderr, "lockstep: the interpreter read MMIO (offset 0x%llx) the JIT did not\n",
+                        (unsigned long long) offset);
+                abort();
+        }
+        return t->mmio_values[t->mmio_head++ % ELEMENTS(t->mmio_values)];
+}
+
+static void replay_write(void *opaque, uint64_t offset, uint64_t value, unsigned size) {
+}
+
+static const MmioOps tap_ops = { .read = tap_read, .write = tap_write };
+static const MmioOps replay_ops = { .read = replay_read, .write = replay_write };
+
+/* Devices see the hart under test; the twin gets the values it read. */
+static void lockstep_tap_devices(TestHart *t) {
+        t->mmio_head = t->mmio_tail = 0;
+        for (unsigned i = 0; i < t->mem.n_regions; i++) {
+                MmioRegion *r = &t->mem.regions[i];
+                t->taps[i] = (struct MmioTap) { .t = t, .ops = r->ops, .opaque = r->opaque };
+                r->ops = &tap_ops;
+                r->opaque = &t->taps[i];
+                t->shadow_mem.regions[i].ops = &replay_ops;
+                t->shadow_mem.regions[i].opaque = t;
+        }
+}
+
+static void lockstep_untap_devices(TestHart *t) {
+        for (unsigned i = 0; i < t->mem.n_regions; i++) {
+                t->mem.regions[i].ops = t->taps[i].ops;
+                t->mem.regions[i].opaque = t->taps[i].opaque;
+        }
+        if (t->mmio_head != t->mmio_tail) {
+                fprintf(stderr, "lockstep: the JIT read MMIO the interpreter did not\n");
+                abort();
+        }
+}
+
 static HartExit lockstep_run(TestHart *t, uint64_t n) {
         uint64_t total = 0;
         HartExit r = HART_EXIT_BUDGET;
 
         lockstep_sync(t);
+        lockstep_tap_devices(t);
         jit_set_single_block(t->hart.jit, true);
         while (total < n) {
                 JitStats before, after;
@@ -247,6 +309,7 @@ static HartExit lockstep_run(TestHart *t, uint64_t n) {
                         break;
         }
         atomic_store(&t->hart.kick, false);
+        lockstep_untap_devices(t);
         if (memcmp(t->mem.ram, t->shadow_mem.ram, RAM_SIZE) != 0) {
                 fprintf(stderr, "lockstep: memory differs after %llu blocks\n", (unsigned long long) t->lockstep_blocks);
                 abort();

@@ -87,10 +87,22 @@ typedef struct TestHart {
         uint64_t now;           /* what the fake clock returns */
         uint64_t cursor;        /* where th_emit() puts the next instruction */
 
-        /* Lockstep: an interpreter twin run side by side with the JIT and compared at every block boundary. */
+        /*
+         * Lockstep: an interpreter twin run side by side with the JIT and
+         * compared at every block boundary. Devices see only the hart under
+         * test: the values its MMIO reads return are recorded and replayed
+         * to the twin, whose MMIO writes go nowhere.
+         */
         Hart *shadow;
         PhysMem shadow_mem;
         uint64_t lockstep_blocks;
+        struct MmioTap {
+                struct TestHart *t;
+                const MmioOps *ops;
+                void *opaque;
+        } taps[PHYSMEM_MAX_REGIONS];
+        uint64_t mmio_values[1024];
+        unsigned mmio_head, mmio_tail;
 } TestHart;
 
 /*
