@@ -207,6 +207,8 @@ static void lockstep_compare(TestHart *t) {
                 CHECK_FIELD(x[i]);
         for (unsigned i = 0; i < 32; i++)
                 CHECK_FIELD(fpu.f[i]);
+        CHECK_FIELD(fpu.fflags);
+        CHECK_FIELD(fpu.frm);
         CHECK_FIELD(pc);
         CHECK_FIELD(priv);
         CHECK_FIELD(instret);
