@@ -65,8 +65,11 @@ class Guest:
 
 
 def rss_beyond_ram(pid):
-    """RSS of the process minus the resident pages of guest RAM (the orrery-ram memfd mapping)."""
+    """RSS of the process minus the resident pages of guest RAM (the orrery-ram memfd mapping)
+    and of the JIT's code cache (the orrery-jit memfd, mapped twice: counted once, separately).
+    Returns (beyond RAM and code cache, code cache), in MiB."""
     rss = ram = 0
+    jit = []
     current = None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
@@ -77,13 +80,16 @@ def rss_beyond_ram(pid):
                 rss += kb
                 if current and "orrery-ram" in current:
                     ram += kb
-    return (rss - ram) / 1024.0
+                elif current and "orrery-jit" in current:
+                    jit.append(kb)
+    return (rss - ram - sum(jit)) / 1024.0, max(jit, default=0) / 1024.0
 
 
 def run_one(kind, args):
-    if kind == "orrery":
+    if kind.startswith("orrery"):
+        engine = kind.partition("-")[2] or "interp"
         cmd = [args.orrery, "--name", "bench", "--kernel", args.kernel, "--initrd", args.initrd,
-               "--bios", BIOS, "--display", "none", "--memory", "512M", "--no-bus"]
+               "--bios", BIOS, "--display", "none", "--memory", "512M", "--no-bus", "--cpu-engine", engine]
     else:
         cmd = ["qemu-system-riscv64", "-M", "virt", "-m", "512M", "-nographic", "-bios", BIOS,
                "-kernel", args.kernel, "-initrd", args.initrd, "-append", "console=ttyS0",
@@ -96,8 +102,8 @@ def run_one(kind, args):
         t0 = time.monotonic()
         g.send("orrery-guest-probe cpu-bench\n")
         m, t1 = g.wait_for(rb"cpu-bench result=(\w+) ms=(\d+)", 600, since)
-        rss = rss_beyond_ram(g.proc.pid) if kind == "orrery" else None
-        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss
+        rss, cache = rss_beyond_ram(g.proc.pid) if kind.startswith("orrery") else (None, None)
+        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss, cache
     finally:
         g.stop()
 
@@ -111,27 +117,36 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--build", default=os.path.join(top, "build"))
+    p.add_argument("--engine", action="append", choices=["interp", "jit"],
+                   help="orrery-vm CPU engine(s) to measure (repeatable; default: interp)")
+    p.add_argument("--no-qemu", action="store_true", help="measure orrery-vm only")
     args = p.parse_args()
     args.orrery = os.path.join(args.build, "emulator", "orrery-vm")
     args.kernel = os.path.join(args.build, "guest", "Image")
     args.initrd = os.path.join(args.build, "guest", "initramfs.cpio.gz")
 
     results = {}
-    for kind in ("orrery", "qemu"):
+    kinds = ["orrery-" + e for e in (args.engine or ["interp"])] + ([] if args.no_qemu else ["qemu"])
+    for kind in kinds:
         rows = [run_one(kind, args) for _ in range(args.runs)]
         results[kind] = rows
-        print(f"{kind:7s} boot to ready (s)     {summary([r[0] for r in rows])}")
-        print(f"{kind:7s} cpu-bench guest (ms)  {summary([r[1] for r in rows])}")
-        print(f"{kind:7s} cpu-bench wall (s)    {summary([r[2] for r in rows])}")
-        print(f"{kind:7s} cpu-bench checksum    {sorted(set(r[3] for r in rows))}")
-        if kind == "orrery":
-            print(f"{kind:7s} RSS beyond RAM (MiB)  {summary([r[4] for r in rows])}")
+        print(f"{kind:13s} boot to ready (s)     {summary([r[0] for r in rows])}")
+        print(f"{kind:13s} cpu-bench guest (ms)  {summary([r[1] for r in rows])}")
+        print(f"{kind:13s} cpu-bench wall (s)    {summary([r[2] for r in rows])}")
+        print(f"{kind:13s} cpu-bench checksum    {sorted(set(r[3] for r in rows))}")
+        if kind.startswith("orrery"):
+            print(f"{kind:13s} RSS beyond RAM (MiB)  {summary([r[4] for r in rows])}")
+            if kind == "orrery-jit":
+                print(f"{kind:13s} code cache RSS (MiB)  {summary([r[5] for r in rows])}")
         sys.stdout.flush()
 
     def med(kind, i):
         return statistics.median(r[i] for r in results[kind])
-    print(f"ratio orrery/qemu: boot {med('orrery', 0) / med('qemu', 0):.2f}x, "
-          f"cpu-bench {med('orrery', 1) / med('qemu', 1):.2f}x")
+    if "qemu" in results:
+        for kind in results:
+            if kind.startswith("orrery"):
+                print(f"ratio {kind}/qemu: boot {med(kind, 0) / med('qemu', 0):.2f}x, "
+                      f"cpu-bench {med(kind, 1) / med('qemu', 1):.2f}x")
 
 
 if __name__ == "__main__":

@@ -319,6 +319,7 @@ static int create_machine(Vm *vm) {
                 .fb_width = vm->options.fb_width,
                 .fb_height = vm->options.fb_height,
                 .no_reboot = vm->options.no_reboot,
+                .cpu_engine_jit = vm->options.cpu_engine_jit,
         };
         MachineCallbacks callbacks = {
                 .serial_output = serial_output,

@@ -95,6 +95,9 @@ static void help(void) {
                "  --serial stdio|none|file:PATH\n"
                "                       where the serial console goes (default: stdio)\n"
                "  --no-reboot          exit when the guest reboots\n"
+               "  --cpu-engine interp|jit\n"
+               "                       how the CPU runs guest code: interpret it, or translate\n"
+               "                       it to host code (x86-64 hosts only) (default: interp)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
@@ -171,6 +174,7 @@ enum {
         ARG_DISPLAY,
         ARG_SERIAL,
         ARG_NO_REBOOT,
+        ARG_CPU_ENGINE,
         ARG_BUS,
         ARG_NO_BUS,
         ARG_DUMP_DTB,
@@ -193,6 +197,7 @@ static const struct option longopts[] = {
         { "display", required_argument, NULL, ARG_DISPLAY },
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
+        { "cpu-engine", required_argument, NULL, ARG_CPU_ENGINE },
         { "bus", required_argument, NULL, ARG_BUS },
         { "no-bus", no_argument, NULL, ARG_NO_BUS },
         { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
@@ -208,6 +213,7 @@ static const struct option longopts[] = {
 /* The options a VM's configuration file may set: the machine, not how this process runs. */
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
+        ARG_CPU_ENGINE,
 };
 
 static const char *option_name(int id) {
@@ -279,6 +285,15 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 else {
                         return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected yes or no", where, label, value);
                 }
+                break;
+        case ARG_CPU_ENGINE:
+                if (strcmp(value, "jit") == 0)
+                        o->cpu_engine_jit = true;
+                else if (strcmp(value, "interp") == 0)
+                        o->cpu_engine_jit = false;
+                else
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected interp or jit", where, label,
+                                               value);
                 break;
         case ARG_BUS:
                 if (!*value) {
@@ -479,6 +494,10 @@ int options_parse(Options *o, int argc, char *argv[]) {
                 .fb_width = 1024,
                 .fb_height = 768,
         };
+        /* The default engine can be switched for a whole test run: ORRERY_CPU_ENGINE=jit tools/check. */
+        const char *engine = getenv("ORRERY_CPU_ENGINE");
+        if (engine && strcmp(engine, "jit") == 0)
+                o->cpu_engine_jit = true;
 
         optind = 1;
         opterr = 0;

@@ -17,6 +17,7 @@ typedef struct Options {
         char *dump_dtb;                 /* write the device tree here and exit */
         char *config;                   /* --config FILE; NULL: the default file, if any */
         bool no_config;
+        bool cpu_engine_jit;            /* --cpu-engine jit: translate guest code (x86-64 hosts) */
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

@@ -15,6 +15,7 @@
 
 #include "hart-internal.h"
 #include "decode.h"
+#include "jit/jit.h"
 #include "machine/physmem.h"
 #include "macro.h"
 
@@ -29,7 +30,6 @@ void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
         memset(h->dcache, 0, sizeof(h->dcache));
         h->mem = mem;
         h->mhartid = hartid;
-        h->engine = &hart_interpreter;
         pthread_mutex_init(&h->wfi_lock, NULL);
         pthread_cond_init(&h->wfi_cond, NULL);
         hart_reset(h, 0);
@@ -55,6 +55,7 @@ Hart *hart_free(Hart *h) {
 }
 
 void hart_destroy(Hart *h) {
+        h->jit = jit_free(h->jit);
         pthread_mutex_destroy(&h->wfi_lock);
         pthread_cond_destroy(&h->wfi_cond);
 }
@@ -85,6 +86,24 @@ void hart_reset(Hart *h, uint64_t pc) {
         h->in_wfi = false;
         hart_tlb_flush_all(h);
         hart_update_regime(h);
+        jit_invalidate_all(h->jit);
+}
+
+int hart_set_engine(Hart *h, HartEngine engine) {
+        int r;
+
+        if (engine == HART_ENGINE_INTERP) {
+                h->jit = jit_free(h->jit);
+                return 0;
+        }
+        if (h->jit)
+                return 0;
+        r = jit_new(h, &h->jit);
+        if (r < 0)
+                return r;
+        /* Pages that now get code must leave the store TLB: start from an empty one. */
+        hart_tlb_flush_all(h);
+        return 0;
 }
 
 void hart_kick(Hart *h) {
@@ -222,6 +241,9 @@ static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, 
         uint64_t page_pa = pa & PAGE_MASK;
         int64_t fb_page;
         uint8_t *page = physmem_host_ptr(h->mem, page_pa, PAGE_SIZE, &fb_page);
+        /* A store to translated code drops the page's translations (it was kept out of the store TLB). */
+        if (type == ACCESS_WRITE && jit_page_has_code(h->jit, pa))
+                jit_invalidate_page(h->jit, pa);
         if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type == ACCESS_FETCH && fb_page >= 0)) {
                 TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
                 TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
@@ -767,6 +789,8 @@ static inline void execute(Hart *h, const DecodedInsn *d) {
                 v = (uint32_t) b == 0 ? (uint64_t) sext32(a) : (uint64_t) sext32((uint32_t) a % (uint32_t) b);
                 break;
         case OP_FENCE:
+                if (d->len == 4 && ((d->raw >> 12) & 7) == 1) /* FENCE.I */
+                        jit_fence_i(h->jit);
                 h->pc += d->len;
                 return;
         case OP_AMO: {
@@ -853,7 +877,11 @@ static inline void step(Hart *h) {
         execute(h, d);
 }
 
-static HartExit interpreter_run(Hart *h, uint64_t max_instructions) {
+void hart_step(Hart *h) {
+        step(h);
+}
+
+HartExit hart_run(Hart *h, uint64_t max_instructions) {
         uint64_t left = max_instructions;
 
         while (left > 0) {
@@ -883,26 +911,16 @@ static HartExit interpreter_run(Hart *h, uint64_t max_instructions) {
                  */
                 h->slice_end = h->instret + slice;
                 uint64_t executed = 0;
-                while (h->instret < h->slice_end) {
-                        step(h);
-                        h->instret++;
-                        executed++;
-                }
+                if (h->jit)
+                        executed = jit_run_slice(h);
+                else
+                        while (h->instret < h->slice_end) {
+                                step(h);
+                                h->instret++;
+                                executed++;
+                        }
                 left -= MIN(executed, left);
         }
         return HART_EXIT_BUDGET;
 }
 
-const HartEngine hart_interpreter = {
-        .name = "interpreter",
-        .run = interpreter_run,
-};
-
-/* The one place a second engine plugs in. */
-HartExit hart_run(Hart *h, uint64_t max_instructions) {
-        return h->engine->run(h, max_instructions);
-}
-
-void hart_set_engine(Hart *h, const HartEngine *engine) {
-        h->engine = engine ? engine : &hart_interpreter;
-}

@@ -6,9 +6,9 @@
  * MMU, FPU, and other engines such as a translator) and for the CPU unit
  * tests. Everyone else uses hart.h.
  *
- * Engines: hart_run() calls the hart's HartEngine (the interpreter by
- * default); a second engine provides its own run() on the same state and
- * is installed with hart_set_engine().
+ * Engines: hart_run() owns what every engine shares (interrupts, WFI,
+ * slices) and hands each slice to the selected engine: the interpreter's
+ * step loop, or the translator (jit/jit.h) when hart_set_engine() chose it.
  *
  * Threading: everything in Hart belongs to the CPU thread, except
  *   - 'mip_ext' (interrupt lines driven by devices) and 'kick', which other
@@ -111,15 +111,6 @@ typedef struct Pmp {
         uint64_t addr[16];
 } Pmp;
 
-typedef struct HartEngine {
-        const char *name;
-        /* Runs up to max_instructions; the contract of hart_run(). */
-        HartExit (*run)(Hart *h, uint64_t max_instructions);
-} HartEngine;
-
-/* The interpreter (cpu.c). */
-extern const HartEngine hart_interpreter;
-
 struct Hart {
         /* --- hot: keep first --- */
         uint64_t x[32];
@@ -131,6 +122,7 @@ struct Hart {
         TlbEntry *tlb_fetch;            /* tables of the current fetch regime */
         PhysMem *mem;
         uint64_t instret;
+        struct Jit *jit;                /* the translating engine, or NULL for the interpreter */
 
         FpuState fpu;
 
@@ -172,9 +164,6 @@ struct Hart {
 
         TlbEntry tlb[_TLB_REGIME_MAX][3][TLB_SIZE];
 
-        /* The engine hart_run() dispatches to. */
-        const HartEngine *engine;
-
         /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
         DecodedInsn dcache[DCACHE_SIZE];
 };
@@ -183,8 +172,6 @@ struct Hart {
 void hart_init(Hart *h, PhysMem *mem, uint64_t hartid);
 void hart_destroy(Hart *h);
 
-/* Installs an engine (NULL: the interpreter). CPU thread, between hart_run() calls. */
-void hart_set_engine(Hart *h, const HartEngine *engine);
 
 /* The name the CPU tests use for hart_set_irq(). */
 static inline void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level) {

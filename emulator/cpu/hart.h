@@ -52,6 +52,11 @@ typedef enum HartExit {
         HART_EXIT_WFI,          /* waiting for an interrupt; nothing pending */
 } HartExit;
 
+typedef enum HartEngine {
+        HART_ENGINE_INTERP,     /* the interpreter: the reference, available everywhere */
+        HART_ENGINE_JIT,        /* translation to host code (x86-64 hosts) */
+} HartEngine;
+
 /* mtime in timebase ticks, for the time CSR, Sstc and WFI. */
 typedef uint64_t (*HartClock)(void *opaque);
 
@@ -66,6 +71,12 @@ static inline void hart_freep(Hart **h) {
 
 /* Power-on state with the given pc, M mode; interrupt lines lowered, caches dropped. */
 void hart_reset(Hart *h, uint64_t pc);
+
+/*
+ * Selects the engine that runs the hart's instructions; -EOPNOTSUPP if this
+ * host has no translator. CPU thread, between hart_run() calls.
+ */
+int hart_set_engine(Hart *h, HartEngine engine);
 
 /* Runs up to 'max_instructions' with the hart's engine; returns why it stopped. CPU thread only. */
 HartExit hart_run(Hart *h, uint64_t max_instructions);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hart-internal.h"
+#include "jit/jit.h"
 #include "macro.h"
 #include "machine/physmem.h"
 
@@ -255,6 +256,7 @@ void hart_update_regime(Hart *h) {
 }
 
 void hart_tlb_flush_all(Hart *h) {
+        jit_tlb_flushed(h->jit);
         for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
                 for (unsigned t = 0; t < 3; t++)
                         for (unsigned i = 0; i < TLB_SIZE; i++)

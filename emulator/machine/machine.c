@@ -423,6 +423,11 @@ static int setup_devices(Machine *m) {
         if (!m->hart)
                 return -ENOMEM;
         m->harts[0] = m->hart;
+        if (m->config.cpu_engine_jit) {
+                r = hart_set_engine(m->hart, HART_ENGINE_JIT);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start the translating CPU engine: %m");
+        }
 
         m->host = (DeviceHost) {
                 .opaque = m,

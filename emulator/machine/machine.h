@@ -30,6 +30,7 @@ typedef struct MachineConfig {
         uint64_t memory;                /* bytes of RAM */
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
+        bool cpu_engine_jit;            /* run the hart on the translating engine */
 } MachineConfig;
 
 typedef enum MachineState {

@@ -86,9 +86,34 @@ typedef struct TestHart {
         Hart hart;
         uint64_t now;           /* what the fake clock returns */
         uint64_t cursor;        /* where th_emit() puts the next instruction */
+
+        /*
+         * Lockstep: an interpreter twin run side by side with the JIT and
+         * compared at every block boundary. Devices see only the hart under
+         * test: the values its MMIO reads return are recorded and replayed
+         * to the twin, whose MMIO writes go nowhere.
+         */
+        Hart *shadow;
+        PhysMem shadow_mem;
+        uint64_t lockstep_blocks;
+        struct MmioTap {
+                struct TestHart *t;
+                const MmioOps *ops;
+                void *opaque;
+        } taps[PHYSMEM_MAX_REGIONS];
+        uint64_t mmio_values[1024];
+        unsigned mmio_head, mmio_tail;
 } TestHart;
 
+/*
+ * A new machine. Its engine comes from $ORRERY_CPU_ENGINE: "interp"
+ * (default), "jit", or "lockstep" (the JIT, with an interpreter twin that
+ * th_run() compares against after every block; a difference aborts).
+ */
 TestHart *th_new(void);
+
+/* Switches the engine as $ORRERY_CPU_ENGINE would; aborts if unavailable. */
+void th_use_engine(TestHart *t, const char *engine);
 void th_free(TestHart *t);
 static inline void th_freep(TestHart **t) {
         if (*t)

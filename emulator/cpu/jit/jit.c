@@ -1,0 +1,1007 @@
+/* SPDX-License-Identifier: MIT */
+
+/*
+ * The translating engine for x86-64 hosts: code cache, translator and
+ * dispatcher. See jit.h for the design.
+ *
+ * Host register use inside translated code: rbx holds the Hart pointer
+ * (callee-saved, so helpers keep it); rax, rcx, rdx, rsi and rdi are
+ * scratch. Blocks are entered through a trampoline at the start of the
+ * cache and leave through its epilogue with one of the EXIT_* values in rax,
+ * or with the address of a direct-jump site the dispatcher may patch to
+ * chain the block to its successor.
+ */
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cpu/hart-internal.h"
+#include "cpu/decode.h"
+#include "cpu/fpu.h"
+#include "emit.h"
+#include "jit.h"
+#include "log.h"
+#include "machine/physmem.h"
+#include "macro.h"
+
+#define JIT_DEFAULT_CACHE_SIZE (32u << 20)
+#define JIT_MIN_CACHE_SIZE (256u << 10)
+#define JIT_MAX_BLOCKS (1u << 17)
+#define JIT_HASH_BITS 16
+/* Host bytes one guest instruction may take, including its share of the exits (generous). */
+#define JIT_MAX_INSN_BYTES 200
+#define ALIGN_TO(n, a) (((n) + (a) - 1) & ~((size_t) (a) - 1))
+#define JIT_MAX_BLOCK_BYTES (JIT_MAX_BLOCK_INSNS * JIT_MAX_INSN_BYTES + 256)
+
+enum {
+        EXIT_NEXT = 0,          /* h->pc is set: look up the next block */
+        EXIT_STEP = 1,          /* h->pc is set: the interpreter executes this one instruction */
+        EXIT_TLB = 2,           /* as EXIT_STEP, for a load/store that missed the inline TLB */
+        _EXIT_MAX,              /* anything above is a direct-jump site to chain */
+};
+
+typedef struct Block {
+        uint64_t pc;            /* guest virtual address of the first instruction */
+        uint64_t pa;            /* its guest physical address */
+        uint32_t priv;
+        uint32_t ninsn;         /* 0: the first instruction is left to the interpreter */
+        uint32_t hash_next;     /* next block in the hash bucket (index into blocks, 0 = none) */
+        uint32_t page_next;     /* next block of the same guest page */
+        const uint8_t *code;    /* entry point, in the executable mapping */
+} Block;
+
+typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
+
+/*
+ * The jump cache: guest virtual pc -> block entry, looked up inline by
+ * indirect jumps and jumps out of the page, filled by the dispatcher. An
+ * entry is valid while its tag (privilege | generation << 32) matches;
+ * the generation moves on every TLB flush (mappings may have changed),
+ * FENCE.I and invalidation, which empties the cache in O(1).
+ */
+#define JC_BITS 12
+#define JC_SIZE (1u << JC_BITS)
+
+typedef struct JcEntry {
+        uint64_t pc;
+        uint64_t tag;
+        const uint8_t *code;
+        uint64_t unused;
+} JcEntry;
+
+struct Jit {
+        Hart *hart;
+
+        uint8_t *rw, *rx;       /* the two mappings of the code cache */
+        size_t size;
+        size_t used;
+        const uint8_t *epilogue; /* in rx */
+        EnterFn enter;
+        size_t prologue_size;
+
+        Block *blocks;
+        uint32_t n_blocks;      /* index 0 is unused */
+        uint32_t hash[1u << JIT_HASH_BITS];
+        uint32_t *page_head;    /* per guest RAM page: first block, 0 = no code */
+        uint64_t *page_hash;    /* per code page: hash of its bytes when last translated or verified */
+        uint32_t *page_fence;   /* per code page: fence_gen at that time */
+        uint64_t ram_pages;
+        uint32_t fence_gen;     /* bumped by FENCE.I: code pages are re-verified when next entered */
+
+        unsigned max_insns;     /* block length limit ($ORRERY_JIT_MAX_INSNS, for bisecting) */
+        bool no_chain;          /* $ORRERY_JIT_NO_CHAIN: never patch direct jumps */
+        uint64_t gen;           /* bumped on every invalidation: pending chain patches are dropped */
+        bool single_block;
+
+        JitStats stats;
+
+        uint64_t jc_tag;        /* generation << 32; translated code reads it at jc[-1] */
+        JcEntry jc[JC_SIZE];
+};
+
+_Static_assert(offsetof(Jit, jc) == offsetof(Jit, jc_tag) + 8, "translated code finds jc_tag just before jc");
+_Static_assert(sizeof(JcEntry) == 32, "translated code scales the jump cache index by 32");
+
+static void jc_invalidate(Jit *j) {
+        j->jc_tag += 1ULL << 32;
+        if (j->jc_tag == 0)
+                memset(j->jc, 0, sizeof(j->jc)); /* the generation wrapped: old tags could match again */
+}
+
+void jit_tlb_flushed(Jit *j) {
+        if (j)
+                jc_invalidate(j);
+}
+
+bool jit_supported(void) {
+        return true;
+}
+
+static inline uint8_t *rx_to_rw(const Jit *j, const uint8_t *p) {
+        return j->rw + (p - j->rx);
+}
+
+static inline const uint8_t *rw_to_rx(const Jit *j, const uint8_t *p) {
+        return j->rx + (p - j->rw);
+}
+
+/*
+ * The virtual page is part of the hash: shared libraries sit at the same
+ * physical pages in every process but (with ASLR) at a different address
+ * in each, and hashing the physical address alone made long chains.
+ */
+static unsigned hash_block(uint64_t pa, uint64_t pc) {
+        uint64_t k = (pa >> 1) ^ ((pc >> PAGE_SHIFT) * 0x9e3779b97f4a7c15ULL);
+
+        return (unsigned) (k ^ (k >> 32) ^ (k >> (JIT_HASH_BITS + 1))) & ((1u << JIT_HASH_BITS) - 1);
+}
+
+/* ---- the cache ---- */
+
+static void emit_trampoline(Jit *j) {
+        Emit e = { .p = j->rw };
+
+        /* enter(h = rdi, code = rsi): push rbx; mov rbx, rdi; jmp rsi */
+        e8(&e, 0x53);
+        emit_mov_rr(&e, RBX, RDI);
+        e8(&e, 0xff);
+        e8(&e, 0xe6);
+        /* epilogue: pop rbx; ret */
+        j->epilogue = rw_to_rx(j, e.p);
+        e8(&e, 0x5b);
+        e8(&e, 0xc3);
+
+        j->enter = (EnterFn) (uintptr_t) j->rx;
+        j->used = j->prologue_size = ALIGN_TO((size_t) (e.p - j->rw), 64);
+}
+
+static void flush_all(Jit *j) {
+        memset(j->hash, 0, sizeof(j->hash));
+        memset(j->page_head, 0, j->ram_pages * sizeof(uint32_t));
+        j->n_blocks = 1;
+        j->used = j->prologue_size;
+        j->gen++;
+        jc_invalidate(j);
+        j->stats.cache_flushes++;
+        j->stats.code_bytes = 0;
+}
+
+void jit_invalidate_all(Jit *j) {
+        if (j)
+                flush_all(j);
+}
+
+static bool pa_to_page(const Jit *j, uint64_t pa, uint64_t *ret) {
+        const PhysMem *mem = j->hart->mem;
+        uint64_t off = pa - mem->ram_base;
+
+        if (off >= mem->ram_size)
+                return false;
+        *ret = off >> PAGE_SHIFT;
+        return true;
+}
+
+bool jit_page_has_code(const Jit *j, uint64_t pa) {
+        uint64_t page;
+
+        return j && pa_to_page(j, pa, &page) && j->page_head[page] != 0;
+}
+
+static void hash_remove(Jit *j, uint32_t bi) {
+        uint32_t *p = &j->hash[hash_block(j->blocks[bi].pa, j->blocks[bi].pc)];
+
+        while (*p) {
+                if (*p == bi) {
+                        *p = j->blocks[bi].hash_next;
+                        return;
+                }
+                p = &j->blocks[*p].hash_next;
+        }
+}
+
+void jit_invalidate_page(Jit *j, uint64_t pa) {
+        uint64_t page;
+
+        if (!j || !pa_to_page(j, pa, &page) || !j->page_head[page])
+                return;
+
+        /* Blocks chain only within their page, so nothing outside it jumps into these. */
+        for (uint32_t bi = j->page_head[page]; bi; bi = j->blocks[bi].page_next)
+                hash_remove(j, bi);
+        j->page_head[page] = 0;
+        j->gen++;
+        jc_invalidate(j);
+        j->stats.page_invalidations++;
+}
+
+static uint64_t hash_page(const uint8_t *page) {
+        uint64_t h = 0x243f6a8885a308d3ULL;
+
+        for (size_t i = 0; i < PAGE_SIZE; i += 8) {
+                uint64_t w;
+                memcpy(&w, page + i, 8);
+                h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+                h ^= h >> 29;
+        }
+        return h;
+}
+
+void jit_fence_i(Jit *j) {
+        if (!j)
+                return;
+        j->fence_gen++;
+        j->stats.fence_i++;
+        jc_invalidate(j);
+}
+
+/*
+ * After a FENCE.I, a code page's translations are kept only if its bytes
+ * are unchanged: the hart's own stores invalidate at once, so this catches
+ * what devices wrote (DMA) behind the hart's back.
+ */
+static void verify_page(Jit *j, uint64_t page_index, const uint8_t *page) {
+        uint64_t h = hash_page(page);
+
+        if (h != j->page_hash[page_index]) {
+                jit_invalidate_page(j, j->hart->mem->ram_base + (page_index << PAGE_SHIFT));
+                return;
+        }
+        j->page_fence[page_index] = j->fence_gen;
+}
+
+/* A page that gets code leaves the store TLB, so that stores to it reach jit_invalidate_page(). */
+static void unmap_page_for_stores(Jit *j, uint64_t pa_page) {
+        Hart *h = j->hart;
+        uintptr_t host = (uintptr_t) (h->mem->ram + (pa_page - h->mem->ram_base));
+
+        for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
+                for (unsigned i = 0; i < TLB_SIZE; i++) {
+                        TlbEntry *e = &h->tlb[r][ACCESS_WRITE][i];
+                        if (e->tag != TLB_INVALID && e->tag + e->addend == host)
+                                e->tag = TLB_INVALID;
+                }
+}
+
+int jit_new(Hart *h, Jit **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        const char *s;
+        Jit *j;
+        size_t size = JIT_DEFAULT_CACHE_SIZE;
+
+        s = getenv("ORRERY_JIT_CACHE_SIZE");
+        if (s) {
+                char *end;
+                unsigned long long v = strtoull(s, &end, 0);
+                if (*end == '\0' && v >= JIT_MIN_CACHE_SIZE && v <= (1ULL << 30))
+                        size = ALIGN_TO((size_t) v, 4096);
+        }
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->max_insns = JIT_MAX_BLOCK_INSNS;
+        s = getenv("ORRERY_JIT_MAX_INSNS");
+        if (s && atoi(s) >= 1 && atoi(s) <= JIT_MAX_BLOCK_INSNS)
+                j->max_insns = (unsigned) atoi(s);
+        j->no_chain = getenv("ORRERY_JIT_NO_CHAIN") != NULL;
+        j->hart = h;
+        j->size = size;
+        j->rw = j->rx = MAP_FAILED;
+        j->ram_pages = h->mem->ram_size >> PAGE_SHIFT;
+        j->page_head = calloc(j->ram_pages ?: 1, sizeof(uint32_t));
+        j->page_hash = calloc(j->ram_pages ?: 1, sizeof(uint64_t));
+        j->page_fence = calloc(j->ram_pages ?: 1, sizeof(uint32_t));
+        j->blocks = calloc(JIT_MAX_BLOCKS, sizeof(Block));
+        if (!j->page_head || !j->page_hash || !j->page_fence || !j->blocks)
+                goto nomem;
+        j->fence_gen = 1;
+
+        fd = memfd_create("orrery-jit", MFD_CLOEXEC);
+        if (fd < 0)
+                goto fail;
+        if (ftruncate(fd, (off_t) size) < 0)
+                goto fail;
+        /* Written through one mapping, executed through the other: never W and X at once. */
+        j->rw = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (j->rw == MAP_FAILED)
+                goto fail;
+        j->rx = mmap(NULL, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+        if (j->rx == MAP_FAILED)
+                goto fail;
+
+        emit_trampoline(j);
+        flush_all(j);
+        j->stats.cache_flushes = 0;
+        *ret = j;
+        return 0;
+
+nomem:
+        errno = ENOMEM;
+fail:;
+        int r = -errno;
+        jit_free(j);
+        return r;
+}
+
+Jit *jit_free(Jit *j) {
+        if (!j)
+                return NULL;
+        if (getenv("ORRERY_JIT_STATS")) {
+                JitStats s;
+                jit_get_stats(j, &s);
+                log_info("jit: %llu blocks translated (%llu instructions), %llu block entries, %llu chains, "
+                         "%llu interpreter steps, %llu TLB exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
+                         "code cache peak %llu KiB of %zu KiB",
+                         (unsigned long long) s.blocks_translated, (unsigned long long) s.insns_translated,
+                         (unsigned long long) s.block_runs, (unsigned long long) s.chains_patched,
+                         (unsigned long long) s.interp_steps, (unsigned long long) s.tlb_exits,
+                         (unsigned long long) s.fence_i, (unsigned long long) s.cache_flushes, (unsigned long long) s.page_invalidations,
+                         (unsigned long long) s.code_bytes_peak / 1024, j->size / 1024);
+        }
+        if (j->rw != MAP_FAILED)
+                munmap(j->rw, j->size);
+        if (j->rx != MAP_FAILED)
+                munmap(j->rx, j->size);
+        free(j->page_head);
+        free(j->page_hash);
+        free(j->page_fence);
+        free(j->blocks);
+        return mfree(j);
+}
+
+void jit_get_stats(const Jit *j, JitStats *ret) {
+        *ret = j->stats;
+}
+
+void jit_set_single_block(Jit *j, bool b) {
+        j->single_block = b;
+}
+
+/* ---- helpers called from translated code ---- */
+
+static uint64_t helper_mulh(uint64_t a, uint64_t b) {
+        return (uint64_t) (((__int128) (int64_t) a * (int64_t) b) >> 64);
+}
+
+static uint64_t helper_mulhsu(uint64_t a, uint64_t b) {
+        return (uint64_t) (((__int128) (int64_t) a * (unsigned __int128) b) >> 64);
+}
+
+static uint64_t helper_mulhu(uint64_t a, uint64_t b) {
+        return (uint64_t) (((unsigned __int128) a * b) >> 64);
+}
+
+static uint64_t helper_div(uint64_t a, uint64_t b) {
+        if (b == 0)
+                return UINT64_MAX;
+        if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
+                return a;
+        return (uint64_t) ((int64_t) a / (int64_t) b);
+}
+
+static uint64_t helper_divu(uint64_t a, uint64_t b) {
+        return b == 0 ? UINT64_MAX : a / b;
+}
+
+static uint64_t helper_rem(uint64_t a, uint64_t b) {
+        if (b == 0)
+                return a;
+        if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
+                return 0;
+        return (uint64_t) ((int64_t) a % (int64_t) b);
+}
+
+static uint64_t helper_remu(uint64_t a, uint64_t b) {
+        return b == 0 ? a : a % b;
+}
+
+static uint64_t helper_divw(uint64_t a, uint64_t b) {
+        int32_t sa = (int32_t) a, sb = (int32_t) b;
+
+        if (sb == 0)
+                return UINT64_MAX;
+        if (sa == INT32_MIN && sb == -1)
+                return (uint64_t) (int64_t) sa;
+        return (uint64_t) (int64_t) (sa / sb);
+}
+
+static uint64_t helper_divuw(uint64_t a, uint64_t b) {
+        if ((uint32_t) b == 0)
+                return UINT64_MAX;
+        return (uint64_t) (int64_t) (int32_t) ((uint32_t) a / (uint32_t) b);
+}
+
+static uint64_t helper_remw(uint64_t a, uint64_t b) {
+        int32_t sa = (int32_t) a, sb = (int32_t) b;
+
+        if (sb == 0)
+                return (uint64_t) (int64_t) sa;
+        if (sa == INT32_MIN && sb == -1)
+                return 0;
+        return (uint64_t) (int64_t) (sa % sb);
+}
+
+static uint64_t helper_remuw(uint64_t a, uint64_t b) {
+        if ((uint32_t) b == 0)
+                return (uint64_t) (int64_t) (int32_t) a;
+        return (uint64_t) (int64_t) (int32_t) ((uint32_t) a % (uint32_t) b);
+}
+
+/* ---- the translator ---- */
+
+#define XOFF(r) ((int32_t) (offsetof(Hart, x) + 8 * (r)))
+#define OFF(field) ((int32_t) offsetof(Hart, field))
+
+typedef struct Stub {
+        uint8_t *rel[3];        /* jcc rel32s that lead here */
+        uint64_t pc;
+        unsigned done;          /* instructions retired before this one */
+        unsigned code;          /* EXIT_STEP or EXIT_TLB */
+} Stub;
+
+typedef struct Translation {
+        Jit *j;
+        Emit e;
+        Stub stubs[JIT_MAX_BLOCK_INSNS + 1];
+        unsigned n_stubs;
+        uint64_t page;          /* virtual page of the block */
+} Translation;
+
+static void emit_jmp_epilogue(Translation *t) {
+        patch_rel32(emit_jmp(&t->e), rx_to_rw(t->j, t->j->epilogue));
+}
+
+static void emit_set_pc(Translation *t, uint64_t pc) {
+        emit_mov_imm(&t->e, RAX, pc);
+        emit_store64(&t->e, RBX, OFF(pc), RAX);
+}
+
+/* Retires 'done' instructions and leaves with pc = 'pc' and 'code'. */
+static void emit_exit(Translation *t, unsigned done, uint64_t pc, unsigned code) {
+        if (done)
+                emit_add_mem_imm(&t->e, RBX, OFF(instret), (int32_t) done);
+        emit_set_pc(t, pc);
+        emit_mov_imm(&t->e, RAX, code);
+        emit_jmp_epilogue(t);
+}
+
+/*
+ * Leaves for the pc in rcx (already stored in h->pc, instret counted):
+ * straight into its block if the jump cache knows it, else through the
+ * dispatcher.
+ */
+static void emit_jump_cache(Translation *t) {
+        Emit *e = &t->e;
+        uint8_t *miss[2];
+
+        emit_mov_rr(e, RAX, RCX);
+        emit_shift_imm(e, SHIFT_SHR, true, RAX, 1);
+        emit_alu_imm(e, ALU_AND, false, RAX, JC_SIZE - 1);
+        emit_shift_imm(e, SHIFT_SHL, true, RAX, 5);
+        emit_mov_imm(e, RDX, (uint64_t) (uintptr_t) t->j->jc);
+        e8(e, 0x48); e8(e, 0x3b); e8(e, 0x0c); e8(e, 0x02);             /* cmp rcx, [rdx + rax] */
+        miss[0] = emit_jcc(e, CC_NE);
+        e8(e, 0x8b);                                                    /* mov esi, [rbx + priv] */
+        modrm_disp32(e, RSI, RBX, OFF(priv));
+        e8(e, 0x48); e8(e, 0x0b); e8(e, 0x72); e8(e, 0xf8);             /* or rsi, [rdx - 8] */
+        e8(e, 0x48); e8(e, 0x3b); e8(e, 0x74); e8(e, 0x02); e8(e, 0x08); /* cmp rsi, [rdx + rax + 8] */
+        miss[1] = emit_jcc(e, CC_NE);
+        e8(e, 0xff); e8(e, 0x64); e8(e, 0x02); e8(e, 0x10);             /* jmp [rdx + rax + 16] */
+        patch_rel32(miss[0], e->p);
+        patch_rel32(miss[1], e->p);
+        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_jmp_epilogue(t);
+}
+
+/* Leaves for 'target' (instret already counted); chainable when the target is in the block's page. */
+static void emit_exit_to(Translation *t, uint64_t target) {
+        bool chain = (target & PAGE_MASK) == t->page;
+        uint8_t *site = t->e.p;
+
+        if (chain)
+                emit_jmp(&t->e); /* rel32 0: falls through until patched */
+        emit_set_pc(t, target);
+        if (chain) {
+                /* lea rax, [rip + site - next] */
+                e8(&t->e, 0x48);
+                e8(&t->e, 0x8d);
+                e8(&t->e, 0x05);
+                e32(&t->e, (uint32_t) (int32_t) (site - (t->e.p + 4)));
+                emit_jmp_epilogue(t);
+        } else {
+                emit_mov_imm(&t->e, RCX, target);
+                emit_jump_cache(t);
+        }
+}
+
+static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code) {
+        Stub *s = &t->stubs[t->n_stubs++];
+
+        *s = (Stub) { .pc = pc, .done = done, .code = code };
+        return s;
+}
+
+/*
+ * Inline TLB lookup for an access of 'size' at [x[rs1] + imm]: on a hit,
+ * rax holds the host address; a miss (or, for stores, a framebuffer page)
+ * jumps to a stub that leaves the block for the interpreter.
+ */
+static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size, bool store, Stub *s) {
+        Emit *e = &t->e;
+
+        emit_load64(e, RAX, RBX, XOFF(d->rs1));
+        if (d->imm)
+                emit_alu_imm(e, ALU_ADD, true, RAX, (int32_t) d->imm);
+        emit_mov_rr(e, RCX, RAX);
+        emit_shift_imm(e, SHIFT_SHR, true, RCX, PAGE_SHIFT);
+        emit_alu_imm(e, ALU_AND, false, RCX, TLB_SIZE - 1);
+        /* lea rcx, [rcx + rcx*2]: TlbEntry is 3 words */
+        e8(e, 0x48); e8(e, 0x8d); e8(e, 0x0c); e8(e, 0x49);
+        emit_load64(e, RDX, RBX, store ? OFF(tlb_store) : OFF(tlb_load));
+        emit_mov_rr(e, RSI, RAX);
+        emit_alu_imm(e, ALU_AND, true, RSI, (int32_t) (PAGE_MASK | (size - 1)));
+        /* cmp rsi, [rdx + rcx*8] */
+        e8(e, 0x48); e8(e, 0x3b); e8(e, 0x34); e8(e, 0xca);
+        s->rel[0] = emit_jcc(e, CC_NE);
+        if (store) {
+                /* cmp qword [rdx + rcx*8 + 16], 0: framebuffer pages take the slow path */
+                e8(e, 0x48); e8(e, 0x83); e8(e, 0x7c); e8(e, 0xca); e8(e, offsetof(TlbEntry, fb_page)); e8(e, 0x00);
+                s->rel[1] = emit_jcc(e, CC_GE);
+        }
+        /* add rax, [rdx + rcx*8 + 8] */
+        e8(e, 0x48); e8(e, 0x03); e8(e, 0x44); e8(e, 0xca); e8(e, offsetof(TlbEntry, addend));
+}
+
+static void emit_load(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        static const uint8_t size[] = {
+                [OP_LB] = 1, [OP_LH] = 2, [OP_LW] = 4, [OP_LD] = 8, [OP_LBU] = 1, [OP_LHU] = 2, [OP_LWU] = 4,
+        };
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
+
+        emit_tlb_lookup(t, d, size[d->op], false, s);
+        switch (d->op) {
+        case OP_LB:  e8(e, 0x48); e8(e, 0x0f); e8(e, 0xbe); e8(e, 0x08); break; /* movsx rcx, byte [rax] */
+        case OP_LBU: e8(e, 0x0f); e8(e, 0xb6); e8(e, 0x08); break;              /* movzx ecx, byte [rax] */
+        case OP_LH:  e8(e, 0x48); e8(e, 0x0f); e8(e, 0xbf); e8(e, 0x08); break; /* movsx rcx, word [rax] */
+        case OP_LHU: e8(e, 0x0f); e8(e, 0xb7); e8(e, 0x08); break;              /* movzx ecx, word [rax] */
+        case OP_LW:  e8(e, 0x48); e8(e, 0x63); e8(e, 0x08); break;              /* movsxd rcx, [rax] */
+        case OP_LWU: e8(e, 0x8b); e8(e, 0x08); break;                           /* mov ecx, [rax] */
+        default:     e8(e, 0x48); e8(e, 0x8b); e8(e, 0x08); break;              /* mov rcx, [rax] */
+        }
+        if (d->rd)
+                emit_store64(e, RBX, XOFF(d->rd), RCX);
+}
+
+static void emit_store(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
+        unsigned size = 1u << (d->op - OP_SB);
+
+        emit_tlb_lookup(t, d, size, true, s);
+        emit_load64(e, RCX, RBX, XOFF(d->rs2));
+        switch (size) {
+        case 1: e8(e, 0x88); e8(e, 0x08); break;                /* mov [rax], cl */
+        case 2: e8(e, 0x66); e8(e, 0x89); e8(e, 0x08); break;   /* mov [rax], cx */
+        case 4: e8(e, 0x89); e8(e, 0x08); break;                /* mov [rax], ecx */
+        default: e8(e, 0x48); e8(e, 0x89); e8(e, 0x08); break;  /* mov [rax], rcx */
+        }
+}
+
+/* Leaves for the interpreter (which raises the illegal instruction) if mstatus.FS is off. */
+static void emit_fs_check(Translation *t, Stub *s) {
+        Emit *e = &t->e;
+
+        /* test qword [rbx + mstatus], MSTATUS_FS */
+        e8(e, 0x48);
+        e8(e, 0xf7);
+        modrm_disp32(e, 0, RBX, OFF(mstatus));
+        e32(e, (uint32_t) MSTATUS_FS);
+        s->rel[2] = emit_jcc(e, CC_E);
+}
+
+static void emit_fs_dirty(Translation *t) {
+        Emit *e = &t->e;
+
+        /* or qword [rbx + mstatus], MSTATUS_FS */
+        e8(e, 0x48);
+        e8(e, 0x81);
+        modrm_disp32(e, 1, RBX, OFF(mstatus));
+        e32(e, (uint32_t) MSTATUS_FS);
+}
+
+static void emit_fp_load(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
+        bool single = d->op == OP_FLW;
+
+        emit_fs_check(t, s);
+        emit_tlb_lookup(t, d, single ? 4 : 8, false, s);
+        if (single) {
+                e8(e, 0x8b); e8(e, 0x08);                       /* mov ecx, [rax] */
+                emit_mov_imm(e, RDX, 0xffffffff00000000ULL);    /* NaN-boxing */
+                e8(e, 0x48); e8(e, 0x09); e8(e, 0xd1);          /* or rcx, rdx */
+        } else {
+                e8(e, 0x48); e8(e, 0x8b); e8(e, 0x08);          /* mov rcx, [rax] */
+        }
+        emit_store64(e, RBX, (int32_t) (offsetof(Hart, fpu.f) + 8 * d->rd), RCX);
+        emit_fs_dirty(t);
+}
+
+static void emit_fp_store(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_TLB);
+        bool single = d->op == OP_FSW;
+
+        emit_fs_check(t, s);
+        emit_tlb_lookup(t, d, single ? 4 : 8, true, s);
+        emit_load64(e, RCX, RBX, (int32_t) (offsetof(Hart, fpu.f) + 8 * d->rs2));
+        if (single) {
+                e8(e, 0x89); e8(e, 0x08);                       /* mov [rax], ecx */
+        } else {
+                e8(e, 0x48); e8(e, 0x89); e8(e, 0x08);          /* mov [rax], rcx */
+        }
+}
+
+/*
+ * OP-FP and fused multiply-add through the FPU's own code. Returns nonzero
+ * (nothing changed) when the interpreter must execute the instruction: FS
+ * off or an illegal encoding or rounding mode, which it turns into the trap.
+ */
+static uint64_t helper_fp(Hart *h, uint64_t insn) {
+        if (!(h->mstatus & MSTATUS_FS) || fpu_execute(&h->fpu, h->x, (uint32_t) insn) < 0)
+                return 1;
+        h->mstatus |= MSTATUS_FS;
+        h->x[0] = 0;
+        return 0;
+}
+
+static void emit_fp_op(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
+        Emit *e = &t->e;
+        Stub *s = new_stub(t, pc, done, EXIT_STEP);
+
+        emit_mov_rr(e, RDI, RBX);
+        emit_mov_imm(e, RSI, (uint32_t) d->imm);
+        emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_fp);
+        emit_call_rax(e);
+        e8(e, 0x48); e8(e, 0x85); e8(e, 0xc0);                  /* test rax, rax */
+        s->rel[0] = emit_jcc(e, CC_NE);
+}
+
+static void emit_helper2(Translation *t, const DecodedInsn *d, uint64_t (*fn)(uint64_t, uint64_t)) {
+        Emit *e = &t->e;
+
+        emit_load64(e, RDI, RBX, XOFF(d->rs1));
+        emit_load64(e, RSI, RBX, XOFF(d->rs2));
+        emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) fn);
+        emit_call_rax(e);
+}
+
+/* Computes an ALU result into rax; false if 'd' is not an ALU instruction handled here. */
+static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
+        Emit *e = &t->e;
+        int32_t imm = (int32_t) d->imm;
+        unsigned rs1 = d->rs1, rs2 = d->rs2;
+
+#define LOAD_A() emit_load64(e, RAX, RBX, XOFF(rs1))
+#define SHIFT_B() emit_load64(e, RCX, RBX, XOFF(rs2))
+        switch ((Op) d->op) {
+        case OP_LUI: emit_mov_imm(e, RAX, (uint64_t) d->imm); break;
+        case OP_AUIPC: emit_mov_imm(e, RAX, pc + (uint64_t) d->imm); break;
+        case OP_ADDI: LOAD_A(); if (imm) emit_alu_imm(e, ALU_ADD, true, RAX, imm); break;
+        case OP_XORI: LOAD_A(); emit_alu_imm(e, ALU_XOR, true, RAX, imm); break;
+        case OP_ORI: LOAD_A(); emit_alu_imm(e, ALU_OR, true, RAX, imm); break;
+        case OP_ANDI: LOAD_A(); emit_alu_imm(e, ALU_AND, true, RAX, imm); break;
+        case OP_SLTI: LOAD_A(); emit_alu_imm(e, ALU_CMP, true, RAX, imm); emit_setcc_rax(e, CC_L); break;
+        case OP_SLTIU: LOAD_A(); emit_alu_imm(e, ALU_CMP, true, RAX, imm); emit_setcc_rax(e, CC_B); break;
+        case OP_SLLI: LOAD_A(); emit_shift_imm(e, SHIFT_SHL, true, RAX, (uint8_t) imm); break;
+        case OP_SRLI: LOAD_A(); emit_shift_imm(e, SHIFT_SHR, true, RAX, (uint8_t) imm); break;
+        case OP_SRAI: LOAD_A(); emit_shift_imm(e, SHIFT_SAR, true, RAX, (uint8_t) imm); break;
+        case OP_ADDIW: LOAD_A(); emit_alu_imm(e, ALU_ADD, false, RAX, imm); emit_sext32(e, RAX); break;
+        case OP_SLLIW: LOAD_A(); emit_shift_imm(e, SHIFT_SHL, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
+        case OP_SRLIW: LOAD_A(); emit_shift_imm(e, SHIFT_SHR, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
+        case OP_SRAIW: LOAD_A(); emit_shift_imm(e, SHIFT_SAR, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
+        case OP_ADD: LOAD_A(); emit_alu_mem(e, ALU_ADD, true, RAX, RBX, XOFF(rs2)); break;
+        case OP_SUB: LOAD_A(); emit_alu_mem(e, ALU_SUB, true, RAX, RBX, XOFF(rs2)); break;
+        case OP_XOR: LOAD_A(); emit_alu_mem(e, ALU_XOR, true, RAX, RBX, XOFF(rs2)); break;
+        case OP_OR: LOAD_A(); emit_alu_mem(e, ALU_OR, true, RAX, RBX, XOFF(rs2)); break;
+        case OP_AND: LOAD_A(); emit_alu_mem(e, ALU_AND, true, RAX, RBX, XOFF(rs2)); break;
+        case OP_SLT: LOAD_A(); emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(rs2)); emit_setcc_rax(e, CC_L); break;
+        case OP_SLTU: LOAD_A(); emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(rs2)); emit_setcc_rax(e, CC_B); break;
+        case OP_SLL: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHL, true, RAX); break;
+        case OP_SRL: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHR, true, RAX); break;
+        case OP_SRA: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, true, RAX); break;
+        case OP_ADDW: LOAD_A(); emit_alu_mem(e, ALU_ADD, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
+        case OP_SUBW: LOAD_A(); emit_alu_mem(e, ALU_SUB, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
+        case OP_SLLW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHL, false, RAX); emit_sext32(e, RAX); break;
+        case OP_SRLW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHR, false, RAX); emit_sext32(e, RAX); break;
+        case OP_SRAW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, false, RAX); emit_sext32(e, RAX); break;
+        case OP_MUL: LOAD_A(); emit_imul_mem(e, true, RAX, RBX, XOFF(rs2)); break;
+        case OP_MULW: LOAD_A(); emit_imul_mem(e, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
+        case OP_MULH: emit_helper2(t, d, helper_mulh); break;
+        case OP_MULHSU: emit_helper2(t, d, helper_mulhsu); break;
+        case OP_MULHU: emit_helper2(t, d, helper_mulhu); break;
+        case OP_DIV: emit_helper2(t, d, helper_div); break;
+        case OP_DIVU: emit_helper2(t, d, helper_divu); break;
+        case OP_REM: emit_helper2(t, d, helper_rem); break;
+        case OP_REMU: emit_helper2(t, d, helper_remu); break;
+        case OP_DIVW: emit_helper2(t, d, helper_divw); break;
+        case OP_DIVUW: emit_helper2(t, d, helper_divuw); break;
+        case OP_REMW: emit_helper2(t, d, helper_remw); break;
+        case OP_REMUW: emit_helper2(t, d, helper_remuw); break;
+        default:
+                return false;
+        }
+#undef LOAD_A
+#undef SHIFT_B
+        return true;
+}
+
+static bool is_alu(Op op) {
+        return op == OP_LUI || op == OP_AUIPC || (op >= OP_ADDI && op <= OP_REMUW);
+}
+
+static void emit_branch(Translation *t, const DecodedInsn *d, uint64_t pc) {
+        static const uint8_t cc[] = {
+                [OP_BEQ] = CC_E, [OP_BNE] = CC_NE, [OP_BLT] = CC_L, [OP_BGE] = CC_GE, [OP_BLTU] = CC_B, [OP_BGEU] = CC_AE,
+        };
+        Emit *e = &t->e;
+        uint8_t *taken;
+
+        emit_load64(e, RAX, RBX, XOFF(d->rs1));
+        emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(d->rs2));
+        taken = emit_jcc(e, cc[d->op]);
+        emit_exit_to(t, pc + d->len);
+        patch_rel32(taken, e->p);
+        emit_exit_to(t, pc + (uint64_t) d->imm);
+}
+
+static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t *page) {
+        Translation *t;
+        Block *b;
+        uint64_t page_index, start = pc;
+        unsigned n = 0;
+        uint8_t *budget_rel, *budget_imm;
+
+        if (j->size - j->used < JIT_MAX_BLOCK_BYTES || j->n_blocks >= JIT_MAX_BLOCKS)
+                flush_all(j);
+        if (!pa_to_page(j, pa, &page_index))
+                return NULL;
+
+        t = malloc(sizeof(*t));
+        if (!t)
+                return NULL;
+        t->j = j;
+        t->e.p = j->rw + j->used;
+        t->n_stubs = 0;
+        t->page = pc & PAGE_MASK;
+
+        const uint8_t *entry = t->e.p;
+        Emit *e = &t->e;
+
+        /* Budget: enter only if the whole block fits in the slice (hart_run() never overshoots). */
+        emit_load64(e, RAX, RBX, OFF(instret));
+        e8(e, 0x48); e8(e, 0x05); /* add rax, imm32 (patched with the block's length) */
+        budget_imm = e->p;
+        e32(e, 0);
+        emit_alu_mem(e, ALU_CMP, true, RAX, RBX, OFF(slice_end));
+        budget_rel = emit_jcc(e, CC_A);
+
+        for (;;) {
+                unsigned off = (unsigned) (pc & (PAGE_SIZE - 1));
+                uint16_t lo;
+                uint32_t raw;
+                DecodedInsn d;
+
+                if (n == j->max_insns || (pc & PAGE_MASK) != t->page) {
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n);
+                        emit_exit_to(t, pc);
+                        break;
+                }
+                memcpy(&lo, page + off, 2);
+                raw = lo;
+                if ((lo & 3) == 3) {
+                        uint16_t hi;
+                        if (off + 4 > PAGE_SIZE) {
+                                emit_exit(t, n, pc, EXIT_STEP);
+                                break;
+                        }
+                        memcpy(&hi, page + off + 2, 2);
+                        raw |= (uint32_t) hi << 16;
+                }
+                decode_insn(decode_key(raw), &d);
+
+                Op op = (Op) d.op;
+                if (is_alu(op)) {
+                        if (d.rd != 0) {
+                                emit_alu(t, &d, pc);
+                                emit_store64(e, RBX, XOFF(d.rd), RAX);
+                        }
+                } else if (op >= OP_LB && op <= OP_LWU)
+                        emit_load(t, &d, pc, n);
+                else if (op >= OP_SB && op <= OP_SD)
+                        emit_store(t, &d, pc, n);
+                else if (op == OP_FLW || op == OP_FLD)
+                        emit_fp_load(t, &d, pc, n);
+                else if (op == OP_FSW || op == OP_FSD)
+                        emit_fp_store(t, &d, pc, n);
+                else if (op == OP_FP)
+                        emit_fp_op(t, &d, pc, n);
+                else if (op == OP_FENCE && d.len == 4 && ((raw >> 12) & 7) == 0)
+                        ; /* FENCE: nothing to order on one in-order hart */
+                else if (op == OP_JAL) {
+                        if (d.rd) {
+                                emit_mov_imm(e, RAX, pc + d.len);
+                                emit_store64(e, RBX, XOFF(d.rd), RAX);
+                        }
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_exit_to(t, pc + (uint64_t) d.imm);
+                        n++;
+                        break;
+                } else if (op == OP_JALR) {
+                        emit_load64(e, RCX, RBX, XOFF(d.rs1));
+                        if (d.imm)
+                                emit_alu_imm(e, ALU_ADD, true, RCX, (int32_t) d.imm);
+                        emit_alu_imm(e, ALU_AND, true, RCX, -2);
+                        if (d.rd) {
+                                emit_mov_imm(e, RAX, pc + d.len);
+                                emit_store64(e, RBX, XOFF(d.rd), RAX);
+                        }
+                        emit_store64(e, RBX, OFF(pc), RCX);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_jump_cache(t);
+                        n++;
+                        break;
+                } else if (op >= OP_BEQ && op <= OP_BGEU) {
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_branch(t, &d, pc);
+                        n++;
+                        break;
+                } else {
+                        /* Everything else (CSRs, A, F/D, system, FENCE.I, illegal) is the interpreter's. */
+                        emit_exit(t, n, pc, EXIT_STEP);
+                        break;
+                }
+                n++;
+                pc += d.len;
+        }
+
+        /* Out-of-line exits: the budget check and the TLB misses. */
+        patch_rel32(budget_rel, e->p);
+        emit_set_pc(t, start);
+        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_jmp_epilogue(t);
+        for (unsigned i = 0; i < t->n_stubs; i++) {
+                Stub *s = &t->stubs[i];
+                for (unsigned k = 0; k < ELEMENTSOF(s->rel); k++)
+                        if (s->rel[k])
+                                patch_rel32(s->rel[k], e->p);
+                emit_exit(t, s->done, s->pc, s->code);
+        }
+        uint32_t len = n;
+        memcpy(budget_imm, &len, 4);
+
+        size_t bytes = ALIGN_TO((size_t) (e->p - entry), 16);
+        free(t);
+
+        if (!j->page_head[page_index]) {
+                unmap_page_for_stores(j, pa & PAGE_MASK);
+                j->page_hash[page_index] = hash_page(page);
+                j->page_fence[page_index] = j->fence_gen;
+        }
+
+        uint32_t bi = j->n_blocks++;
+        b = &j->blocks[bi];
+        *b = (Block) {
+                .pc = start,
+                .pa = pa,
+                .priv = h->priv,
+                .ninsn = n,
+                .code = rw_to_rx(j, entry),
+        };
+        unsigned hi = hash_block(pa, start);
+        b->hash_next = j->hash[hi];
+        j->hash[hi] = bi;
+        b->page_next = j->page_head[page_index];
+        j->page_head[page_index] = bi;
+
+        if (n > 0) {
+                j->used += bytes;
+                j->stats.code_bytes += bytes;
+                j->stats.code_bytes_peak = MAX(j->stats.code_bytes_peak, j->stats.code_bytes);
+        }
+        j->stats.blocks_translated++;
+        j->stats.insns_translated += n;
+        return b;
+}
+
+/* ---- the dispatcher ---- */
+
+static Block *lookup(Jit *j, Hart *h) {
+        uint64_t pc = h->pc;
+        const TlbEntry *te = &h->tlb_fetch[(pc >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+        const PhysMem *mem = h->mem;
+        uint64_t off, pa;
+
+        /* Not in the fetch TLB: the interpreter fetches it (and fills the TLB, or traps). */
+        if (te->tag != (pc & PAGE_MASK))
+                return NULL;
+        off = (uint64_t) ((uintptr_t) (pc + te->addend) - (uintptr_t) mem->ram);
+        if (off >= mem->ram_size)
+                return NULL;
+        pa = mem->ram_base + off;
+
+        uint64_t page_index = off >> PAGE_SHIFT;
+        if (j->page_head[page_index] && j->page_fence[page_index] != j->fence_gen)
+                verify_page(j, page_index, mem->ram + (off & PAGE_MASK));
+
+        for (uint32_t bi = j->hash[hash_block(pa, pc)]; bi; bi = j->blocks[bi].hash_next) {
+                Block *b = &j->blocks[bi];
+                if (b->pa == pa && b->pc == pc && b->priv == h->priv)
+                        return b;
+        }
+        return translate(j, h, pc, pa, mem->ram + (off & PAGE_MASK));
+}
+
+static void step(Jit *j, Hart *h) {
+        hart_step(h);
+        h->instret++;
+        j->stats.interp_steps++;
+        j->stats.retired++;
+}
+
+uint64_t jit_run_slice(Hart *h) {
+        Jit *j = h->jit;
+        uint64_t start = j->stats.retired;
+        uintptr_t pending = 0;          /* a direct-jump site to chain to the next block */
+        uint64_t pending_gen = 0;
+
+        while (h->instret < h->slice_end) {
+                Block *b = lookup(j, h);
+                uintptr_t r;
+
+                if (!b || b->ninsn == 0 || b->ninsn > h->slice_end - h->instret) {
+                        pending = 0;
+                        step(j, h);
+                        if (j->single_block)
+                                break;
+                        continue;
+                }
+                /* Lockstep (single_block) compares after every block: no shortcuts between blocks. */
+                if (pending && pending_gen == j->gen && !j->no_chain && !j->single_block) {
+                        uint8_t *site = rx_to_rw(j, (const uint8_t *) pending);
+                        patch_rel32(site + 1, rx_to_rw(j, b->code));
+                        j->stats.chains_patched++;
+                }
+                pending = 0;
+
+                if (!j->no_chain && !j->single_block) {
+                        JcEntry *c = &j->jc[(h->pc >> 1) & (JC_SIZE - 1)];
+                        *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = b->code };
+                }
+
+                pending_gen = j->gen;
+                j->stats.block_runs++;
+                uint64_t before = h->instret;
+                r = j->enter(h, b->code);
+                /* Translated code writes instret only by adding what it retired. */
+                j->stats.retired += h->instret - before;
+                if (r == EXIT_STEP || r == EXIT_TLB) {
+                        if (r == EXIT_TLB)
+                                j->stats.tlb_exits++;
+                        if (h->instret < h->slice_end)
+                                step(j, h);
+                } else if (r != EXIT_NEXT)
+                        pending = r;
+                if (j->single_block)
+                        break;
+        }
+        /* Lockstep tests compare after each block: make hart_run() return now. */
+        if (j->single_block)
+                atomic_store(&h->kick, true);
+        return j->stats.retired - start;
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The translating engine: RV64 guest code to x86-64 host code, one
+ * translation block (TB) at a time. Internal to emulator/cpu: the rest of
+ * the machine selects it with hart_set_engine() and otherwise sees only the
+ * hart API.
+ *
+ * What a block is: up to JIT_MAX_BLOCK_INSNS straight-line instructions
+ * (RV64I, M, F/D, and C through the decoder's expansion) inside one 4 KiB
+ * guest page, ended by a branch or jump, by the page's end, or before the
+ * first instruction the translator leaves to the interpreter (CSRs, A,
+ * system instructions, FENCE.I). F/D loads and stores are translated; F/D
+ * arithmetic calls the FPU's own code (bit-exact by construction), and the
+ * interpreter executes it again only when it must trap. Blocks are keyed by the guest
+ * physical address of their first instruction, its virtual address (the
+ * code embeds absolute pcs) and the privilege level.
+ *
+ * Guest registers live in the hart's register array, addressed off a host
+ * base register; loads and stores look up the hart's software TLB inline
+ * and leave the block on a miss, and the interpreter then executes that one
+ * instruction (which fills the TLB, or does MMIO, or takes the trap with the
+ * exact pc and tval). Translated code therefore never traps by itself.
+ *
+ * Invalidation: a page holding translated code is never entered into the
+ * store TLB, so every store to it goes through the interpreter's slow path,
+ * which calls jit_invalidate_page() first. Device DMA into code pages is
+ * caught at the FENCE.I Linux issues before running freshly loaded code:
+ * each code page keeps a hash of its bytes, and after a FENCE.I a page is
+ * re-hashed when next entered and dropped if it changed. A reset drops the
+ * whole cache, as does a full cache. SFENCE.VMA and satp writes
+ * flush the TLB, which is how blocks are found, so lookups see new
+ * mappings, and empty the jump cache (virtual pc -> block) in O(1); blocks
+ * chain directly only to targets in their own page, which stay valid
+ * across remappings because the source block was itself found through the
+ * current mapping.
+ *
+ * Interrupts: a block is entered only if all of it fits in the current
+ * slice (hart_run() never overshoots its budget), so a guest spinning in a
+ * loop of chained blocks still returns to hart_run() every slice, where
+ * interrupts and kicks are looked at exactly as with the interpreter.
+ *
+ * W^X: the code cache is one memfd mapped twice, read-write for the
+ * translator and read-execute for running, so no mapping is ever writable
+ * and executable and MemoryDenyWriteExecute=yes keeps working.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct Hart Hart;
+typedef struct Jit Jit;
+
+typedef struct JitStats {
+        uint64_t retired;               /* instructions retired by jit_run_slice(), translated or not */
+        uint64_t blocks_translated;
+        uint64_t insns_translated;
+        uint64_t block_runs;            /* entries from the dispatcher (chained entries are not counted) */
+        uint64_t chains_patched;
+        uint64_t interp_steps;          /* instructions left to the interpreter */
+        uint64_t tlb_exits;             /* loads/stores that missed the inline TLB */
+        uint64_t fence_i;
+        uint64_t cache_flushes;         /* whole-cache flushes: full, reset */
+        uint64_t page_invalidations;
+        uint64_t code_bytes;            /* bytes of host code in the cache now */
+        uint64_t code_bytes_peak;
+} JitStats;
+
+#define JIT_MAX_BLOCK_INSNS 64
+
+/* Whether this build has a translating engine for its host. */
+bool jit_supported(void);
+
+int jit_new(Hart *h, Jit **ret);
+Jit *jit_free(Jit *j);
+
+/*
+ * Runs translated blocks (and the interpreter for what is not translated)
+ * until h->instret reaches h->slice_end; never beyond it. Returns the
+ * number of instructions retired.
+ */
+uint64_t jit_run_slice(Hart *h);
+
+/* Drops every translation (reset, guest RAM rewritten). */
+void jit_invalidate_all(Jit *j);
+
+/* FENCE.I: code pages whose bytes changed since translation (device DMA) are dropped when next entered. */
+void jit_fence_i(Jit *j);
+
+/* Called before a store to guest physical 'pa': drops the page's translations if it holds any. */
+void jit_invalidate_page(Jit *j, uint64_t pa);
+
+/* The hart's TLB was flushed (SFENCE.VMA, satp, PMP): virtual-address shortcuts are stale. */
+void jit_tlb_flushed(Jit *j);
+
+/* Whether the page of 'pa' holds translated code (then it must stay out of the store TLB). */
+bool jit_page_has_code(const Jit *j, uint64_t pa);
+
+void jit_get_stats(const Jit *j, JitStats *ret);
+
+/* Test builds: return from jit_run_slice() after each block (and the instruction it left to the interpreter). */
+void jit_set_single_block(Jit *j, bool b);
+
+/* The interpreter's single-instruction step (cpu.c), used for what the engine does not translate. */
+void hart_step(Hart *h);
