@@ -243,6 +243,8 @@ static int run(Vm *vm) {
                 .fb_width = vm->options.fb_width,
                 .fb_height = vm->options.fb_height,
                 .no_reboot = vm->options.no_reboot,
+                .drives = vm->options.drives,
+                .n_drives = vm->options.n_drives,
         };
         MachineCallbacks callbacks = {
                 .serial_output = serial_output,

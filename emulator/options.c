@@ -103,6 +103,8 @@ static void help(void) {
                "  --serial stdio|none|file:PATH\n"
                "                       where the serial console goes (default: stdio)\n"
                "  --no-reboot          exit when the guest reboots\n"
+               "  --drive file=PATH[,id=ID][,readonly=on][,snapshot=on][,cache=writeback|none][,discard=on]\n"
+               "                       a virtio-blk disk on a raw image (repeatable)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
@@ -176,6 +178,7 @@ enum {
         ARG_DISPLAY,
         ARG_SERIAL,
         ARG_NO_REBOOT,
+        ARG_DRIVE,
         ARG_BUS,
         ARG_NO_BUS,
         ARG_DUMP_DTB,
@@ -196,6 +199,7 @@ static const struct option longopts[] = {
         { "display", required_argument, NULL, ARG_DISPLAY },
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
+        { "drive", required_argument, NULL, ARG_DRIVE },
         { "bus", required_argument, NULL, ARG_BUS },
         { "no-bus", no_argument, NULL, ARG_NO_BUS },
         { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
@@ -209,6 +213,7 @@ static const struct option longopts[] = {
 /* The options a VM's configuration file may set: the machine, not how this process runs. */
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
+        ARG_DRIVE,
 };
 
 static const char *option_name(int id) {
@@ -286,6 +291,22 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                         return -EINVAL;
                 }
                 break;
+        case ARG_DRIVE: {
+                DriveSpec d, *a;
+
+                r = drive_spec_parse(value, &d, error, error_size);
+                if (r < 0)
+                        return r;
+                a = realloc(o->drives, sizeof(DriveSpec) * (o->n_drives + 1));
+                if (!a) {
+                        drive_spec_done(&d);
+                        snprintf(error, error_size, "out of memory");
+                        return -ENOMEM;
+                }
+                o->drives = a;
+                o->drives[o->n_drives++] = d;
+                break;
+        }
         case ARG_BUS:
                 if (!*value) {
                         snprintf(error, error_size, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
@@ -420,7 +441,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                 if (id == 0) {
                         snprintf(error, error_size,
                                  "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
-                                 "serial, no-reboot)", path, lineno, key);
+                                 "serial, no-reboot, drive)", path, lineno, key);
                         return -EINVAL;
                 }
                 if (given[id])
@@ -441,6 +462,18 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                 if (r < 0) {
                         snprintf(error, error_size, "%s:%u: %s", path, lineno, message);
                         return r;
+                }
+                if (id == ARG_DRIVE && o->drives[o->n_drives - 1].path[0] != '/') {
+                        /* A relative image path is relative to the configuration file. */
+                        DriveSpec *d = &o->drives[o->n_drives - 1];
+
+                        r = resolve_path(path, d->path, &resolved);
+                        if (r < 0) {
+                                snprintf(error, error_size, "out of memory");
+                                return r;
+                        }
+                        free(d->path);
+                        d->path = TAKE_PTR(resolved);
                 }
         }
         return 0;
@@ -510,6 +543,10 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
         if (r < 0)
                 return r;
 
+        r = drive_specs_finish(o->drives, o->n_drives, error, error_size);
+        if (r < 0)
+                return r;
+
         r = 0;
         if (!o->bios)
                 r = set_string(&o->bios, ORRERY_DEFAULT_BIOS);
@@ -548,5 +585,8 @@ void options_free(Options *o) {
         free(o->bus_address);
         free(o->dump_dtb);
         free(o->config);
+        for (size_t i = 0; i < o->n_drives; i++)
+                drive_spec_done(&o->drives[i]);
+        free(o->drives);
         *o = (Options) {};
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/drive.h"
+
 typedef struct Options {
         char *name;
         char *bios, *kernel, *initrd, *append;
@@ -17,6 +19,8 @@ typedef struct Options {
         char *dump_dtb;                 /* write the device tree here and exit */
         char *config;                   /* --config FILE; NULL: the default file, if any */
         bool no_config;
+        DriveSpec *drives;              /* --drive, in order */
+        size_t n_drives;
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

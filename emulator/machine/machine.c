@@ -29,6 +29,7 @@
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
@@ -63,6 +64,9 @@ struct Machine {
         VirtioInput *tablet;
         VirtioConsole *console;
         VirtioMmio *empty_slots[MEMMAP_VIRTIO_COUNT];   /* transports without a device (DeviceID 0) */
+        BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* --drive, in order */
+        VirtioBlk *disks[MACHINE_FREE_VIRTIO_SLOTS];
+        size_t n_disks;
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -229,6 +233,15 @@ static int setup_virtio(Machine *m) {
                 [SLOT_TABLET] = virtio_input_transport(m->tablet),
                 [SLOT_CONSOLE] = virtio_console_transport(m->console),
         };
+        for (size_t i = 0; i < m->n_disks; i++) {
+                unsigned slot = SLOT_CONSOLE + 1 + (unsigned) i;
+
+                irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + slot);
+                r = virtio_blk_new(&m->mem, &irq, m->images[i], m->config.drives[i].id, &m->disks[i]);
+                if (r < 0)
+                        return r;
+                transports[slot] = virtio_blk_transport(m->disks[i]);
+        }
         for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
                 uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
                 if (!transports[i]) {
@@ -242,6 +255,29 @@ static int setup_virtio(Machine *m) {
                 r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
                 if (r < 0)
                         return r;
+        }
+        return 0;
+}
+
+/* Opens and locks every --drive image, before any device exists. */
+static int open_drives(Machine *m, char *error, size_t error_size) {
+        int r;
+
+        if (m->config.n_drives > MACHINE_FREE_VIRTIO_SLOTS) {
+                snprintf(error, error_size, "too many drives: %zu (at most %d)", m->config.n_drives,
+                         MACHINE_FREE_VIRTIO_SLOTS);
+                return -E2BIG;
+        }
+        for (size_t i = 0; i < m->config.n_drives; i++) {
+                r = drive_open(&m->config.drives[i], &m->images[i], error, error_size);
+                if (r < 0)
+                        return r;
+                m->n_disks++;
+                if (m->config.drives[i].cache == BLOCK_CACHE_NONE && !m->config.drives[i].snapshot &&
+                    !block_image_direct(m->images[i]))
+                        fprintf(stderr, "orrery-vm: drive '%s': the file system of '%s' refuses O_DIRECT; "
+                                "cache=none uses the page cache\n",
+                                m->config.drives[i].id, m->config.drives[i].path);
         }
         return 0;
 }
@@ -456,6 +492,8 @@ static void machine_reset_cpu_side(Machine *m) {
         virtio_input_reset(m->keyboard);
         virtio_input_reset(m->tablet);
         virtio_console_reset(m->console);
+        for (size_t i = 0; i < m->n_disks; i++)
+                virtio_blk_reset(m->disks[i]);
         m->power_action = -1;
 }
 
@@ -512,6 +550,9 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         }
 
         r = setup_memory(m, error, error_size);
+        if (r < 0)
+                goto fail;
+        r = open_drives(m, error, error_size);
         if (r < 0)
                 goto fail;
         r = setup_devices(m, error, error_size);
@@ -872,6 +913,10 @@ void machine_free(Machine *m) {
         virtio_input_freep(&m->keyboard);
         virtio_input_freep(&m->tablet);
         virtio_console_freep(&m->console);
+        for (size_t i = 0; i < m->n_disks; i++) {
+                virtio_blk_freep(&m->disks[i]);
+                block_image_closep(&m->images[i]);
+        }
         for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++)
                 virtio_mmio_freep(&m->empty_slots[i]);
         if (m->mem.ram)

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/drive.h"
+
 typedef struct Machine Machine;
 
 typedef struct MachineConfig {
@@ -28,7 +30,12 @@ typedef struct MachineConfig {
         uint64_t memory;                /* bytes of RAM */
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
+        const DriveSpec *drives;        /* virtio-blk disks, in the free virtio slots in order */
+        size_t n_drives;                /* at most MACHINE_FREE_VIRTIO_SLOTS */
 } MachineConfig;
+
+/* virtio slots left for disks and NICs (slots 0..2 are keyboard, tablet, console). */
+#define MACHINE_FREE_VIRTIO_SLOTS 5
 
 typedef enum MachineState {
         MACHINE_RUNNING,
