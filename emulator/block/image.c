@@ -3,6 +3,7 @@
  * Raw disk images: see image.h for locking, the options and threading.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +19,11 @@
 
 #include "macro.h"
 #include "block/image.h"
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
 
 #define CLUSTER_SIZE 4096U              /* snapshot overlay granularity */
 #define DIRECT_ALIGN 4096U              /* bounce buffer alignment for O_DIRECT */
@@ -474,41 +480,68 @@ int block_image_write_zeroes(BlockImage *img, uint64_t offset, uint64_t len) {
         return 0;
 }
 
-char *block_image_lock_holder(const char *path) {
+/* Whether /proc/PID/fdinfo/FD shows a lock on the file 'key' ("fe:00:1234"). */
+static bool fdinfo_has_lock(int dirfd, const char *name, const char *key) {
         _cleanup_fclose_ FILE *f = NULL;
         char line[512];
+        int fd;
+
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        f = fdopen(fd, "re");
+        if (!f) {
+                close(fd);
+                return false;
+        }
+        /* "lock:\t1: OFDLCK ADVISORY  WRITE -1 fe:00:10953931 0 EOF" */
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "lock:", 5) == 0 && strstr(line, key))
+                        return true;
+        return false;
+}
+
+char *block_image_lock_holder(const char *path) {
+        _cleanup_(closedirp) DIR *proc = NULL;
+        struct dirent *de;
         struct stat st;
+        char key[64];
 
         if (!path || stat(path, &st) < 0)
                 return NULL;
-        f = fopen("/proc/locks", "re");
-        if (!f)
+        /* /proc/locks names no pid for OFD locks (-1); each descriptor's fdinfo lists the locks it holds. */
+        snprintf(key, sizeof(key), " %02x:%02x:%lu ", major(st.st_dev), minor(st.st_dev), (unsigned long) st.st_ino);
+
+        proc = opendir("/proc");
+        if (!proc)
                 return NULL;
+        while ((de = readdir(proc))) {
+                _cleanup_(closedirp) DIR *fdinfo = NULL;
+                struct dirent *fe;
+                char p[64], comm[64] = "";
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
 
-        /* "1: OFDLCK ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters ("1: -> ...") are skipped. */
-        while (fgets(line, sizeof(line), f)) {
-                unsigned maj, mino;
-                unsigned long ino;
-                char kind[16], comm[64] = "";
-                int pid;
-
-                if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", kind, &pid, &maj, &mino, &ino) != 5)
+                if (*end || pid <= 0 || pid == getpid())
                         continue;
-                if (maj != major(st.st_dev) || mino != minor(st.st_dev) || ino != st.st_ino)
+                snprintf(p, sizeof(p), "/proc/%ld/fdinfo", pid);
+                fdinfo = opendir(p);
+                if (!fdinfo)
                         continue;
-                if (pid <= 0 || pid == getpid())
-                        continue;
+                while ((fe = readdir(fdinfo))) {
+                        if (fe->d_name[0] == '.' || !fdinfo_has_lock(dirfd(fdinfo), fe->d_name, key))
+                                continue;
 
-                char p[64];
-                snprintf(p, sizeof(p), "/proc/%d/comm", pid);
-                _cleanup_fclose_ FILE *c = fopen(p, "re");
-                if (c && fgets(comm, sizeof(comm), c))
-                        comm[strcspn(comm, "\n")] = 0;
+                        snprintf(p, sizeof(p), "/proc/%ld/comm", pid);
+                        _cleanup_fclose_ FILE *c = fopen(p, "re");
+                        if (c && fgets(comm, sizeof(comm), c))
+                                comm[strcspn(comm, "\n")] = 0;
 
-                char *s = NULL;
-                if (asprintf(&s, "%s (pid %d)", comm[0] ? comm : "?", pid) < 0)
-                        return NULL;
-                return s;
+                        char *s = NULL;
+                        if (asprintf(&s, "%s (pid %ld)", comm[0] ? comm : "?", pid) < 0)
+                                return NULL;
+                        return s;
+                }
         }
         return NULL;
 }
