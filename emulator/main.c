@@ -23,6 +23,7 @@
 #include "bus/bus.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
+#include "net/user.h"
 #include "macro.h"
 #include "options.h"
 
@@ -45,6 +46,7 @@ typedef struct Vm {
         bool stopping;
         MachineState notified_state;    /* the last STATUS= sent to the service manager */
         bool hard_stopped;              /* the guest ignored the power button until the deadline */
+        NetUser *nets[MACHINE_FREE_VIRTIO_SLOTS];       /* user networking of each NIC */
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
@@ -245,6 +247,8 @@ static int run(Vm *vm) {
                 .no_reboot = vm->options.no_reboot,
                 .drives = vm->options.drives,
                 .n_drives = vm->options.n_drives,
+                .nets = vm->options.nets,
+                .n_nets = vm->options.n_nets,
         };
         MachineCallbacks callbacks = {
                 .serial_output = serial_output,
@@ -285,6 +289,15 @@ static int run(Vm *vm) {
         r = sd_event_add_io(vm->event, NULL, machine_notify_fd(vm->machine), EPOLLIN, on_machine_notify, vm);
         if (r < 0)
                 goto fail;
+
+        for (size_t i = 0; i < vm->options.n_nets; i++) {
+                r = net_user_new(vm->event, &vm->options.nets[i], machine_nic(vm->machine, i), &vm->nets[i], error,
+                                 sizeof(error));
+                if (r < 0) {
+                        fprintf(stderr, "orrery-vm: %s\n", error);
+                        return EXIT_USAGE;
+                }
+        }
 
         r = setup_serial(vm);
         if (r < 0)
@@ -359,6 +372,8 @@ int main(int argc, char *argv[]) {
         if (vm.machine)
                 machine_request(vm.machine, MACHINE_REQUEST_QUIT);
         vm.bus = vm_bus_free(vm.bus);
+        for (size_t i = 0; i < ELEMENTSOF(vm.nets); i++)
+                vm.nets[i] = net_user_free(vm.nets[i]);
         if (vm.machine)
                 machine_free(vm.machine);
         if (vm.serial)

@@ -105,6 +105,8 @@ static void help(void) {
                "  --no-reboot          exit when the guest reboots\n"
                "  --drive file=PATH[,id=ID][,readonly=on][,snapshot=on][,cache=writeback|none][,discard=on]\n"
                "                       a virtio-blk disk on a raw image (repeatable)\n"
+               "  --net user[,id=ID][,mac=MAC][,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,restrict=on]\n"
+               "                       a virtio-net NIC on user-mode networking (repeatable)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
@@ -179,6 +181,7 @@ enum {
         ARG_SERIAL,
         ARG_NO_REBOOT,
         ARG_DRIVE,
+        ARG_NET,
         ARG_BUS,
         ARG_NO_BUS,
         ARG_DUMP_DTB,
@@ -200,6 +203,7 @@ static const struct option longopts[] = {
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
         { "drive", required_argument, NULL, ARG_DRIVE },
+        { "net", required_argument, NULL, ARG_NET },
         { "bus", required_argument, NULL, ARG_BUS },
         { "no-bus", no_argument, NULL, ARG_NO_BUS },
         { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
@@ -213,7 +217,7 @@ static const struct option longopts[] = {
 /* The options a VM's configuration file may set: the machine, not how this process runs. */
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
-        ARG_DRIVE,
+        ARG_DRIVE, ARG_NET,
 };
 
 static const char *option_name(int id) {
@@ -305,6 +309,22 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 }
                 o->drives = a;
                 o->drives[o->n_drives++] = d;
+                break;
+        }
+        case ARG_NET: {
+                NetSpec n, *a;
+
+                r = net_spec_parse(value, &n, error, error_size);
+                if (r < 0)
+                        return r;
+                a = realloc(o->nets, sizeof(NetSpec) * (o->n_nets + 1));
+                if (!a) {
+                        net_spec_done(&n);
+                        snprintf(error, error_size, "out of memory");
+                        return -ENOMEM;
+                }
+                o->nets = a;
+                o->nets[o->n_nets++] = n;
                 break;
         }
         case ARG_BUS:
@@ -441,7 +461,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                 if (id == 0) {
                         snprintf(error, error_size,
                                  "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
-                                 "serial, no-reboot, drive)", path, lineno, key);
+                                 "serial, no-reboot, drive, net)", path, lineno, key);
                         return -EINVAL;
                 }
                 if (given[id])
@@ -546,6 +566,9 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
         r = drive_specs_finish(o->drives, o->n_drives, error, error_size);
         if (r < 0)
                 return r;
+        r = net_specs_finish(o->nets, o->n_nets, o->name, error, error_size);
+        if (r < 0)
+                return r;
 
         r = 0;
         if (!o->bios)
@@ -588,5 +611,8 @@ void options_free(Options *o) {
         for (size_t i = 0; i < o->n_drives; i++)
                 drive_spec_done(&o->drives[i]);
         free(o->drives);
+        for (size_t i = 0; i < o->n_nets; i++)
+                net_spec_done(&o->nets[i]);
+        free(o->nets);
         *o = (Options) {};
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "block/drive.h"
+#include "net/netspec.h"
 
 typedef struct Options {
         char *name;
@@ -21,6 +22,8 @@ typedef struct Options {
         bool no_config;
         DriveSpec *drives;              /* --drive, in order */
         size_t n_drives;
+        NetSpec *nets;                  /* --net, in order */
+        size_t n_nets;
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

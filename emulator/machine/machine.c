@@ -31,6 +31,7 @@
 #include "devices/uart16550.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
 #include "machine/boot.h"
@@ -67,6 +68,8 @@ struct Machine {
         BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* --drive, in order */
         VirtioBlk *disks[MACHINE_FREE_VIRTIO_SLOTS];
         size_t n_disks;
+        VirtioNet *nics[MACHINE_FREE_VIRTIO_SLOTS];     /* --net, in order */
+        size_t n_nics;
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -242,6 +245,16 @@ static int setup_virtio(Machine *m) {
                         return r;
                 transports[slot] = virtio_blk_transport(m->disks[i]);
         }
+        for (size_t i = 0; i < m->config.n_nets; i++) {
+                unsigned slot = SLOT_CONSOLE + 1 + (unsigned) (m->n_disks + i);
+
+                irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + slot);
+                r = virtio_net_new(&m->mem, &irq, m->config.nets[i].mac, &m->nics[i]);
+                if (r < 0)
+                        return r;
+                m->n_nics++;
+                transports[slot] = virtio_net_transport(m->nics[i]);
+        }
         for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
                 uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
                 if (!transports[i]) {
@@ -259,13 +272,17 @@ static int setup_virtio(Machine *m) {
         return 0;
 }
 
+VirtioNet *machine_nic(Machine *m, size_t i) {
+        return i < m->n_nics ? m->nics[i] : NULL;
+}
+
 /* Opens and locks every --drive image, before any device exists. */
 static int open_drives(Machine *m, char *error, size_t error_size) {
         int r;
 
-        if (m->config.n_drives > MACHINE_FREE_VIRTIO_SLOTS) {
-                snprintf(error, error_size, "too many drives: %zu (at most %d)", m->config.n_drives,
-                         MACHINE_FREE_VIRTIO_SLOTS);
+        if (m->config.n_drives + m->config.n_nets > MACHINE_FREE_VIRTIO_SLOTS) {
+                snprintf(error, error_size, "too many drives and NICs: %zu (at most %d together)",
+                         m->config.n_drives + m->config.n_nets, MACHINE_FREE_VIRTIO_SLOTS);
                 return -E2BIG;
         }
         for (size_t i = 0; i < m->config.n_drives; i++) {
@@ -494,6 +511,8 @@ static void machine_reset_cpu_side(Machine *m) {
         virtio_console_reset(m->console);
         for (size_t i = 0; i < m->n_disks; i++)
                 virtio_blk_reset(m->disks[i]);
+        for (size_t i = 0; i < m->n_nics; i++)
+                virtio_net_reset(m->nics[i]);
         m->power_action = -1;
 }
 
@@ -913,6 +932,8 @@ void machine_free(Machine *m) {
         virtio_input_freep(&m->keyboard);
         virtio_input_freep(&m->tablet);
         virtio_console_freep(&m->console);
+        for (size_t i = 0; i < m->n_nics; i++)
+                virtio_net_freep(&m->nics[i]);
         for (size_t i = 0; i < m->n_disks; i++) {
                 virtio_blk_freep(&m->disks[i]);
                 block_image_closep(&m->images[i]);

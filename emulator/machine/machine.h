@@ -18,6 +18,9 @@
 #include <stdint.h>
 
 #include "block/drive.h"
+#include "net/netspec.h"
+
+typedef struct VirtioNet VirtioNet;
 
 typedef struct Machine Machine;
 
@@ -31,7 +34,9 @@ typedef struct MachineConfig {
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
         const DriveSpec *drives;        /* virtio-blk disks, in the free virtio slots in order */
-        size_t n_drives;                /* at most MACHINE_FREE_VIRTIO_SLOTS */
+        size_t n_drives;
+        const NetSpec *nets;            /* virtio-net NICs, in the slots after the disks */
+        size_t n_nets;                  /* drives + NICs: at most MACHINE_FREE_VIRTIO_SLOTS */
 } MachineConfig;
 
 /* virtio slots left for disks and NICs (slots 0..2 are keyboard, tablet, console). */
@@ -120,6 +125,9 @@ int machine_pointer_wheel(Machine *m, int32_t vertical, int32_t horizontal);
 uint32_t machine_keyboard_leds(Machine *m);
 /* Whether the guest drives the tablet (its driver is up). */
 bool machine_pointer_is_absolute(Machine *m);
+
+/* The i-th NIC (MachineConfig.nets order), for its network backend; NULL past the end. */
+VirtioNet *machine_nic(Machine *m, size_t i);
 
 /* The flattened device tree the guest boots with. */
 const void *machine_device_tree(Machine *m, size_t *ret_size);
