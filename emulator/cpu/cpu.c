@@ -13,7 +13,7 @@
 
 #include <string.h>
 
-#include "cpu.h"
+#include "hart-internal.h"
 #include "decode.h"
 #include "machine/physmem.h"
 #include "macro.h"
@@ -29,9 +29,29 @@ void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
         memset(h->dcache, 0, sizeof(h->dcache));
         h->mem = mem;
         h->mhartid = hartid;
+        h->engine = &hart_interpreter;
         pthread_mutex_init(&h->wfi_lock, NULL);
         pthread_cond_init(&h->wfi_cond, NULL);
         hart_reset(h, 0);
+}
+
+Hart *hart_new(PhysMem *mem, uint64_t hartid, HartClock clock, void *clock_opaque) {
+        Hart *h = aligned_alloc(64, (sizeof(Hart) + 63) & ~(size_t) 63);
+
+        if (!h)
+                return NULL;
+        hart_init(h, mem, hartid);
+        h->read_time = clock;
+        h->time_opaque = clock_opaque;
+        return h;
+}
+
+Hart *hart_free(Hart *h) {
+        if (!h)
+                return NULL;
+        hart_destroy(h);
+        free(h);
+        return NULL;
 }
 
 void hart_destroy(Hart *h) {
@@ -74,7 +94,7 @@ void hart_kick(Hart *h) {
         pthread_mutex_unlock(&h->wfi_lock);
 }
 
-void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level) {
+void hart_set_irq(Hart *h, uint64_t mip_bit, bool level) {
         uint64_t old;
 
         if (level)
@@ -126,7 +146,7 @@ uint64_t hart_pending_interrupt(Hart *h) {
         uint64_t pending, m_pending, s_pending;
         static const uint64_t priority[] = { MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP };
 
-        if ((h->menvcfg & (1ULL << 63)) && h->read_time(h->time_opaque) >= h->stimecmp)
+        if ((h->menvcfg & MENVCFG_STCE) && h->read_time(h->time_opaque) >= h->stimecmp)
                 mip |= MIP_STIP;
 
         pending = mip & h->mie;
@@ -833,7 +853,7 @@ static inline void step(Hart *h) {
         execute(h, d);
 }
 
-HartExit hart_run(Hart *h, uint64_t max_instructions) {
+static HartExit interpreter_run(Hart *h, uint64_t max_instructions) {
         uint64_t left = max_instructions;
 
         while (left > 0) {
@@ -847,7 +867,7 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
 
                 if (h->in_wfi) {
                         uint64_t mip = h->mip_sw | atomic_load(&h->mip_ext);
-                        if ((h->menvcfg & (1ULL << 63)) && h->read_time(h->time_opaque) >= h->stimecmp)
+                        if ((h->menvcfg & MENVCFG_STCE) && h->read_time(h->time_opaque) >= h->stimecmp)
                                 mip |= MIP_STIP;
                         /* WFI resumes on any pending enabled-in-mie interrupt, even if globally masked. */
                         if (!(mip & h->mie))
@@ -871,4 +891,18 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                 left -= MIN(executed, left);
         }
         return HART_EXIT_BUDGET;
+}
+
+const HartEngine hart_interpreter = {
+        .name = "interpreter",
+        .run = interpreter_run,
+};
+
+/* The one place a second engine plugs in. */
+HartExit hart_run(Hart *h, uint64_t max_instructions) {
+        return h->engine->run(h, max_instructions);
+}
+
+void hart_set_engine(Hart *h, const HartEngine *engine) {
+        h->engine = engine ? engine : &hart_interpreter;
 }

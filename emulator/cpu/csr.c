@@ -7,7 +7,7 @@
  * optional features.
  */
 
-#include "cpu.h"
+#include "hart-internal.h"
 #include "macro.h"
 
 enum {
@@ -58,6 +58,9 @@ enum {
         CSR_PMPCFG15 = 0x3af,
         CSR_PMPADDR0 = 0x3b0,
         CSR_PMPADDR63 = 0x3ef,
+        CSR_TSELECT = 0x7a0,            /* Sdtrig: no triggers (tselect and tdata1-3 read 0) */
+        CSR_TDATA1 = 0x7a1,
+        CSR_TDATA3 = 0x7a3,
         CSR_MCYCLE = 0xb00,
         CSR_MINSTRET = 0xb02,
         CSR_MHPMCOUNTER3 = 0xb03,
@@ -76,7 +79,6 @@ enum {
 /* Exceptions that may be delegated: everything but M-mode ecall (which cannot come from S/U). */
 #define DELEGABLE_EXCEPTIONS 0xb3ffULL
 
-#define MENVCFG_STCE (1ULL << 63)
 #define MENVCFG_FIOM 1ULL
 
 static uint64_t mstatus_with_sd(uint64_t s) {
@@ -258,6 +260,10 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
                 v = 0;
                 break;
+        case CSR_TSELECT ... CSR_TDATA3:
+                /* No triggers: tselect reads 0, tdata1 reads type 0 ("none"), as the debug spec allows. */
+                v = 0;
+                break;
         default:
                 return -1;
         }
@@ -436,6 +442,7 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 h->instret = value - 1;
                 break;
         case CSR_MHPMCOUNTER3 ... CSR_MHPMCOUNTER31:
+        case CSR_TSELECT ... CSR_TDATA3:
                 break;
         default:
                 return -1;

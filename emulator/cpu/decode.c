@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 
-#include "cpu.h"
+#include "hart-internal.h"
 #include "decode.h"
 
 static int64_t imm_i(uint32_t insn) {

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "cpu.h"
+#include "hart-internal.h"
 #include "macro.h"
 #include "machine/physmem.h"
 

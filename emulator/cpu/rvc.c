@@ -6,7 +6,7 @@
  * every operation. Reserved and illegal encodings expand to 0.
  */
 
-#include "cpu.h"
+#include "hart-internal.h"
 
 #define BITS(x, hi, lo) (((x) >> (lo)) & ((1u << ((hi) - (lo) + 1)) - 1))
 #define BIT(x, n) (((x) >> (n)) & 1u)

@@ -8,18 +8,18 @@
  * is read-only here: the machine's clock is the host's, paused with the VM.
  *
  * Threading: CPU thread only (MMIO handlers and clint_update_timers()); no
- * lock. It drives the harts' MSIP and MTIP through hart_set_external_irq().
+ * lock. It drives the harts' MSIP and MTIP through hart_set_irq().
  */
 
 #include <stdint.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart.h"
 #include "devices/device.h"
 
 #define CLINT_MAX_HARTS 8
 
 typedef struct Clint {
-        Hart **harts;
+        Hart *const *harts;
         unsigned num_harts;
         uint64_t mtimecmp[CLINT_MAX_HARTS];
         uint32_t msip[CLINT_MAX_HARTS];
@@ -27,7 +27,7 @@ typedef struct Clint {
         void *time_opaque;
 } Clint;
 
-void clint_init(Clint *c, Hart **harts, unsigned num_harts, uint64_t (*read_time)(void *), void *time_opaque);
+void clint_init(Clint *c, Hart *const *harts, unsigned num_harts, uint64_t (*read_time)(void *), void *time_opaque);
 void clint_reset(Clint *c);
 
 /* Raises or lowers each hart's MTIP for the current time. */
@@ -37,3 +37,6 @@ void clint_update_timers(Clint *c);
 uint64_t clint_next_deadline(const Clint *c);
 
 extern const MmioOps clint_mmio_ops;
+
+/* The device: the harts and mtime come from the DeviceHost. */
+extern const DeviceDescriptor clint_device;

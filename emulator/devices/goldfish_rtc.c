@@ -5,12 +5,15 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <libfdt.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "macro.h"
 #include "devices/goldfish_rtc.h"
+#include "machine/fdt.h"
+#include "machine/memmap.h"
 
 #define RTC_TIME_LOW        0x00
 #define RTC_TIME_HIGH       0x04
@@ -260,4 +263,85 @@ void goldfish_rtc_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsi
 const MmioOps goldfish_rtc_mmio_ops = {
         .read = goldfish_rtc_mmio_read,
         .write = goldfish_rtc_mmio_write,
+};
+
+/* ---- device descriptor ---- */
+
+static int rtc_create(const DeviceContext *ctx, void **ret) {
+        return goldfish_rtc_new(&ctx->irq, ctx->host->realtime_ns, ctx->host->opaque, (GoldfishRtc **) ret);
+}
+
+static void rtc_free(void *dev) {
+        goldfish_rtc_free(dev);
+}
+
+static void rtc_reset(void *dev) {
+        goldfish_rtc_reset(dev);
+}
+
+static int rtc_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
+        static const char compat[] = "google,goldfish-rtc";
+
+        DT_TRY(dt_begin_device(fdt, "rtc", ctx, compat, sizeof(compat)));
+        return dt_err(fdt_end_node(fdt));
+}
+
+/* The guest's time is saved as its offset from the host's wall clock: it keeps running across a save. */
+static int rtc_save(void *dev, StateWriter *w) {
+        GoldfishRtc *rtc = dev;
+
+        pthread_mutex_lock(&rtc->lock);
+        state_put_u64(w, rtc->offset);
+        state_put_u32(w, rtc->time_high_read);
+        state_put_u32(w, rtc->time_high_write);
+        state_put_u64(w, rtc->alarm);
+        state_put_bool(w, rtc->alarm_armed);
+        state_put_bool(w, rtc->irq_enabled);
+        state_put_bool(w, rtc->interrupt);
+        pthread_mutex_unlock(&rtc->lock);
+        return state_writer_error(w);
+}
+
+static int rtc_load(void *dev, StateReader *r) {
+        GoldfishRtc *rtc = dev;
+        uint64_t offset, alarm;
+        uint32_t high_read, high_write;
+        bool armed, enabled, interrupt;
+
+        state_get_u64(r, &offset);
+        state_get_u32(r, &high_read);
+        state_get_u32(r, &high_write);
+        state_get_u64(r, &alarm);
+        state_get_bool(r, &armed);
+        state_get_bool(r, &enabled);
+        state_get_bool(r, &interrupt);
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+
+        pthread_mutex_lock(&rtc->lock);
+        rtc->offset = offset;
+        rtc->time_high_read = high_read;
+        rtc->time_high_write = high_write;
+        rtc->alarm = alarm;
+        rtc->alarm_armed = armed;
+        rtc->irq_enabled = enabled;
+        rtc->interrupt = interrupt;
+        rtc_update_irq_locked(rtc);
+        pthread_mutex_unlock(&rtc->lock);
+        return 0;
+}
+
+const DeviceDescriptor goldfish_rtc_device = {
+        .name = "goldfish-rtc",
+        .base = MEMMAP_RTC_BASE,
+        .size = MEMMAP_RTC_SIZE,
+        .access_sizes = DEVICE_ACCESS_4,
+        .irq = IRQ_RTC,
+        .mmio = &goldfish_rtc_mmio_ops,
+        .create = rtc_create,
+        .free = rtc_free,
+        .reset = rtc_reset,
+        .fdt_node = rtc_fdt_node,
+        .save = rtc_save,
+        .load = rtc_load,
 };

@@ -74,3 +74,6 @@ int goldfish_rtc_alarm_deadline(GoldfishRtc *rtc, uint64_t *ret_ns);
 uint64_t goldfish_rtc_mmio_read(void *opaque, uint64_t offset, unsigned size);
 void goldfish_rtc_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned size);
 extern const MmioOps goldfish_rtc_mmio_ops;
+
+/* The device: the host's wall clock from the DeviceHost's realtime_ns. */
+extern const DeviceDescriptor goldfish_rtc_device;

@@ -6,10 +6,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <libfdt.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "macro.h"
 #include "devices/plic.h"
+#include "machine/fdt.h"
 
 #define PLIC_WORDS ((PLIC_NUM_SOURCES + 31) / 32)
 
@@ -340,4 +343,122 @@ void plic_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned siz
 const MmioOps plic_mmio_ops = {
         .read = plic_mmio_read,
         .write = plic_mmio_write,
+};
+
+/* ---- device descriptor ---- */
+
+static int plic_create(const DeviceContext *ctx, void **ret) {
+        return plic_new(ctx->host->num_harts, ctx->host->set_external, ctx->host->opaque, (Plic **) ret);
+}
+
+static void plic_device_free(void *dev) {
+        plic_free(dev);
+}
+
+static void plic_device_reset(void *dev) {
+        plic_reset(dev);
+}
+
+static int plic_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
+        static const char compat[] = "sifive,plic-1.0.0\0riscv,plic0";
+        unsigned n = ctx->host->num_harts;
+        _cleanup_free_ fdt32_t *irqs = calloc(n * 4, sizeof(fdt32_t));
+
+        if (!irqs)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++) {
+                uint32_t intc = DT_PHANDLE_CPU_INTC_BASE + i;
+                irqs[4 * i + 0] = cpu_to_fdt32(intc);
+                irqs[4 * i + 1] = cpu_to_fdt32(11);     /* M-mode external */
+                irqs[4 * i + 2] = cpu_to_fdt32(intc);
+                irqs[4 * i + 3] = cpu_to_fdt32(9);      /* S-mode external */
+        }
+        DT_TRY(dt_begin_device(fdt, "plic", ctx, compat, sizeof(compat)));
+        DT_TRY(fdt_property_u32(fdt, "#address-cells", 0));
+        DT_TRY(fdt_property_u32(fdt, "#interrupt-cells", 1));
+        DT_TRY(fdt_property(fdt, "interrupt-controller", NULL, 0));
+        DT_TRY(fdt_property(fdt, "interrupts-extended", irqs, (int) (n * 4 * sizeof(fdt32_t))));
+        DT_TRY(fdt_property_u32(fdt, "riscv,ndev", PLIC_NUM_SOURCES - 1));
+        DT_TRY(fdt_property_u32(fdt, "phandle", DT_PHANDLE_PLIC));
+        return dt_err(fdt_end_node(fdt));
+}
+
+/*
+ * The wire levels are not saved: they belong to the devices, which drive
+ * them again after their own load. Pending and claimed bits are.
+ */
+static int plic_save(void *dev, StateWriter *w) {
+        Plic *plic = dev;
+
+        pthread_mutex_lock(&plic->lock);
+        state_put_u32(w, plic->num_contexts);
+        for (unsigned s = 0; s < PLIC_NUM_SOURCES; s++)
+                state_put_u32(w, plic->priority[s]);
+        for (unsigned i = 0; i < PLIC_WORDS; i++) {
+                state_put_u32(w, plic->pending[i]);
+                state_put_u32(w, plic->claimed[i]);
+        }
+        for (unsigned c = 0; c < plic->num_contexts; c++) {
+                for (unsigned i = 0; i < PLIC_WORDS; i++)
+                        state_put_u32(w, plic->contexts[c].enable[i]);
+                state_put_u32(w, plic->contexts[c].threshold);
+        }
+        pthread_mutex_unlock(&plic->lock);
+        return state_writer_error(w);
+}
+
+static int plic_load(void *dev, StateReader *r) {
+        Plic *plic = dev;
+        uint32_t n, priority[PLIC_NUM_SOURCES], pending[PLIC_WORDS], claimed[PLIC_WORDS];
+        _cleanup_free_ PlicContext *contexts = calloc(plic->num_contexts, sizeof(PlicContext));
+
+        if (!contexts)
+                return -ENOMEM;
+        state_get_u32(r, &n);
+        if (state_reader_error(r) == 0 && n != plic->num_contexts)
+                return -ERANGE;
+        for (unsigned s = 0; s < PLIC_NUM_SOURCES; s++)
+                state_get_u32_max(r, PLIC_PRIORITY_MAX, &priority[s]);
+        for (unsigned i = 0; i < PLIC_WORDS; i++) {
+                state_get_u32(r, &pending[i]);
+                state_get_u32(r, &claimed[i]);
+                pending[i] &= valid_mask(i);
+                claimed[i] &= valid_mask(i);
+        }
+        for (unsigned c = 0; c < plic->num_contexts; c++) {
+                for (unsigned i = 0; i < PLIC_WORDS; i++) {
+                        state_get_u32(r, &contexts[c].enable[i]);
+                        contexts[c].enable[i] &= valid_mask(i);
+                }
+                state_get_u32_max(r, PLIC_PRIORITY_MAX, &contexts[c].threshold);
+        }
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+        priority[0] = 0;
+
+        pthread_mutex_lock(&plic->lock);
+        memcpy(plic->priority, priority, sizeof(priority));
+        memcpy(plic->pending, pending, sizeof(pending));
+        memcpy(plic->claimed, claimed, sizeof(claimed));
+        for (unsigned c = 0; c < plic->num_contexts; c++) {
+                memcpy(plic->contexts[c].enable, contexts[c].enable, sizeof(contexts[c].enable));
+                plic->contexts[c].threshold = contexts[c].threshold;
+        }
+        plic_update_locked(plic);
+        pthread_mutex_unlock(&plic->lock);
+        return 0;
+}
+
+const DeviceDescriptor plic_device = {
+        .name = "plic",
+        .base = MEMMAP_PLIC_BASE,
+        .size = MEMMAP_PLIC_SIZE,
+        .access_sizes = DEVICE_ACCESS_4,
+        .mmio = &plic_mmio_ops,
+        .create = plic_create,
+        .free = plic_device_free,
+        .reset = plic_device_reset,
+        .fdt_node = plic_fdt_node,
+        .save = plic_save,
+        .load = plic_load,
 };

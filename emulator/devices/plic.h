@@ -88,3 +88,6 @@ bool plic_get_external(Plic *plic, unsigned hart, bool machine_mode);
 uint64_t plic_mmio_read(void *opaque, uint64_t offset, unsigned size);
 void plic_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned size);
 extern const MmioOps plic_mmio_ops;
+
+/* The device (create: one context pair per hart of the DeviceHost, outputs to its set_external). */
+extern const DeviceDescriptor plic_device;

@@ -4,10 +4,13 @@
  */
 
 #include <errno.h>
+#include <libfdt.h>
 #include <stdlib.h>
 
 #include "macro.h"
 #include "devices/sifive_test.h"
+#include "machine/fdt.h"
+#include "machine/memmap.h"
 
 /* Constant after sifive_test_new(): nothing to lock. */
 struct SifiveTest {
@@ -76,4 +79,60 @@ void sifive_test_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsig
 const MmioOps sifive_test_mmio_ops = {
         .read = sifive_test_mmio_read,
         .write = sifive_test_mmio_write,
+};
+
+/* ---- device descriptor ---- */
+
+static void forward_power(void *opaque, SifiveTestAction action, int code) {
+        const DeviceHost *host = opaque;
+
+        if (host->power)
+                host->power(host->opaque, (unsigned) action, code);
+}
+
+static int test_create(const DeviceContext *ctx, void **ret) {
+        /* The DeviceHost outlives its devices. */
+        return sifive_test_new(forward_power, (void *) ctx->host, (SifiveTest **) ret);
+}
+
+static void test_free(void *dev) {
+        sifive_test_free(dev);
+}
+
+static void test_reset(void *dev) {
+        sifive_test_reset(dev);
+}
+
+static int test_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
+        static const char compat[] = "sifive,test1\0sifive,test0\0syscon";
+
+        DT_TRY(dt_begin_device(fdt, "test", ctx, compat, sizeof(compat)));
+        DT_TRY(fdt_property_u32(fdt, "phandle", DT_PHANDLE_TEST));
+        return dt_err(fdt_end_node(fdt));
+}
+
+/* No state: a version field only, so that a later one can be told apart. */
+static int test_save(void *dev, StateWriter *w) {
+        state_put_u32(w, 0);
+        return state_writer_error(w);
+}
+
+static int test_load(void *dev, StateReader *r) {
+        uint32_t version;
+
+        return state_get_u32_max(r, 0, &version);
+}
+
+const DeviceDescriptor sifive_test_device = {
+        .name = "sifive-test",
+        .base = MEMMAP_TEST_BASE,
+        .size = MEMMAP_TEST_SIZE,
+        .access_sizes = DEVICE_ACCESS_2 | DEVICE_ACCESS_4,
+        .mmio = &sifive_test_mmio_ops,
+        .create = test_create,
+        .free = test_free,
+        .reset = test_reset,
+        .fdt_node = test_fdt_node,
+        .save = test_save,
+        .load = test_load,
 };

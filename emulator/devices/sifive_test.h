@@ -53,3 +53,6 @@ void sifive_test_reset(SifiveTest *test);
 uint64_t sifive_test_mmio_read(void *opaque, uint64_t offset, unsigned size);
 void sifive_test_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned size);
 extern const MmioOps sifive_test_mmio_ops;
+
+/* The device: the guest's requests go to the DeviceHost's power hook (action = SifiveTestAction). */
+extern const DeviceDescriptor sifive_test_device;

@@ -5,10 +5,14 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <libfdt.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "macro.h"
 #include "devices/uart16550.h"
+#include "machine/fdt.h"
+#include "machine/memmap.h"
 
 /* Register offsets (reg-shift 0). */
 #define UART_RBR 0      /* read, DLAB=0 */
@@ -442,4 +446,108 @@ void uart_mmio_write(void *opaque, uint64_t offset, uint64_t value, _unused_ uns
 const MmioOps uart_mmio_ops = {
         .read = uart_mmio_read,
         .write = uart_mmio_write,
+};
+
+/* ---- device descriptor ---- */
+
+static int uart_create(const DeviceContext *ctx, void **ret) {
+        Uart16550Callbacks cb = { .tx = ctx->host->serial_output, .rx_space = ctx->host->serial_room };
+        return uart_new(&ctx->irq, &cb, ctx->host->opaque, (Uart16550 **) ret);
+}
+
+static void uart_device_free(void *dev) {
+        uart_free(dev);
+}
+
+static void uart_device_reset(void *dev) {
+        uart_reset(dev);
+}
+
+static int uart_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
+        static const char compat[] = "ns16550a";
+
+        DT_TRY(dt_begin_device(fdt, "serial", ctx, compat, sizeof(compat)));
+        DT_TRY(fdt_property_u32(fdt, "clock-frequency", 3686400));
+        return dt_err(fdt_end_node(fdt));
+}
+
+static int uart_save(void *dev, StateWriter *w) {
+        Uart16550 *uart = dev;
+        uint8_t rx[UART_RX_FIFO_SIZE];
+
+        pthread_mutex_lock(&uart->lock);
+        for (unsigned i = 0; i < uart->rx_count; i++)
+                rx[i] = uart->rx[(uart->rx_head + i) % UART_RX_FIFO_SIZE];
+        state_put_u32(w, uart->rx_count);
+        state_put_bytes(w, rx, uart->rx_count);
+        state_put_u8(w, uart->ier);
+        state_put_u8(w, uart->lcr);
+        state_put_u8(w, uart->mcr);
+        state_put_u8(w, uart->scr);
+        state_put_u8(w, uart->dll);
+        state_put_u8(w, uart->dlm);
+        state_put_u8(w, uart->fcr);
+        state_put_u8(w, uart->lsr_errors);
+        state_put_u8(w, uart->msr_deltas);
+        state_put_bool(w, uart->thr_interrupt);
+        state_put_bool(w, uart->rx_blocked);
+        pthread_mutex_unlock(&uart->lock);
+        return state_writer_error(w);
+}
+
+static int uart_load(void *dev, StateReader *r) {
+        Uart16550 *uart = dev;
+        Uart16550 n = {};
+
+        state_get_u32_max(r, UART_RX_FIFO_SIZE, &n.rx_count);
+        state_get_bytes(r, n.rx, state_reader_error(r) < 0 ? 0 : n.rx_count);
+        state_get_u8_max(r, IER_MASK, &n.ier);
+        state_get_u8(r, &n.lcr);
+        state_get_u8_max(r, 0x1f, &n.mcr);
+        state_get_u8(r, &n.scr);
+        state_get_u8(r, &n.dll);
+        state_get_u8(r, &n.dlm);
+        state_get_u8(r, &n.fcr);
+        state_get_u8(r, &n.lsr_errors);
+        state_get_u8_max(r, MSR_DELTAS, &n.msr_deltas);
+        state_get_bool(r, &n.thr_interrupt);
+        state_get_bool(r, &n.rx_blocked);
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+        if ((n.fcr & ~FCR_KEPT) || (n.lsr_errors & ~LSR_ERRORS))
+                return -ERANGE;
+
+        pthread_mutex_lock(&uart->lock);
+        memcpy(uart->rx, n.rx, sizeof(n.rx));
+        uart->rx_head = 0;
+        uart->rx_count = n.rx_count;
+        uart->ier = n.ier;
+        uart->lcr = n.lcr;
+        uart->mcr = n.mcr;
+        uart->scr = n.scr;
+        uart->dll = n.dll;
+        uart->dlm = n.dlm;
+        uart->fcr = n.fcr;
+        uart->lsr_errors = n.lsr_errors;
+        uart->msr_deltas = n.msr_deltas;
+        uart->thr_interrupt = n.thr_interrupt;
+        uart->rx_blocked = n.rx_blocked;
+        uart_update_irq_locked(uart);
+        pthread_mutex_unlock(&uart->lock);
+        return 0;
+}
+
+const DeviceDescriptor uart16550_device = {
+        .name = "uart16550",
+        .base = MEMMAP_UART0_BASE,
+        .size = MEMMAP_UART0_SIZE,
+        .access_sizes = DEVICE_ACCESS_ANY,
+        .irq = IRQ_UART0,
+        .mmio = &uart_mmio_ops,
+        .create = uart_create,
+        .free = uart_device_free,
+        .reset = uart_device_reset,
+        .fdt_node = uart_fdt_node,
+        .save = uart_save,
+        .load = uart_load,
 };

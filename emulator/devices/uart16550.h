@@ -91,3 +91,6 @@ size_t uart_rx_room(Uart16550 *uart);
 uint64_t uart_mmio_read(void *opaque, uint64_t offset, unsigned size);
 void uart_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned size);
 extern const MmioOps uart_mmio_ops;
+
+/* The device: output to the DeviceHost's serial_output, serial_room when input fits again. */
+extern const DeviceDescriptor uart16550_device;

@@ -403,3 +403,41 @@ VirtioBlk *virtio_blk_free(VirtioBlk *dev) {
         free(dev);
         return NULL;
 }
+
+static int blk_type_create(const DeviceContext *ctx, void **ret) {
+        const VirtioBlkVariant *v = ctx->variant;
+        VirtioBlk *dev;
+        int r;
+
+        r = virtio_blk_new(ctx->mem, &ctx->irq, v->image, v->serial, &dev);
+        if (r < 0)
+                return r;
+        *ret = dev;
+        return 0;
+}
+
+static VirtioMmio *blk_type_transport(void *backend) {
+        return virtio_blk_transport(backend);
+}
+
+static void blk_type_free(void *backend) {
+        virtio_blk_free(backend);
+}
+
+static void blk_type_reset(void *backend) {
+        virtio_blk_reset(backend);
+}
+
+void virtio_blk_variant_init(VirtioBlkVariant *v, BlockImage *image, const char *serial) {
+        *v = (VirtioBlkVariant) {
+                .type = {
+                        .name = "virtio-blk",
+                        .create = blk_type_create,
+                        .transport = blk_type_transport,
+                        .free = blk_type_free,
+                        .reset = blk_type_reset,
+                },
+                .image = image,
+                .serial = serial,
+        };
+}

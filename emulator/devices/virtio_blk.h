@@ -99,3 +99,18 @@ void virtio_blk_drain(VirtioBlk *dev);
 
 /* Any thread. */
 void virtio_blk_stats(VirtioBlk *dev, VirtioBlkStats *ret);
+
+/*
+ * For the machine's device table: one per disk, as the slot's variant
+ * (&v->type). The type's create() finds the image and serial through it.
+ * The backend has no state of its own to save beyond the transport's
+ * (requests in flight are not saved: save with the CPU stopped and the
+ * disk idle).
+ */
+typedef struct VirtioBlkVariant {
+        VirtioDeviceType type;          /* first: the slot's variant points here */
+        BlockImage *image;
+        const char *serial;
+} VirtioBlkVariant;
+
+void virtio_blk_variant_init(VirtioBlkVariant *v, BlockImage *image, const char *serial);

@@ -663,3 +663,42 @@ bool virtio_console_guest_open(VirtioConsole *dev, unsigned p) {
 
         return open;
 }
+
+/* ---- device type: the machine's console, port 1 the guest agent's ---- */
+
+static int console_create(const DeviceContext *ctx, void **ret) {
+        VirtioConsolePortConfig ports[VIRTIO_CONSOLE_AGENT_PORT + 1] = {
+                [VIRTIO_CONSOLE_AGENT_PORT] = { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
+        };
+        VirtioConsoleConfig c = {
+                .n_ports = ELEMENTSOF(ports),
+                .ports = ports,
+                .callbacks = {
+                        .on_data = ctx->host->port_data,
+                        .on_open = ctx->host->port_open,
+                        .on_room = ctx->host->port_room,
+                },
+                .opaque = ctx->host->opaque,
+        };
+        return virtio_console_new(ctx->mem, &ctx->irq, &c, (VirtioConsole **) ret);
+}
+
+static VirtioMmio *type_transport(void *backend) {
+        return virtio_console_transport(backend);
+}
+
+static void type_free(void *backend) {
+        virtio_console_free(backend);
+}
+
+static void type_reset(void *backend) {
+        virtio_console_reset(backend);
+}
+
+const VirtioDeviceType virtio_console_type = {
+        .name = "virtio-console",
+        .create = console_create,
+        .transport = type_transport,
+        .free = type_free,
+        .reset = type_reset,
+};

@@ -95,6 +95,8 @@
 
 /* The guest-agent channel's well-known port name. */
 #define VIRTIO_CONSOLE_AGENT_PORT_NAME "org.qemu.guest_agent.0"
+/* Its port number on the machine's console (virtio_console_type); port 0 is unnamed. */
+#define VIRTIO_CONSOLE_AGENT_PORT 1U
 
 typedef struct VirtioConsolePortConfig {
         /* NULL: no PORT_NAME. Else 1..VIRTIO_CONSOLE_NAME_MAX bytes of [A-Za-z0-9._-]. */
@@ -157,3 +159,6 @@ int virtio_console_throttle(VirtioConsole *dev, unsigned port, bool throttle);
 
 /* Whether the guest has 'port' open (its last PORT_OPEN). Any thread. */
 bool virtio_console_guest_open(VirtioConsole *dev, unsigned port);
+
+/* The machine's console: ports go to the DeviceHost's port_* hooks, port VIRTIO_CONSOLE_AGENT_PORT the agent's. */
+extern const VirtioDeviceType virtio_console_type;

@@ -624,3 +624,69 @@ bool virtio_input_driver_ready(VirtioInput *dev) {
         virtio_mmio_unlock(dev->transport);
         return ready;
 }
+
+/* ---- device types: the machine's keyboard and tablet ---- */
+
+static void host_changed(void *opaque) {
+        const DeviceHost *host = opaque;
+
+        if (host->changed)
+                host->changed(host->opaque);
+}
+
+static void keyboard_leds(void *opaque, _unused_ uint32_t leds) {
+        host_changed(opaque);
+}
+
+static void tablet_ready(void *opaque, _unused_ bool ready) {
+        host_changed(opaque);
+}
+
+static int keyboard_create(const DeviceContext *ctx, void **ret) {
+        VirtioInputConfig c = {
+                .kind = VIRTIO_INPUT_KEYBOARD,
+                .leds = keyboard_leds,
+                .opaque = (void *) ctx->host,   /* outlives its devices */
+        };
+        return virtio_input_new(ctx->mem, &ctx->irq, &c, (VirtioInput **) ret);
+}
+
+static int tablet_create(const DeviceContext *ctx, void **ret) {
+        /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
+        VirtioInputConfig c = {
+                .kind = VIRTIO_INPUT_TABLET,
+                .abs_max_x = (ctx->host->fb_width ? ctx->host->fb_width : VIRTIO_INPUT_NOMINAL_WIDTH) - 1,
+                .abs_max_y = (ctx->host->fb_height ? ctx->host->fb_height : VIRTIO_INPUT_NOMINAL_HEIGHT) - 1,
+                .ready = tablet_ready,
+                .opaque = (void *) ctx->host,
+        };
+        return virtio_input_new(ctx->mem, &ctx->irq, &c, (VirtioInput **) ret);
+}
+
+static VirtioMmio *type_transport(void *backend) {
+        return virtio_input_transport(backend);
+}
+
+static void type_free(void *backend) {
+        virtio_input_free(backend);
+}
+
+static void type_reset(void *backend) {
+        virtio_input_reset(backend);
+}
+
+const VirtioDeviceType virtio_keyboard_type = {
+        .name = "virtio-keyboard",
+        .create = keyboard_create,
+        .transport = type_transport,
+        .free = type_free,
+        .reset = type_reset,
+};
+
+const VirtioDeviceType virtio_tablet_type = {
+        .name = "virtio-tablet",
+        .create = tablet_create,
+        .transport = type_transport,
+        .free = type_free,
+        .reset = type_reset,
+};

@@ -76,6 +76,10 @@
 #define VIRTIO_INPUT_QUEUE_SIZE  64U
 #define VIRTIO_INPUT_CONFIG_SIZE 136U
 
+/* The tablet's range without a framebuffer. */
+#define VIRTIO_INPUT_NOMINAL_WIDTH  1024U
+#define VIRTIO_INPUT_NOMINAL_HEIGHT 768U
+
 typedef enum VirtioInputKind {
         VIRTIO_INPUT_KEYBOARD,
         VIRTIO_INPUT_TABLET,
@@ -134,3 +138,11 @@ uint32_t virtio_input_leds(VirtioInput *dev);
 bool virtio_input_driver_ready(VirtioInput *dev);
 /* Whether code is a valid EV_KEY code for this device. Any thread (constant data). */
 bool virtio_input_has_key(const VirtioInput *dev, uint16_t code);
+
+/*
+ * The machine's keyboard and tablet (the keyboard's LED changes and the
+ * tablet's readiness go to the DeviceHost's 'changed' hook; the tablet
+ * spans the host's framebuffer).
+ */
+extern const VirtioDeviceType virtio_keyboard_type;
+extern const VirtioDeviceType virtio_tablet_type;

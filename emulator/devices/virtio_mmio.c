@@ -6,10 +6,14 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <libfdt.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "macro.h"
 #include "devices/virtio_mmio.h"
+#include "machine/fdt.h"
+#include "machine/memmap.h"
 
 #define STATUS_DRIVER_BITS (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK | \
                             VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_FAILED)
@@ -468,4 +472,233 @@ void virtio_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned s
 const MmioOps virtio_mmio_ops = {
         .read = virtio_mmio_read,
         .write = virtio_mmio_write,
+};
+
+uint32_t virtio_mmio_device_id(const VirtioMmio *t) {
+        return t->empty ? 0 : t->ops.device_id;
+}
+
+/* ---- state ---- */
+
+int virtio_mmio_save(VirtioMmio *t, StateWriter *w) {
+        pthread_mutex_lock(&t->lock);
+        state_put_u32(w, t->ops.num_queues);
+        state_put_u32(w, t->status);
+        state_put_u32(w, t->isr);
+        state_put_bool(w, t->config_irq_deferred);
+        state_put_u32(w, t->device_features_sel);
+        state_put_u32(w, t->driver_features_sel);
+        state_put_u64(w, t->driver_features);
+        state_put_u32(w, t->queue_sel);
+        state_put_u32(w, t->config_generation);
+        for (unsigned i = 0; i < t->ops.num_queues; i++) {
+                const VirtQueue *vq = &t->queues[i];
+                state_put_u32(w, vq->num);
+                state_put_u64(w, vq->desc_addr);
+                state_put_u64(w, vq->avail_addr);
+                state_put_u64(w, vq->used_addr);
+                state_put_bool(w, vq->ready);
+                state_put_bool(w, vq->broken);
+                state_put_u16(w, vq->last_avail);
+                state_put_u16(w, vq->used_idx);
+        }
+        pthread_mutex_unlock(&t->lock);
+        return state_writer_error(w);
+}
+
+static int load_queue(VirtQueue *vq, StateReader *r) {
+        bool ready, broken;
+        uint16_t last_avail, used_idx;
+
+        state_get_u32_max(r, vq->num_max, &vq->num);
+        state_get_u64(r, &vq->desc_addr);
+        state_get_u64(r, &vq->avail_addr);
+        state_get_u64(r, &vq->used_addr);
+        state_get_bool(r, &ready);
+        state_get_bool(r, &broken);
+        state_get_u16(r, &last_avail);
+        state_get_u16(r, &used_idx);
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+        if (ready) {
+                /* The same checks as the driver's QueueReady write: the rings lie in RAM. */
+                int e = virtqueue_enable(vq);
+                if (e < 0)
+                        return -ERANGE;
+                vq->last_avail = last_avail;
+                vq->used_idx = used_idx;
+                vq->broken = broken;
+        }
+        return 0;
+}
+
+int virtio_mmio_load(VirtioMmio *t, StateReader *r) {
+        _cleanup_free_ VirtQueue *queues = NULL;
+        uint32_t n, status, isr, dsel, fsel, qsel, gen;
+        uint64_t features;
+        bool deferred;
+        int e;
+
+        state_get_u32(r, &n);
+        state_get_u32_max(r, 0xff, &status);
+        state_get_u32_max(r, VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG, &isr);
+        state_get_bool(r, &deferred);
+        state_get_u32(r, &dsel);
+        state_get_u32(r, &fsel);
+        state_get_u64(r, &features);
+        state_get_u32(r, &qsel);
+        state_get_u32(r, &gen);
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+        if (n != t->ops.num_queues || (features & ~(device_features(t))) != 0)
+                return -ERANGE;
+
+        queues = calloc(VIRTIO_MMIO_MAX_QUEUES, sizeof(VirtQueue));
+        if (!queues)
+                return -ENOMEM;
+        pthread_mutex_lock(&t->lock);
+        memcpy(queues, t->queues, sizeof(t->queues));
+        pthread_mutex_unlock(&t->lock);
+        for (unsigned i = 0; i < n; i++) {
+                virtqueue_reset(&queues[i]);
+                e = load_queue(&queues[i], r);
+                if (e < 0)
+                        return e;
+        }
+
+        pthread_mutex_lock(&t->lock);
+        for (unsigned i = 0; i < n; i++) {
+                uint32_t generation = t->queues[i].generation;
+                t->queues[i] = queues[i];
+                /* Chains popped before the load are stale. */
+                t->queues[i].generation = generation + 1;
+        }
+        t->status = status;
+        t->isr = isr;
+        t->config_irq_deferred = deferred;
+        t->device_features_sel = dsel;
+        t->driver_features_sel = fsel;
+        t->driver_features = features;
+        t->queue_sel = qsel;
+        t->config_generation = gen;
+        update_irq_locked(t);
+        pthread_mutex_unlock(&t->lock);
+        return 0;
+}
+
+/* ---- slots in the machine's device table ---- */
+
+typedef struct VirtioSlot {
+        const VirtioDeviceType *type;   /* NULL: empty slot */
+        void *backend;
+        VirtioMmio *transport;          /* the backend's, or an empty transport */
+} VirtioSlot;
+
+static int slot_create(const DeviceContext *ctx, void **ret) {
+        _cleanup_free_ VirtioSlot *slot = calloc(1, sizeof(VirtioSlot));
+        int r;
+
+        if (!slot)
+                return -ENOMEM;
+        slot->type = ctx->variant;
+        if (slot->type) {
+                r = slot->type->create(ctx, &slot->backend);
+                if (r < 0)
+                        return r;
+                slot->transport = slot->type->transport(slot->backend);
+        } else {
+                r = virtio_mmio_new(ctx->mem, &ctx->irq, NULL, NULL, &slot->transport);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(slot);
+        return 0;
+}
+
+static void slot_free(void *dev) {
+        VirtioSlot *slot = dev;
+
+        if (slot->type)
+                slot->type->free(slot->backend);
+        else
+                virtio_mmio_free(slot->transport);
+        free(slot);
+}
+
+static void slot_reset(void *dev) {
+        VirtioSlot *slot = dev;
+
+        if (slot->type)
+                slot->type->reset(slot->backend);
+}
+
+static int slot_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
+        static const char compat[] = "virtio,mmio";
+
+        DT_TRY(dt_begin_device(fdt, "virtio_mmio", ctx, compat, sizeof(compat)));
+        return dt_err(fdt_end_node(fdt));
+}
+
+static int slot_save(void *dev, StateWriter *w) {
+        VirtioSlot *slot = dev;
+        int r;
+
+        state_put_u32(w, slot->type ? virtio_mmio_device_id(slot->transport) : 0);
+        if (!slot->type)
+                return state_writer_error(w);
+        r = virtio_mmio_save(slot->transport, w);
+        if (r < 0)
+                return r;
+        return slot->type->save ? slot->type->save(slot->backend, w) : 0;
+}
+
+static int slot_load(void *dev, StateReader *r) {
+        VirtioSlot *slot = dev;
+        uint32_t id;
+        int e;
+
+        e = state_get_u32(r, &id);
+        if (e < 0)
+                return e;
+        if (id != (slot->type ? virtio_mmio_device_id(slot->transport) : 0))
+                return -ERANGE;
+        if (!slot->type)
+                return 0;
+        e = virtio_mmio_load(slot->transport, r);
+        if (e < 0)
+                return e;
+        return slot->type->load ? slot->type->load(slot->backend, r) : 0;
+}
+
+static uint64_t slot_read(void *opaque, uint64_t offset, unsigned size) {
+        VirtioSlot *slot = opaque;
+        return virtio_mmio_read(slot->transport, offset, size);
+}
+
+static void slot_write(void *opaque, uint64_t offset, uint64_t value, unsigned size) {
+        VirtioSlot *slot = opaque;
+        virtio_mmio_write(slot->transport, offset, value, size);
+}
+
+static const MmioOps slot_mmio_ops = {
+        .read = slot_read,
+        .write = slot_write,
+};
+
+void *virtio_mmio_slot_backend(void *dev, const VirtioDeviceType *type) {
+        VirtioSlot *slot = dev;
+        return slot && slot->type == type ? slot->backend : NULL;
+}
+
+const DeviceDescriptor virtio_mmio_device = {
+        .name = "virtio-mmio",
+        .size = MEMMAP_VIRTIO_SIZE,
+        .access_sizes = DEVICE_ACCESS_ANY,
+        .mmio = &slot_mmio_ops,
+        .create = slot_create,
+        .free = slot_free,
+        .reset = slot_reset,
+        .fdt_node = slot_fdt_node,
+        .save = slot_save,
+        .load = slot_load,
 };

@@ -169,6 +169,14 @@ static inline void virtio_mmio_freep(VirtioMmio **t) {
                 virtio_mmio_free(*t);
 }
 
+/*
+ * The transport's own state (status, features, queue registers and ring
+ * positions); the backend saves its own. Load checks the queues against
+ * guest RAM as QueueReady would and changes nothing on error.
+ */
+int virtio_mmio_save(VirtioMmio *t, StateWriter *w);
+int virtio_mmio_load(VirtioMmio *t, StateReader *r);
+
 /* Power-on reset, as if the driver wrote Status = 0. Any thread, lock not held. */
 void virtio_mmio_reset(VirtioMmio *t);
 
@@ -188,6 +196,9 @@ VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned index);
 /* Whether the driver has set DRIVER_OK (queues may be processed). */
 bool virtio_mmio_driver_ok_locked(const VirtioMmio *t);
 
+/* DeviceID (0 for an empty transport). Any thread (constant). */
+uint32_t virtio_mmio_device_id(const VirtioMmio *t);
+
 /* Current Status register (for tests and the bus layer). Takes the lock. */
 uint32_t virtio_mmio_status(VirtioMmio *t);
 
@@ -202,3 +213,32 @@ void virtio_mmio_set_needs_reset_locked(VirtioMmio *t);
 
 /* The backend changed its configuration space: bump ConfigGeneration and interrupt. */
 void virtio_mmio_config_changed_locked(VirtioMmio *t);
+
+/* ---- device types behind the transport ---- */
+
+/*
+ * A virtio device model describes itself to the transport with one of
+ * these; the machine's table names it in a slot line (VIRTIO_SLOT in
+ * machine.c). create() builds the backend and its transport from the
+ * slot's context (memory, interrupt wire, DeviceHost hooks); the rest take
+ * the backend. save/load may be NULL: the backend has no state beyond the
+ * transport's.
+ */
+typedef struct VirtioDeviceType {
+        const char *name;
+        int (*create)(const DeviceContext *ctx, void **ret_backend);
+        VirtioMmio *(*transport)(void *backend);
+        void (*free)(void *backend);
+        void (*reset)(void *backend);
+        int (*save)(void *backend, StateWriter *w);
+        int (*load)(void *backend, StateReader *r);
+} VirtioDeviceType;
+
+/*
+ * One virtio-mmio slot: DeviceContext.variant is its VirtioDeviceType, or
+ * NULL for an empty slot (DeviceID 0: the guest's driver leaves it alone).
+ */
+extern const DeviceDescriptor virtio_mmio_device;
+
+/* The backend of a slot instance when it holds a device of 'type', else NULL. */
+void *virtio_mmio_slot_backend(void *slot, const VirtioDeviceType *type);

@@ -84,3 +84,15 @@ void virtio_net_set_link(VirtioNet *dev, bool up);
 bool virtio_net_link(VirtioNet *dev);
 void virtio_net_mac(VirtioNet *dev, uint8_t ret[6]);
 void virtio_net_stats(VirtioNet *dev, VirtioNetStats *ret);
+
+/*
+ * For the machine's device table: one per NIC, as the slot's variant
+ * (&v->type). Nothing beyond the transport's state is saved (frames in
+ * flight are lost, as on a wire).
+ */
+typedef struct VirtioNetVariant {
+        VirtioDeviceType type;          /* first: the slot's variant points here */
+        uint8_t mac[6];
+} VirtioNetVariant;
+
+void virtio_net_variant_init(VirtioNetVariant *v, const uint8_t mac[6]);

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart.h"
 #include "devices/clint.h"
 #include "devices/goldfish_rtc.h"
 #include "devices/plic.h"
@@ -34,15 +34,30 @@
 #include "devices/virtio_net.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
+#include "devices/virtio_rng.h"
 #include "machine/boot.h"
 #include "machine/fdt.h"
 #include "machine/machine.h"
 #include "machine/memmap.h"
 #include "machine/physmem.h"
+#include "log.h"
 #include "macro.h"
 
 #define RUN_CHUNK_INSTRUCTIONS 65536
+/* What the hart implements, for the device tree: the deprecated single string and the per-extension list. */
 #define RISCV_ISA "rv64imafdc_zicsr_zifencei_zihintpause_sstc"
+#define RISCV_ISA_BASE "rv64i"
+static const char *const riscv_isa_extensions[] = {
+        "i", "m", "a", "f", "d", "c", "zicsr", "zifencei", "zihintpause", "sstc", NULL,
+};
+
+#define MACHINE_MAX_DEVICES 24
+
+typedef struct MachineDevice {
+        const DeviceDescriptor *desc;
+        DeviceContext ctx;
+        void *dev;
+} MachineDevice;
 
 struct Machine {
         MachineConfig config;
@@ -54,22 +69,28 @@ struct Machine {
         int fb_fd;
         uint32_t fb_width, fb_height, fb_stride;
 
-        Hart hart;
+        Hart *hart;
         Hart *harts[1];
-        Clint clint;
+        DeviceHost host;                /* what the devices get from the machine; outlives them */
+        MachineDevice devices[MACHINE_MAX_DEVICES];     /* machine_devices[], created */
+        unsigned n_devices;
+
+        /* The devices the machine itself talks to (all in 'devices'). */
+        Clint *clint;
         Plic *plic;
         Uart16550 *uart;
         GoldfishRtc *rtc;
-        SifiveTest *test;
         VirtioInput *keyboard;
         VirtioInput *tablet;
         VirtioConsole *console;
-        VirtioMmio *empty_slots[MEMMAP_VIRTIO_COUNT];   /* transports without a device (DeviceID 0) */
         BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* --drive, in order */
-        VirtioBlk *disks[MACHINE_FREE_VIRTIO_SLOTS];
-        size_t n_disks;
+        size_t n_images;
+        VirtioBlkVariant disk_types[MACHINE_FREE_VIRTIO_SLOTS];
+        VirtioNetVariant nic_types[MACHINE_FREE_VIRTIO_SLOTS];
         VirtioNet *nics[MACHINE_FREE_VIRTIO_SLOTS];     /* --net, in order */
         size_t n_nics;
+        DeviceSlot table[MACHINE_MAX_DEVICES];          /* machine_devices[] with the disks and NICs filled in */
+        size_t n_table;
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -129,7 +150,7 @@ static void notify(Machine *m) {
 static void plic_set_external(void *opaque, unsigned hart, bool machine_mode, bool level) {
         Machine *m = opaque;
         if (hart < ELEMENTSOF(m->harts))
-                hart_set_external_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
+                hart_set_irq(m->harts[hart], machine_mode ? MIP_MEIP : MIP_SEIP, level);
 }
 
 static void uart_tx(void *opaque, const uint8_t *buf, size_t n) {
@@ -144,128 +165,118 @@ static void uart_rx_space(void *opaque) {
                 m->callbacks.serial_room(m->callbacks.opaque);
 }
 
-static void test_action(void *opaque, SifiveTestAction action, int code) {
+static void test_action(void *opaque, unsigned action, int code) {
         Machine *m = opaque;
         m->power_action = (int) action;
         m->power_code = code;
         /* Stop the hart at once: nothing after the write should run. */
-        hart_end_slice(&m->hart);
-        atomic_store(&m->hart.kick, true);
+        hart_request_stop(m->hart);
 }
 
-/* virtio slots: 0 keyboard, 1 tablet, 2 console (agent port 1); the rest empty. */
-enum {
-        SLOT_KEYBOARD,
-        SLOT_TABLET,
-        SLOT_CONSOLE,
-};
-#define AGENT_PORT 1u
-
-static void keyboard_leds(void *opaque, uint32_t leds) {
-        /* The bus layer re-reads the LEDs when woken. */
-        notify(opaque);
-}
-
-static void tablet_ready(void *opaque, bool ready) {
-        /* The bus layer re-reads IsAbsolute when woken. */
+static void host_changed(void *opaque) {
+        /* The bus layer re-reads the keyboard LEDs and IsAbsolute when woken. */
         notify(opaque);
 }
 
 static void console_data(void *opaque, unsigned port, const uint8_t *buf, size_t len) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_output)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_output)
                 m->callbacks.agent_output(m->callbacks.opaque, buf, len);
 }
 
 static void console_open(void *opaque, unsigned port, bool open) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_open)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_open)
                 m->callbacks.agent_open(m->callbacks.opaque, open);
 }
 
 static void console_room(void *opaque, unsigned port) {
         Machine *m = opaque;
-        if (port == AGENT_PORT && m->callbacks.agent_room)
+        if (port == VIRTIO_CONSOLE_AGENT_PORT && m->callbacks.agent_room)
                 m->callbacks.agent_room(m->callbacks.opaque);
 }
 
-static int setup_virtio(Machine *m) {
-        IrqLine irq;
+/* ---- the device table ---- */
+
+#define VIRTIO_SLOT(n, type)                                                                    \
+        { .desc = &virtio_mmio_device, .base = MEMMAP_VIRTIO_BASE + (n) * MEMMAP_VIRTIO_SIZE, \
+          .irq = IRQ_VIRTIO_FIRST + (n), .variant = (type) }
+
+/*
+ * Every device of the machine, in the order they are created, reset and
+ * described in the device tree (and freed in reverse). Adding a device is
+ * one line here; the descriptor says everything else.
+ */
+static const DeviceSlot machine_devices[] = {
+        { .desc = &clint_device },
+        { .desc = &plic_device },       /* before every device with an interrupt */
+        { .desc = &uart16550_device },
+        { .desc = &goldfish_rtc_device },
+        { .desc = &sifive_test_device },
+        /* Listed from the highest address down, as "virt" does: Linux probes them in reverse. */
+        VIRTIO_SLOT(7, NULL),
+        VIRTIO_SLOT(6, NULL),
+        VIRTIO_SLOT(5, NULL),
+        VIRTIO_SLOT(4, NULL),
+        VIRTIO_SLOT(3, &virtio_rng_type),
+        VIRTIO_SLOT(2, &virtio_console_type),
+        VIRTIO_SLOT(1, &virtio_tablet_type),
+        VIRTIO_SLOT(0, &virtio_keyboard_type),
+};
+
+_Static_assert(ELEMENTSOF(machine_devices) <= MACHINE_MAX_DEVICES, "device table too long");
+
+/* The first instance of 'desc' (with a virtio 'type' for virtio slots: its backend), or NULL. */
+static void *find_device(Machine *m, const DeviceDescriptor *desc, const VirtioDeviceType *type) {
+        for (unsigned i = 0; i < m->n_devices; i++) {
+                if (m->devices[i].desc != desc)
+                        continue;
+                if (!type)
+                        return m->devices[i].dev;
+                void *backend = virtio_mmio_slot_backend(m->devices[i].dev, type);
+                if (backend)
+                        return backend;
+        }
+        return NULL;
+}
+
+static int create_device(Machine *m, const DeviceSlot *slot) {
+        const DeviceDescriptor *desc = slot->desc;
+        MachineDevice *md = &m->devices[m->n_devices];
         int r;
 
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_KEYBOARD);
-        VirtioInputConfig kbd = {
-                .kind = VIRTIO_INPUT_KEYBOARD,
-                .leds = keyboard_leds,
-                .opaque = m,
+        md->desc = desc;
+        md->ctx = (DeviceContext) {
+                .host = &m->host,
+                .mem = &m->mem,
+                .base = slot->base ? slot->base : desc->base,
+                .size = desc->size,
+                .irq_number = slot->irq ? slot->irq : desc->irq,
+                .variant = slot->variant,
         };
-        r = virtio_input_new(&m->mem, &irq, &kbd, &m->keyboard);
-        if (r < 0)
-                return r;
-
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_TABLET);
-        VirtioInputConfig tab = {
-                .kind = VIRTIO_INPUT_TABLET,
-                /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
-                .abs_max_x = (m->fb_width ? m->fb_width : 1024) - 1,
-                .abs_max_y = (m->fb_height ? m->fb_height : 768) - 1,
-                .ready = tablet_ready,
-                .opaque = m,
-        };
-        r = virtio_input_new(&m->mem, &irq, &tab, &m->tablet);
-        if (r < 0)
-                return r;
-
-        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + SLOT_CONSOLE);
-        VirtioConsolePortConfig ports[2] = {
-                {},
-                { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
-        };
-        VirtioConsoleConfig con = {
-                .n_ports = ELEMENTSOF(ports),
-                .ports = ports,
-                .callbacks = { .on_data = console_data, .on_open = console_open, .on_room = console_room },
-                .opaque = m,
-        };
-        r = virtio_console_new(&m->mem, &irq, &con, &m->console);
-        if (r < 0)
-                return r;
-
-        VirtioMmio *transports[MEMMAP_VIRTIO_COUNT] = {
-                [SLOT_KEYBOARD] = virtio_input_transport(m->keyboard),
-                [SLOT_TABLET] = virtio_input_transport(m->tablet),
-                [SLOT_CONSOLE] = virtio_console_transport(m->console),
-        };
-        for (size_t i = 0; i < m->n_disks; i++) {
-                unsigned slot = SLOT_CONSOLE + 1 + (unsigned) i;
-
-                irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + slot);
-                r = virtio_blk_new(&m->mem, &irq, m->images[i], m->config.drives[i].id, &m->disks[i]);
-                if (r < 0)
-                        return r;
-                transports[slot] = virtio_blk_transport(m->disks[i]);
+        if (md->ctx.irq_number > 0) {
+                if (!m->plic || md->ctx.irq_number >= PLIC_NUM_SOURCES)
+                        return -EINVAL;
+                md->ctx.irq = plic_irq_line(m->plic, md->ctx.irq_number);
         }
-        for (size_t i = 0; i < m->config.n_nets; i++) {
-                unsigned slot = SLOT_CONSOLE + 1 + (unsigned) (m->n_disks + i);
+        r = desc->create(&md->ctx, &md->dev);
+        if (r < 0)
+                return r;
+        m->n_devices++;
+        if (desc == &plic_device)
+                m->plic = md->dev;
+        return physmem_add_mmio_sized(&m->mem, md->ctx.base, md->ctx.size, desc->access_sizes, desc->mmio, md->dev);
+}
 
-                irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + slot);
-                r = virtio_net_new(&m->mem, &irq, m->config.nets[i].mac, &m->nics[i]);
-                if (r < 0)
-                        return r;
-                m->n_nics++;
-                transports[slot] = virtio_net_transport(m->nics[i]);
-        }
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++) {
-                uint64_t base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_SIZE;
-                if (!transports[i]) {
-                        /* The guest's driver finds DeviceID 0 and leaves the slot alone. */
-                        irq = plic_irq_line(m->plic, IRQ_VIRTIO_FIRST + i);
-                        r = virtio_mmio_new(&m->mem, &irq, NULL, NULL, &m->empty_slots[i]);
-                        if (r < 0)
-                                return r;
-                        transports[i] = m->empty_slots[i];
-                }
-                r = physmem_add_mmio(&m->mem, base, MEMMAP_VIRTIO_SIZE, &virtio_mmio_ops, transports[i]);
+static int soc_nodes(void *userdata, void *fdt) {
+        Machine *m = userdata;
+        int r;
+
+        for (unsigned i = 0; i < m->n_devices; i++) {
+                MachineDevice *md = &m->devices[i];
+                if (!md->desc->fdt_node)
+                        continue;
+                r = md->desc->fdt_node(md->dev, &md->ctx, fdt);
                 if (r < 0)
                         return r;
         }
@@ -276,38 +287,51 @@ VirtioNet *machine_nic(Machine *m, size_t i) {
         return i < m->n_nics ? m->nics[i] : NULL;
 }
 
-/* Opens and locks every --drive image, before any device exists. */
-static int open_drives(Machine *m, char *error, size_t error_size) {
+/*
+ * Opens and locks every --drive image, before any device exists, and puts
+ * the disks, then the NICs, in the empty virtio slots from the lowest
+ * address up (Linux names the first disk it finds vda).
+ */
+static int build_table(Machine *m, char *error, size_t error_size) {
+        size_t free_slots[MACHINE_FREE_VIRTIO_SLOTS], n_free = 0, want = m->config.n_drives + m->config.n_nets;
         int r;
 
-        if (m->config.n_drives + m->config.n_nets > MACHINE_FREE_VIRTIO_SLOTS) {
-                snprintf(error, error_size, "too many drives and NICs: %zu (at most %d together)",
-                         m->config.n_drives + m->config.n_nets, MACHINE_FREE_VIRTIO_SLOTS);
+        m->n_table = ELEMENTSOF(machine_devices);
+        memcpy(m->table, machine_devices, sizeof(machine_devices));
+        for (size_t i = 0; i < m->n_table; i++)
+                if (m->table[i].desc == &virtio_mmio_device && !m->table[i].variant && n_free < ELEMENTSOF(free_slots))
+                        free_slots[n_free++] = i;
+        /* Ascending addresses. */
+        for (size_t i = 1; i < n_free; i++)
+                for (size_t j = i; j > 0 && m->table[free_slots[j]].base < m->table[free_slots[j - 1]].base; j--) {
+                        size_t t = free_slots[j];
+                        free_slots[j] = free_slots[j - 1];
+                        free_slots[j - 1] = t;
+                }
+        if (want > n_free) {
+                snprintf(error, error_size, "too many drives and NICs: %zu (at most %zu together)", want, n_free);
                 return -E2BIG;
         }
+
         for (size_t i = 0; i < m->config.n_drives; i++) {
-                r = drive_open(&m->config.drives[i], &m->images[i], error, error_size);
+                const DriveSpec *d = &m->config.drives[i];
+
+                r = drive_open(d, &m->images[i], error, error_size);
                 if (r < 0)
                         return r;
-                m->n_disks++;
-                if (m->config.drives[i].cache == BLOCK_CACHE_NONE && !m->config.drives[i].snapshot &&
-                    !block_image_direct(m->images[i]))
+                m->n_images++;
+                if (d->cache == BLOCK_CACHE_NONE && !d->snapshot && !block_image_direct(m->images[i]))
                         fprintf(stderr, "orrery-vm: drive '%s': the file system of '%s' refuses O_DIRECT; "
-                                "cache=none uses the page cache\n",
-                                m->config.drives[i].id, m->config.drives[i].path);
+                                "cache=none uses the page cache\n", d->id, d->path);
+                virtio_blk_variant_init(&m->disk_types[i], m->images[i], d->id);
+                m->table[free_slots[i]].variant = &m->disk_types[i].type;
+        }
+        for (size_t i = 0; i < m->config.n_nets; i++) {
+                virtio_net_variant_init(&m->nic_types[i], m->config.nets[i].mac);
+                m->table[free_slots[m->config.n_drives + i]].variant = &m->nic_types[i].type;
         }
         return 0;
 }
-
-static const MmioOps rtc_ops = {
-        .read = goldfish_rtc_mmio_read,
-        .write = goldfish_rtc_mmio_write,
-};
-
-static const MmioOps test_ops = {
-        .read = sifive_test_mmio_read,
-        .write = sifive_test_mmio_write,
-};
 
 /* ---- memory ---- */
 
@@ -372,62 +396,66 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
 static int setup_devices(Machine *m, char *error, size_t error_size) {
         int r;
 
-        m->harts[0] = &m->hart;
-        hart_init(&m->hart, &m->mem, 0);
-        m->hart.read_time = machine_read_time;
-        m->hart.time_opaque = m;
-        clint_init(&m->clint, m->harts, ELEMENTSOF(m->harts), machine_read_time, m);
-
-        r = plic_new(ELEMENTSOF(m->harts), plic_set_external, m, &m->plic);
-        if (r < 0)
-                goto fail;
-
-        IrqLine uart_irq = plic_irq_line(m->plic, IRQ_UART0);
-        Uart16550Callbacks uart_cb = { .tx = uart_tx, .rx_space = uart_rx_space };
-        r = uart_new(&uart_irq, &uart_cb, m, &m->uart);
-        if (r < 0)
-                goto fail;
-
-        IrqLine rtc_irq = plic_irq_line(m->plic, IRQ_RTC);
-        r = goldfish_rtc_new(&rtc_irq, realtime_ns, NULL, &m->rtc);
-        if (r < 0)
-                goto fail;
-
-        r = sifive_test_new(test_action, m, &m->test);
-        if (r < 0)
-                goto fail;
-
-        struct {
-                uint64_t base, size;
-                const MmioOps *ops;
-                void *opaque;
-        } map[] = {
-                { MEMMAP_TEST_BASE, MEMMAP_TEST_SIZE, &test_ops, m->test },
-                { MEMMAP_RTC_BASE, MEMMAP_RTC_SIZE, &rtc_ops, m->rtc },
-                { MEMMAP_CLINT_BASE, MEMMAP_CLINT_SIZE, &clint_mmio_ops, &m->clint },
-                { MEMMAP_PLIC_BASE, MEMMAP_PLIC_SIZE, &plic_mmio_ops, m->plic },
-                { MEMMAP_UART0_BASE, MEMMAP_UART0_SIZE, &uart_mmio_ops, m->uart },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(map); i++) {
-                r = physmem_add_mmio(&m->mem, map[i].base, map[i].size, map[i].ops, map[i].opaque);
-                if (r < 0)
-                        goto fail;
+        m->hart = hart_new(&m->mem, 0, machine_read_time, m);
+        if (!m->hart) {
+                snprintf(error, error_size, "out of memory");
+                return -ENOMEM;
         }
-        r = setup_virtio(m);
-        if (r < 0)
-                goto fail;
-        return 0;
+        m->harts[0] = m->hart;
 
-fail:
-        snprintf(error, error_size, "cannot set up devices: %s", strerror(-r));
-        return r;
+        m->host = (DeviceHost) {
+                .opaque = m,
+                .harts = m->harts,
+                .num_harts = ELEMENTSOF(m->harts),
+                .fb_width = m->fb_width,
+                .fb_height = m->fb_height,
+                .mtime = machine_read_time,
+                .realtime_ns = realtime_ns,
+                .set_external = plic_set_external,
+                .power = test_action,
+                .serial_output = uart_tx,
+                .serial_room = uart_rx_space,
+                .changed = host_changed,
+                .port_data = console_data,
+                .port_open = console_open,
+                .port_room = console_room,
+        };
+        for (size_t i = 0; i < m->n_table; i++) {
+                r = create_device(m, &m->table[i]);
+                if (r < 0) {
+                        snprintf(error, error_size, "cannot set up device %s: %s", m->table[i].desc->name,
+                                 strerror(-r));
+                        return r;
+                }
+        }
+        for (size_t i = 0; i < m->config.n_nets; i++) {
+                m->nics[i] = find_device(m, &virtio_mmio_device, &m->nic_types[i].type);
+                if (m->nics[i])
+                        m->n_nics++;
+        }
+        m->clint = find_device(m, &clint_device, NULL);
+        m->uart = find_device(m, &uart16550_device, NULL);
+        m->rtc = find_device(m, &goldfish_rtc_device, NULL);
+        m->keyboard = find_device(m, &virtio_mmio_device, &virtio_keyboard_type);
+        m->tablet = find_device(m, &virtio_mmio_device, &virtio_tablet_type);
+        m->console = find_device(m, &virtio_mmio_device, &virtio_console_type);
+        if (!m->clint || !m->plic || !m->uart || !m->rtc) {
+                snprintf(error, error_size, "the device table lacks a CLINT, PLIC, UART or RTC");
+                return -EINVAL;
+        }
+        return 0;
 }
 
 static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
         FdtConfig c = {
                 .num_harts = ELEMENTSOF(m->harts),
                 .isa = RISCV_ISA,
-                .mmu_type = "riscv,sv39",
+                .isa_base = RISCV_ISA_BASE,
+                .isa_extensions = riscv_isa_extensions,
+                /* The largest mode satp takes (Sv39 and Sv48 both work). */
+                .mmu_type = "riscv,sv48",
+                .soc_nodes = soc_nodes,
+                .userdata = m,
                 .ram_base = MEMMAP_RAM_BASE,
                 .ram_size = m->config.memory,
                 .bootargs = m->append,
@@ -496,23 +524,13 @@ static void machine_reset_cpu_side(Machine *m) {
         copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
         boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
 
-        hart_reset(&m->hart, l->bios_addr);
-        m->hart.x[10] = 0;                 /* a0: hart id */
-        m->hart.x[11] = l->fdt_addr;       /* a1: device tree */
-        m->hart.x[12] = l->dyninfo_addr;   /* a2: fw_dynamic_info */
+        hart_reset(m->hart, l->bios_addr);
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 10, 0);                 /* a0: hart id */
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 11, l->fdt_addr);       /* a1: device tree */
+        (void) hart_set_reg(m->hart, HART_REG_X0 + 12, l->dyninfo_addr);   /* a2: fw_dynamic_info */
 
-        clint_reset(&m->clint);
-        plic_reset(m->plic);
-        uart_reset(m->uart);
-        goldfish_rtc_reset(m->rtc);
-        sifive_test_reset(m->test);
-        virtio_input_reset(m->keyboard);
-        virtio_input_reset(m->tablet);
-        virtio_console_reset(m->console);
-        for (size_t i = 0; i < m->n_disks; i++)
-                virtio_blk_reset(m->disks[i]);
-        for (size_t i = 0; i < m->n_nics; i++)
-                virtio_net_reset(m->nics[i]);
+        for (unsigned i = 0; i < m->n_devices; i++)
+                m->devices[i].desc->reset(m->devices[i].dev);
         m->power_action = -1;
 }
 
@@ -571,7 +589,7 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         r = setup_memory(m, error, error_size);
         if (r < 0)
                 goto fail;
-        r = open_drives(m, error, error_size);
+        r = build_table(m, error, error_size);
         if (r < 0)
                 goto fail;
         r = setup_devices(m, error, error_size);
@@ -602,12 +620,10 @@ static void set_state(Machine *m, MachineState state) {
 
 /* Sleeps until the next timer deadline, an interrupt or a request. CPU thread. */
 static void wait_for_interrupt(Machine *m) {
-        uint64_t deadline = clint_next_deadline(&m->clint);
+        uint64_t deadline = clint_next_deadline(m->clint);
         uint64_t rtc_ns;
-        struct timespec ts;
 
-        if ((m->hart.menvcfg & (1ULL << 63)) && m->hart.stimecmp < deadline)
-                deadline = m->hart.stimecmp;
+        deadline = MIN(deadline, hart_timer_deadline(m->hart));
 
         uint64_t now_ticks = machine_read_time(m);
         uint64_t wait_ns = 100 * 1000000ULL; /* re-check at least every 100 ms (RTC alarm, robustness) */
@@ -626,15 +642,7 @@ static void wait_for_interrupt(Machine *m) {
                         wait_ns = rtc_ns - now;
         }
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t abs_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec + wait_ns;
-        ts.tv_sec = (time_t) (abs_ns / 1000000000ULL);
-        ts.tv_nsec = (long) (abs_ns % 1000000000ULL);
-
-        pthread_mutex_lock(&m->hart.wfi_lock);
-        if (!atomic_load(&m->hart.kick))
-                pthread_cond_timedwait(&m->hart.wfi_cond, &m->hart.wfi_lock, &ts);
-        pthread_mutex_unlock(&m->hart.wfi_lock);
+        hart_sleep_until(m->hart, realtime_ns(NULL) + wait_ns);
 }
 
 /* Handles queued requests; returns false when the CPU thread should end. */
@@ -684,9 +692,10 @@ static bool handle_requests(Machine *m) {
 static bool handle_power_action(Machine *m) {
         int action = m->power_action;
 
-        if (getenv("ORRERY_DEBUG"))
-                fprintf(stderr, "orrery-vm: power action %d code %d at pc %#llx after %llu instructions\n", action,
-                        m->power_code, (unsigned long long) m->hart.pc, (unsigned long long) m->hart.instret);
+        uint64_t pc = 0;
+        (void) hart_get_reg(m->hart, HART_REG_PC, &pc);
+        log_debug("Power action %d code %d at pc %#llx after %llu instructions", action, m->power_code,
+                  (unsigned long long) pc, (unsigned long long) hart_instret(m->hart));
 
         m->power_action = -1;
         if (action == SIFIVE_TEST_RESET && !m->config.no_reboot) {
@@ -709,8 +718,8 @@ static void *cpu_thread_main(void *userdata) {
                 if (!handle_requests(m))
                         break;
 
-                clint_update_timers(&m->clint);
-                e = hart_run(&m->hart, RUN_CHUNK_INSTRUCTIONS);
+                clint_update_timers(m->clint);
+                e = hart_run(m->hart, RUN_CHUNK_INSTRUCTIONS);
                 if (m->power_action >= 0 && !handle_power_action(m))
                         break;
                 if (e == HART_EXIT_WFI) {
@@ -743,7 +752,7 @@ void machine_request(Machine *m, MachineRequest request) {
         m->request_seq++;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
-        hart_kick(&m->hart);
+        hart_kick(m->hart);
 }
 
 int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_usec) {
@@ -764,7 +773,7 @@ int machine_request_wait(Machine *m, MachineRequest request, uint64_t timeout_us
         seq = ++m->request_seq;
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->lock);
-        hart_kick(&m->hart);
+        hart_kick(m->hart);
 
         pthread_mutex_lock(&m->lock);
         while (m->done_seq < seq && m->state != MACHINE_SHUTDOWN && m->cpu_thread_started) {
@@ -803,7 +812,8 @@ static int64_t clamp(int64_t v, int64_t max) {
 }
 
 int machine_pointer_abs(Machine *m, int64_t x, int64_t y) {
-        int64_t max_x = (m->fb_width ? m->fb_width : 1024) - 1, max_y = (m->fb_height ? m->fb_height : 768) - 1;
+        int64_t max_x = (m->fb_width ? m->fb_width : VIRTIO_INPUT_NOMINAL_WIDTH) - 1;
+        int64_t max_y = (m->fb_height ? m->fb_height : VIRTIO_INPUT_NOMINAL_HEIGHT) - 1;
 
         pthread_mutex_lock(&m->lock);
         m->pointer_x = clamp(x, max_x);
@@ -842,12 +852,12 @@ bool machine_pointer_is_absolute(Machine *m) {
 }
 
 size_t machine_agent_input(Machine *m, const uint8_t *buf, size_t n) {
-        ssize_t r = virtio_console_write(m->console, AGENT_PORT, buf, n);
+        ssize_t r = virtio_console_write(m->console, VIRTIO_CONSOLE_AGENT_PORT, buf, n);
         return r > 0 ? (size_t) r : 0;
 }
 
 void machine_agent_throttle(Machine *m, bool throttle) {
-        (void) virtio_console_throttle(m->console, AGENT_PORT, throttle);
+        (void) virtio_console_throttle(m->console, VIRTIO_CONSOLE_AGENT_PORT, throttle);
 }
 
 uint64_t machine_memory_bytes(Machine *m) {
@@ -912,7 +922,7 @@ uint64_t machine_framebuffer_take_dirty(Machine *m, size_t word) {
 }
 
 uint64_t machine_instructions(Machine *m) {
-        return __atomic_load_n(&m->hart.instret, __ATOMIC_RELAXED);
+        return hart_instret(m->hart);
 }
 
 void machine_free(Machine *m) {
@@ -922,24 +932,12 @@ void machine_free(Machine *m) {
                 machine_request(m, MACHINE_REQUEST_QUIT);
                 pthread_join(m->cpu_thread, NULL);
         }
-        if (m->harts[0])
-                hart_destroy(&m->hart);
-        if (m->plic)
-                plic_free(m->plic);
-        uart_freep(&m->uart);
-        goldfish_rtc_freep(&m->rtc);
-        sifive_test_freep(&m->test);
-        virtio_input_freep(&m->keyboard);
-        virtio_input_freep(&m->tablet);
-        virtio_console_freep(&m->console);
-        for (size_t i = 0; i < m->n_nics; i++)
-                virtio_net_freep(&m->nics[i]);
-        for (size_t i = 0; i < m->n_disks; i++) {
-                virtio_blk_freep(&m->disks[i]);
+        m->hart = hart_free(m->hart);
+        for (unsigned i = m->n_devices; i > 0; i--)
+                m->devices[i - 1].desc->free(m->devices[i - 1].dev);
+        /* After the disks: their workers are joined. */
+        for (size_t i = 0; i < m->n_images; i++)
                 block_image_closep(&m->images[i]);
-        }
-        for (unsigned i = 0; i < MEMMAP_VIRTIO_COUNT; i++)
-                virtio_mmio_freep(&m->empty_slots[i]);
         if (m->mem.ram)
                 munmap(m->mem.ram, m->mem.ram_size);
         if (m->mem.fb)

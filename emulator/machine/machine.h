@@ -39,8 +39,8 @@ typedef struct MachineConfig {
         size_t n_nets;                  /* drives + NICs: at most MACHINE_FREE_VIRTIO_SLOTS */
 } MachineConfig;
 
-/* virtio slots left for disks and NICs (slots 0..2 are keyboard, tablet, console). */
-#define MACHINE_FREE_VIRTIO_SLOTS 5
+/* virtio slots left for disks and NICs (slots 0..3 are keyboard, tablet, console, rng). */
+#define MACHINE_FREE_VIRTIO_SLOTS 4
 
 typedef enum MachineState {
         MACHINE_RUNNING,

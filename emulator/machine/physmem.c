@@ -5,6 +5,11 @@
 #include "machine/physmem.h"
 
 int physmem_add_mmio(PhysMem *pm, uint64_t base, uint64_t size, const MmioOps *ops, void *opaque) {
+        return physmem_add_mmio_sized(pm, base, size, DEVICE_ACCESS_ANY, ops, opaque);
+}
+
+int physmem_add_mmio_sized(PhysMem *pm, uint64_t base, uint64_t size, unsigned access_sizes, const MmioOps *ops,
+                           void *opaque) {
         if (pm->n_regions >= PHYSMEM_MAX_REGIONS || size == 0 || base + size < base)
                 return -ENOSPC;
         for (unsigned i = 0; i < pm->n_regions; i++) {
@@ -15,6 +20,7 @@ int physmem_add_mmio(PhysMem *pm, uint64_t base, uint64_t size, const MmioOps *o
         pm->regions[pm->n_regions++] = (MmioRegion) {
                 .base = base,
                 .size = size,
+                .access_sizes = access_sizes,
                 .ops = ops,
                 .opaque = opaque,
         };
@@ -35,6 +41,10 @@ int physmem_mmio_read(PhysMem *pm, uint64_t paddr, unsigned size, uint64_t *ret_
 
         if (!r)
                 return -EFAULT;
+        if (!device_access_allowed(r->access_sizes, size)) {
+                *ret_value = 0;
+                return 0;
+        }
         *ret_value = r->ops->read ? r->ops->read(r->opaque, paddr - r->base, size) : 0;
         if (size < 8)
                 *ret_value &= (1ULL << (8 * size)) - 1;
@@ -46,6 +56,8 @@ int physmem_mmio_write(PhysMem *pm, uint64_t paddr, unsigned size, uint64_t valu
 
         if (!r)
                 return -EFAULT;
+        if (!device_access_allowed(r->access_sizes, size))
+                return 0;
         if (size < 8)
                 value &= (1ULL << (8 * size)) - 1;
         if (r->ops->write)

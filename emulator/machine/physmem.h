@@ -26,6 +26,7 @@
 typedef struct MmioRegion {
         uint64_t base;
         uint64_t size;
+        unsigned access_sizes;          /* DEVICE_ACCESS_*: other sizes read 0, writes ignored */
         const MmioOps *ops;
         void *opaque;
 } MmioRegion;
@@ -45,7 +46,11 @@ typedef struct PhysMem {
         unsigned n_regions;
 } PhysMem;
 
+/* Maps a device's window; accesses of any size reach it. */
 int physmem_add_mmio(PhysMem *pm, uint64_t base, uint64_t size, const MmioOps *ops, void *opaque);
+/* The same, for a device that takes only the 'access_sizes' (DEVICE_ACCESS_*). */
+int physmem_add_mmio_sized(PhysMem *pm, uint64_t base, uint64_t size, unsigned access_sizes, const MmioOps *ops,
+                           void *opaque);
 
 /*
  * Host pointer for [paddr, paddr+len) when it lies wholly inside RAM or the

@@ -45,7 +45,11 @@ cpus = node("cpus")
 check_prop(cpus, "timebase-frequency", r"<0x989680>", "the timebase is 10 MHz")
 cpu = node("cpu@0")
 check_prop(cpu, "riscv,isa", r'"rv64imafdc_zicsr_zifencei[^"]*"', "cpu@0 is rv64imafdc with Zicsr and Zifencei")
-check_prop(cpu, "mmu-type", r'"riscv,sv39"', "cpu@0 has an Sv39 MMU")
+check_prop(cpu, "riscv,isa-base", r'"rv64i"', "cpu@0 has riscv,isa-base rv64i")
+check_prop(cpu, "riscv,isa-extensions",
+           r'"i\\0m\\0a\\0f\\0d\\0c\\0zicsr\\0zifencei\\0zihintpause\\0sstc"',
+           "cpu@0 lists its extensions in riscv,isa-extensions")
+check_prop(cpu, "mmu-type", r'"riscv,sv48"', "cpu@0 has an Sv48 MMU (Sv39 too)")
 check_prop(node("interrupt-controller"), "compatible", r'"riscv,cpu-intc"', "cpu@0 has its interrupt controller")
 check_prop(node("clint@2000000"), "reg", r"<0x00 0x2000000 0x00 0x10000>", "the CLINT is at 0x2000000")
 plic = node("plic@c000000")

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cpu/cpu.h"
+#include "cpu/hart-internal.h"
 #include "machine/physmem.h"
 
 #define RAM_BASE 0x80000000ULL

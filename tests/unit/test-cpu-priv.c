@@ -253,6 +253,22 @@ static void test_misc_csrs(void) {
         CHECK((th_csr(t, CSR_MTVEC) & 3) <= 1, "mtvec mode 2 (reserved) reads back direct or vectored");
 }
 
+/* Sdtrig without triggers: tselect and tdata1-3 read 0 and ignore writes in M; they are M-only. */
+static void test_triggers(void) {
+        _cleanup_th_ TestHart *t = machine();
+        Hart *h = &t->hart;
+
+        h->x[5] = 0x5a;
+        h->x[6] = 3;
+        RUN(t, PRIV_M, 4, CSRRW(0, 0x7a0, 6), CSRRS(5, 0x7a0, 0), CSRRS(7, 0x7a1, 0), CSRRS(28, 0x7a2, 0));
+        CHECK(!th_in_mtrap(t) && h->x[5] == 0, "tselect: a write is ignored, reads 0 (no triggers), no trap");
+        CHECK(!th_in_mtrap(t) && h->x[7] == 0 && h->x[28] == 0, "tdata1 and tdata2 read 0");
+        RUN(t, PRIV_M, 1, CSRRW(0, 0x7a3, 6));
+        CHECK(!th_in_mtrap(t), "writing tdata3 is ignored, no trap");
+        RUN(t, PRIV_S, 1, CSRRS(5, 0x7a0, 0));
+        CHECK(illegal_at(t, CODE_BASE, CSRRS(5, 0x7a0, 0)), "tselect in S: illegal (an M-mode CSR)");
+}
+
 /* ---- traps ---- */
 
 static void test_ecall(void) {
@@ -728,6 +744,7 @@ int main(void) {
         test_mstatus_warl();
         test_sie_sip();
         test_misc_csrs();
+        test_triggers();
         test_ecall();
         test_delegation();
         test_mret_sret();

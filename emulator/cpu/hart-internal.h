@@ -2,17 +2,17 @@
 #pragma once
 
 /*
- * One RV64IMAFDC hart with Zicsr/Zifencei and the M/S/U privileged
- * architecture (trap delegation, PMP, Sv39/Sv48 with a software TLB).
+ * The hart's insides, for the code in emulator/cpu (the interpreter, CSRs,
+ * MMU, FPU, and other engines such as a translator) and for the CPU unit
+ * tests. Everyone else uses hart.h.
  *
- * This is the narrow interface between the CPU and the rest of the machine:
- * the machine gives the hart a PhysMem (guest physical address space) and a
- * time source, and calls hart_run() from its CPU thread. A faster engine
- * (block cache, JIT) can replace the interpreter behind the same calls.
+ * Engines: hart_run() calls the hart's HartEngine (the interpreter by
+ * default); a second engine provides its own run() on the same state and
+ * is installed with hart_set_engine().
  *
  * Threading: everything in Hart belongs to the CPU thread, except
  *   - 'mip_ext' (interrupt lines driven by devices) and 'kick', which other
- *     threads change only through hart_set_external_irq() and hart_kick(),
+ *     threads change only through hart_set_irq() and hart_kick(),
  *     both lock-free (atomics) and wake a hart sleeping in WFI.
  */
 
@@ -21,24 +21,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cpu/hart.h"
 #include "decode.h"
 #include "fpu.h"
 
-typedef struct PhysMem PhysMem;
-
-enum {
-        PRIV_U = 0,
-        PRIV_S = 1,
-        PRIV_M = 3,
-};
-
-/* mip/mie bits */
-#define MIP_SSIP (1ULL << 1)
-#define MIP_MSIP (1ULL << 3)
-#define MIP_STIP (1ULL << 5)
-#define MIP_MTIP (1ULL << 7)
-#define MIP_SEIP (1ULL << 9)
-#define MIP_MEIP (1ULL << 11)
+/* menvcfg.STCE: Sstc's stimecmp is enabled. */
+#define MENVCFG_STCE (1ULL << 63)
 
 /* Exception causes */
 enum {
@@ -123,7 +111,16 @@ typedef struct Pmp {
         uint64_t addr[16];
 } Pmp;
 
-typedef struct Hart {
+typedef struct HartEngine {
+        const char *name;
+        /* Runs up to max_instructions; the contract of hart_run(). */
+        HartExit (*run)(Hart *h, uint64_t max_instructions);
+} HartEngine;
+
+/* The interpreter (cpu.c). */
+extern const HartEngine hart_interpreter;
+
+struct Hart {
         /* --- hot: keep first --- */
         uint64_t x[32];
         uint64_t pc;
@@ -175,33 +172,29 @@ typedef struct Hart {
 
         TlbEntry tlb[_TLB_REGIME_MAX][3][TLB_SIZE];
 
+        /* The engine hart_run() dispatches to. */
+        const HartEngine *engine;
+
         /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
         DecodedInsn dcache[DCACHE_SIZE];
-} Hart;
+};
 
-typedef enum HartExit {
-        HART_EXIT_BUDGET,       /* ran the requested number of instructions */
-        HART_EXIT_KICK,         /* another thread asked (hart_kick) */
-        HART_EXIT_WFI,          /* waiting for an interrupt; nothing pending */
-} HartExit;
-
+/* In-place life cycle (hart_new/hart_free wrap these; the CPU tests embed a Hart). */
 void hart_init(Hart *h, PhysMem *mem, uint64_t hartid);
 void hart_destroy(Hart *h);
-void hart_reset(Hart *h, uint64_t pc);
 
-/* Runs up to 'max_instructions'; returns why it stopped. CPU thread only. */
-HartExit hart_run(Hart *h, uint64_t max_instructions);
+/* Installs an engine (NULL: the interpreter). CPU thread, between hart_run() calls. */
+void hart_set_engine(Hart *h, const HartEngine *engine);
 
-/* Device interrupt lines (MSIP, MTIP, MEIP, SEIP). Any thread. */
-void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level);
+/* The name the CPU tests use for hart_set_irq(). */
+static inline void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level) {
+        hart_set_irq(h, mip_bit, level);
+}
 
 /* Ends the current slice after this instruction. CPU thread only (e.g. from an MMIO handler). */
 static inline void hart_end_slice(Hart *h) {
         h->slice_end = 0;
 }
-
-/* Makes hart_run() return soon and wakes WFI. Any thread. */
-void hart_kick(Hart *h);
 
 /* Drops every cached translation (e.g. after guest RAM was rewritten on reset). */
 void hart_tlb_flush_all(Hart *h);

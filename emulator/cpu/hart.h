@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * One RV64IMAFDC hart (Zicsr, Zifencei, M/S/U, PMP, Sv39/Sv48, Sstc), as
+ * the rest of the machine sees it: an opaque handle and the calls below.
+ * Nothing outside emulator/cpu sees its fields; the engines that run it
+ * (the interpreter, faster ones) work on the internals in hart-internal.h.
+ *
+ * Threading: the hart belongs to the thread that calls hart_run() (the CPU
+ * thread). Other threads only drive interrupt lines (hart_set_irq) and
+ * hart_kick(), both lock-free, both waking a hart asleep in WFI. Register
+ * access, reset and save/load run on the CPU thread or while it is stopped.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/state.h"
+
+typedef struct Hart Hart;
+typedef struct PhysMem PhysMem;
+
+/* Interrupt lines devices drive (bits of mip). */
+#define MIP_SSIP (1ULL << 1)
+#define MIP_MSIP (1ULL << 3)
+#define MIP_STIP (1ULL << 5)
+#define MIP_MTIP (1ULL << 7)
+#define MIP_SEIP (1ULL << 9)
+#define MIP_MEIP (1ULL << 11)
+
+enum {
+        PRIV_U = 0,
+        PRIV_S = 1,
+        PRIV_M = 3,
+};
+
+/* Register numbers for hart_get_reg()/hart_set_reg() (x, pc and f as GDB numbers them). */
+enum {
+        HART_REG_X0 = 0,                /* x0 .. x31: 0 .. 31 (x0 reads 0, ignores writes) */
+        HART_REG_PC = 32,
+        HART_REG_F0 = 33,               /* f0 .. f31: 33 .. 64 (raw 64-bit, NaN-boxed singles) */
+        HART_REG_FCSR = 65,
+        HART_REG_PRIV = 66,             /* PRIV_U, PRIV_S, PRIV_M */
+        HART_REG_CSR0 = 0x1000,         /* CSR n is HART_REG_CSR0 + n, n < 4096, with M-mode rights */
+        _HART_REG_END = HART_REG_CSR0 + 4096,
+};
+
+typedef enum HartExit {
+        HART_EXIT_BUDGET,       /* ran the requested number of instructions */
+        HART_EXIT_KICK,         /* another thread asked (hart_kick), or hart_request_stop() */
+        HART_EXIT_WFI,          /* waiting for an interrupt; nothing pending */
+} HartExit;
+
+/* mtime in timebase ticks, for the time CSR, Sstc and WFI. */
+typedef uint64_t (*HartClock)(void *opaque);
+
+/* A hart in its reset state (pc 0), running the interpreter; NULL when out of memory. */
+Hart *hart_new(PhysMem *mem, uint64_t hartid, HartClock clock, void *clock_opaque);
+/* Returns NULL. */
+Hart *hart_free(Hart *h);
+static inline void hart_freep(Hart **h) {
+        if (*h)
+                hart_free(*h);
+}
+
+/* Power-on state with the given pc, M mode; interrupt lines lowered, caches dropped. */
+void hart_reset(Hart *h, uint64_t pc);
+
+/* Runs up to 'max_instructions' with the hart's engine; returns why it stopped. CPU thread only. */
+HartExit hart_run(Hart *h, uint64_t max_instructions);
+
+/* Raises (level true) or lowers an interrupt line (MIP_MSIP, MIP_MTIP, MIP_MEIP, MIP_SEIP). Any thread. */
+void hart_set_irq(Hart *h, uint64_t mip_bit, bool level);
+
+/* Makes hart_run() return soon and wakes WFI. Any thread. */
+void hart_kick(Hart *h);
+/* Ends hart_run() after the current instruction (from an MMIO handler, e.g. a power-off). CPU thread only. */
+void hart_request_stop(Hart *h);
+/*
+ * Sleeps (WFI) until hart_kick(), a raised line, or 'deadline_ns' on
+ * CLOCK_REALTIME, whichever comes first. CPU thread.
+ */
+void hart_sleep_until(Hart *h, uint64_t deadline_ns);
+
+/* The supervisor timer's deadline in mtime ticks (Sstc stimecmp when enabled), or UINT64_MAX. */
+uint64_t hart_timer_deadline(Hart *h);
+
+/* Instructions retired; any thread (approximate while it runs). */
+uint64_t hart_instret(Hart *h);
+
+/*
+ * Registers by number (HART_REG_*). Returns 0, or -EINVAL for a number
+ * that does not exist (an unimplemented CSR) or a value out of range
+ * (priv). CSRs are read and written with M-mode rights and the usual
+ * WARL rules.
+ */
+int hart_get_reg(Hart *h, unsigned reg, uint64_t *ret);
+int hart_set_reg(Hart *h, unsigned reg, uint64_t value);
+
+/* Drops every cached translation and decoded instruction (guest RAM was rewritten from outside). */
+void hart_flush_caches(Hart *h);
+
+/* Architectural state as explicit fields (state.h). Load validates everything first; interrupt lines are not saved. */
+int hart_save(Hart *h, StateWriter *w);
+int hart_load(Hart *h, StateReader *r);
