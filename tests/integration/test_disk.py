@@ -60,7 +60,7 @@ def boot(*args, name="test"):
 
 
 def hashes(vm, pattern_files="/mnt/f*"):
-    m = vm.command(f"sha256sum {pattern_files}; echo end-of-sums", r"((?:[0-9a-f]{64}  \S+\r?\n)+)end-of-sums", 120)
+    m = vm.command(f"sha256sum {pattern_files}; echo end-of-''sums", r"((?:[0-9a-f]{64}  \S+\r?\n)+)end-of-sums", 120)
     if not m:
         return None
     return dict(reversed(line.split()) for line in m.group(1).split("\n") if line.strip())
@@ -102,10 +102,10 @@ try:
     vm = boot("--drive", f"file={disk},id=data", name="writer")
     if vm:
         vms.append(vm)
-        m = vm.command("mount -t ext4 /dev/vda /mnt && echo mounted-ok", r"mounted-ok\r?\n", 60)
+        m = vm.command("mount -t ext4 /dev/vda /mnt && echo mounted-''ok", r"mounted-ok\r?\n", 60)
         tap.check(m is not None, "the guest mounts the host-made ext4 image", vm.tail())
         vm.command("for i in 1 2 3 4 5; do dd if=/dev/urandom of=/mnt/f$i bs=1k count=$((i*97)) 2>/dev/null; done; "
-                   "mkdir /mnt/d && cp /mnt/f2 /mnt/d/f6; sync; echo written-ok", r"written-ok\r?\n", 120)
+                   "mkdir /mnt/d && cp /mnt/f2 /mnt/d/f6; sync; echo written-''ok", r"written-ok\r?\n", 120)
         before = hashes(vm, "/mnt/f* /mnt/d/f6")
         tap.check(before is not None and len(before) == 6, "six files written and hashed in the guest", vm.tail())
 
@@ -114,7 +114,7 @@ try:
                        rf"in use by orrery-vm \(pid {vm.proc.pid}\)")
         refused(["--drive", f"file={disk},readonly=on"], "a reader of an image being written", r"in use by")
 
-        vm.command("umount /mnt && echo umounted-ok", r"umounted-ok\r?\n", 60)
+        vm.command("umount /mnt && echo umounted-''ok", r"umounted-ok\r?\n", 60)
         vm.send("poweroff\n")
         tap.check(vm.wait_exit(60) == 0, "the writer powers off", vm.tail())
         host_sha = sha_file(disk)
@@ -126,10 +126,10 @@ try:
             if r:
                 vms.append(r)
         if r1 and r2:
-            r1.command("mount -t ext4 -o ro /dev/vda /mnt && echo mounted-ok", r"mounted-ok\r?\n", 60)
+            r1.command("mount -t ext4 -o ro /dev/vda /mnt && echo mounted-''ok", r"mounted-ok\r?\n", 60)
             after = hashes(r1, "/mnt/f* /mnt/d/f6")
             tap.check(after == before, "a new VM sees every file with the same sha256", f"{before}\n{after}")
-            m = r2.command("cat /sys/block/vda/ro; dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync 2>&1; echo dd-exit-$?",
+            m = r2.command("cat /sys/block/vda/ro; dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync 2>&1; echo dd-exit-''$?",
                            r"dd-exit-(\d+)", 60)
             tap.check(m is not None and m.group(1) != "0", "the guest cannot write a readonly disk", r2.tail())
             m = r2.command("cat /sys/block/vda/ro", r"\n([01])\r?\n", 30)
@@ -144,7 +144,7 @@ try:
         if s:
             vms.append(s)
             m = s.command("mount -t ext4 /dev/vda /mnt && rm /mnt/f1 && dd if=/dev/urandom of=/mnt/big bs=1M count=8 2>/dev/null"
-                          " && sync && ls /mnt && echo snap-ok", r"snap-ok\r?\n", 120)
+                          " && sync && ls /mnt && echo snap-''ok", r"snap-ok\r?\n", 120)
             tap.check(m is not None and "big" in m.string[m.start() - 200:], "the guest writes to a snapshot disk", s.tail())
             s.send("poweroff\n")
             s.wait_exit(60)

@@ -82,7 +82,7 @@ try:
     tap.check(vm.wait_for(READY, BOOT_TIMEOUT) is not None, "the guest with a NIC boots", vm.tail())
     m = vm.command("cat /sys/class/net/eth0/address", r"\n([0-9a-f:]{17})\r?\n", 30)
     tap.check(m is not None and m.group(1).startswith("52:54:00:"), "the MAC is derived (52:54:00:...)", vm.tail())
-    m = vm.command("mkdir -p /www && echo hello-from-guest > /www/index.html && httpd -p 80 -h /www && echo httpd-up",
+    m = vm.command("mkdir -p /www && echo hello-from-guest > /www/index.html && httpd -p 80 -h /www && echo httpd-''up",
                    r"httpd-up\r?\n", 30)
     # httpd daemonises before it listens: until it does, slirp's connection to the guest is reset.
     deadline = time.monotonic() + 60
@@ -96,7 +96,7 @@ try:
                 break
             time.sleep(0.2)
     tap.check(body == b"hello-from-guest\n", "a host forward on 127.0.0.1 reaches busybox httpd in the guest", body)
-    m = vm.command(f"wget -T 5 -q -O - http://10.0.2.2:{host_port}/ 2>&1; echo wget-exit-$?", r"wget-exit-(\d+)", 60)
+    m = vm.command(f"wget -T 5 -q -O - http://10.0.2.2:{host_port}/ 2>&1; echo wget-exit-''$?", r"wget-exit-(\d+)", 60)
     tap.check(m is not None and m.group(1) != "0" and "hello-from-host" not in m.string[m.start() - 300:m.start()],
               "restrict=on blocks the guest's outbound connection", vm.tail())
     vm.send("poweroff\n")
@@ -108,7 +108,7 @@ try:
     tap.check(vm.wait_for(READY, BOOT_TIMEOUT) is not None, "a second VM with a NIC boots", vm.tail())
     m = vm.command("cat /sys/class/net/eth0/address", r"\n([0-9a-f:]{17})\r?\n", 30)
     tap.check(m is not None and m.group(1) == "52:54:00:aa:bb:cc", "mac= is the guest's MAC", vm.tail())
-    m = vm.command(f"wget -T 20 -q -O - http://10.0.2.2:{host_port}/ 2>&1; echo wget-exit-$?", r"wget-exit-(\d+)", 60)
+    m = vm.command(f"wget -T 20 -q -O - http://10.0.2.2:{host_port}/ 2>&1; echo wget-exit-''$?", r"wget-exit-(\d+)", 60)
     tap.check(m is not None and m.group(1) == "0" and "hello-from-host" in vm.output,
               "the guest fetches a page from a host server on 127.0.0.1 (as 10.0.2.2)", vm.tail())
     vm.send("poweroff\n")
