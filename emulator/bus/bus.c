@@ -7,6 +7,7 @@
 #include <systemd/sd-id128.h>
 #include <unistd.h>
 
+#include "bus/block1.h"
 #include "bus/bus.h"
 #include "bus-util.h"
 #include "macro.h"
@@ -77,6 +78,13 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         r = chardev1_setup(b);
         if (r < 0) {
                 snprintf(error, error_size, "cannot publish the character devices: %s", strerror(-r));
+                goto fail;
+        }
+        r = block1_setup(b);
+        if (r >= 0)
+                r = network1_setup(b);
+        if (r < 0) {
+                snprintf(error, error_size, "cannot publish the disks and NICs: %s", strerror(-r));
                 goto fail;
         }
 

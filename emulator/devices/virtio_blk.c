@@ -38,7 +38,7 @@ struct VirtioBlk {
         VirtioMmio *transport;
         BlockImage *image;
         BlockWorkers *workers;
-        char serial[VIRTIO_BLK_ID_BYTES];
+        char serial[VIRTIO_BLK_ID_BYTES + 1];  /* NUL-terminated; the guest gets the first 20 bytes */
         uint64_t capacity;              /* sectors */
 
         VirtioBlkStats stats;
@@ -345,6 +345,10 @@ void virtio_blk_drain(VirtioBlk *dev) {
                 block_workers_drain(dev->workers);
 }
 
+const char *virtio_blk_serial(VirtioBlk *dev) {
+        return dev->serial;
+}
+
 void virtio_blk_stats(VirtioBlk *dev, VirtioBlkStats *ret) {
         virtio_mmio_lock(dev->transport);
         *ret = dev->stats;
@@ -364,7 +368,7 @@ int virtio_blk_new(PhysMem *mem, const IrqLine *irq, BlockImage *image, const ch
                 return -ENOMEM;
         dev->image = image;
         dev->capacity = block_image_size(image) / BLOCK_SECTOR_SIZE;
-        strncpy(dev->serial, serial ? serial : "orrery", sizeof(dev->serial));
+        strncpy(dev->serial, serial ? serial : "orrery", sizeof(dev->serial) - 1);
 
         ops = (VirtioDeviceOps) {
                 .device_id = VIRTIO_ID_BLOCK,

@@ -99,6 +99,8 @@ void virtio_blk_drain(VirtioBlk *dev);
 
 /* Any thread. */
 void virtio_blk_stats(VirtioBlk *dev, VirtioBlkStats *ret);
+/* The serial (the drive's id), NUL-terminated. Constant. */
+const char *virtio_blk_serial(VirtioBlk *dev);
 
 /*
  * For the machine's device table: one per disk, as the slot's variant

@@ -87,6 +87,7 @@ struct Machine {
         size_t n_images;
         VirtioBlkVariant disk_types[MACHINE_FREE_VIRTIO_SLOTS];
         VirtioNetVariant nic_types[MACHINE_FREE_VIRTIO_SLOTS];
+        VirtioBlk *disks[MACHINE_FREE_VIRTIO_SLOTS];    /* --drive, in order */
         VirtioNet *nics[MACHINE_FREE_VIRTIO_SLOTS];     /* --net, in order */
         size_t n_nics;
         DeviceSlot table[MACHINE_MAX_DEVICES];          /* machine_devices[] with the disks and NICs filled in */
@@ -287,6 +288,30 @@ VirtioNet *machine_nic(Machine *m, size_t i) {
         return i < m->n_nics ? m->nics[i] : NULL;
 }
 
+size_t machine_n_nics(Machine *m) {
+        return m->n_nics;
+}
+
+VirtioBlk *machine_disk(Machine *m, size_t i) {
+        return i < m->n_images ? m->disks[i] : NULL;
+}
+
+BlockImage *machine_disk_image(Machine *m, size_t i) {
+        return i < m->n_images ? m->images[i] : NULL;
+}
+
+const char *machine_disk_id(Machine *m, size_t i) {
+        return i < m->n_images ? m->config.drives[i].id : NULL;
+}
+
+const char *machine_nic_id(Machine *m, size_t i) {
+        return i < m->n_nics ? m->config.nets[i].id : NULL;
+}
+
+size_t machine_n_disks(Machine *m) {
+        return m->n_images;
+}
+
 /*
  * Opens and locks every --drive image, before any device exists, and puts
  * the disks, then the NICs, in the empty virtio slots from the lowest
@@ -428,6 +453,8 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
                         return r;
                 }
         }
+        for (size_t i = 0; i < m->n_images; i++)
+                m->disks[i] = find_device(m, &virtio_mmio_device, &m->disk_types[i].type);
         for (size_t i = 0; i < m->config.n_nets; i++) {
                 m->nics[i] = find_device(m, &virtio_mmio_device, &m->nic_types[i].type);
                 if (m->nics[i])

@@ -128,6 +128,15 @@ bool machine_pointer_is_absolute(Machine *m);
 
 /* The i-th NIC (MachineConfig.nets order), for its network backend; NULL past the end. */
 VirtioNet *machine_nic(Machine *m, size_t i);
+size_t machine_n_nics(Machine *m);
+
+/* The i-th disk (MachineConfig.drives order) and its image; NULL past the end. */
+typedef struct VirtioBlk VirtioBlk;
+VirtioBlk *machine_disk(Machine *m, size_t i);
+BlockImage *machine_disk_image(Machine *m, size_t i);
+const char *machine_disk_id(Machine *m, size_t i);
+const char *machine_nic_id(Machine *m, size_t i);
+size_t machine_n_disks(Machine *m);
 
 /* The flattened device tree the guest boots with. */
 const void *machine_device_tree(Machine *m, size_t *ret_size);

@@ -16,7 +16,14 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, READY, Tap, Vm  # noqa: E402
+import tempfile  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+
+import dbus  # noqa: E402
+
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, READY, Tap, Vm, interface_members  # noqa: E402
+
+XML_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "dbus")
 
 COMMON = ["--display", "none", "--no-config"]
 tap = Tap()
@@ -102,19 +109,59 @@ try:
     vm.send("poweroff\n")
     tap.check(vm.wait_exit(60) == 0, "the guest powers off", vm.tail())
 
-    # VM 2: not restricted, with a given MAC; the guest fetches from the host's loopback.
-    vm = Vm(*(COMMON + ["--net", "user,mac=52:54:00:aa:bb:cc"]), name="netu")
+    # VM 2: not restricted, with a given MAC, a disk and the bus; the guest fetches from the host's loopback.
+    pbus = PrivateBus()
+    tmpdir = tempfile.mkdtemp(prefix="orrery-test-net-")
+    img = os.path.join(tmpdir, "d.img")
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    vm = Vm(*(COMMON + ["--net", "user,mac=52:54:00:aa:bb:cc,id=lan", "--drive", f"file={img},id=data,readonly=on"]),
+            name="netu", bus=pbus.address)
     vms.append(vm)
     tap.check(vm.wait_for(READY, BOOT_TIMEOUT) is not None, "a second VM with a NIC boots", vm.tail())
     m = vm.command("cat /sys/class/net/eth0/address", r"\n([0-9a-f:]{17})\r?\n", 30)
     tap.check(m is not None and m.group(1) == "52:54:00:aa:bb:cc", "mac= is the guest's MAC", vm.tail())
-    m = vm.command(f"wget -T 20 -q -O - http://10.0.2.2:{host_port}/ 2>&1; echo wget-exit-''$?", r"wget-exit-(\d+)", 60)
+    fetch = f"wget -T 5 -q -O - http://10.0.2.2:{host_port}/ 2>&1; echo wget-exit-''$?"
+    m = vm.command(fetch, r"wget-exit-(\d+)", 60)
     tap.check(m is not None and m.group(1) == "0" and "hello-from-host" in vm.output,
               "the guest fetches a page from a host server on 127.0.0.1 (as 10.0.2.2)", vm.tail())
+
+    # The bus: Network1 and Block1 as documented, LinkUp down and up.
+    bus = dbus.bus.BusConnection(pbus.address)
+    service, base = "org.orrery.VM.netu", "/org/orrery/VM/netu"
+    for iface, path in (("org.orrery.Network1", f"{base}/Net/lan"), ("org.orrery.Block1", f"{base}/Block/data")):
+        live = ET.fromstring(str(bus.get_object(service, path).Introspect(dbus_interface="org.freedesktop.DBus.Introspectable")))
+        got = [i for i in live.findall("interface") if i.get("name") == iface]
+        spec = ET.parse(os.path.join(XML_DIR, f"{iface}.xml")).getroot().find("interface")
+        tap.check(len(got) == 1 and interface_members(got[0]) == interface_members(spec),
+                  f"{iface} on {path} matches dbus/{iface}.xml")
+    managed = dbus.Interface(bus.get_object(service, "/org/orrery/VM"), "org.freedesktop.DBus.ObjectManager").GetManagedObjects()
+    tap.check(f"{base}/Net/lan" in managed and f"{base}/Block/data" in managed, "the ObjectManager lists the disk and the NIC")
+    nprops = dbus.Interface(bus.get_object(service, f"{base}/Net/lan"), "org.freedesktop.DBus.Properties")
+    bprops = dbus.Interface(bus.get_object(service, f"{base}/Block/data"), "org.freedesktop.DBus.Properties")
+    tap.check(str(nprops.Get("org.orrery.Network1", "MAC")) == "52:54:00:aa:bb:cc" and
+              bool(nprops.Get("org.orrery.Network1", "LinkUp")) and int(nprops.Get("org.orrery.Network1", "RxPackets")) > 0,
+              "Network1: MAC, LinkUp, counters")
+    tap.check(str(bprops.Get("org.orrery.Block1", "Path")) == img and bool(bprops.Get("org.orrery.Block1", "ReadOnly")) and
+              int(bprops.Get("org.orrery.Block1", "SizeBytes")) == 1 << 20 and int(bprops.Get("org.orrery.Block1", "ReadOps")) > 0,
+              "Block1: Path, ReadOnly, SizeBytes, ReadOps (the guest read the partition table)")
+    nprops.Set("org.orrery.Network1", "LinkUp", dbus.Boolean(False))
+    m = vm.command("cat /sys/class/net/eth0/carrier; " + fetch, r"\n([01])\r?\n[\s\S]*?wget-exit-(\d+)", 60)
+    tap.check(m is not None and m.group(1) == "0" and m.group(2) != "0", "LinkUp=false: the guest loses carrier, its fetch fails",
+              vm.tail())
+    nprops.Set("org.orrery.Network1", "LinkUp", dbus.Boolean(True))
+    m = vm.command("cat /sys/class/net/eth0/carrier; " + fetch, r"\n([01])\r?\n[\s\S]*?wget-exit-(\d+)", 60)
+    tap.check(m is not None and m.group(1) == "1" and m.group(2) == "0", "LinkUp=true: carrier back, the fetch works again",
+              vm.tail())
     vm.send("poweroff\n")
     tap.check(vm.wait_exit(60) == 0, "the guest powers off", vm.tail())
 finally:
     for v in vms:
         v.kill()
     server.shutdown()
+    if "pbus" in globals():
+        pbus.stop()
+    if "tmpdir" in globals():
+        import shutil
+        shutil.rmtree(tmpdir, ignore_errors=True)
 tap.finish()
