@@ -21,6 +21,8 @@
 
 #include "config.h"
 #include "bus/bus.h"
+#include "log.h"
+#include "machine/boot.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
 #include "net/user.h"
@@ -29,6 +31,8 @@
 
 #define EXIT_USAGE 2
 #define HARD_STOP_TIMEOUT_USEC (10ULL * 1000000ULL)
+/* More than any device tree this machine builds: what boot planning reserves for it. */
+#define FDT_SIZE_BOUND (64U * 1024U)
 
 typedef struct Vm {
         Options options;
@@ -47,6 +51,7 @@ typedef struct Vm {
         MachineState notified_state;    /* the last STATUS= sent to the service manager */
         bool hard_stopped;              /* the guest ignored the power button until the deadline */
         NetUser *nets[MACHINE_FREE_VIRTIO_SLOTS];       /* user networking of each NIC */
+        BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* each --drive's image, open and locked */
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
@@ -195,18 +200,19 @@ static int setup_serial(Vm *vm) {
 
         r = chardev_new(vm->event, "serial0", "serial0", &backend, &vm->serial);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Failed to set up the serial console: %m");
         chardev_set_hooks(vm->serial, &hooks);
 
-        if (strcmp(serial, "none") == 0)
+        if (streq(serial, "none"))
                 return 0;
         if (strncmp(serial, "file:", 5) == 0) {
                 int fd = open(serial + 5, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
-                if (fd < 0) {
-                        fprintf(stderr, "orrery-vm: cannot open serial output file '%s': %s\n", serial + 5, strerror(errno));
-                        return -errno;
-                }
-                return chardev_attach_file(vm->serial, fd);
+                if (fd < 0)
+                        return log_error_errno(errno, "Failed to open serial output file '%s': %m", serial + 5);
+                r = chardev_attach_file(vm->serial, fd);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to attach the serial console to '%s': %m", serial + 5);
+                return 0;
         }
 
         /* stdio: a terminal goes into raw mode so that every key reaches the guest. */
@@ -217,7 +223,22 @@ static int setup_serial(Vm *vm) {
                 if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0)
                         vm->stdin_is_tty = true;
         }
-        return chardev_attach_stdio(vm->serial, STDIN_FILENO, STDOUT_FILENO);
+        r = chardev_attach_stdio(vm->serial, STDIN_FILENO, STDOUT_FILENO);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the serial console to stdio: %m");
+        return 0;
+}
+
+static int setup_agent_channel(Vm *vm) {
+        /* The agent's replies must arrive whole: its port is flow-controlled, never lossy. */
+        ChardevBackend backend = { .write_to_guest = agent_to_guest, .throttle = agent_throttle, .opaque = vm };
+        int r;
+
+        r = chardev_new(vm->event, "guest_agent", "org.qemu.guest_agent.0", &backend, &vm->agent);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the guest agent's channel: %m");
+        chardev_set_guest_open(vm->agent, false);
+        return 0;
 }
 
 static int dump_dtb(Vm *vm) {
@@ -227,14 +248,104 @@ static int dump_dtb(Vm *vm) {
 
         fdt = machine_device_tree(vm->machine, &size);
         f = fopen(vm->options.dump_dtb, "we");
-        if (!f || fwrite(fdt, 1, size, f) != size || fflush(f) != 0) {
-                fprintf(stderr, "orrery-vm: cannot write the device tree to '%s': %s\n", vm->options.dump_dtb, strerror(errno));
-                return 1;
+        if (!f || fwrite(fdt, 1, size, f) != size || fflush(f) != 0)
+                return log_error_errno(errno, "Failed to write the device tree to '%s': %m", vm->options.dump_dtb);
+        return 0;
+}
+
+/* Tells the person which boot image is wrong and how; r is a boot_check_*() error. */
+static int log_image_error(int r, const char *what, const char *path, uint64_t memory) {
+        switch (r) {
+        case -EISDIR:
+        case -EBADFD:
+                return log_error_errno(r, "%s '%s' is not a regular file", what, path);
+        case -ENODATA:
+                return log_error_errno(r, "%s '%s' is empty", what, path);
+        case -EFBIG:
+                return log_error_errno(r, "%s '%s' does not fit in %llu MiB of guest RAM; give more --memory", what,
+                                       path, (unsigned long long) (memory >> 20));
+        case -ENOEXEC:
+                return log_error_errno(r, "%s '%s' is not a RISC-V Linux Image (no \"RSC\\x05\" magic at offset 56)",
+                                       what, path);
+        default:
+                return log_error_errno(r, "cannot open %s '%s': %m", what, path);
+        }
+}
+
+/*
+ * Checks the boot images before the machine is built, where it is known
+ * which file is which, so that bad input gets one line that names the file
+ * and the fix. The machine checks again (the files may change meanwhile)
+ * but only returns an error code.
+ */
+static int check_boot_images(const Options *o) {
+        uint64_t bios = 0, kernel = 0, initrd = 0;
+        BootLayout layout;
+        int r;
+
+        if (!o->kernel)
+                return 0;       /* --dump-dtb without a guest */
+        r = boot_check_file(o->bios, o->memory, &bios);
+        if (r < 0)
+                return log_image_error(r, "firmware", o->bios, o->memory);
+        r = boot_check_kernel_file(o->kernel, o->memory, &kernel);
+        if (r < 0)
+                return log_image_error(r, "kernel", o->kernel, o->memory);
+        if (o->initrd) {
+                r = boot_check_file(o->initrd, o->memory, &initrd);
+                if (r < 0)
+                        return log_image_error(r, "initrd", o->initrd, o->memory);
+        }
+
+        r = boot_plan(&layout, o->memory, bios, kernel, initrd, FDT_SIZE_BOUND);
+        if (r == -ENOSPC)
+                return log_error_errno(r, "initrd '%s' (%llu MiB) does not fit in %llu MiB of RAM above the kernel; "
+                                       "give more --memory", o->initrd, (unsigned long long) (initrd >> 20),
+                                       (unsigned long long) (o->memory >> 20));
+        if (r < 0)
+                return log_error_errno(r, "kernel '%s' (%llu MiB in memory) does not fit in %llu MiB of RAM; "
+                                       "give more --memory", o->kernel, (unsigned long long) (kernel >> 20),
+                                       (unsigned long long) (o->memory >> 20));
+        return 0;
+}
+
+/* Opens and locks every --drive image before the machine exists: a refusal is one line naming its cause. */
+static int open_drives(Vm *vm) {
+        const Options *o = &vm->options;
+        char message[512];
+        int r;
+
+        if (o->n_drives + o->n_nets > MACHINE_FREE_VIRTIO_SLOTS)
+                return log_error_errno(-E2BIG, "too many drives and NICs: %zu (at most %d together)",
+                                       o->n_drives + o->n_nets, MACHINE_FREE_VIRTIO_SLOTS);
+        for (size_t i = 0; i < o->n_drives; i++) {
+                const DriveSpec *d = &o->drives[i];
+
+                r = drive_open(d, &vm->images[i], message, sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s", message);
+                if (d->cache == BLOCK_CACHE_NONE && !d->snapshot && !block_image_direct(vm->images[i]))
+                        log_notice("drive '%s': the file system of '%s' refuses O_DIRECT; cache=none uses the page cache",
+                                   d->id, d->path);
         }
         return 0;
 }
 
-static int run(Vm *vm) {
+/* User networking for every NIC, on the event loop; a host forward that cannot listen is bad input. */
+static int setup_nets(Vm *vm) {
+        char message[512];
+        int r;
+
+        for (size_t i = 0; i < vm->options.n_nets; i++) {
+                r = net_user_new(vm->event, &vm->options.nets[i], machine_nic(vm->machine, i), &vm->nets[i], message,
+                                 sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s", message);
+        }
+        return 0;
+}
+
+static int create_machine(Vm *vm) {
         MachineConfig config = {
                 .name = vm->options.name,
                 .bios = vm->options.bios,
@@ -247,6 +358,7 @@ static int run(Vm *vm) {
                 .no_reboot = vm->options.no_reboot,
                 .drives = vm->options.drives,
                 .n_drives = vm->options.n_drives,
+                .images = vm->images,
                 .nets = vm->options.nets,
                 .n_nets = vm->options.n_nets,
         };
@@ -258,77 +370,72 @@ static int run(Vm *vm) {
                 .agent_room = agent_room,
                 .opaque = vm,
         };
-        char error[512] = "";
         int r;
 
-        r = machine_new(&config, &callbacks, &vm->machine, error, sizeof(error));
-        if (r < 0) {
-                fprintf(stderr, "orrery-vm: %s\n", error);
-                return EXIT_USAGE;
-        }
-        if (vm->options.dump_dtb)
-                return dump_dtb(vm);
+        r = check_boot_images(&vm->options);
+        if (r < 0)
+                return r;
+        r = open_drives(vm);
+        if (r < 0)
+                return r;
+        r = machine_new(&config, &callbacks, &vm->machine);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the machine (%llu MiB of RAM): %m",
+                                       (unsigned long long) (vm->options.memory >> 20));
+        return 0;
+}
+
+static int setup_event_loop(Vm *vm) {
+        static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+        sigset_t mask;
+        int r;
 
         r = sd_event_new(&vm->event);
         if (r < 0)
-                goto fail;
-        sigset_t mask;
+                return log_error_errno(r, "Failed to create the event loop: %m");
         sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++)
+                sigaddset(&mask, signals[i]);
+        /* The CPU thread inherits the blocked signal mask: signals go to the event loop. */
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
-        r = sd_event_add_signal(vm->event, NULL, SIGTERM, on_terminate, vm);
-        if (r >= 0)
-                r = sd_event_add_signal(vm->event, NULL, SIGINT, on_terminate, vm);
-        if (r >= 0)
-                r = sd_event_add_signal(vm->event, NULL, SIGHUP, on_terminate, vm);
-        if (r < 0)
-                goto fail;
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                r = sd_event_add_signal(vm->event, NULL, signals[i], on_terminate, vm);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch signal %s: %m", strsignal(signals[i]));
+        }
         r = sd_event_add_io(vm->event, NULL, machine_notify_fd(vm->machine), EPOLLIN, on_machine_notify, vm);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Failed to watch the machine: %m");
+        return 0;
+}
 
-        for (size_t i = 0; i < vm->options.n_nets; i++) {
-                r = net_user_new(vm->event, &vm->options.nets[i], machine_nic(vm->machine, i), &vm->nets[i], error,
-                                 sizeof(error));
-                if (r < 0) {
-                        fprintf(stderr, "orrery-vm: %s\n", error);
-                        return EXIT_USAGE;
-                }
-        }
+static int setup_bus(Vm *vm) {
+        VmBusConfig bus_config = {
+                .name = vm->options.name,
+                .address = vm->options.bus_address,
+                .machine = vm->machine,
+                .chardevs = { vm->serial, vm->agent },
+                .n_chardevs = 2,
+        };
+        char error[512] = "";
+        int r;
 
-        r = setup_serial(vm);
+        if (vm->options.no_bus)
+                return 0;
+        r = vm_bus_new(vm->event, &bus_config, &vm->bus, error, sizeof(error));
         if (r < 0)
-                goto fail;
-        /* The agent's replies must arrive whole: its port is flow-controlled, never lossy. */
-        ChardevBackend agent_backend = { .write_to_guest = agent_to_guest, .throttle = agent_throttle, .opaque = vm };
-        r = chardev_new(vm->event, "guest_agent", "org.qemu.guest_agent.0", &agent_backend, &vm->agent);
-        if (r < 0)
-                goto fail;
-        chardev_set_guest_open(vm->agent, false);
+                return log_error_errno(r, "%s", error);
+        return 0;
+}
 
-        if (!vm->options.no_bus) {
-                VmBusConfig bus_config = {
-                        .name = vm->options.name,
-                        .address = vm->options.bus_address,
-                        .machine = vm->machine,
-                        .chardevs = { vm->serial, vm->agent },
-                        .n_chardevs = 2,
-                };
-                r = vm_bus_new(vm->event, &bus_config, &vm->bus, error, sizeof(error));
-                if (r < 0) {
-                        restore_terminal(vm);
-                        fprintf(stderr, "orrery-vm: %s\n", error);
-                        return EXIT_USAGE;
-                }
-        }
+/* Starts the guest and runs the event loop until the VM stops; returns the exit status. */
+static int run_vm(Vm *vm) {
+        int r;
 
-        /* The CPU thread inherits the blocked signal mask: signals go to the event loop. */
         r = machine_start(vm->machine);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Failed to start the CPU thread: %m");
         /* Ready: the bus name is ours (Type=notify rather than Type=dbus, so
          * --no-bus and a manager that is not on the bus work the same). */
         vm->notified_state = machine_get_state(vm->machine);
@@ -337,51 +444,77 @@ static int run(Vm *vm) {
         r = sd_event_loop(vm->event);
         restore_terminal(vm);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Failed to run the event loop: %m");
         if (vm->hard_stopped) {
                 /* Not a clean stop: say so, and let a service manager see a failure. */
-                fprintf(stderr, "orrery-vm: the guest did not shut down within %llu s; stopped it\n",
-                        HARD_STOP_TIMEOUT_USEC / 1000000ULL);
-                return 1;
+                log_error("The guest did not shut down within %llu s; stopped it.", HARD_STOP_TIMEOUT_USEC / 1000000ULL);
+                return EXIT_FAILURE;
         }
         return r;
+}
 
-fail:
-        restore_terminal(vm);
-        fprintf(stderr, "orrery-vm: %s\n", strerror(-r));
-        return 1;
+/* Returns the process's exit status: 0 or the guest's, EXIT_USAGE for bad input, EXIT_FAILURE otherwise. */
+static int run(Vm *vm) {
+        int r;
+
+        if (create_machine(vm) < 0)
+                return EXIT_USAGE;
+        if (vm->options.dump_dtb)
+                return dump_dtb(vm) < 0 ? EXIT_FAILURE : 0;
+
+        r = setup_event_loop(vm);
+        if (r >= 0)
+                r = setup_serial(vm);
+        if (r >= 0)
+                r = setup_agent_channel(vm);
+        if (r < 0) {
+                restore_terminal(vm);
+                return EXIT_FAILURE;
+        }
+        if (setup_nets(vm) < 0 || setup_bus(vm) < 0) {
+                restore_terminal(vm);
+                return EXIT_USAGE;
+        }
+        return run_vm(vm);
+}
+
+static void vm_done(Vm *vm) {
+        if (vm->machine)
+                machine_request(vm->machine, MACHINE_REQUEST_QUIT);
+        vm->bus = vm_bus_free(vm->bus);
+        for (size_t i = 0; i < ELEMENTSOF(vm->nets); i++)
+                vm->nets[i] = net_user_free(vm->nets[i]);
+        if (vm->machine)
+                machine_free(vm->machine);
+        /* After the machine: the disks' workers are joined. */
+        for (size_t i = 0; i < ELEMENTSOF(vm->images); i++)
+                vm->images[i] = block_image_close(vm->images[i]);
+        if (vm->serial)
+                chardev_flush(vm->serial);
+        vm->stop_timer = sd_event_source_unref(vm->stop_timer);
+        vm->serial = chardev_free(vm->serial);
+        vm->agent = chardev_free(vm->agent);
+        sd_event_unref(vm->event);
+        options_free(&vm->options);
 }
 
 int main(int argc, char *argv[]) {
         Vm vm = {};
-        char error[512] = "";
         int r;
 
-        r = options_parse(&vm.options, argc, argv, error, sizeof(error));
+        log_setup("orrery-vm");
+        r = options_parse(&vm.options, argc, argv);
         if (r <= 0) {
                 options_free(&vm.options);
                 if (r == 0)
                         return 0; /* --help, --version */
-                fprintf(stderr, "orrery-vm: %s\n", error);
-                fprintf(stderr, "Try 'orrery-vm --help'.\n");
+                /* A hint for a person at a terminal, not for a unit's journal. */
+                if (isatty(STDERR_FILENO))
+                        log_info("Try 'orrery-vm --help'.");
                 return EXIT_USAGE;
         }
 
         r = run(&vm);
-
-        if (vm.machine)
-                machine_request(vm.machine, MACHINE_REQUEST_QUIT);
-        vm.bus = vm_bus_free(vm.bus);
-        for (size_t i = 0; i < ELEMENTSOF(vm.nets); i++)
-                vm.nets[i] = net_user_free(vm.nets[i]);
-        if (vm.machine)
-                machine_free(vm.machine);
-        if (vm.serial)
-                chardev_flush(vm.serial);
-        vm.stop_timer = sd_event_source_unref(vm.stop_timer);
-        vm.serial = chardev_free(vm.serial);
-        vm.agent = chardev_free(vm.agent);
-        sd_event_unref(vm.event);
-        options_free(&vm.options);
+        vm_done(&vm);
         return r;
 }

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
+#include "machine/machine.h"
 #include "macro.h"
 #include "options.h"
 
@@ -113,6 +115,8 @@ static void help(void) {
                "  --config FILE        read the VM's settings from FILE\n"
                "                       (default: ~/.config/orrery/vm/NAME.conf if it exists)\n"
                "  --no-config          read no configuration file\n"
+               "  --log-level LEVEL    err, warning, notice, info (default) or debug\n"
+               "                       (default: $ORRERY_LOG_LEVEL)\n"
                "  --help, --version\n"
                "\n"
                "On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n",
@@ -187,6 +191,7 @@ enum {
         ARG_DUMP_DTB,
         ARG_CONFIG,
         ARG_NO_CONFIG,
+        ARG_LOG_LEVEL,
         ARG_HELP,
         ARG_VERSION,
         _ARG_MAX,
@@ -209,6 +214,7 @@ static const struct option longopts[] = {
         { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
         { "config", required_argument, NULL, ARG_CONFIG },
         { "no-config", no_argument, NULL, ARG_NO_CONFIG },
+        { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
         { "help", no_argument, NULL, ARG_HELP },
         { "version", no_argument, NULL, ARG_VERSION },
         {}
@@ -229,19 +235,18 @@ static const char *option_name(int id) {
 
 /*
  * Sets one option from the command line ("--memory") or the configuration
- * file ("memory"); label is how the error message names it. Flags take
+ * file ("memory"); label is how the error message names it, 'where'
+ * what precedes it ("" or "FILE:LINE: "). Logs what is wrong. Flags take
  * value NULL on the command line, and yes/no/true/false/1/0 in the file.
  */
-static int option_set(Options *o, int id, const char *value, const char *label, char *error, size_t error_size) {
+static int option_set(Options *o, int id, const char *value, const char *label, const char *where) {
         int r = 0;
 
         switch (id) {
         case ARG_NAME:
                 if (!vm_name_is_valid(value)) {
-                        snprintf(error, error_size,
-                                 "invalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], not starting with a digit",
-                                 value);
-                        return -EINVAL;
+                        return log_error_errno(-EINVAL, "%sinvalid VM name '%s': use 1-64 characters of [A-Za-z0-9_], "
+                                               "not starting with a digit", where, value);
                 }
                 r = set_string(&o->name, value);
                 break;
@@ -260,28 +265,26 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         case ARG_MEMORY:
                 r = parse_memory_size(value, &o->memory);
                 if (r == -ERANGE) {
-                        snprintf(error, error_size, "%s '%s' is out of range", label, value);
-                        return r;
+                        return log_error_errno(r, "%s%s '%s' is out of range", where, label, value);
                 }
                 if (r < 0) {
-                        snprintf(error, error_size, "invalid %s '%s': expected a size such as 512M or 2G", label, value);
-                        return r;
+                        return log_error_errno(r, "%sinvalid %s '%s': expected a size such as 512M or 2G", where, label,
+                                               value);
                 }
                 break;
         case ARG_DISPLAY:
                 r = parse_display(value, &o->fb_width, &o->fb_height);
                 if (r < 0) {
-                        snprintf(error, error_size,
-                                 "invalid %s '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none", label,
-                                 value);
-                        return -EINVAL;
+                        return log_error_errno(-EINVAL,
+                                               "%sinvalid %s '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none",
+                                               where, label, value);
                 }
                 break;
         case ARG_SERIAL:
                 if (strcmp(value, "stdio") != 0 && strcmp(value, "none") != 0 &&
                     !(strncmp(value, "file:", 5) == 0 && value[5])) {
-                        snprintf(error, error_size, "invalid %s '%s': expected stdio, none or file:PATH", label, value);
-                        return -EINVAL;
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected stdio, none or file:PATH", where, label,
+                                               value);
                 }
                 r = set_string(&o->serial, value);
                 break;
@@ -291,21 +294,20 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
                         o->no_reboot = false;
                 else {
-                        snprintf(error, error_size, "invalid %s '%s': expected yes or no", label, value);
-                        return -EINVAL;
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected yes or no", where, label, value);
                 }
                 break;
         case ARG_DRIVE: {
                 DriveSpec d, *a;
+                char message[512];
 
-                r = drive_spec_parse(value, &d, error, error_size);
+                r = drive_spec_parse(value, &d, message, sizeof(message));
                 if (r < 0)
-                        return r;
+                        return log_error_errno(r, "%s%s", where, message);
                 a = realloc(o->drives, sizeof(DriveSpec) * (o->n_drives + 1));
                 if (!a) {
                         drive_spec_done(&d);
-                        snprintf(error, error_size, "out of memory");
-                        return -ENOMEM;
+                        return log_oom();
                 }
                 o->drives = a;
                 o->drives[o->n_drives++] = d;
@@ -313,15 +315,15 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         }
         case ARG_NET: {
                 NetSpec n, *a;
+                char message[512];
 
-                r = net_spec_parse(value, &n, error, error_size);
+                r = net_spec_parse(value, &n, message, sizeof(message));
                 if (r < 0)
-                        return r;
+                        return log_error_errno(r, "%s%s", where, message);
                 a = realloc(o->nets, sizeof(NetSpec) * (o->n_nets + 1));
                 if (!a) {
                         net_spec_done(&n);
-                        snprintf(error, error_size, "out of memory");
-                        return -ENOMEM;
+                        return log_oom();
                 }
                 o->nets = a;
                 o->nets[o->n_nets++] = n;
@@ -329,8 +331,7 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         }
         case ARG_BUS:
                 if (!*value) {
-                        snprintf(error, error_size, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
-                        return -EINVAL;
+                        return log_error_errno(-EINVAL, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
                 }
                 r = set_string(&o->bus_address, value);
                 break;
@@ -346,13 +347,16 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         case ARG_NO_CONFIG:
                 o->no_config = true;
                 break;
+        case ARG_LOG_LEVEL:
+                if (log_set_max_level_from_string(value) < 0)
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected err, warning, notice, info or debug",
+                                               where, label, value);
+                break;
         default:
-                snprintf(error, error_size, "unexpected option");
-                return -EINVAL;
+                return log_error_errno(-EINVAL, "%sunexpected option", where);
         }
         if (r < 0) {
-                snprintf(error, error_size, "out of memory");
-                return r;
+                return log_oom();
         }
         return 0;
 }
@@ -400,8 +404,7 @@ static int resolve_path(const char *config_path, const char *value, char **ret) 
  * header. Options given on the command line win. A missing file is an
  * error only when it was named with --config.
  */
-static int config_load(Options *o, const char *path, bool must_exist, const bool given[_ARG_MAX], char *error,
-                       size_t error_size) {
+static int config_load(Options *o, const char *path, bool must_exist, const bool given[_ARG_MAX]) {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_free_ char *line = NULL;
         size_t size = 0;
@@ -414,20 +417,18 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
 
                 if (e == ENOENT && !must_exist)
                         return 0;
-                snprintf(error, error_size, "cannot read configuration '%s': %s", path, strerror(e));
-                return -e;
+                return log_error_errno(e, "cannot read configuration '%s': %m", path);
         }
 
         while (getline(&line, &size, f) >= 0) {
                 _cleanup_free_ char *resolved = NULL;
                 char *text = strip(line), *eq, *key, *value;
-                char message[512];
+                char where[PATH_MAX + 32];
                 int id = 0;
 
                 lineno++;
                 if (lineno > 10000 || strlen(text) > 4096) {
-                        snprintf(error, error_size, "%s:%u: line too long or too many lines", path, lineno);
-                        return -E2BIG;
+                        return log_error_errno(-E2BIG, "%s:%u: line too long or too many lines", path, lineno);
                 }
                 if (!*text || *text == '#' || *text == ';')
                         continue;
@@ -435,21 +436,19 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                         size_t n = strlen(text);
 
                         if (n < 3 || text[n - 1] != ']') {
-                                snprintf(error, error_size, "%s:%u: malformed section header '%s'", path, lineno, text);
-                                return -EINVAL;
+                                return log_error_errno(-EINVAL, "%s:%u: malformed section header '%s'", path, lineno,
+                                                       text);
                         }
                         if (strcmp(text, "[vm]") != 0) {
-                                snprintf(error, error_size, "%s:%u: unknown section %s (known: [vm])", path, lineno,
+                                return log_error_errno(-EINVAL, "%s:%u: unknown section %s (known: [vm])", path, lineno,
                                          text);
-                                return -EINVAL;
                         }
                         continue;
                 }
 
                 eq = strchr(text, '=');
                 if (!eq) {
-                        snprintf(error, error_size, "%s:%u: expected 'key = value', got '%s'", path, lineno, text);
-                        return -EINVAL;
+                        return log_error_errno(-EINVAL, "%s:%u: expected 'key = value', got '%s'", path, lineno, text);
                 }
                 *eq = 0;
                 key = strip(text);
@@ -459,39 +458,32 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                         if (strcmp(key, option_name(config_keys[i])) == 0)
                                 id = config_keys[i];
                 if (id == 0) {
-                        snprintf(error, error_size,
-                                 "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
+                        return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
                                  "serial, no-reboot, drive, net)", path, lineno, key);
-                        return -EINVAL;
                 }
                 if (given[id])
                         continue;
                 if (id == ARG_BIOS || id == ARG_KERNEL || id == ARG_INITRD) {
                         if (!*value) {
-                                snprintf(error, error_size, "%s:%u: %s needs a file name", path, lineno, key);
-                                return -EINVAL;
+                                return log_error_errno(-EINVAL, "%s:%u: %s needs a file name", path, lineno, key);
                         }
                         r = resolve_path(path, value, &resolved);
                         if (r < 0) {
-                                snprintf(error, error_size, "out of memory");
-                                return r;
+                                return log_oom();
                         }
                         value = resolved;
                 }
-                r = option_set(o, id, value, key, message, sizeof(message));
-                if (r < 0) {
-                        snprintf(error, error_size, "%s:%u: %s", path, lineno, message);
+                snprintf(where, sizeof(where), "%s:%u: ", path, lineno);
+                r = option_set(o, id, value, key, where);
+                if (r < 0)
                         return r;
-                }
                 if (id == ARG_DRIVE && o->drives[o->n_drives - 1].path[0] != '/') {
                         /* A relative image path is relative to the configuration file. */
                         DriveSpec *d = &o->drives[o->n_drives - 1];
 
                         r = resolve_path(path, d->path, &resolved);
-                        if (r < 0) {
-                                snprintf(error, error_size, "out of memory");
-                                return r;
-                        }
+                        if (r < 0)
+                                return log_oom();
                         free(d->path);
                         d->path = TAKE_PTR(resolved);
                 }
@@ -499,7 +491,45 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
         return 0;
 }
 
-int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_size) {
+/*
+ * Checks what only makes sense whole and fills in the defaults: Debian's
+ * OpenSBI and the default guest. The machine's limits are checked here,
+ * first, so that a bad --memory is named even when the default guest is
+ * missing; describing the machine (--dump-dtb) needs no guest at all.
+ */
+static int options_fill_in(Options *o) {
+        if (o->memory < MACHINE_MEMORY_MIN || o->memory > MACHINE_MEMORY_MAX)
+                return log_error_errno(-ERANGE, "memory size %llu MiB out of range (%llu MiB .. %llu GiB)",
+                                       (unsigned long long) (o->memory >> 20),
+                                       (unsigned long long) (MACHINE_MEMORY_MIN >> 20),
+                                       (unsigned long long) (MACHINE_MEMORY_MAX >> 30));
+
+        if ((!o->bios && set_string(&o->bios, ORRERY_DEFAULT_BIOS) < 0) ||
+            (!o->serial && set_string(&o->serial, "stdio") < 0) ||
+            (!o->append && set_string(&o->append, OPTIONS_DEFAULT_APPEND) < 0))
+                return log_oom();
+        if (o->kernel)
+                return 1;
+
+        o->kernel = find_guest_file("Image");
+        if (!o->initrd)
+                o->initrd = find_guest_file("initramfs.cpio.gz");
+        if (!o->kernel || !o->initrd)
+                return log_oom();
+        if (access(o->kernel, R_OK) >= 0)
+                return 1;
+        if (o->dump_dtb) {
+                log_debug("The default guest '%s' is missing: describing the machine without it.", o->kernel);
+                o->kernel = mfree(o->kernel);
+                o->initrd = mfree(o->initrd);
+                return 1;
+        }
+        return log_error_errno(-ENOENT,
+                               "the default guest is not built ('%s' missing): run 'meson compile -C build guest' "
+                               "or pass --kernel", o->kernel);
+}
+
+int options_parse(Options *o, int argc, char *argv[]) {
         bool given[_ARG_MAX] = {};
         int c, r;
 
@@ -523,79 +553,51 @@ int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_
                         return 0;
                 case '?':
                         if (optopt)
-                                snprintf(error, error_size, "option '%s' needs an argument", argv[optind - 1]);
-                        else
-                                snprintf(error, error_size, "unknown option '%s'", argv[optind - 1]);
-                        return -EINVAL;
+                                return log_error_errno(-EINVAL, "option '%s' needs an argument", argv[optind - 1]);
+                        return log_error_errno(-EINVAL, "unknown option '%s'", argv[optind - 1]);
                 default:
                         snprintf(label, sizeof(label), "--%s", option_name(c));
-                        r = option_set(o, c, optarg, label, error, error_size);
+                        r = option_set(o, c, optarg, label, "");
                         if (r < 0)
                                 return r;
                         given[c] = true;
                 }
         }
         if (optind < argc) {
-                snprintf(error, error_size, "unexpected argument '%s'", argv[optind]);
-                return -EINVAL;
+                return log_error_errno(-EINVAL, "unexpected argument '%s'", argv[optind]);
         }
         if (!o->name) {
-                snprintf(error, error_size, "--name NAME is required");
-                return -EINVAL;
+                return log_error_errno(-EINVAL, "--name NAME is required");
         }
         if (o->no_bus && o->bus_address) {
-                snprintf(error, error_size, "--bus and --no-bus exclude each other");
-                return -EINVAL;
+                return log_error_errno(-EINVAL, "--bus and --no-bus exclude each other");
         }
         if (o->no_config && o->config) {
-                snprintf(error, error_size, "--config and --no-config exclude each other");
-                return -EINVAL;
+                return log_error_errno(-EINVAL, "--config and --no-config exclude each other");
         }
 
         if (o->config)
-                r = config_load(o, o->config, true, given, error, error_size);
+                r = config_load(o, o->config, true, given);
         else if (!o->no_config) {
                 _cleanup_free_ char *path = default_config_path(o->name);
 
-                r = path ? config_load(o, path, false, given, error, error_size) : 0;
+                r = path ? config_load(o, path, false, given) : 0;
         } else
                 r = 0;
         if (r < 0)
                 return r;
 
-        r = drive_specs_finish(o->drives, o->n_drives, error, error_size);
-        if (r < 0)
-                return r;
-        r = net_specs_finish(o->nets, o->n_nets, o->name, error, error_size);
-        if (r < 0)
-                return r;
+        {
+                char message[512];
 
-        r = 0;
-        if (!o->bios)
-                r = set_string(&o->bios, ORRERY_DEFAULT_BIOS);
-        if (r >= 0 && !o->serial)
-                r = set_string(&o->serial, "stdio");
-        if (r >= 0 && !o->append)
-                r = set_string(&o->append, OPTIONS_DEFAULT_APPEND);
-        if (r >= 0 && !o->kernel) {
-                o->kernel = find_guest_file("Image");
-                if (!o->initrd)
-                        o->initrd = find_guest_file("initramfs.cpio.gz");
-                if (!o->kernel || !o->initrd)
-                        r = -ENOMEM;
-                else if (access(o->kernel, R_OK) < 0) {
-                        snprintf(error, error_size,
-                                 "the default guest is not built ('%s' missing): run 'meson compile -C build guest' "
-                                 "or pass --kernel",
-                                 o->kernel);
-                        return -ENOENT;
-                }
+                r = drive_specs_finish(o->drives, o->n_drives, message, sizeof(message));
+                if (r >= 0)
+                        r = net_specs_finish(o->nets, o->n_nets, o->name, message, sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s", message);
         }
-        if (r < 0) {
-                snprintf(error, error_size, "out of memory");
-                return r;
-        }
-        return 1;
+
+        return options_fill_in(o);
 }
 
 void options_free(Options *o) {

@@ -30,11 +30,13 @@ typedef struct Options {
 #define OPTIONS_DEFAULT_APPEND "console=tty1 console=ttyS0"
 
 /*
- * Parses the command line and fills in defaults (the default guest and
- * Debian's OpenSBI). Returns 1 to run, 0 when done (--help, --version), or
- * a negative errno with a one-line message in 'error'.
+ * Parses the command line and the VM's configuration file and fills in
+ * defaults (the default guest and Debian's OpenSBI); --log-level takes
+ * effect at once. Returns 1 to run, 0 when done (--help, --version), or a
+ * negative errno after logging one line that names the problem. Without
+ * a built default guest, --dump-dtb leaves kernel and initrd NULL.
  */
-int options_parse(Options *o, int argc, char *argv[], char *error, size_t error_size);
+int options_parse(Options *o, int argc, char *argv[]);
 void options_free(Options *o);
 
 /* [A-Za-z_][A-Za-z0-9_]{0,63} */

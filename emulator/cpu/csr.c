@@ -110,11 +110,9 @@ static bool counter_allowed(Hart *h, unsigned index) {
         return true;
 }
 
-int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
+/* Unprivileged CSRs (level 0): floating point and counters. */
+static int read_user(Hart *h, unsigned csr, uint64_t *ret_value) {
         uint64_t v;
-
-        if (h->priv < ((csr >> 8) & 3))
-                return -1;
 
         switch (csr) {
         case CSR_FFLAGS:
@@ -142,6 +140,19 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
                 v = 0;
                 break;
 
+        default:
+                return -1;
+        }
+
+        *ret_value = v;
+        return 0;
+}
+
+/* Supervisor CSRs (level 1). */
+static int read_supervisor(Hart *h, unsigned csr, uint64_t *ret_value) {
+        uint64_t v;
+
+        switch (csr) {
         case CSR_SSTATUS:
                 v = mstatus_with_sd(h->mstatus) & SSTATUS_MASK;
                 break;
@@ -183,6 +194,19 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
                 v = h->satp;
                 break;
 
+        default:
+                return -1;
+        }
+
+        *ret_value = v;
+        return 0;
+}
+
+/* Machine CSRs (level 3), debug triggers included. */
+static int read_machine(Hart *h, unsigned csr, uint64_t *ret_value) {
+        uint64_t v;
+
+        switch (csr) {
         case CSR_MVENDORID:
         case CSR_MARCHID:
         case CSR_MIMPID:
@@ -272,6 +296,22 @@ int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
         return 0;
 }
 
+int csr_read(Hart *h, unsigned csr, uint64_t *ret_value) {
+        if (h->priv < ((csr >> 8) & 3))
+                return -1;
+
+        switch ((csr >> 8) & 3) {
+        case PRIV_U:
+                return read_user(h, csr, ret_value);
+        case PRIV_S:
+                return read_supervisor(h, csr, ret_value);
+        case PRIV_M:
+                return read_machine(h, csr, ret_value);
+        default:
+                return -1;      /* hypervisor CSRs: no H extension */
+        }
+}
+
 static bool pmp_entry_locked(const Hart *h, unsigned e) {
         if (h->pmp.cfg[e] & 0x80)
                 return true;
@@ -279,10 +319,8 @@ static bool pmp_entry_locked(const Hart *h, unsigned e) {
         return e + 1 < ELEMENTSOF(h->pmp.cfg) && (h->pmp.cfg[e + 1] & 0x80) && (h->pmp.cfg[e + 1] & 0x18) == 0x08;
 }
 
-int csr_write(Hart *h, unsigned csr, uint64_t value) {
-        if (h->priv < ((csr >> 8) & 3) || (csr >> 10) == 3)
-                return -1;
-
+/* Unprivileged CSRs (level 0): floating point (the counters are read-only). */
+static int write_user(Hart *h, unsigned csr, uint64_t value) {
         switch (csr) {
         case CSR_FFLAGS:
         case CSR_FRM:
@@ -300,6 +338,16 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 h->mstatus |= MSTATUS_FS;
                 break;
 
+        default:
+                return -1;
+        }
+
+        return 0;
+}
+
+/* Supervisor CSRs (level 1). */
+static int write_supervisor(Hart *h, unsigned csr, uint64_t value) {
+        switch (csr) {
         case CSR_SSTATUS: {
                 uint64_t old = h->mstatus;
                 h->mstatus = (h->mstatus & ~SSTATUS_WRITABLE) | (value & SSTATUS_WRITABLE);
@@ -353,6 +401,16 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
                 break;
         }
 
+        default:
+                return -1;
+        }
+
+        return 0;
+}
+
+/* Machine CSRs (level 3), debug triggers included. */
+static int write_machine(Hart *h, unsigned csr, uint64_t value) {
+        switch (csr) {
         case CSR_MSTATUS: {
                 uint64_t old = h->mstatus;
                 uint64_t v = value & MSTATUS_WRITABLE;
@@ -449,4 +507,20 @@ int csr_write(Hart *h, unsigned csr, uint64_t value) {
         }
 
         return 0;
+}
+
+int csr_write(Hart *h, unsigned csr, uint64_t value) {
+        if (h->priv < ((csr >> 8) & 3) || (csr >> 10) == 3)
+                return -1;
+
+        switch ((csr >> 8) & 3) {
+        case PRIV_U:
+                return write_user(h, csr, value);
+        case PRIV_S:
+                return write_supervisor(h, csr, value);
+        case PRIV_M:
+                return write_machine(h, csr, value);
+        default:
+                return -1;      /* hypervisor CSRs: no H extension */
+        }
 }

@@ -130,20 +130,12 @@ static void clint_device_reset(void *dev) {
 
 static int clint_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
         static const char compat[] = "sifive,clint0\0riscv,clint0";
-        unsigned n = ctx->host->num_harts;
-        fdt32_t irqs[4 * CLINT_MAX_HARTS];
+        int r;
 
-        if (n > CLINT_MAX_HARTS)
-                return -EINVAL;
-        for (unsigned i = 0; i < n; i++) {
-                uint32_t intc = DT_PHANDLE_CPU_INTC_BASE + i;
-                irqs[4 * i + 0] = cpu_to_fdt32(intc);
-                irqs[4 * i + 1] = cpu_to_fdt32(3);      /* M-mode software */
-                irqs[4 * i + 2] = cpu_to_fdt32(intc);
-                irqs[4 * i + 3] = cpu_to_fdt32(7);      /* M-mode timer */
-        }
         DT_TRY(dt_begin_device(fdt, "clint", ctx, compat, sizeof(compat)));
-        DT_TRY(fdt_property(fdt, "interrupts-extended", irqs, (int) (n * 4 * sizeof(fdt32_t))));
+        r = dt_prop_hart_interrupts(fdt, ctx->host->num_harts, 3, 7);  /* M-mode software, timer */
+        if (r < 0)
+                return r;
         return dt_err(fdt_end_node(fdt));
 }
 

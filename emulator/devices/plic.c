@@ -361,23 +361,15 @@ static void plic_device_reset(void *dev) {
 
 static int plic_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
         static const char compat[] = "sifive,plic-1.0.0\0riscv,plic0";
-        unsigned n = ctx->host->num_harts;
-        _cleanup_free_ fdt32_t *irqs = calloc(n * 4, sizeof(fdt32_t));
+        int r;
 
-        if (!irqs)
-                return -ENOMEM;
-        for (unsigned i = 0; i < n; i++) {
-                uint32_t intc = DT_PHANDLE_CPU_INTC_BASE + i;
-                irqs[4 * i + 0] = cpu_to_fdt32(intc);
-                irqs[4 * i + 1] = cpu_to_fdt32(11);     /* M-mode external */
-                irqs[4 * i + 2] = cpu_to_fdt32(intc);
-                irqs[4 * i + 3] = cpu_to_fdt32(9);      /* S-mode external */
-        }
         DT_TRY(dt_begin_device(fdt, "plic", ctx, compat, sizeof(compat)));
         DT_TRY(fdt_property_u32(fdt, "#address-cells", 0));
         DT_TRY(fdt_property_u32(fdt, "#interrupt-cells", 1));
         DT_TRY(fdt_property(fdt, "interrupt-controller", NULL, 0));
-        DT_TRY(fdt_property(fdt, "interrupts-extended", irqs, (int) (n * 4 * sizeof(fdt32_t))));
+        r = dt_prop_hart_interrupts(fdt, ctx->host->num_harts, 11, 9);  /* M-mode, S-mode external */
+        if (r < 0)
+                return r;
         DT_TRY(fdt_property_u32(fdt, "riscv,ndev", PLIC_NUM_SOURCES - 1));
         DT_TRY(fdt_property_u32(fdt, "phandle", DT_PHANDLE_PLIC));
         return dt_err(fdt_end_node(fdt));

@@ -408,7 +408,7 @@ VirtioBlk *virtio_blk_free(VirtioBlk *dev) {
         return NULL;
 }
 
-static int blk_type_create(const DeviceContext *ctx, void **ret) {
+static int blk_type_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         const VirtioBlkVariant *v = ctx->variant;
         VirtioBlk *dev;
         int r;
@@ -417,19 +417,12 @@ static int blk_type_create(const DeviceContext *ctx, void **ret) {
         if (r < 0)
                 return r;
         *ret = dev;
+        *ret_transport = virtio_blk_transport(dev);
         return 0;
-}
-
-static VirtioMmio *blk_type_transport(void *backend) {
-        return virtio_blk_transport(backend);
 }
 
 static void blk_type_free(void *backend) {
         virtio_blk_free(backend);
-}
-
-static void blk_type_reset(void *backend) {
-        virtio_blk_reset(backend);
 }
 
 void virtio_blk_variant_init(VirtioBlkVariant *v, BlockImage *image, const char *serial) {
@@ -437,9 +430,7 @@ void virtio_blk_variant_init(VirtioBlkVariant *v, BlockImage *image, const char 
                 .type = {
                         .name = "virtio-blk",
                         .create = blk_type_create,
-                        .transport = blk_type_transport,
                         .free = blk_type_free,
-                        .reset = blk_type_reset,
                 },
                 .image = image,
                 .serial = serial,

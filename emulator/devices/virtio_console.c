@@ -666,7 +666,7 @@ bool virtio_console_guest_open(VirtioConsole *dev, unsigned p) {
 
 /* ---- device type: the machine's console, port 1 the guest agent's ---- */
 
-static int console_create(const DeviceContext *ctx, void **ret) {
+static int console_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         VirtioConsolePortConfig ports[VIRTIO_CONSOLE_AGENT_PORT + 1] = {
                 [VIRTIO_CONSOLE_AGENT_PORT] = { .name = VIRTIO_CONSOLE_AGENT_PORT_NAME, .host_connected = true },
         };
@@ -680,25 +680,106 @@ static int console_create(const DeviceContext *ctx, void **ret) {
                 },
                 .opaque = ctx->host->opaque,
         };
-        return virtio_console_new(ctx->mem, &ctx->irq, &c, (VirtioConsole **) ret);
-}
+        VirtioConsole *dev;
+        int r;
 
-static VirtioMmio *type_transport(void *backend) {
-        return virtio_console_transport(backend);
+        r = virtio_console_new(ctx->mem, &ctx->irq, &c, &dev);
+        if (r < 0)
+                return r;
+        *ret = dev;
+        *ret_transport = dev->transport;
+        return 0;
 }
 
 static void type_free(void *backend) {
         virtio_console_free(backend);
 }
 
-static void type_reset(void *backend) {
-        virtio_console_reset(backend);
+#define PENDING_ALL (PENDING_ADD | PENDING_CONSOLE | PENDING_NAME | PENDING_OPEN)
+
+/* Per port: the control protocol's progress, open states, host bytes not yet delivered, flow control. */
+static int type_save(void *backend, StateWriter *w) {
+        VirtioConsole *dev = backend;
+        uint8_t rx[VIRTIO_CONSOLE_RX_BUFFER];
+
+        virtio_mmio_lock(dev->transport);
+        state_put_u32(w, dev->n_ports);
+        state_put_bool(w, dev->device_ready);
+        for (unsigned p = 0; p < dev->n_ports; p++) {
+                const ConsolePort *port = &dev->ports[p];
+
+                state_put_bool(w, port->host_connected);
+                state_put_bool(w, port->added);
+                state_put_bool(w, port->ready);
+                state_put_bool(w, port->guest_open);
+                state_put_u32(w, port->pending);
+                for (unsigned i = 0; i < port->rx_count; i++)
+                        rx[i] = port->rx[(port->rx_head + i) % VIRTIO_CONSOLE_RX_BUFFER];
+                state_put_u32(w, port->rx_count);
+                state_put_bytes(w, rx, port->rx_count);
+                state_put_bool(w, port->rx_blocked);
+                state_put_bool(w, port->throttled);
+        }
+        virtio_mmio_unlock(dev->transport);
+        return state_writer_error(w);
+}
+
+static int type_load(void *backend, StateReader *r) {
+        VirtioConsole *dev = backend;
+        _cleanup_free_ ConsolePort *ports = NULL;
+        uint32_t n = 0;
+        bool device_ready = false;
+
+        state_get_u32(r, &n);
+        state_get_bool(r, &device_ready);
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+        if (n != dev->n_ports)
+                return -ERANGE;
+        ports = calloc(n, sizeof(ConsolePort));
+        if (!ports)
+                return -ENOMEM;
+        for (unsigned p = 0; p < n && state_reader_error(r) == 0; p++) {
+                ConsolePort *port = &ports[p];
+
+                state_get_bool(r, &port->host_connected);
+                state_get_bool(r, &port->added);
+                state_get_bool(r, &port->ready);
+                state_get_bool(r, &port->guest_open);
+                state_get_u32_max(r, PENDING_ALL, &port->pending);
+                state_get_u32_max(r, VIRTIO_CONSOLE_RX_BUFFER, &port->rx_count);
+                state_get_bytes(r, port->rx, state_reader_error(r) < 0 ? 0 : port->rx_count);
+                state_get_bool(r, &port->rx_blocked);
+                state_get_bool(r, &port->throttled);
+        }
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+
+        virtio_mmio_lock(dev->transport);
+        dev->device_ready = device_ready;
+        for (unsigned p = 0; p < n; p++) {
+                ConsolePort *port = &dev->ports[p], *loaded = &ports[p];
+
+                port->host_connected = loaded->host_connected;
+                port->added = loaded->added;
+                port->ready = loaded->ready;
+                port->guest_open = loaded->guest_open;
+                port->pending = loaded->pending;
+                memcpy(port->rx, loaded->rx, sizeof(port->rx));
+                port->rx_head = 0;
+                port->rx_count = loaded->rx_count;
+                port->rx_blocked = loaded->rx_blocked;
+                port->throttled = loaded->throttled;
+                port->tx_kick = true;   /* look at the transmit queue again */
+        }
+        virtio_mmio_unlock(dev->transport);
+        return 0;
 }
 
 const VirtioDeviceType virtio_console_type = {
         .name = "virtio-console",
         .create = console_create,
-        .transport = type_transport,
         .free = type_free,
-        .reset = type_reset,
+        .save = type_save,
+        .load = type_load,
 };

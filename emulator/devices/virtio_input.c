@@ -642,16 +642,28 @@ static void tablet_ready(void *opaque, _unused_ bool ready) {
         host_changed(opaque);
 }
 
-static int keyboard_create(const DeviceContext *ctx, void **ret) {
+static int input_create(const DeviceContext *ctx, const VirtioInputConfig *c, void **ret, VirtioMmio **ret_transport) {
+        VirtioInput *dev;
+        int r;
+
+        r = virtio_input_new(ctx->mem, &ctx->irq, c, &dev);
+        if (r < 0)
+                return r;
+        *ret = dev;
+        *ret_transport = dev->transport;
+        return 0;
+}
+
+static int keyboard_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         VirtioInputConfig c = {
                 .kind = VIRTIO_INPUT_KEYBOARD,
                 .leds = keyboard_leds,
                 .opaque = (void *) ctx->host,   /* outlives its devices */
         };
-        return virtio_input_new(ctx->mem, &ctx->irq, &c, (VirtioInput **) ret);
+        return input_create(ctx, &c, ret, ret_transport);
 }
 
-static int tablet_create(const DeviceContext *ctx, void **ret) {
+static int tablet_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         /* Without a framebuffer the tablet still exists, scaled to a nominal screen. */
         VirtioInputConfig c = {
                 .kind = VIRTIO_INPUT_TABLET,
@@ -660,33 +672,89 @@ static int tablet_create(const DeviceContext *ctx, void **ret) {
                 .ready = tablet_ready,
                 .opaque = (void *) ctx->host,
         };
-        return virtio_input_new(ctx->mem, &ctx->irq, &c, (VirtioInput **) ret);
-}
-
-static VirtioMmio *type_transport(void *backend) {
-        return virtio_input_transport(backend);
+        return input_create(ctx, &c, ret, ret_transport);
 }
 
 static void type_free(void *backend) {
         virtio_input_free(backend);
 }
 
-static void type_reset(void *backend) {
-        virtio_input_reset(backend);
+static void put_events(StateWriter *w, const InputEvent *events, unsigned first, unsigned n, unsigned size) {
+        state_put_u32(w, n);
+        for (unsigned i = 0; i < n; i++) {
+                const InputEvent *e = &events[(first + i) % size];
+                state_put_u16(w, e->type);
+                state_put_u16(w, e->code);
+                state_put_u32(w, (uint32_t) e->value);
+        }
+}
+
+static void get_events(StateReader *r, InputEvent *events, unsigned *ret_n, unsigned max) {
+        uint32_t n = 0, value = 0;
+
+        state_get_u32_max(r, max, &n);
+        for (unsigned i = 0; i < n && state_reader_error(r) == 0; i++) {
+                state_get_u16(r, &events[i].type);
+                state_get_u16(r, &events[i].code);
+                state_get_u32(r, &value);
+                events[i].value = (int32_t) value;
+        }
+        *ret_n = n;
+}
+
+/* The driver's config selection, host events not yet delivered (committed and open), LEDs and readiness. */
+static int type_save(void *backend, StateWriter *w) {
+        VirtioInput *dev = backend;
+
+        virtio_mmio_lock(dev->transport);
+        state_put_bytes(w, dev->config, sizeof(dev->config));
+        put_events(w, dev->ring, dev->ring_head, dev->ring_count, VIRTIO_INPUT_RING_SIZE);
+        put_events(w, dev->packet, 0, dev->n_packet, VIRTIO_INPUT_PACKET_MAX);
+        state_put_u32(w, dev->leds);
+        state_put_bool(w, dev->ready);
+        virtio_mmio_unlock(dev->transport);
+        return state_writer_error(w);
+}
+
+static int type_load(void *backend, StateReader *r) {
+        VirtioInput *dev = backend;
+        _cleanup_free_ VirtioInput *n = calloc(1, sizeof(VirtioInput));
+
+        if (!n)
+                return -ENOMEM;
+        state_get_bytes(r, n->config, sizeof(n->config));
+        get_events(r, n->ring, &n->ring_count, VIRTIO_INPUT_RING_SIZE);
+        get_events(r, n->packet, &n->n_packet, VIRTIO_INPUT_PACKET_MAX);
+        state_get_u32(r, &n->leds);
+        state_get_bool(r, &n->ready);
+        if (state_reader_error(r) < 0)
+                return state_reader_error(r);
+
+        virtio_mmio_lock(dev->transport);
+        memcpy(dev->config, n->config, sizeof(n->config));
+        memcpy(dev->ring, n->ring, sizeof(n->ring));
+        dev->ring_head = 0;
+        dev->ring_count = n->ring_count;
+        memcpy(dev->packet, n->packet, sizeof(n->packet));
+        dev->n_packet = n->n_packet;
+        dev->leds = n->leds;
+        dev->ready = n->ready;
+        virtio_mmio_unlock(dev->transport);
+        return 0;
 }
 
 const VirtioDeviceType virtio_keyboard_type = {
         .name = "virtio-keyboard",
         .create = keyboard_create,
-        .transport = type_transport,
         .free = type_free,
-        .reset = type_reset,
+        .save = type_save,
+        .load = type_load,
 };
 
 const VirtioDeviceType virtio_tablet_type = {
         .name = "virtio-tablet",
         .create = tablet_create,
-        .transport = type_transport,
         .free = type_free,
-        .reset = type_reset,
+        .save = type_save,
+        .load = type_load,
 };

@@ -602,10 +602,9 @@ static int slot_create(const DeviceContext *ctx, void **ret) {
                 return -ENOMEM;
         slot->type = ctx->variant;
         if (slot->type) {
-                r = slot->type->create(ctx, &slot->backend);
+                r = slot->type->create(ctx, &slot->backend, &slot->transport);
                 if (r < 0)
                         return r;
-                slot->transport = slot->type->transport(slot->backend);
         } else {
                 r = virtio_mmio_new(ctx->mem, &ctx->irq, NULL, NULL, &slot->transport);
                 if (r < 0)
@@ -628,8 +627,7 @@ static void slot_free(void *dev) {
 static void slot_reset(void *dev) {
         VirtioSlot *slot = dev;
 
-        if (slot->type)
-                slot->type->reset(slot->backend);
+        virtio_mmio_reset(slot->transport);     /* the backend's reset op follows */
 }
 
 static int slot_fdt_node(void *dev, const DeviceContext *ctx, void *fdt) {
@@ -652,8 +650,7 @@ static int slot_save(void *dev, StateWriter *w) {
         return slot->type->save ? slot->type->save(slot->backend, w) : 0;
 }
 
-static int slot_load(void *dev, StateReader *r) {
-        VirtioSlot *slot = dev;
+static int slot_load_parts(VirtioSlot *slot, StateReader *r) {
         uint32_t id;
         int e;
 
@@ -668,6 +665,27 @@ static int slot_load(void *dev, StateReader *r) {
         if (e < 0)
                 return e;
         return slot->type->load ? slot->type->load(slot->backend, r) : 0;
+}
+
+/*
+ * The transport and the backend each check before they change anything;
+ * when the backend refuses after the transport took its part, the slot
+ * goes back to the state it had.
+ */
+static int slot_load(void *dev, StateReader *r) {
+        VirtioSlot *slot = dev;
+        StateWriter before = {};
+        int e;
+
+        e = slot_save(slot, &before);
+        if (e >= 0)
+                e = slot_load_parts(slot, r);
+        if (e < 0 && before.size > 0) {
+                StateReader back = state_reader(before.data, before.size);
+                (void) slot_load_parts(slot, &back);
+        }
+        state_writer_done(&before);
+        return e;
 }
 
 static uint64_t slot_read(void *opaque, uint64_t offset, unsigned size) {
@@ -688,6 +706,11 @@ static const MmioOps slot_mmio_ops = {
 void *virtio_mmio_slot_backend(void *dev, const VirtioDeviceType *type) {
         VirtioSlot *slot = dev;
         return slot && slot->type == type ? slot->backend : NULL;
+}
+
+VirtioMmio *virtio_mmio_slot_transport(void *dev) {
+        VirtioSlot *slot = dev;
+        return slot->transport;
 }
 
 const DeviceDescriptor virtio_mmio_device = {

@@ -220,16 +220,15 @@ void virtio_mmio_config_changed_locked(VirtioMmio *t);
  * A virtio device model describes itself to the transport with one of
  * these; the machine's table names it in a slot line (VIRTIO_SLOT in
  * machine.c). create() builds the backend and its transport from the
- * slot's context (memory, interrupt wire, DeviceHost hooks); the rest take
- * the backend. save/load may be NULL: the backend has no state beyond the
- * transport's.
+ * slot's context (memory, interrupt wire, DeviceHost hooks); the slot maps,
+ * resets (virtio_mmio_reset) and saves that transport, and frees the
+ * backend with free(). save/load may be NULL: the backend has no state
+ * beyond the transport's.
  */
 typedef struct VirtioDeviceType {
         const char *name;
-        int (*create)(const DeviceContext *ctx, void **ret_backend);
-        VirtioMmio *(*transport)(void *backend);
+        int (*create)(const DeviceContext *ctx, void **ret_backend, VirtioMmio **ret_transport);
         void (*free)(void *backend);
-        void (*reset)(void *backend);
         int (*save)(void *backend, StateWriter *w);
         int (*load)(void *backend, StateReader *r);
 } VirtioDeviceType;
@@ -242,3 +241,5 @@ extern const DeviceDescriptor virtio_mmio_device;
 
 /* The backend of a slot instance when it holds a device of 'type', else NULL. */
 void *virtio_mmio_slot_backend(void *slot, const VirtioDeviceType *type);
+/* The transport of a slot instance. */
+VirtioMmio *virtio_mmio_slot_transport(void *slot);

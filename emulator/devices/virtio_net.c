@@ -398,7 +398,7 @@ VirtioNet *virtio_net_free(VirtioNet *dev) {
         return NULL;
 }
 
-static int net_type_create(const DeviceContext *ctx, void **ret) {
+static int net_type_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         const VirtioNetVariant *v = ctx->variant;
         VirtioNet *dev;
         int r;
@@ -407,19 +407,12 @@ static int net_type_create(const DeviceContext *ctx, void **ret) {
         if (r < 0)
                 return r;
         *ret = dev;
+        *ret_transport = virtio_net_transport(dev);
         return 0;
-}
-
-static VirtioMmio *net_type_transport(void *backend) {
-        return virtio_net_transport(backend);
 }
 
 static void net_type_free(void *backend) {
         virtio_net_free(backend);
-}
-
-static void net_type_reset(void *backend) {
-        virtio_net_reset(backend);
 }
 
 void virtio_net_variant_init(VirtioNetVariant *v, const uint8_t mac[6]) {
@@ -427,9 +420,7 @@ void virtio_net_variant_init(VirtioNetVariant *v, const uint8_t mac[6]) {
                 .type = {
                         .name = "virtio-net",
                         .create = net_type_create,
-                        .transport = net_type_transport,
                         .free = net_type_free,
-                        .reset = net_type_reset,
                 },
         };
         memcpy(v->mac, mac, 6);

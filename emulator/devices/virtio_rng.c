@@ -63,7 +63,7 @@ static void rng_driver_ok(void *backend) {
 static void rng_reset_backend(_unused_ void *backend) {
 }
 
-static int rng_create(const DeviceContext *ctx, void **ret) {
+static int rng_create(const DeviceContext *ctx, void **ret, VirtioMmio **ret_transport) {
         static const VirtioDeviceOps ops = {
                 .device_id = VIRTIO_ID_RNG,
                 .num_queues = 1,
@@ -80,13 +80,9 @@ static int rng_create(const DeviceContext *ctx, void **ret) {
         r = virtio_mmio_new(ctx->mem, &ctx->irq, &ops, rng, &rng->transport);
         if (r < 0)
                 return r;
+        *ret_transport = rng->transport;
         *ret = TAKE_PTR(rng);
         return 0;
-}
-
-static VirtioMmio *rng_transport(void *backend) {
-        VirtioRng *rng = backend;
-        return rng->transport;
 }
 
 static void rng_free(void *backend) {
@@ -96,16 +92,9 @@ static void rng_free(void *backend) {
         free(rng);
 }
 
-static void rng_reset(void *backend) {
-        VirtioRng *rng = backend;
-        virtio_mmio_reset(rng->transport);
-}
-
 /* No state beyond the transport's: save/load are the transport's alone. */
 const VirtioDeviceType virtio_rng_type = {
         .name = "virtio-rng",
         .create = rng_create,
-        .transport = rng_transport,
         .free = rng_free,
-        .reset = rng_reset,
 };

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "machine/boot.h"
 #include "machine/memmap.h"
@@ -26,48 +27,55 @@
 #define ALIGN_DOWN(x, a) ((x) & ~((uint64_t) (a) - 1))
 #define SZ_2M (2ULL << 20)
 
-int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret, char *error, size_t error_size) {
+/* Opens a boot image and checks it is a regular, non-empty file of at most max_size bytes. */
+static int open_image(const char *path, uint64_t max_size, int *ret_fd, uint64_t *ret_size) {
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ uint8_t *data = NULL;
         struct stat st;
-        size_t done = 0;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                snprintf(error, error_size, "cannot open '%s': %s", path, strerror(errno));
+        if (fd < 0)
                 return -errno;
-        }
-        if (fstat(fd, &st) < 0) {
-                snprintf(error, error_size, "cannot stat '%s': %s", path, strerror(errno));
+        if (fstat(fd, &st) < 0)
                 return -errno;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                snprintf(error, error_size, "'%s' is not a regular file", path);
-                return -EINVAL;
-        }
-        if (st.st_size == 0) {
-                snprintf(error, error_size, "'%s' is empty", path);
-                return -EINVAL;
-        }
-        if ((uint64_t) st.st_size > max_size) {
-                snprintf(error, error_size, "'%s' (%lld bytes) does not fit in guest RAM (%llu bytes); give more --memory",
-                         path, (long long) st.st_size, (unsigned long long) max_size);
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (st.st_size == 0)
+                return -ENODATA;
+        if ((uint64_t) st.st_size > max_size)
                 return -EFBIG;
-        }
+        *ret_size = (uint64_t) st.st_size;
+        if (ret_fd)
+                *ret_fd = TAKE_FD(fd);
+        return 0;
+}
 
-        data = malloc(st.st_size);
-        if (!data) {
-                snprintf(error, error_size, "out of memory reading '%s'", path);
+int boot_check_file(const char *path, uint64_t max_size, uint64_t *ret_size) {
+        return open_image(path, max_size, NULL, ret_size);
+}
+
+int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ uint8_t *data = NULL;
+        uint64_t size;
+        size_t done = 0;
+        int r;
+
+        r = open_image(path, max_size, &fd, &size);
+        if (r < 0)
+                return r;
+        data = malloc(size);
+        if (!data)
                 return -ENOMEM;
-        }
-        while (done < (size_t) st.st_size) {
-                ssize_t n = read(fd, data + done, st.st_size - done);
+        while (done < size) {
+                ssize_t n = read(fd, data + done, size - done);
                 if (n < 0 && errno == EINTR)
                         continue;
-                if (n <= 0) {
-                        snprintf(error, error_size, "cannot read '%s': %s", path, n < 0 ? strerror(errno) : "short read");
-                        return n < 0 ? -errno : -EIO;
-                }
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;    /* the file shrank under us */
                 done += n;
         }
 
@@ -88,19 +96,38 @@ static uint64_t le64(const uint8_t *p) {
         return v;
 }
 
-int boot_check_kernel(const BootBlob *kernel, const char *path, uint64_t *ret_image_size, char *error, size_t error_size) {
+int boot_check_kernel(const BootBlob *kernel, uint64_t *ret_image_size) {
         /* The RISC-V Linux Image header (Documentation/riscv/boot-image-header.rst). */
-        if (kernel->size < 64 || memcmp(kernel->data + 56, "RSC\x05", 4) != 0) {
-                snprintf(error, error_size, "'%s' is not a RISC-V Linux Image (no \"RSC\\x05\" magic at offset 56)", path);
+        if (kernel->size < BOOT_IMAGE_HEADER_SIZE || memcmp(kernel->data + 56, "RSC\x05", 4) != 0)
                 return -ENOEXEC;
-        }
         uint64_t image_size = le64(kernel->data + 16);
         *ret_image_size = image_size > kernel->size ? image_size : kernel->size;
         return 0;
 }
 
+int boot_check_kernel_file(const char *path, uint64_t max_size, uint64_t *ret_image_size) {
+        _cleanup_close_ int fd = -1;
+        uint8_t header[BOOT_IMAGE_HEADER_SIZE];
+        uint64_t size, image_size;
+        ssize_t n;
+        int r;
+
+        r = open_image(path, max_size, &fd, &size);
+        if (r < 0)
+                return r;
+        n = pread(fd, header, sizeof(header), 0);
+        if (n < 0)
+                return -errno;
+        BootBlob b = { .data = header, .size = (size_t) n };
+        r = boot_check_kernel(&b, &image_size);
+        if (r < 0)
+                return r;
+        *ret_image_size = MAX(image_size, size);
+        return 0;
+}
+
 int boot_plan(BootLayout *l, uint64_t ram_size, uint64_t bios_size, uint64_t kernel_image_size, uint64_t initrd_size,
-              uint64_t fdt_size, char *error, size_t error_size) {
+              uint64_t fdt_size) {
         uint64_t ram_end = MEMMAP_RAM_BASE + ram_size;
 
         memset(l, 0, sizeof(*l));
@@ -110,32 +137,21 @@ int boot_plan(BootLayout *l, uint64_t ram_size, uint64_t bios_size, uint64_t ker
                 l->kernel_addr = MEMMAP_RAM_BASE + SZ_2M;
 
         /* Device tree and fw_dynamic_info at the top of RAM (2 MiB aligned, as "virt" does). */
-        if (fdt_size + 64 > SZ_2M) {
-                snprintf(error, error_size, "device tree too large (%llu bytes)", (unsigned long long) fdt_size);
+        if (fdt_size + 64 > SZ_2M)
                 return -E2BIG;
-        }
         l->fdt_addr = ALIGN_DOWN(ram_end - fdt_size - 64, SZ_2M);
         l->dyninfo_addr = ALIGN_UP(l->fdt_addr + fdt_size, 8);
 
         uint64_t kernel_end = l->kernel_addr + kernel_image_size;
-        if (kernel_end > l->fdt_addr) {
-                snprintf(error, error_size, "the kernel (%llu bytes) does not fit in %llu MiB of RAM",
-                         (unsigned long long) kernel_image_size, (unsigned long long) (ram_size >> 20));
-                return -E2BIG;
-        }
+        if (kernel_end > l->fdt_addr)
+                return -EFBIG;
 
         if (initrd_size > 0) {
-                if (initrd_size > l->fdt_addr - kernel_end) {
-                        snprintf(error, error_size,
-                                 "the initrd (%llu bytes) does not fit in RAM above the kernel (%llu bytes free); give more --memory",
-                                 (unsigned long long) initrd_size, (unsigned long long) (l->fdt_addr - kernel_end));
-                        return -E2BIG;
-                }
+                if (initrd_size > l->fdt_addr - kernel_end)
+                        return -ENOSPC;
                 l->initrd_addr = ALIGN_DOWN(l->fdt_addr - initrd_size, 4096);
-                if (l->initrd_addr < kernel_end) {
-                        snprintf(error, error_size, "the initrd does not fit in RAM above the kernel; give more --memory");
-                        return -E2BIG;
-                }
+                if (l->initrd_addr < kernel_end)
+                        return -ENOSPC;
                 l->initrd_end = l->initrd_addr + initrd_size;
         }
         return 0;

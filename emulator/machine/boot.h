@@ -17,16 +17,32 @@ typedef struct BootLayout {
         uint64_t dyninfo_addr;
 } BootLayout;
 
-/* Reads a whole regular file of at most max_size bytes. Errors are written to 'error'. */
-int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret, char *error, size_t error_size);
+#define BOOT_IMAGE_HEADER_SIZE 64
+
+/*
+ * Boot images (firmware, kernel, initrd) are regular files of at most
+ * max_size bytes. Errors: those of open()/fstat()/read(), -EISDIR (a
+ * directory), -EBADFD (another kind of non-regular file), -ENODATA (an
+ * empty file), -EFBIG (larger than max_size). The caller, who knows what
+ * the file is for, tells the person.
+ */
+int boot_check_file(const char *path, uint64_t max_size, uint64_t *ret_size);
+/* Reads a whole boot image. */
+int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret);
 void boot_blob_clear(BootBlob *b);
 
-/* Checks the RISC-V Image header; returns the size the kernel occupies in memory. */
-int boot_check_kernel(const BootBlob *kernel, const char *path, uint64_t *ret_image_size, char *error, size_t error_size);
+/* Checks the RISC-V Image header; the size the kernel occupies in memory, or -ENOEXEC (no Image magic). */
+int boot_check_kernel(const BootBlob *kernel, uint64_t *ret_image_size);
+/* The same from the file (its header only), with boot_check_file()'s errors. */
+int boot_check_kernel_file(const char *path, uint64_t max_size, uint64_t *ret_image_size);
 
-/* Decides where everything goes in RAM, or explains why it does not fit. */
+/*
+ * Decides where everything goes in RAM: -E2BIG (the device tree is too
+ * large), -EFBIG (the kernel does not fit), -ENOSPC (the initrd does not
+ * fit above the kernel).
+ */
 int boot_plan(BootLayout *l, uint64_t ram_size, uint64_t bios_size, uint64_t kernel_image_size, uint64_t initrd_size,
-              uint64_t fdt_size, char *error, size_t error_size);
+              uint64_t fdt_size);
 
 /* Writes OpenSBI's fw_dynamic_info (48 bytes) telling it to enter next_addr in S-mode. */
 void boot_write_dyninfo(uint8_t *dst, uint64_t next_addr);

@@ -53,6 +53,21 @@ int dt_begin_device(void *fdt, const char *name, const DeviceContext *ctx, const
         return 0;
 }
 
+int dt_prop_hart_interrupts(void *fdt, unsigned num_harts, uint32_t first, uint32_t second) {
+        _cleanup_free_ fdt32_t *cells = calloc(num_harts * 4, sizeof(fdt32_t));
+
+        if (!cells)
+                return -ENOMEM;
+        for (unsigned i = 0; i < num_harts; i++) {
+                uint32_t intc = DT_PHANDLE_CPU_INTC_BASE + i;
+                cells[4 * i + 0] = cpu_to_fdt32(intc);
+                cells[4 * i + 1] = cpu_to_fdt32(first);
+                cells[4 * i + 2] = cpu_to_fdt32(intc);
+                cells[4 * i + 3] = cpu_to_fdt32(second);
+        }
+        return dt_err(fdt_property(fdt, "interrupts-extended", cells, (int) (num_harts * 4 * sizeof(fdt32_t))));
+}
+
 static int prop_string_list(void *fdt, const char *name, const char *const *list) {
         char buf[512];
         size_t len = 0;

@@ -55,6 +55,9 @@ int dt_prop_reg(void *fdt, uint64_t base, uint64_t size);
 /* 'list' holds NUL-separated strings; 'len' includes the final NUL (sizeof a string literal). */
 int dt_prop_compatible(void *fdt, const char *list, size_t len);
 
+/* interrupts-extended: two interrupt lines (e.g. 3 and 7: M software and timer) of every hart's controller. */
+int dt_prop_hart_interrupts(void *fdt, unsigned num_harts, uint32_t first, uint32_t second);
+
 /*
  * Opens "name@base" with compatible, reg (the context's window) and, when
  * the device has a PLIC source, interrupt-parent and interrupts. The caller

@@ -269,6 +269,95 @@ static int create_device(Machine *m, const DeviceSlot *slot) {
         return physmem_add_mmio_sized(&m->mem, md->ctx.base, md->ctx.size, desc->access_sizes, desc->mmio, md->dev);
 }
 
+#define MACHINE_STATE_VERSION 1
+
+static void put_section(StateWriter *w, const char *name, const StateWriter *section) {
+        size_t n = strlen(name);
+
+        state_put_u16(w, (uint16_t) n);
+        state_put_bytes(w, name, n);
+        state_put_u32(w, (uint32_t) section->size);
+        state_put_bytes(w, section->data, section->size);
+}
+
+/* The next section, which must be 'name': its payload as a reader of its own. */
+static int get_section(StateReader *r, const char *name, StateReader *ret) {
+        char got[64];
+        uint16_t n;
+        uint32_t size;
+        int e;
+
+        state_get_u16_max(r, sizeof(got) - 1, &n);
+        state_get_bytes(r, got, n);
+        state_get_u32(r, &size);
+        e = state_reader_error(r);
+        if (e < 0)
+                return e;
+        got[n] = 0;
+        if (!streq(got, name) || size > r->size - r->pos)
+                return -EBADMSG;
+        *ret = state_reader(r->data + r->pos, size);
+        r->pos += size;
+        return 0;
+}
+
+int machine_save_state(Machine *m, StateWriter *w) {
+        StateWriter section = {};
+        int r;
+
+        state_put_u32(w, MACHINE_STATE_VERSION);
+        state_put_u32(w, m->n_devices);
+        r = hart_save(m->hart, &section);
+        if (r >= 0)
+                put_section(w, "hart", &section);
+        for (unsigned i = 0; r >= 0 && i < m->n_devices; i++) {
+                MachineDevice *md = &m->devices[i];
+
+                state_writer_done(&section);
+                r = md->desc->save(md->dev, &section);
+                if (r >= 0)
+                        put_section(w, md->desc->name, &section);
+        }
+        state_writer_done(&section);
+        return r < 0 ? r : state_writer_error(w);
+}
+
+static int load_section(StateReader *r, const char *name, void *obj, int (*load)(void *obj, StateReader *r)) {
+        StateReader section;
+        int e;
+
+        e = get_section(r, name, &section);
+        if (e < 0)
+                return e;
+        e = load(obj, &section);
+        if (e < 0)
+                return log_debug_errno(e, "Refusing the state of %s: %m", name);
+        return state_reader_finish(&section);
+}
+
+static int hart_load_section(void *hart, StateReader *r) {
+        return hart_load(hart, r);
+}
+
+int machine_load_state(Machine *m, StateReader *r) {
+        uint32_t version, n;
+        int e;
+
+        state_get_u32_max(r, MACHINE_STATE_VERSION, &version);
+        state_get_u32(r, &n);
+        e = state_reader_error(r);
+        if (e < 0)
+                return e;
+        if (version != MACHINE_STATE_VERSION || n != m->n_devices)
+                return -ERANGE;
+        e = load_section(r, "hart", m->hart, hart_load_section);
+        for (unsigned i = 0; e >= 0 && i < m->n_devices; i++)
+                e = load_section(r, m->devices[i].desc->name, m->devices[i].dev, m->devices[i].desc->load);
+        if (e < 0)
+                return e;
+        return state_reader_finish(r);
+}
+
 static int soc_nodes(void *userdata, void *fdt) {
         Machine *m = userdata;
         int r;
@@ -313,13 +402,12 @@ size_t machine_n_disks(Machine *m) {
 }
 
 /*
- * Opens and locks every --drive image, before any device exists, and puts
- * the disks, then the NICs, in the empty virtio slots from the lowest
+ * Puts the disks (their images opened and locked by the caller), then the NICs,
+ * in the empty virtio slots from the lowest
  * address up (Linux names the first disk it finds vda).
  */
-static int build_table(Machine *m, char *error, size_t error_size) {
+static int build_table(Machine *m) {
         size_t free_slots[MACHINE_FREE_VIRTIO_SLOTS], n_free = 0, want = m->config.n_drives + m->config.n_nets;
-        int r;
 
         m->n_table = ELEMENTSOF(machine_devices);
         memcpy(m->table, machine_devices, sizeof(machine_devices));
@@ -333,22 +421,15 @@ static int build_table(Machine *m, char *error, size_t error_size) {
                         free_slots[j] = free_slots[j - 1];
                         free_slots[j - 1] = t;
                 }
-        if (want > n_free) {
-                snprintf(error, error_size, "too many drives and NICs: %zu (at most %zu together)", want, n_free);
-                return -E2BIG;
-        }
+        if (want > n_free)
+                return -E2BIG;          /* main.c checks MACHINE_FREE_VIRTIO_SLOTS first, with a message */
 
         for (size_t i = 0; i < m->config.n_drives; i++) {
-                const DriveSpec *d = &m->config.drives[i];
-
-                r = drive_open(d, &m->images[i], error, error_size);
-                if (r < 0)
-                        return r;
+                if (!m->config.images || !m->config.images[i])
+                        return -EINVAL;
+                m->images[i] = m->config.images[i];
                 m->n_images++;
-                if (d->cache == BLOCK_CACHE_NONE && !d->snapshot && !block_image_direct(m->images[i]))
-                        fprintf(stderr, "orrery-vm: drive '%s': the file system of '%s' refuses O_DIRECT; "
-                                "cache=none uses the page cache\n", d->id, d->path);
-                virtio_blk_variant_init(&m->disk_types[i], m->images[i], d->id);
+                virtio_blk_variant_init(&m->disk_types[i], m->images[i], m->config.drives[i].id);
                 m->table[free_slots[i]].variant = &m->disk_types[i].type;
         }
         for (size_t i = 0; i < m->config.n_nets; i++) {
@@ -377,15 +458,13 @@ static int map_memfd(const char *name, uint64_t size, int *ret_fd, uint8_t **ret
         return 0;
 }
 
-static int setup_memory(Machine *m, char *error, size_t error_size) {
+static int setup_memory(Machine *m) {
         int r;
 
         r = map_memfd("orrery-ram", m->config.memory, &m->ram_fd, &m->mem.ram);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot allocate %llu MiB of guest RAM: %s",
-                         (unsigned long long) (m->config.memory >> 20), strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_debug_errno(r, "Failed to allocate %llu MiB of guest RAM: %m",
+                                       (unsigned long long) (m->config.memory >> 20));
         m->mem.ram_base = MEMMAP_RAM_BASE;
         m->mem.ram_size = m->config.memory;
 
@@ -397,18 +476,14 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
         m->fb_stride = m->fb_width * 4;
         uint64_t size = ((uint64_t) m->fb_stride * m->fb_height + 4095) & ~4095ULL;
         r = map_memfd("orrery-framebuffer", size, &m->fb_fd, &m->mem.fb);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot allocate the framebuffer: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_debug_errno(r, "Failed to allocate the framebuffer: %m");
         /*
          * The mapping above stays writable for the guest; the seals stop anyone
          * who receives the fd from resizing it or mapping it writable.
          */
-        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
-                snprintf(error, error_size, "cannot seal the framebuffer memfd: %s", strerror(errno));
-                return -errno;
-        }
+        if (fcntl(m->fb_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0)
+                return log_debug_errno(errno, "Failed to seal the framebuffer memfd: %m");
         m->mem.fb_base = MEMMAP_FB_BASE;
         m->mem.fb_size = size;
         m->mem.fb_dirty_words = (size / 4096 + 63) / 64;
@@ -418,14 +493,12 @@ static int setup_memory(Machine *m, char *error, size_t error_size) {
         return 0;
 }
 
-static int setup_devices(Machine *m, char *error, size_t error_size) {
+static int setup_devices(Machine *m) {
         int r;
 
         m->hart = hart_new(&m->mem, 0, machine_read_time, m);
-        if (!m->hart) {
-                snprintf(error, error_size, "out of memory");
+        if (!m->hart)
                 return -ENOMEM;
-        }
         m->harts[0] = m->hart;
 
         m->host = (DeviceHost) {
@@ -447,11 +520,8 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
         };
         for (size_t i = 0; i < m->n_table; i++) {
                 r = create_device(m, &m->table[i]);
-                if (r < 0) {
-                        snprintf(error, error_size, "cannot set up device %s: %s", m->table[i].desc->name,
-                                 strerror(-r));
-                        return r;
-                }
+                if (r < 0)
+                        return log_debug_errno(r, "Failed to set up device %s: %m", m->table[i].desc->name);
         }
         for (size_t i = 0; i < m->n_images; i++)
                 m->disks[i] = find_device(m, &virtio_mmio_device, &m->disk_types[i].type);
@@ -466,10 +536,8 @@ static int setup_devices(Machine *m, char *error, size_t error_size) {
         m->keyboard = find_device(m, &virtio_mmio_device, &virtio_keyboard_type);
         m->tablet = find_device(m, &virtio_mmio_device, &virtio_tablet_type);
         m->console = find_device(m, &virtio_mmio_device, &virtio_console_type);
-        if (!m->clint || !m->plic || !m->uart || !m->rtc) {
-                snprintf(error, error_size, "the device table lacks a CLINT, PLIC, UART or RTC");
-                return -EINVAL;
-        }
+        if (!m->clint || !m->plic || !m->uart || !m->rtc)
+                return log_debug_errno(-EINVAL, "The device table lacks a CLINT, PLIC, UART or RTC.");
         return 0;
 }
 
@@ -499,41 +567,38 @@ static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
         return fdt_build(&c, &m->fdt, &m->fdt_size);
 }
 
-static int load_images(Machine *m, char *error, size_t error_size) {
+/* Reads the boot images, plans where they go, and builds the device tree that says so. */
+static int load_images(Machine *m) {
         uint64_t kernel_size;
         int r;
 
-        r = boot_read_file(m->config.bios, m->config.memory, &m->bios, error, error_size);
+        if (!m->config.kernel)
+                /* Only described (--dump-dtb): a tree without an initrd. */
+                return build_fdt(m, 0, 0);
+
+        r = boot_read_file(m->config.bios, m->config.memory, &m->bios);
         if (r < 0)
-                return r;
-        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel, error, error_size);
+                return log_debug_errno(r, "Failed to read firmware '%s': %m", m->config.bios);
+        r = boot_read_file(m->config.kernel, m->config.memory, &m->kernel);
         if (r < 0)
-                return r;
-        r = boot_check_kernel(&m->kernel, m->config.kernel, &kernel_size, error, error_size);
+                return log_debug_errno(r, "Failed to read kernel '%s': %m", m->config.kernel);
+        r = boot_check_kernel(&m->kernel, &kernel_size);
         if (r < 0)
-                return r;
+                return log_debug_errno(r, "'%s' is not a RISC-V Linux Image: %m", m->config.kernel);
         if (m->config.initrd) {
-                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd, error, error_size);
+                r = boot_read_file(m->config.initrd, m->config.memory, &m->initrd);
                 if (r < 0)
-                        return r;
+                        return log_debug_errno(r, "Failed to read initrd '%s': %m", m->config.initrd);
         }
 
         /* The tree's size does not depend on the initrd addresses: plan with a first build, then fill them in. */
         r = build_fdt(m, m->initrd.size ? 1 : 0, m->initrd.size ? 2 : 0);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
-                return r;
-        }
-        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size,
-                      error, error_size);
         if (r < 0)
-                return r;
-        r = build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
-        if (r < 0) {
-                snprintf(error, error_size, "cannot build the device tree: %s", strerror(-r));
-                return r;
-        }
-        return 0;
+                return log_debug_errno(r, "Failed to build the device tree: %m");
+        r = boot_plan(&m->layout, m->config.memory, m->bios.size, kernel_size, m->initrd.size, m->fdt_size);
+        if (r < 0)
+                return log_debug_errno(r, "Failed to place the boot images in RAM: %m");
+        return build_fdt(m, m->layout.initrd_addr, m->layout.initrd_end);
 }
 
 static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size) {
@@ -544,13 +609,16 @@ static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size
 static void machine_reset_cpu_side(Machine *m) {
         BootLayout *l = &m->layout;
 
-        copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
-        copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
-        if (m->initrd.size)
-                copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
-        copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
-        boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
+        if (m->kernel.data) {
+                copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
+                copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
+                if (m->initrd.size)
+                        copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
+                copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
+                boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
+        }
 
+        /* The hart first: the devices' resets then drive its interrupt lines afresh. */
         hart_reset(m->hart, l->bios_addr);
         (void) hart_set_reg(m->hart, HART_REG_X0 + 10, 0);                 /* a0: hart id */
         (void) hart_set_reg(m->hart, HART_REG_X0 + 11, l->fdt_addr);       /* a1: device tree */
@@ -561,29 +629,19 @@ static void machine_reset_cpu_side(Machine *m) {
         m->power_action = -1;
 }
 
-int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
-                char *error, size_t error_size) {
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret) {
         Machine *m;
         int r;
 
-        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX) {
-                snprintf(error, error_size, "memory size %llu MiB out of range (%llu MiB .. %llu GiB)",
-                         (unsigned long long) (config->memory >> 20), (unsigned long long) (MACHINE_MEMORY_MIN >> 20),
-                         (unsigned long long) (MACHINE_MEMORY_MAX >> 30));
-                return -EINVAL;
-        }
+        if (config->memory < MACHINE_MEMORY_MIN || config->memory > MACHINE_MEMORY_MAX)
+                return -ERANGE;
         if (config->fb_width > MACHINE_FB_MAX_DIM || config->fb_height > MACHINE_FB_MAX_DIM ||
-            (config->fb_width == 0) != (config->fb_height == 0)) {
-                snprintf(error, error_size, "display size %ux%u out of range (at most %ux%u)", config->fb_width,
-                         config->fb_height, MACHINE_FB_MAX_DIM, MACHINE_FB_MAX_DIM);
-                return -EINVAL;
-        }
+            (config->fb_width == 0) != (config->fb_height == 0))
+                return -ERANGE;
 
         m = calloc(1, sizeof(*m));
-        if (!m) {
-                snprintf(error, error_size, "out of memory");
+        if (!m)
                 return -ENOMEM;
-        }
         m->config = *config;
         m->ram_fd = m->fb_fd = m->notify_fd = -1;
         m->power_action = -1;
@@ -600,7 +658,6 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->append = config->append ? strdup(config->append) : NULL;
         if (!m->name || (config->append && !m->append)) {
                 r = -ENOMEM;
-                snprintf(error, error_size, "out of memory");
                 goto fail;
         }
         m->config.name = m->name;
@@ -609,20 +666,16 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->notify_fd < 0) {
                 r = -errno;
-                snprintf(error, error_size, "eventfd: %s", strerror(errno));
                 goto fail;
         }
 
-        r = setup_memory(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = build_table(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = setup_devices(m, error, error_size);
-        if (r < 0)
-                goto fail;
-        r = load_images(m, error, error_size);
+        r = setup_memory(m);
+        if (r >= 0)
+                r = build_table(m);
+        if (r >= 0)
+                r = setup_devices(m);
+        if (r >= 0)
+                r = load_images(m);
         if (r < 0)
                 goto fail;
 
@@ -760,6 +813,8 @@ static void *cpu_thread_main(void *userdata) {
 int machine_start(Machine *m) {
         int r;
 
+        if (!m->kernel.data)
+                return -ENOEXEC;        /* described only */
         pthread_mutex_lock(&m->lock);
         m->state = MACHINE_RUNNING;
         m->time_base_ns = monotonic_ns();
@@ -962,9 +1017,6 @@ void machine_free(Machine *m) {
         m->hart = hart_free(m->hart);
         for (unsigned i = m->n_devices; i > 0; i--)
                 m->devices[i - 1].desc->free(m->devices[i - 1].dev);
-        /* After the disks: their workers are joined. */
-        for (size_t i = 0; i < m->n_images; i++)
-                block_image_closep(&m->images[i]);
         if (m->mem.ram)
                 munmap(m->mem.ram, m->mem.ram_size);
         if (m->mem.fb)

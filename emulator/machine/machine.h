@@ -22,18 +22,21 @@
 
 typedef struct VirtioNet VirtioNet;
 
+#include "devices/state.h"
+
 typedef struct Machine Machine;
 
 typedef struct MachineConfig {
         const char *name;
         const char *bios;               /* M-mode firmware (OpenSBI fw_dynamic) */
-        const char *kernel;             /* RISC-V Linux "Image" */
+        const char *kernel;             /* RISC-V Linux "Image"; NULL: describe the machine only (no start) */
         const char *initrd;             /* may be NULL */
         const char *append;             /* kernel command line; may be NULL */
         uint64_t memory;                /* bytes of RAM */
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
         const DriveSpec *drives;        /* virtio-blk disks, in the free virtio slots in order */
+        BlockImage *const *images;      /* drives' images, opened and locked by the caller; outlive the machine */
         size_t n_drives;
         const NetSpec *nets;            /* virtio-net NICs, in the slots after the disks */
         size_t n_nets;                  /* drives + NICs: at most MACHINE_FREE_VIRTIO_SLOTS */
@@ -72,15 +75,17 @@ typedef struct MachineCallbacks {
 #define MACHINE_FB_MAX_DIM 8192
 
 /*
- * Loads firmware, kernel and initrd and builds the device tree. Returns 0,
- * or a negative errno with a message for a person in 'error' (size
- * error_size): missing files, a kernel that is not a RISC-V Image, an
- * initrd that does not fit, memory out of range, ...
+ * Loads firmware, kernel and initrd and builds the device tree. Returns 0
+ * or a negative errno (logged at debug level only): memory or display out
+ * of range (-ERANGE), boot_read_file()'s errors for the images, -ENOEXEC
+ * for a kernel that is not a RISC-V Image, boot_plan()'s when they do not
+ * fit. The caller checks its input first to tell a person which file and
+ * why (boot.h has the checks).
  */
-int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret,
-                char *error, size_t error_size);
+int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret);
 void machine_free(Machine *m);
 
+/* Starts the CPU thread; -ENOEXEC for a machine created without a kernel. */
 int machine_start(Machine *m);
 
 /* Any thread. Requests are queued and carried out by the CPU thread. */
@@ -137,6 +142,15 @@ BlockImage *machine_disk_image(Machine *m, size_t i);
 const char *machine_disk_id(Machine *m, size_t i);
 const char *machine_nic_id(Machine *m, size_t i);
 size_t machine_n_disks(Machine *m);
+
+/*
+ * The hart's and every device's state (not RAM), as sections named after
+ * them in the order of the device table. Only while the CPU thread is
+ * paused or not started. A load checks each section before it changes
+ * that part; when a later one is refused the machine is a mix: reset it.
+ */
+int machine_save_state(Machine *m, StateWriter *w);
+int machine_load_state(Machine *m, StateReader *r);
 
 /* The flattened device tree the guest boots with. */
 const void *machine_device_tree(Machine *m, size_t *ret_size);

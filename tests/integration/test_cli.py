@@ -58,6 +58,22 @@ for bad in ["1024", "1024x", "x768", "0x0", "99999x99999", "-5x10", "10x10"]:
     expect_usage_error(["--name", "t", "--display", bad], "invalid --display", f"--display {bad}")
 expect_usage_error(["--name", "t", "--serial", "tcp:1"], "invalid --serial", "an unknown serial backend")
 expect_usage_error(["--name", "t", "--frobnicate"], "unknown option", "an unknown option")
+expect_usage_error(["--name", "t", "--log-level", "loud"], "invalid --log-level", "an unknown log level")
+code, err = run("--name", "t", "--frobnicate")
+tap.check("--help" not in err, "errors off a terminal (a unit's journal) carry no 'Try --help' hint", err)
+
+# Without a built default guest: bad input is still named, and describing the machine needs no guest.
+no_guest = dict(os.environ, ORRERY_GUEST_DIR=os.path.join(tmp, "no-guest-here"))
+r = subprocess.run([ORRERY_VM, "--name", "t", "--no-config", "--memory", "1M"], capture_output=True, timeout=60,
+                   env=no_guest)
+tap.check(r.returncode == 2 and b"out of range" in r.stderr, "without the default guest, --memory 1M is out of range",
+          r.stderr)
+r = subprocess.run([ORRERY_VM, "--name", "t", "--no-config"], capture_output=True, timeout=60, env=no_guest)
+tap.check(r.returncode == 2 and b"default guest is not built" in r.stderr, "a missing default guest is named", r.stderr)
+dtb = os.path.join(tmp, "no-guest.dtb")
+r = subprocess.run([ORRERY_VM, "--name", "t", "--no-config", "--dump-dtb", dtb], capture_output=True, timeout=60,
+                   env=no_guest)
+tap.check(r.returncode == 0 and os.path.getsize(dtb) > 0, "--dump-dtb works without the default guest", r.stderr)
 
 
 # The VM's configuration file (orrery-vm.conf(5)): bad files fail like bad options, naming file and line.

@@ -45,7 +45,7 @@ int main(void) {
         CHECK(rng != NULL, "the slot holds an rng");
         if (!rng)
                 return tap_finish();
-        guest_attach(&g, virtio_rng_type.transport(rng));
+        guest_attach(&g, virtio_mmio_slot_transport(slot));
 
         CHECK_EQ_U64(guest_rd(&g, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG, "DeviceID 4 (entropy source)");
         CHECK_EQ_U64(guest_device_features(&g), 1ULL << VIRTIO_F_VERSION_1, "only VERSION_1 offered");
@@ -86,7 +86,7 @@ int main(void) {
         CHECK(guest_fb_intact(&g), "the framebuffer is untouched");
 
         /* A machine reset brings the device back to its power-on state. */
-        virtio_rng_type.reset(rng);
+        d->reset(slot);
         CHECK_EQ_U64(guest_rd(&g, VIRTIO_MMIO_STATUS), 0, "reset: Status 0");
         guest_negotiate(&g, 1ULL << VIRTIO_F_VERSION_1);
         CHECK(guest_queue_setup(&g, &q, 0, 8), "requestq ready again");

@@ -11,6 +11,7 @@
 #include <linux/input-event-codes.h>
 #include <string.h>
 
+#include "devices/virtio_console.h"
 #include "devices/virtio_input.h"
 #include "guest.h"
 #include "macro.h"
@@ -107,6 +108,26 @@ int main(void) {
         CHECK_EQ_U64(d->create(&ectx, &empty), 0, "create an empty slot");
         r = state_reader(w1.data, w1.size);
         CHECK_EQ_U64(d->load(empty, &r), (uint64_t) -ERANGE, "an empty slot refuses a keyboard's state");
+
+        /* The console: its ports' state (here: the host throttled the agent's port) survives a save and load. */
+        void *c1 = NULL, *c2 = NULL;
+        StateWriter cw1 = {}, cw2 = {};
+        DeviceContext cctx = slot_context(&g, &virtio_console_type);
+        CHECK(d->create(&cctx, &c1) == 0 && d->create(&cctx, &c2) == 0, "create two console slots");
+        VirtioConsole *con = virtio_mmio_slot_backend(c1, &virtio_console_type);
+        CHECK_EQ_U64(save(c2, &cw2), 0, "console: save a fresh one");
+        CHECK_EQ_U64(virtio_console_throttle(con, VIRTIO_CONSOLE_AGENT_PORT, true), 0, "throttle the agent's port");
+        CHECK_EQ_U64(save(c1, &cw1), 0, "console: save");
+        CHECK(cw1.size != cw2.size || memcmp(cw1.data, cw2.data, cw1.size) != 0, "console: the throttle is saved");
+        state_writer_done(&cw2);
+        r = state_reader(cw1.data, cw1.size);
+        CHECK_EQ_U64(d->load(c2, &r), 0, "console: load");
+        CHECK_EQ_U64(save(c2, &cw2), 0, "console: save the loaded one");
+        CHECK(cw1.size == cw2.size && memcmp(cw1.data, cw2.data, cw1.size) == 0, "console: the same state back");
+        d->free(c1);
+        d->free(c2);
+        state_writer_done(&cw1);
+        state_writer_done(&cw2);
 
         d->free(empty);
         d->free(a);
