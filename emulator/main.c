@@ -25,6 +25,7 @@
 #include "machine/boot.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
+#include "net/user.h"
 #include "macro.h"
 #include "options.h"
 
@@ -49,6 +50,8 @@ typedef struct Vm {
         bool stopping;
         MachineState notified_state;    /* the last STATUS= sent to the service manager */
         bool hard_stopped;              /* the guest ignored the power button until the deadline */
+        NetUser *nets[MACHINE_FREE_VIRTIO_SLOTS];       /* user networking of each NIC */
+        BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* each --drive's image, open and locked */
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
@@ -308,6 +311,42 @@ static int check_boot_images(const Options *o) {
         return 0;
 }
 
+/* Opens and locks every --drive image before the machine exists: a refusal is one line naming its cause. */
+static int open_drives(Vm *vm) {
+        const Options *o = &vm->options;
+        char message[512];
+        int r;
+
+        if (o->n_drives + o->n_nets > MACHINE_FREE_VIRTIO_SLOTS)
+                return log_error_errno(-E2BIG, "too many drives and NICs: %zu (at most %d together)",
+                                       o->n_drives + o->n_nets, MACHINE_FREE_VIRTIO_SLOTS);
+        for (size_t i = 0; i < o->n_drives; i++) {
+                const DriveSpec *d = &o->drives[i];
+
+                r = drive_open(d, &vm->images[i], message, sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s", message);
+                if (d->cache == BLOCK_CACHE_NONE && !d->snapshot && !block_image_direct(vm->images[i]))
+                        log_notice("drive '%s': the file system of '%s' refuses O_DIRECT; cache=none uses the page cache",
+                                   d->id, d->path);
+        }
+        return 0;
+}
+
+/* User networking for every NIC, on the event loop; a host forward that cannot listen is bad input. */
+static int setup_nets(Vm *vm) {
+        char message[512];
+        int r;
+
+        for (size_t i = 0; i < vm->options.n_nets; i++) {
+                r = net_user_new(vm->event, &vm->options.nets[i], machine_nic(vm->machine, i), &vm->nets[i], message,
+                                 sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s", message);
+        }
+        return 0;
+}
+
 static int create_machine(Vm *vm) {
         MachineConfig config = {
                 .name = vm->options.name,
@@ -320,6 +359,11 @@ static int create_machine(Vm *vm) {
                 .fb_height = vm->options.fb_height,
                 .no_reboot = vm->options.no_reboot,
                 .cpu_engine_jit = vm->options.cpu_engine_jit,
+                .drives = vm->options.drives,
+                .n_drives = vm->options.n_drives,
+                .images = vm->images,
+                .nets = vm->options.nets,
+                .n_nets = vm->options.n_nets,
         };
         MachineCallbacks callbacks = {
                 .serial_output = serial_output,
@@ -332,6 +376,9 @@ static int create_machine(Vm *vm) {
         int r;
 
         r = check_boot_images(&vm->options);
+        if (r < 0)
+                return r;
+        r = open_drives(vm);
         if (r < 0)
                 return r;
         r = machine_new(&config, &callbacks, &vm->machine);
@@ -427,7 +474,7 @@ static int run(Vm *vm) {
                 restore_terminal(vm);
                 return EXIT_FAILURE;
         }
-        if (setup_bus(vm) < 0) {
+        if (setup_nets(vm) < 0 || setup_bus(vm) < 0) {
                 restore_terminal(vm);
                 return EXIT_USAGE;
         }
@@ -438,8 +485,13 @@ static void vm_done(Vm *vm) {
         if (vm->machine)
                 machine_request(vm->machine, MACHINE_REQUEST_QUIT);
         vm->bus = vm_bus_free(vm->bus);
+        for (size_t i = 0; i < ELEMENTSOF(vm->nets); i++)
+                vm->nets[i] = net_user_free(vm->nets[i]);
         if (vm->machine)
                 machine_free(vm->machine);
+        /* After the machine: the disks' workers are joined. */
+        for (size_t i = 0; i < ELEMENTSOF(vm->images); i++)
+                vm->images[i] = block_image_close(vm->images[i]);
         if (vm->serial)
                 chardev_flush(vm->serial);
         vm->stop_timer = sd_event_source_unref(vm->stop_timer);

@@ -98,6 +98,10 @@ static void help(void) {
                "  --cpu-engine interp|jit\n"
                "                       how the CPU runs guest code: interpret it, or translate\n"
                "                       it to host code (x86-64 hosts only) (default: interp)\n"
+               "  --drive file=PATH[,id=ID][,readonly=on][,snapshot=on][,cache=writeback|none][,discard=on]\n"
+               "                       a virtio-blk disk on a raw image (repeatable)\n"
+               "  --net user[,id=ID][,mac=MAC][,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,restrict=on]\n"
+               "                       a virtio-net NIC on user-mode networking (repeatable)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
@@ -175,6 +179,8 @@ enum {
         ARG_SERIAL,
         ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
+        ARG_DRIVE,
+        ARG_NET,
         ARG_BUS,
         ARG_NO_BUS,
         ARG_DUMP_DTB,
@@ -198,6 +204,8 @@ static const struct option longopts[] = {
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
         { "cpu-engine", required_argument, NULL, ARG_CPU_ENGINE },
+        { "drive", required_argument, NULL, ARG_DRIVE },
+        { "net", required_argument, NULL, ARG_NET },
         { "bus", required_argument, NULL, ARG_BUS },
         { "no-bus", no_argument, NULL, ARG_NO_BUS },
         { "dump-dtb", required_argument, NULL, ARG_DUMP_DTB },
@@ -214,6 +222,7 @@ static const struct option longopts[] = {
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
+        ARG_DRIVE, ARG_NET,
 };
 
 static const char *option_name(int id) {
@@ -295,6 +304,38 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                         return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected interp or jit", where, label,
                                                value);
                 break;
+        case ARG_DRIVE: {
+                DriveSpec d, *a;
+                char message[512];
+
+                r = drive_spec_parse(value, &d, message, sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s%s", where, message);
+                a = realloc(o->drives, sizeof(DriveSpec) * (o->n_drives + 1));
+                if (!a) {
+                        drive_spec_done(&d);
+                        return log_oom();
+                }
+                o->drives = a;
+                o->drives[o->n_drives++] = d;
+                break;
+        }
+        case ARG_NET: {
+                NetSpec n, *a;
+                char message[512];
+
+                r = net_spec_parse(value, &n, message, sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s%s", where, message);
+                a = realloc(o->nets, sizeof(NetSpec) * (o->n_nets + 1));
+                if (!a) {
+                        net_spec_done(&n);
+                        return log_oom();
+                }
+                o->nets = a;
+                o->nets[o->n_nets++] = n;
+                break;
+        }
         case ARG_BUS:
                 if (!*value) {
                         return log_error_errno(-EINVAL, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
@@ -425,7 +466,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                                 id = config_keys[i];
                 if (id == 0) {
                         return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
-                                 "serial, no-reboot)", path, lineno, key);
+                                 "serial, no-reboot, drive, net)", path, lineno, key);
                 }
                 if (given[id])
                         continue;
@@ -443,6 +484,16 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                 r = option_set(o, id, value, key, where);
                 if (r < 0)
                         return r;
+                if (id == ARG_DRIVE && o->drives[o->n_drives - 1].path[0] != '/') {
+                        /* A relative image path is relative to the configuration file. */
+                        DriveSpec *d = &o->drives[o->n_drives - 1];
+
+                        r = resolve_path(path, d->path, &resolved);
+                        if (r < 0)
+                                return log_oom();
+                        free(d->path);
+                        d->path = TAKE_PTR(resolved);
+                }
         }
         return 0;
 }
@@ -552,6 +603,16 @@ int options_parse(Options *o, int argc, char *argv[]) {
         if (r < 0)
                 return r;
 
+        {
+                char message[512];
+
+                r = drive_specs_finish(o->drives, o->n_drives, message, sizeof(message));
+                if (r >= 0)
+                        r = net_specs_finish(o->nets, o->n_nets, o->name, message, sizeof(message));
+                if (r < 0)
+                        return log_error_errno(r, "%s", message);
+        }
+
         return options_fill_in(o);
 }
 
@@ -565,5 +626,11 @@ void options_free(Options *o) {
         free(o->bus_address);
         free(o->dump_dtb);
         free(o->config);
+        for (size_t i = 0; i < o->n_drives; i++)
+                drive_spec_done(&o->drives[i]);
+        free(o->drives);
+        for (size_t i = 0; i < o->n_nets; i++)
+                net_spec_done(&o->nets[i]);
+        free(o->nets);
         *o = (Options) {};
 }

@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/drive.h"
+#include "net/netspec.h"
+
 typedef struct Options {
         char *name;
         char *bios, *kernel, *initrd, *append;
@@ -18,6 +21,10 @@ typedef struct Options {
         char *config;                   /* --config FILE; NULL: the default file, if any */
         bool no_config;
         bool cpu_engine_jit;            /* --cpu-engine jit: translate guest code (x86-64 hosts) */
+        DriveSpec *drives;              /* --drive, in order */
+        size_t n_drives;
+        NetSpec *nets;                  /* --net, in order */
+        size_t n_nets;
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

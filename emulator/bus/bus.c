@@ -10,6 +10,7 @@
 #include <systemd/sd-id128.h>
 #include <unistd.h>
 
+#include "bus/block1.h"
 #include "bus/bus.h"
 #include "bus-util.h"
 #include "config.h"
@@ -279,6 +280,10 @@ static int connect_bus(VmBus *b, char *error, size_t error_size) {
                 r = console1_publish(b);
         if (r >= 0)
                 r = chardev1_publish(b);
+        if (r >= 0)
+                r = block1_publish(b);
+        if (r >= 0)
+                r = network1_publish(b);
         if (r < 0) {
                 snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
                 goto fail;
@@ -400,7 +405,6 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
                 snprintf(error, error_size, "cannot set up the character devices: %s", strerror(-r));
                 goto fail;
         }
-
         r = connect_bus(b, error, error_size);
         if (r < 0)
                 goto fail;

@@ -29,7 +29,9 @@
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_rng.h"
@@ -81,6 +83,15 @@ struct Machine {
         VirtioInput *keyboard;
         VirtioInput *tablet;
         VirtioConsole *console;
+        BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* --drive, in order */
+        size_t n_images;
+        VirtioBlkVariant disk_types[MACHINE_FREE_VIRTIO_SLOTS];
+        VirtioNetVariant nic_types[MACHINE_FREE_VIRTIO_SLOTS];
+        VirtioBlk *disks[MACHINE_FREE_VIRTIO_SLOTS];    /* --drive, in order */
+        VirtioNet *nics[MACHINE_FREE_VIRTIO_SLOTS];     /* --net, in order */
+        size_t n_nics;
+        DeviceSlot table[MACHINE_MAX_DEVICES];          /* machine_devices[] with the disks and NICs filled in */
+        size_t n_table;
 
         /* Pointer position for relative motion; protected by 'lock'. */
         int64_t pointer_x, pointer_y;
@@ -362,6 +373,72 @@ static int soc_nodes(void *userdata, void *fdt) {
         return 0;
 }
 
+VirtioNet *machine_nic(Machine *m, size_t i) {
+        return i < m->n_nics ? m->nics[i] : NULL;
+}
+
+size_t machine_n_nics(Machine *m) {
+        return m->n_nics;
+}
+
+VirtioBlk *machine_disk(Machine *m, size_t i) {
+        return i < m->n_images ? m->disks[i] : NULL;
+}
+
+BlockImage *machine_disk_image(Machine *m, size_t i) {
+        return i < m->n_images ? m->images[i] : NULL;
+}
+
+const char *machine_disk_id(Machine *m, size_t i) {
+        return i < m->n_images ? m->config.drives[i].id : NULL;
+}
+
+const char *machine_nic_id(Machine *m, size_t i) {
+        return i < m->n_nics ? m->config.nets[i].id : NULL;
+}
+
+size_t machine_n_disks(Machine *m) {
+        return m->n_images;
+}
+
+/*
+ * Puts the disks (their images opened and locked by the caller), then the NICs,
+ * in the empty virtio slots from the lowest
+ * address up (Linux names the first disk it finds vda).
+ */
+static int build_table(Machine *m) {
+        size_t free_slots[MACHINE_FREE_VIRTIO_SLOTS], n_free = 0, want = m->config.n_drives + m->config.n_nets;
+
+        m->n_table = ELEMENTSOF(machine_devices);
+        memcpy(m->table, machine_devices, sizeof(machine_devices));
+        for (size_t i = 0; i < m->n_table; i++)
+                if (m->table[i].desc == &virtio_mmio_device && !m->table[i].variant && n_free < ELEMENTSOF(free_slots))
+                        free_slots[n_free++] = i;
+        /* Ascending addresses. */
+        for (size_t i = 1; i < n_free; i++)
+                for (size_t j = i; j > 0 && m->table[free_slots[j]].base < m->table[free_slots[j - 1]].base; j--) {
+                        size_t t = free_slots[j];
+                        free_slots[j] = free_slots[j - 1];
+                        free_slots[j - 1] = t;
+                }
+        if (want > n_free)
+                return -E2BIG;          /* main.c checks MACHINE_FREE_VIRTIO_SLOTS first, with a message */
+
+        for (size_t i = 0; i < m->config.n_drives; i++) {
+                if (!m->config.images || !m->config.images[i])
+                        return -EINVAL;
+                m->images[i] = m->config.images[i];
+                m->n_images++;
+                virtio_blk_variant_init(&m->disk_types[i], m->images[i], m->config.drives[i].id);
+                m->table[free_slots[i]].variant = &m->disk_types[i].type;
+        }
+        for (size_t i = 0; i < m->config.n_nets; i++) {
+                virtio_net_variant_init(&m->nic_types[i], m->config.nets[i].mac);
+                m->table[free_slots[m->config.n_drives + i]].variant = &m->nic_types[i].type;
+        }
+        return 0;
+}
+
 /* ---- memory ---- */
 
 static int map_memfd(const char *name, uint64_t size, int *ret_fd, uint8_t **ret_ptr) {
@@ -446,10 +523,17 @@ static int setup_devices(Machine *m) {
                 .port_open = console_open,
                 .port_room = console_room,
         };
-        for (size_t i = 0; i < ELEMENTSOF(machine_devices); i++) {
-                r = create_device(m, &machine_devices[i]);
+        for (size_t i = 0; i < m->n_table; i++) {
+                r = create_device(m, &m->table[i]);
                 if (r < 0)
-                        return log_debug_errno(r, "Failed to set up device %s: %m", machine_devices[i].desc->name);
+                        return log_debug_errno(r, "Failed to set up device %s: %m", m->table[i].desc->name);
+        }
+        for (size_t i = 0; i < m->n_images; i++)
+                m->disks[i] = find_device(m, &virtio_mmio_device, &m->disk_types[i].type);
+        for (size_t i = 0; i < m->config.n_nets; i++) {
+                m->nics[i] = find_device(m, &virtio_mmio_device, &m->nic_types[i].type);
+                if (m->nics[i])
+                        m->n_nics++;
         }
         m->clint = find_device(m, &clint_device, NULL);
         m->uart = find_device(m, &uart16550_device, NULL);
@@ -591,6 +675,8 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         }
 
         r = setup_memory(m);
+        if (r >= 0)
+                r = build_table(m);
         if (r >= 0)
                 r = setup_devices(m);
         if (r >= 0)

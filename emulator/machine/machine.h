@@ -17,6 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/drive.h"
+#include "net/netspec.h"
+
+typedef struct VirtioNet VirtioNet;
+
 #include "devices/state.h"
 
 typedef struct Machine Machine;
@@ -31,7 +36,15 @@ typedef struct MachineConfig {
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
         bool cpu_engine_jit;            /* run the hart on the translating engine */
+        const DriveSpec *drives;        /* virtio-blk disks, in the free virtio slots in order */
+        BlockImage *const *images;      /* drives' images, opened and locked by the caller; outlive the machine */
+        size_t n_drives;
+        const NetSpec *nets;            /* virtio-net NICs, in the slots after the disks */
+        size_t n_nets;                  /* drives + NICs: at most MACHINE_FREE_VIRTIO_SLOTS */
 } MachineConfig;
+
+/* virtio slots left for disks and NICs (slots 0..3 are keyboard, tablet, console, rng). */
+#define MACHINE_FREE_VIRTIO_SLOTS 4
 
 typedef enum MachineState {
         MACHINE_RUNNING,
@@ -126,6 +139,18 @@ int machine_pointer_wheel(Machine *m, int32_t vertical, int32_t horizontal);
 uint32_t machine_keyboard_leds(Machine *m);
 /* Whether the guest drives the tablet (its driver is up). */
 bool machine_pointer_is_absolute(Machine *m);
+
+/* The i-th NIC (MachineConfig.nets order), for its network backend; NULL past the end. */
+VirtioNet *machine_nic(Machine *m, size_t i);
+size_t machine_n_nics(Machine *m);
+
+/* The i-th disk (MachineConfig.drives order) and its image; NULL past the end. */
+typedef struct VirtioBlk VirtioBlk;
+VirtioBlk *machine_disk(Machine *m, size_t i);
+BlockImage *machine_disk_image(Machine *m, size_t i);
+const char *machine_disk_id(Machine *m, size_t i);
+const char *machine_nic_id(Machine *m, size_t i);
+size_t machine_n_disks(Machine *m);
 
 /*
  * The hart's and every device's state (not RAM), as sections named after

@@ -2,7 +2,8 @@
 /*
  * A bounded, deterministic fuzz loop (fixed seed) over every device model
  * behind the virtio-mmio transport: an empty slot, the echo backend, the
- * keyboard, the tablet and the console. Each round either hammers the
+ * keyboard, the tablet, the console, a disk (virtio-blk on a small image
+ * file, discard on, I/O on worker threads) and a NIC (virtio-net). Each round either hammers the
  * registers with random values, or brings the device partly up (random
  * features, queues at plausible or absurd addresses) and then mixes random
  * descriptor tables, avail rings, kicks, control messages, register writes,
@@ -13,11 +14,16 @@
 
 #include <endian.h>
 #include <linux/input-event-codes.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "tap.h"
+#include "block/image.h"
+#include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_input.h"
 #include "echo.h"
 #include "guest.h"
@@ -33,6 +39,8 @@ typedef enum Kind {
         KIND_KEYBOARD,
         KIND_TABLET,
         KIND_CONSOLE,
+        KIND_BLK,
+        KIND_NET,
         _KIND_MAX,
 } Kind;
 
@@ -42,6 +50,8 @@ static const char *const kind_names[] = {
         [KIND_KEYBOARD] = "keyboard",
         [KIND_TABLET] = "tablet",
         [KIND_CONSOLE] = "console",
+        [KIND_BLK] = "virtio-blk",
+        [KIND_NET] = "virtio-net",
 };
 
 typedef struct Fuzz {
@@ -52,6 +62,9 @@ typedef struct Fuzz {
         Echo echo;
         VirtioInput *input;
         VirtioConsole *console;
+        BlockImage *image;
+        VirtioBlk *blk;
+        VirtioNet *net;
         GuestQueue q[MAX_Q];
         bool q_ready[MAX_Q];
         unsigned n_queues;
@@ -324,6 +337,26 @@ static void host_op(Fuzz *f) {
                 }
                 break;
 
+        case KIND_NET: {
+                static uint8_t frame[VIRTIO_NET_FRAME_MAX + 1];
+
+                switch (below(f, 4)) {
+                case 0:
+                case 1:
+                        (void) virtio_net_receive(f->net, blob, (size_t) below(f, sizeof(blob)));
+                        break;
+                case 2:
+                        (void) virtio_net_tx_pop(f->net, frame, (size_t) below(f, sizeof(frame)));
+                        break;
+                default:
+                        virtio_net_set_link(f->net, below(f, 3) != 0);
+                }
+                break;
+        }
+        case KIND_BLK:
+                if (below(f, 4) == 0)
+                        virtio_blk_drain(f->blk);
+                break;
         case KIND_CONSOLE: {
                 unsigned port = (unsigned) below(f, 4);
 
@@ -406,6 +439,32 @@ static void create(Fuzz *f, Kind kind) {
                 f->n_queues = 8;
                 break;
         }
+        case KIND_BLK: {
+                char path[] = "/var/tmp/test-virtio-fuzz-XXXXXX";
+                int fd = mkstemp(path);
+                BlockOptions o = { .path = path, .discard = true };
+
+                if (fd < 0 || ftruncate(fd, 64 << 10) < 0)
+                        abort();
+                r = block_image_open(&o, &f->image);
+                unlink(path);
+                close(fd);
+                if (r >= 0)
+                        r = virtio_blk_new(&f->g.mem, &irq, f->image, "fuzz", &f->blk);
+                if (r >= 0)
+                        guest_attach(&f->g, virtio_blk_transport(f->blk));
+                f->n_queues = 1;
+                break;
+        }
+        case KIND_NET: {
+                static const uint8_t mac[6] = { 0x52, 0x54, 0, 1, 2, 3 };
+
+                r = virtio_net_new(&f->g.mem, &irq, mac, &f->net);
+                if (r >= 0)
+                        guest_attach(&f->g, virtio_net_transport(f->net));
+                f->n_queues = 2;
+                break;
+        }
         default:
                 abort();
         }
@@ -419,6 +478,9 @@ static void destroy(Fuzz *f) {
                 echo_free(&f->echo);
         f->input = virtio_input_free(f->input);
         f->console = virtio_console_free(f->console);
+        f->blk = virtio_blk_free(f->blk);
+        f->image = block_image_close(f->image);
+        f->net = virtio_net_free(f->net);
         guest_done(&f->g);
 }
 
