@@ -63,7 +63,7 @@ static int property_u64(sd_bus *bus, const char *path, const char *interface, co
         return sd_bus_message_append(reply, "t", v);
 }
 
-static const sd_bus_vtable block1_vtable[] = {
+const sd_bus_vtable block1_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Path", "s", property_path, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ReadOnly", "b", property_flag, 0, SD_BUS_VTABLE_PROPERTY_CONST),

@@ -10,5 +10,8 @@
 
 #include "bus/bus.h"
 
+extern const sd_bus_vtable block1_vtable[];
+extern const sd_bus_vtable network1_vtable[];
+
 int block1_publish(VmBus *b);
 int network1_publish(VmBus *b);

@@ -557,7 +557,8 @@ static void write_orrery_interfaces(FILE *f, const char *xml) {
 int vm_bus_introspect(FILE *f) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *server = NULL, *client = NULL;
         static const char *const paths[] = { "/org/orrery/VM/x", "/org/orrery/VM/x/Console/0",
-                                             "/org/orrery/VM/x/Chardev/x" };
+                                             "/org/orrery/VM/x/Chardev/x", "/org/orrery/VM/x/Block/x",
+                                             "/org/orrery/VM/x/Net/x" };
         struct BusChardev chardev = {};
         VmBus vm = { .name = (char *) "x" };
         sd_id128_t id;
@@ -587,6 +588,11 @@ int vm_bus_introspect(FILE *f) {
                 r = sd_bus_add_object_vtable(server, NULL, paths[1], "org.orrery.Console1", console1_vtable, &vm);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(server, NULL, paths[2], "org.orrery.Chardev1", chardev1_vtable, &chardev);
+        /* Introspection calls no getter: the disk's and NIC's userdata is never read. */
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(server, NULL, paths[3], "org.orrery.Block1", block1_vtable, &vm);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(server, NULL, paths[4], "org.orrery.Network1", network1_vtable, &vm);
         if (r >= 0)
                 r = sd_bus_start(server);
         if (r < 0) {

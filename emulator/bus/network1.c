@@ -74,7 +74,7 @@ static int property_u64(sd_bus *bus, const char *path, const char *interface, co
         return sd_bus_message_append(reply, "t", v);
 }
 
-static const sd_bus_vtable network1_vtable[] = {
+const sd_bus_vtable network1_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("MAC", "s", property_mac, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_WRITABLE_PROPERTY("LinkUp", "b", property_link, set_link, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
