@@ -83,6 +83,7 @@ static void test_create(void) {
 static void test_registers(void) {
         _cleanup_(plic_freep) Plic *p = NULL;
         Recorder r = { 0 };
+        unsigned calls;
 
         CHECK_EQ_U64(plic_new(1, record, &r, &p), 0, "plic_new(1)");
 
@@ -138,8 +139,9 @@ static void test_registers(void) {
         plic_set_irq(p, UINT32_MAX, true);
         CHECK(rd(p, PENDING(0)) == 0 && rd(p, PENDING(1)) == 0 && rd(p, PENDING(2)) == 0 && rd(p, PENDING(3)) == 0,
               "set_irq of source 0 / out-of-range sources ignored");
+        calls = r.calls;
         plic_set_irq(NULL, 1, true);
-        CHECK(true, "set_irq(NULL) is a no-op");
+        CHECK(r.calls == calls && rd(p, PENDING(0)) == 0, "set_irq(NULL): survived, no output change, nothing pending");
         /* Context 1 has source 10 enabled at priority 7 above: its output went up and down once. */
         CHECK(r.calls == 2 && !r.level[1] && !r.level[0], "output followed the line of an enabled source");
 }
@@ -450,7 +452,7 @@ static void test_hostile(void) {
                 if (r.level[c] != plic_get_external(p, c / 2, c % 2 == 0))
                         consistent = false;
 
-        CHECK(true, "hostile MMIO: no crash");
+        CHECK(true, "hostile MMIO: survived");
         CHECK(consistent, "callback state matches plic_get_external()");
         CHECK(!r.redundant && !r.bad_hart, "callback only on transitions, valid harts (%u calls)", r.calls);
 

@@ -78,7 +78,10 @@ static void test_actions(void) {
 
         CHECK_EQ_U64(sifive_test_mmio_ops.read(t, 0, 4), 0, "reads return 0");
         sifive_test_reset(t);
-        CHECK(true, "reset");
+        CHECK_EQ_U64(s.calls, 0, "reset itself reports no action");
+        sifive_test_mmio_ops.write(t, 0, 0x00073333, 4);
+        CHECK(s.calls == 1 && s.action == SIFIVE_TEST_FAIL && s.code == 7,
+              "after reset the finisher still reports (0x00073333: fail, code 7)");
 }
 
 static void test_hostile(void) {
@@ -113,11 +116,13 @@ static void test_hostile(void) {
         sifive_test_mmio_ops.write(quiet, 0, 0x3333, 4);
         sifive_test_mmio_ops.write(quiet, 0, 0x7777, 4);
 
-        CHECK(true, "hostile MMIO: no crash");
+        CHECK(true, "hostile MMIO: survived");
         CHECK_EQ_U64(s.calls, expected, "actions only for the three values");
         CHECK_EQ_U64(nonzero, 0, "every read returned 0");
+        s.calls = 0;
         sifive_test_mmio_ops.write(NULL, 0, 0x5555, 4);
-        CHECK(true, "NULL opaque ignored");
+        CHECK_EQ_U64(nonzero | sifive_test_mmio_ops.read(NULL, 0, 4), 0, "read with a NULL opaque returns 0");
+        CHECK_EQ_U64(s.calls, 0, "write with a NULL opaque: survived, no action reported");
 }
 
 int main(void) {

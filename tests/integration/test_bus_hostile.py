@@ -686,7 +686,8 @@ try:
     bus.call_blocking(SERVICE, PATH, "org.orrery.Machine1", "Resume", "", (), timeout=CALL_TIMEOUT)
     tap.check(vm.wait_for(READY, BOOT_TIMEOUT, since=mark) is not None and echo("rebooted"),
               "after Reset and Resume the guest boots again and answers", vm.tail(600))
-    tap.check(True, f"{calls} calls in {time.monotonic() - t_start:.1f} s, none without a reply")
+    # A count, not a check: every call above was already checked for its answer by outcome()/done().
+    print(f"# {calls} calls in {time.monotonic() - t_start:.1f} s", flush=True)
     name, _ = outcome(bus, PATH, "org.orrery.Machine1", "Quit")
     code = vm.wait_exit(30)
     tap.check(name == OK and code == 0, f"Quit answers {name} and the emulator exits {code}", vm.tail(600))

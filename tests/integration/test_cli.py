@@ -51,9 +51,22 @@ expect_usage_error(["--name", "t", "--kernel", not_image], "not a RISC-V Linux I
 expect_usage_error(["--name", "t", "--bios", os.path.join(tmp, "missing")], "cannot open", "a missing firmware")
 expect_usage_error(["--name", "t", "--kernel", tiny_kernel, "--initrd", big, "--memory", "32M"],
                    "does not fit", "an initrd larger than RAM")
-expect_usage_error(["--name", "t", "--memory", "1M"], "out of range", "too little memory")
-expect_usage_error(["--name", "t", "--memory", "100T"], "out of range", "too much memory")
-expect_usage_error(["--name", "t", "--memory", "lots"], "invalid --memory", "a malformed memory size")
+
+
+def expect_exact_error(args, message, what):
+    """Exit 2 and exactly 'message' as the first line of stderr (not merely containing it)."""
+    code, err = run(*args)
+    first = err.strip().splitlines()[0] if err.strip() else ""
+    tap.check(code == 2 and first == "orrery-vm: " + message, f"{what}: exit 2 and exactly '{message}'",
+              f"exit {code}, stderr: {err!r}")
+
+
+expect_exact_error(["--name", "t", "--memory", "1M"], "memory size 1 MiB out of range (16 MiB .. 64 GiB)",
+                   "too little memory")
+expect_exact_error(["--name", "t", "--memory", "100T"], "memory size 104857600 MiB out of range (16 MiB .. 64 GiB)",
+                   "too much memory")
+expect_exact_error(["--name", "t", "--memory", "lots"], "invalid --memory 'lots': expected a size such as 512M or 2G",
+                   "a malformed memory size")
 for bad in ["1024", "1024x", "x768", "0x0", "99999x99999", "-5x10", "10x10"]:
     expect_usage_error(["--name", "t", "--display", bad], "invalid --display", f"--display {bad}")
 expect_usage_error(["--name", "t", "--serial", "tcp:1"], "invalid --serial", "an unknown serial backend")
@@ -112,11 +125,16 @@ def dtb_memory(args, env=None):
     return d.stdout
 
 
+def memory_reg(size):
+    """The exact reg line of memory@80000000 for 'size' bytes."""
+    return f"reg = <0x00 0x80000000 0x{size >> 32:02x} 0x{size & 0xffffffff:x}>;"
+
+
 conf = write_conf("mem.conf", "; settings of a test VM\n[vm]\nmemory = 64M\n")
 got = dtb_memory(["--name", "t", "--config", conf])
-tap.check("0x4000000>" in got, "memory from --config reaches the machine", got)
+tap.check(got == memory_reg(64 << 20), "memory from --config reaches the machine", got)
 got = dtb_memory(["--name", "t", "--config", conf, "--memory", "128M"])
-tap.check("0x8000000>" in got, "the command line wins over the config file", got)
+tap.check(got == memory_reg(128 << 20), "the command line wins over the config file", got)
 
 # Without --config: $XDG_CONFIG_HOME/orrery/vm/NAME.conf, read only for that name.
 xdg = os.path.join(tmp, "xdg")
@@ -124,9 +142,9 @@ os.makedirs(os.path.join(xdg, "orrery", "vm"))
 write_conf(os.path.join(xdg, "orrery", "vm", "confvm.conf"), "memory = 32M\n")
 env = dict(os.environ, XDG_CONFIG_HOME=xdg)
 got = dtb_memory(["--name", "confvm"], env)
-tap.check("0x2000000>" in got, "the VM's own file under $XDG_CONFIG_HOME is read", got)
+tap.check(got == memory_reg(32 << 20), "the VM's own file under $XDG_CONFIG_HOME is read", got)
 got = dtb_memory(["--name", "confvm", "--no-config"], env)
-tap.check("0x20000000>" in got, "--no-config ignores it (512 MiB default)", got)
+tap.check(got == memory_reg(512 << 20), "--no-config ignores it (512 MiB default)", got)
 got = dtb_memory(["--name", "othervm"], env)
-tap.check("0x20000000>" in got, "another VM name does not read it", got)
+tap.check(got == memory_reg(512 << 20), "another VM name does not read it", got)
 tap.finish()

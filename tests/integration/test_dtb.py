@@ -72,8 +72,12 @@ check_prop(fb, "height", r"<0x258>", "framebuffer height 600")
 check_prop(fb, "stride", r"<0xc80>", "framebuffer stride 3200")
 check_prop(fb, "format", r'"x8r8g8b8"', "framebuffer format x8r8g8b8")
 
+os.unlink(dtb)
 r = subprocess.run([ORRERY_VM, "--name", "dtb", "--display", "none", "--no-bus", "--dump-dtb", dtb],
                    stdin=subprocess.PIPE, capture_output=True, timeout=60)
+tap.check(r.returncode == 0 and os.path.exists(dtb) and os.path.getsize(dtb) > 0,
+          "--display none: --dump-dtb exits 0 and writes a new device tree", r.stderr.decode(errors="replace"))
 r = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", dtb], capture_output=True, text=True, timeout=60)
+tap.check(r.returncode == 0 and "memory@80000000" in r.stdout, "--display none: dtc decompiles it", r.stderr)
 tap.check("framebuffer@" not in r.stdout, "--display none: no framebuffer node")
 tap.finish()

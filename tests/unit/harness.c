@@ -150,7 +150,7 @@ uint64_t th_csr(TestHart *t, unsigned csr) {
         uint64_t v;
         int r;
 
-        t->hart.priv = PRIV_M;
+        t->hart.priv = RV_PRIV_M;
         r = csr_read(&t->hart, csr, &v);
         th_set_priv(t, saved);
         if (r < 0)
@@ -162,7 +162,7 @@ void th_csr_write(TestHart *t, unsigned csr, uint64_t value) {
         unsigned saved = t->hart.priv;
         int r;
 
-        t->hart.priv = PRIV_M;
+        t->hart.priv = RV_PRIV_M;
         r = csr_write(&t->hart, csr, value);
         th_set_priv(t, saved);
         if (r < 0)

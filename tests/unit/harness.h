@@ -22,6 +22,7 @@
 
 #include "cpu/hart-internal.h"
 #include "machine/physmem.h"
+#include "riscv-spec.h"
 
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (1ULL << 20)
@@ -33,51 +34,6 @@
 
 /* Written to the trap CSRs by th_clear_trap(): no trap has happened since. */
 #define NO_TRAP 0x5a5a5a5a5a5a5a5aULL
-
-/* CSR numbers (the emulator's own list is private to csr.c). */
-enum {
-        CSR_FFLAGS = 0x001,
-        CSR_FRM = 0x002,
-        CSR_FCSR = 0x003,
-        CSR_SSTATUS = 0x100,
-        CSR_SIE = 0x104,
-        CSR_STVEC = 0x105,
-        CSR_SCOUNTEREN = 0x106,
-        CSR_SSCRATCH = 0x140,
-        CSR_SEPC = 0x141,
-        CSR_SCAUSE = 0x142,
-        CSR_STVAL = 0x143,
-        CSR_SIP = 0x144,
-        CSR_SATP = 0x180,
-        CSR_MSTATUS = 0x300,
-        CSR_MISA = 0x301,
-        CSR_MEDELEG = 0x302,
-        CSR_MIDELEG = 0x303,
-        CSR_MIE = 0x304,
-        CSR_MTVEC = 0x305,
-        CSR_MCOUNTEREN = 0x306,
-        CSR_MSCRATCH = 0x340,
-        CSR_MEPC = 0x341,
-        CSR_MCAUSE = 0x342,
-        CSR_MTVAL = 0x343,
-        CSR_MIP = 0x344,
-        CSR_PMPCFG0 = 0x3a0,
-        CSR_PMPADDR0 = 0x3b0,
-        CSR_CYCLE = 0xc00,
-        CSR_TIME = 0xc01,
-        CSR_INSTRET = 0xc02,
-        CSR_MVENDORID = 0xf11,
-        CSR_MHARTID = 0xf14,
-};
-
-/* PMP configuration bits. */
-#define PMPCFG_R 0x01
-#define PMPCFG_W 0x02
-#define PMPCFG_X 0x04
-#define PMPCFG_TOR 0x08
-#define PMPCFG_NA4 0x10
-#define PMPCFG_NAPOT 0x18
-#define PMPCFG_L 0x80
 
 /* ---- the machine ---- */
 

@@ -14,14 +14,7 @@
 #include "macro.h"
 #include "tap.h"
 
-#define PTE_V 0x01ULL
-#define PTE_R 0x02ULL
-#define PTE_W 0x04ULL
-#define PTE_X 0x08ULL
-#define PTE_U 0x10ULL
-#define PTE_A 0x40ULL
-#define PTE_D 0x80ULL
-#define RWX_AD (PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D)
+#define RWX_AD (RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_X | RV_PTE_A | RV_PTE_D)
 
 #define PT_ROOT (RAM_BASE + 0x80000)
 #define PT_L1 (RAM_BASE + 0x81000)
@@ -48,8 +41,6 @@
 #define VA_GIGA 0xc0000000ULL           /* 1 GiB leaf     -> RAM_BASE (R W, no X) */
 #define VA_GIGA_BAD 0x100000000ULL      /* 1 GiB leaf with a misaligned PPN */
 
-#define SATP_SV39 (8ULL << 60)
-
 static uint64_t pte(uint64_t pa, uint64_t flags) {
         return (pa >> 12) << 10 | flags;
 }
@@ -62,28 +53,28 @@ static void build_tables(TestHart *t) {
         for (unsigned i = 0; i < 3 * 512; i++)
                 th_store(t, PT_ROOT + 8 * i, 8, 0);
 
-        set_pte(t, PT_ROOT, 1, pte(PT_L1, PTE_V));
+        set_pte(t, PT_ROOT, 1, pte(PT_L1, RV_PTE_V));
         set_pte(t, PT_ROOT, 2, pte(RAM_BASE, RWX_AD));                          /* identity, S only */
-        set_pte(t, PT_ROOT, 3, pte(RAM_BASE, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+        set_pte(t, PT_ROOT, 3, pte(RAM_BASE, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D));
         set_pte(t, PT_ROOT, 4, pte(RAM_BASE + 0x200000, RWX_AD));               /* not 1 GiB aligned */
 
-        set_pte(t, PT_L1, 0, pte(PT_L0, PTE_V));
+        set_pte(t, PT_L1, 0, pte(PT_L0, RV_PTE_V));
         set_pte(t, PT_L1, 1, pte(RAM_BASE, RWX_AD));
         set_pte(t, PT_L1, 2, pte(RAM_BASE + 0x1000, RWX_AD));                   /* not 2 MiB aligned */
-        set_pte(t, PT_L1, 3, pte(PT_L0, PTE_V | PTE_A));
+        set_pte(t, PT_L1, 3, pte(PT_L0, RV_PTE_V | RV_PTE_A));
 
-        set_pte(t, PT_L0, 0, pte(UCODE_PA, PTE_V | PTE_R | PTE_X | PTE_U | PTE_A));
-        set_pte(t, PT_L0, 1, pte(DATA_BASE, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
-        set_pte(t, PT_L0, 2, pte(DATA_BASE + 0x1000, PTE_V | PTE_R | PTE_W | PTE_U | PTE_A | PTE_D));
-        set_pte(t, PT_L0, 3, pte(DATA_BASE + 0x2000, PTE_V | PTE_X | PTE_A));
-        set_pte(t, PT_L0, 4, pte(DATA_BASE, PTE_R | PTE_W | PTE_A | PTE_D));    /* V = 0 */
-        set_pte(t, PT_L0, 5, pte(DATA_BASE, PTE_V | PTE_W | PTE_A | PTE_D));
-        set_pte(t, PT_L0, 6, pte(DATA_BASE, PTE_V | PTE_R | PTE_A));
-        set_pte(t, PT_L0, 7, pte(DATA_BASE + 0x3000, PTE_V | PTE_R | PTE_W));
-        set_pte(t, PT_L0, 8, pte(DATA_BASE + 0x4000, PTE_V | PTE_X | PTE_U | PTE_A));
-        set_pte(t, PT_L0, 9, pte(DATA_BASE + 0x5000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
-        set_pte(t, PT_L0, 10, pte(DATA_BASE + 0x1000, PTE_V | PTE_R | PTE_U | PTE_A));
-        set_pte(t, PT_L0, 11, pte(DATA_BASE, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D) | 1ULL << 61);
+        set_pte(t, PT_L0, 0, pte(UCODE_PA, RV_PTE_V | RV_PTE_R | RV_PTE_X | RV_PTE_U | RV_PTE_A));
+        set_pte(t, PT_L0, 1, pte(DATA_BASE, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D));
+        set_pte(t, PT_L0, 2, pte(DATA_BASE + 0x1000, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_U | RV_PTE_A | RV_PTE_D));
+        set_pte(t, PT_L0, 3, pte(DATA_BASE + 0x2000, RV_PTE_V | RV_PTE_X | RV_PTE_A));
+        set_pte(t, PT_L0, 4, pte(DATA_BASE, RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D));    /* V = 0 */
+        set_pte(t, PT_L0, 5, pte(DATA_BASE, RV_PTE_V | RV_PTE_W | RV_PTE_A | RV_PTE_D));
+        set_pte(t, PT_L0, 6, pte(DATA_BASE, RV_PTE_V | RV_PTE_R | RV_PTE_A));
+        set_pte(t, PT_L0, 7, pte(DATA_BASE + 0x3000, RV_PTE_V | RV_PTE_R | RV_PTE_W));
+        set_pte(t, PT_L0, 8, pte(DATA_BASE + 0x4000, RV_PTE_V | RV_PTE_X | RV_PTE_U | RV_PTE_A));
+        set_pte(t, PT_L0, 9, pte(DATA_BASE + 0x5000, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D));
+        set_pte(t, PT_L0, 10, pte(DATA_BASE + 0x1000, RV_PTE_V | RV_PTE_R | RV_PTE_U | RV_PTE_A));
+        set_pte(t, PT_L0, 11, pte(DATA_BASE, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D) | 1ULL << 61);
 }
 
 static TestHart *machine(void) {
@@ -91,7 +82,7 @@ static TestHart *machine(void) {
 
         th_pmp_allow_all(t);
         build_tables(t);
-        th_csr_write(t, CSR_SATP, SATP_SV39 | PT_ROOT >> 12);
+        th_csr_write(t, CSR_SATP, RV_SATP_SV39 | PT_ROOT >> 12);
         return t;
 }
 
@@ -114,8 +105,8 @@ static uint64_t access_pa(TestHart *t, unsigned priv, int type, uint64_t va, uin
                           uint64_t *ret_value) {
         Hart *h = &t->hart;
         bool bare = th_csr(t, CSR_SATP) == 0;
-        uint64_t code_va = priv == PRIV_U ? (bare ? UCODE_PA : VA_UCODE) : CODE_BASE;
-        uint64_t code_pa = priv == PRIV_U ? UCODE_PA : CODE_BASE;
+        uint64_t code_va = priv == RV_PRIV_U ? (bare ? UCODE_PA : VA_UCODE) : CODE_BASE;
+        uint64_t code_pa = priv == RV_PRIV_U ? UCODE_PA : CODE_BASE;
         uint32_t insn = type == LOAD ? LD(6, 5, 0) : type == STORE ? SD(7, 5, 0) : type == FETCH ? JALR(0, 5, 0) :
                 type == AMOADD ? AMO(AMO_ADD, 3, 6, 5, 7) : LR_D(6, 5);
 
@@ -133,7 +124,7 @@ static uint64_t access_pa(TestHart *t, unsigned priv, int type, uint64_t va, uin
         th_run(t, type == FETCH ? 2 : 1);
 
         if (type == FETCH) {
-                uint64_t ecall = priv == PRIV_U ? CAUSE_USER_ECALL : CAUSE_SUPERVISOR_ECALL;
+                uint64_t ecall = priv == RV_PRIV_U ? RV_CAUSE_USER_ECALL : RV_CAUSE_SUPERVISOR_ECALL;
                 return h->mcause == ecall && h->mepc == va ? 0 : h->mcause;
         }
         if (h->pc == code_va + 4) {
@@ -160,36 +151,36 @@ static void test_leaf_sizes(void) {
         _cleanup_th_ TestHart *t = machine();
         uint64_t v = 0, pa = 0;
 
-        CHECK(load(t, PRIV_S, VA_SDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8), "4 KiB page: S load");
-        th_set_priv(t, PRIV_S);
+        CHECK(load(t, RV_PRIV_S, VA_SDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8), "4 KiB page: S load");
+        th_set_priv(t, RV_PRIV_S);
         CHECK(mmu_translate(&t->hart, VA_SDATA + 0x123, ACCESS_READ, &pa) == 0 && pa == DATA_BASE + 0x123,
               "4 KiB page: mmu_translate keeps the page offset");
-        CHECK(store(t, PRIV_S, VA_SDATA + 16, 0x1122334455667788ULL) == 0 &&
+        CHECK(store(t, RV_PRIV_S, VA_SDATA + 16, 0x1122334455667788ULL) == 0 &&
               th_load(t, DATA_BASE + 16, 8) == 0x1122334455667788ULL, "4 KiB page: S store");
 
-        CHECK(load(t, PRIV_S, VA_MEGA + (DATA_BASE - RAM_BASE) + 0x18, &v) == 0 && v == th_load(t, DATA_BASE + 0x18, 8),
+        CHECK(load(t, RV_PRIV_S, VA_MEGA + (DATA_BASE - RAM_BASE) + 0x18, &v) == 0 && v == th_load(t, DATA_BASE + 0x18, 8),
               "2 MiB megapage: S load");
-        CHECK(fetch(t, PRIV_S, VA_MEGA + 0x4000, RAM_BASE + 0x4000) == 0, "2 MiB megapage: S fetch");
-        th_set_priv(t, PRIV_S);
+        CHECK(fetch(t, RV_PRIV_S, VA_MEGA + 0x4000, RAM_BASE + 0x4000) == 0, "2 MiB megapage: S fetch");
+        th_set_priv(t, RV_PRIV_S);
         CHECK(mmu_translate(&t->hart, VA_MEGA + 0xabcde, ACCESS_WRITE, &pa) == 0 && pa == RAM_BASE + 0xabcde,
               "2 MiB megapage: the low 21 bits come from the address");
 
-        CHECK(load(t, PRIV_S, VA_GIGA + (DATA_BASE - RAM_BASE) + 0x20, &v) == 0 && v == th_load(t, DATA_BASE + 0x20, 8),
+        CHECK(load(t, RV_PRIV_S, VA_GIGA + (DATA_BASE - RAM_BASE) + 0x20, &v) == 0 && v == th_load(t, DATA_BASE + 0x20, 8),
               "1 GiB gigapage: S load");
-        CHECK(store(t, PRIV_S, VA_GIGA + (DATA_BASE - RAM_BASE) + 0x28, 42) == 0 && th_load(t, DATA_BASE + 0x28, 8) == 42,
+        CHECK(store(t, RV_PRIV_S, VA_GIGA + (DATA_BASE - RAM_BASE) + 0x28, 42) == 0 && th_load(t, DATA_BASE + 0x28, 8) == 42,
               "1 GiB gigapage: S store");
-        th_set_priv(t, PRIV_S);
+        th_set_priv(t, RV_PRIV_S);
         CHECK(mmu_translate(&t->hart, VA_GIGA + 0xfedcb, ACCESS_READ, &pa) == 0 && pa == RAM_BASE + 0xfedcb,
               "1 GiB gigapage: the low 30 bits come from the address");
-        CHECK_EQ_U64(fetch(t, PRIV_S, VA_GIGA + 0x4000, RAM_BASE + 0x4000), CAUSE_FETCH_PAGE_FAULT,
+        CHECK_EQ_U64(fetch(t, RV_PRIV_S, VA_GIGA + 0x4000, RAM_BASE + 0x4000), RV_CAUSE_FETCH_PAGE_FAULT,
                      "gigapage without X: fetch page fault");
 
-        CHECK_EQ_U64(load(t, PRIV_S, VA_MEGA_BAD + 8, NULL), CAUSE_LOAD_PAGE_FAULT, "misaligned megapage: page fault");
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_MEGA_BAD + 8, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "misaligned megapage: page fault");
         CHECK_EQ_U64(t->hart.mtval, VA_MEGA_BAD + 8, "misaligned megapage: mtval = virtual address");
-        CHECK_EQ_U64(load(t, PRIV_S, VA_GIGA_BAD + 8, NULL), CAUSE_LOAD_PAGE_FAULT, "misaligned gigapage: page fault");
-        CHECK_EQ_U64(load(t, PRIV_S, VA_NONLEAF_A, NULL), CAUSE_LOAD_PAGE_FAULT,
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_GIGA_BAD + 8, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "misaligned gigapage: page fault");
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_NONLEAF_A, NULL), RV_CAUSE_LOAD_PAGE_FAULT,
                      "non-leaf PTE with A set (reserved): page fault");
-        CHECK_EQ_U64(load(t, PRIV_S, VA_PBMT, NULL), CAUSE_LOAD_PAGE_FAULT,
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_PBMT, NULL), RV_CAUSE_LOAD_PAGE_FAULT,
                      "PTE with PBMT bits set (Svpbmt not implemented): page fault");
 }
 
@@ -198,32 +189,32 @@ static void test_invalid(void) {
         Hart *h = &t->hart;
         const uint64_t va = VA_INVALID + 0x10;
 
-        CHECK(load(t, PRIV_S, va, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval == va && h->mepc == CODE_BASE,
+        CHECK(load(t, RV_PRIV_S, va, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval == va && h->mepc == CODE_BASE,
               "V = 0: load page fault (13), mtval = VA, mepc = the load");
-        CHECK(store(t, PRIV_S, va, 1) == CAUSE_STORE_PAGE_FAULT && h->mtval == va,
+        CHECK(store(t, RV_PRIV_S, va, 1) == RV_CAUSE_STORE_PAGE_FAULT && h->mtval == va,
               "V = 0: store page fault (15), mtval = VA");
-        CHECK(fetch(t, PRIV_S, va, DATA_BASE) == CAUSE_FETCH_PAGE_FAULT && h->mtval == va && h->mepc == va,
+        CHECK(fetch(t, RV_PRIV_S, va, DATA_BASE) == RV_CAUSE_FETCH_PAGE_FAULT && h->mtval == va && h->mepc == va,
               "V = 0: fetch page fault (12), mtval = mepc = VA");
-        CHECK(load(t, PRIV_U, va, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval == va && h->mepc == VA_UCODE,
+        CHECK(load(t, RV_PRIV_U, va, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval == va && h->mepc == VA_UCODE,
               "V = 0 from U: load page fault, mepc = the U load");
 
-        CHECK(load(t, PRIV_S, VA_WONLY, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval == VA_WONLY,
+        CHECK(load(t, RV_PRIV_S, VA_WONLY, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval == VA_WONLY,
               "W without R: load page fault");
-        CHECK_EQ_U64(store(t, PRIV_S, VA_WONLY, 1), CAUSE_STORE_PAGE_FAULT, "W without R: store page fault");
-        CHECK_EQ_U64(store(t, PRIV_S, VA_RONLY, 1), CAUSE_STORE_PAGE_FAULT, "read-only page: store page fault");
-        CHECK_EQ_U64(load(t, PRIV_S, VA_RONLY, NULL), 0, "read-only page: load");
-        CHECK_EQ_U64(fetch(t, PRIV_S, VA_RONLY, DATA_BASE), CAUSE_FETCH_PAGE_FAULT, "page without X: fetch page fault");
+        CHECK_EQ_U64(store(t, RV_PRIV_S, VA_WONLY, 1), RV_CAUSE_STORE_PAGE_FAULT, "W without R: store page fault");
+        CHECK_EQ_U64(store(t, RV_PRIV_S, VA_RONLY, 1), RV_CAUSE_STORE_PAGE_FAULT, "read-only page: store page fault");
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_RONLY, NULL), 0, "read-only page: load");
+        CHECK_EQ_U64(fetch(t, RV_PRIV_S, VA_RONLY, DATA_BASE), RV_CAUSE_FETCH_PAGE_FAULT, "page without X: fetch page fault");
 
         static const uint64_t noncanonical[] = { 0x0000004000000000ULL, 0x8000000000000000ULL, 0xffffff0000000000ULL };
         for (size_t i = 0; i < ELEMENTSOF(noncanonical); i++) {
                 uint64_t a = noncanonical[i];
-                CHECK(load(t, PRIV_S, a, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval == a &&
-                      store(t, PRIV_S, a, 0) == CAUSE_STORE_PAGE_FAULT &&
-                      fetch(t, PRIV_S, a, DATA_BASE) == CAUSE_FETCH_PAGE_FAULT,
+                CHECK(load(t, RV_PRIV_S, a, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval == a &&
+                      store(t, RV_PRIV_S, a, 0) == RV_CAUSE_STORE_PAGE_FAULT &&
+                      fetch(t, RV_PRIV_S, a, DATA_BASE) == RV_CAUSE_FETCH_PAGE_FAULT,
                       "non-canonical 0x%llx: page faults for load, store, fetch", (unsigned long long) a);
         }
-        th_set_priv(t, PRIV_S);
-        CHECK(mmu_translate(h, 0x0000004000000000ULL, ACCESS_READ, &(uint64_t) { 0 }) == CAUSE_LOAD_PAGE_FAULT,
+        th_set_priv(t, RV_PRIV_S);
+        CHECK(mmu_translate(h, 0x0000004000000000ULL, ACCESS_READ, &(uint64_t) { 0 }) == RV_CAUSE_LOAD_PAGE_FAULT,
               "mmu_translate reports the page fault cause");
 }
 
@@ -233,19 +224,19 @@ static void test_amo(void) {
         uint64_t v = 0;
 
         th_store(t, DATA_BASE + 0x40, 8, 100);
-        CHECK(access_pa(t, PRIV_S, AMOADD, VA_SDATA + 0x40, 0, 5, &v) == 0 && v == 100 &&
+        CHECK(access_pa(t, RV_PRIV_S, AMOADD, VA_SDATA + 0x40, 0, 5, &v) == 0 && v == 100 &&
               th_load(t, DATA_BASE + 0x40, 8) == 105, "AMOADD.D through a 4 KiB mapping");
-        CHECK(access_pa(t, PRIV_S, AMOADD, VA_RONLY + 0x40, 0, 5, NULL) == CAUSE_STORE_PAGE_FAULT &&
+        CHECK(access_pa(t, RV_PRIV_S, AMOADD, VA_RONLY + 0x40, 0, 5, NULL) == RV_CAUSE_STORE_PAGE_FAULT &&
               h->mtval == VA_RONLY + 0x40 && th_load(t, DATA_BASE + 0x40, 8) == 105,
               "AMO on a read-only page: store/AMO page fault (15), memory unchanged");
-        CHECK_EQ_U64(access_pa(t, PRIV_S, AMOADD, VA_INVALID, 0, 5, NULL), CAUSE_STORE_PAGE_FAULT,
+        CHECK_EQ_U64(access_pa(t, RV_PRIV_S, AMOADD, VA_INVALID, 0, 5, NULL), RV_CAUSE_STORE_PAGE_FAULT,
                      "AMO on an invalid page: store/AMO page fault (15), not a load fault");
-        CHECK(access_pa(t, PRIV_S, LRD, VA_RONLY + 0x40, 0, 0, &v) == 0 && v == 105, "LR.D on a read-only page");
-        CHECK_EQ_U64(access_pa(t, PRIV_S, LRD, VA_INVALID, 0, 0, NULL), CAUSE_LOAD_PAGE_FAULT,
+        CHECK(access_pa(t, RV_PRIV_S, LRD, VA_RONLY + 0x40, 0, 0, &v) == 0 && v == 105, "LR.D on a read-only page");
+        CHECK_EQ_U64(access_pa(t, RV_PRIV_S, LRD, VA_INVALID, 0, 0, NULL), RV_CAUSE_LOAD_PAGE_FAULT,
                      "LR.D on an invalid page: load page fault (13)");
-        CHECK_EQ_U64(access_pa(t, PRIV_U, AMOADD, VA_URONLY, 0, 1, NULL), CAUSE_STORE_PAGE_FAULT,
+        CHECK_EQ_U64(access_pa(t, RV_PRIV_U, AMOADD, VA_URONLY, 0, 1, NULL), RV_CAUSE_STORE_PAGE_FAULT,
                      "U AMO on a U read-only page: store/AMO page fault");
-        CHECK_EQ_U64(access_pa(t, PRIV_U, AMOADD, VA_UDATA, 0, 1, NULL), 0, "U AMO on a U page");
+        CHECK_EQ_U64(access_pa(t, RV_PRIV_U, AMOADD, VA_UDATA, 0, 1, NULL), 0, "U AMO on a U page");
 }
 
 static void test_user_supervisor(void) {
@@ -253,26 +244,26 @@ static void test_user_supervisor(void) {
         uint64_t v = 0;
 
         th_csr_write(t, CSR_MSTATUS, 0);
-        CHECK_EQ_U64(load(t, PRIV_S, VA_UDATA, NULL), CAUSE_LOAD_PAGE_FAULT, "S load from a U page without SUM: fault");
-        CHECK_EQ_U64(store(t, PRIV_S, VA_UDATA, 1), CAUSE_STORE_PAGE_FAULT, "S store to a U page without SUM: fault");
-        th_csr_write(t, CSR_MSTATUS, MSTATUS_SUM);
-        CHECK(load(t, PRIV_S, VA_UDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x1008, 8),
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_UDATA, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "S load from a U page without SUM: fault");
+        CHECK_EQ_U64(store(t, RV_PRIV_S, VA_UDATA, 1), RV_CAUSE_STORE_PAGE_FAULT, "S store to a U page without SUM: fault");
+        th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_SUM);
+        CHECK(load(t, RV_PRIV_S, VA_UDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x1008, 8),
               "S load from a U page with SUM");
-        CHECK(store(t, PRIV_S, VA_UDATA, 7) == 0 && th_load(t, DATA_BASE + 0x1000, 8) == 7, "S store to a U page with SUM");
-        CHECK_EQ_U64(fetch(t, PRIV_S, VA_UCODE + 0x100, UCODE_PA + 0x100), CAUSE_FETCH_PAGE_FAULT,
+        CHECK(store(t, RV_PRIV_S, VA_UDATA, 7) == 0 && th_load(t, DATA_BASE + 0x1000, 8) == 7, "S store to a U page with SUM");
+        CHECK_EQ_U64(fetch(t, RV_PRIV_S, VA_UCODE + 0x100, UCODE_PA + 0x100), RV_CAUSE_FETCH_PAGE_FAULT,
                      "S never executes a U page, even with SUM");
         th_csr_write(t, CSR_MSTATUS, 0);
 
-        CHECK(load(t, PRIV_U, VA_UDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x1008, 8), "U load from a U page");
-        CHECK(store(t, PRIV_U, VA_UDATA, 9) == 0 && th_load(t, DATA_BASE + 0x1000, 8) == 9, "U store to a U page");
-        CHECK_EQ_U64(fetch(t, PRIV_U, VA_UCODE + 0x100, UCODE_PA + 0x100), 0, "U fetch from a U page");
-        CHECK_EQ_U64(load(t, PRIV_U, VA_SDATA, NULL), CAUSE_LOAD_PAGE_FAULT, "U load from an S page: fault");
-        CHECK_EQ_U64(store(t, PRIV_U, VA_SDATA, 1), CAUSE_STORE_PAGE_FAULT, "U store to an S page: fault");
-        CHECK_EQ_U64(fetch(t, PRIV_U, CODE_BASE + 0x100, CODE_BASE + 0x100), CAUSE_FETCH_PAGE_FAULT,
+        CHECK(load(t, RV_PRIV_U, VA_UDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x1008, 8), "U load from a U page");
+        CHECK(store(t, RV_PRIV_U, VA_UDATA, 9) == 0 && th_load(t, DATA_BASE + 0x1000, 8) == 9, "U store to a U page");
+        CHECK_EQ_U64(fetch(t, RV_PRIV_U, VA_UCODE + 0x100, UCODE_PA + 0x100), 0, "U fetch from a U page");
+        CHECK_EQ_U64(load(t, RV_PRIV_U, VA_SDATA, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "U load from an S page: fault");
+        CHECK_EQ_U64(store(t, RV_PRIV_U, VA_SDATA, 1), RV_CAUSE_STORE_PAGE_FAULT, "U store to an S page: fault");
+        CHECK_EQ_U64(fetch(t, RV_PRIV_U, CODE_BASE + 0x100, CODE_BASE + 0x100), RV_CAUSE_FETCH_PAGE_FAULT,
                      "U fetch from an S page: fault");
-        th_csr_write(t, CSR_MSTATUS, MSTATUS_SUM);
-        CHECK_EQ_U64(load(t, PRIV_U, VA_SDATA, NULL), CAUSE_LOAD_PAGE_FAULT, "SUM does not open S pages to U");
-        CHECK_EQ_U64(store(t, PRIV_U, VA_URONLY, 1), CAUSE_STORE_PAGE_FAULT, "U store to a U read-only page: fault");
+        th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_SUM);
+        CHECK_EQ_U64(load(t, RV_PRIV_U, VA_SDATA, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "SUM does not open S pages to U");
+        CHECK_EQ_U64(store(t, RV_PRIV_U, VA_URONLY, 1), RV_CAUSE_STORE_PAGE_FAULT, "U store to a U read-only page: fault");
 }
 
 static void test_mxr(void) {
@@ -280,32 +271,32 @@ static void test_mxr(void) {
         uint64_t v = 0;
 
         th_csr_write(t, CSR_MSTATUS, 0);
-        CHECK_EQ_U64(load(t, PRIV_S, VA_XONLY, NULL), CAUSE_LOAD_PAGE_FAULT, "execute-only page: S load faults without MXR");
-        CHECK_EQ_U64(fetch(t, PRIV_S, VA_XONLY + 0x40, DATA_BASE + 0x2040), 0, "execute-only page: S fetch");
-        th_csr_write(t, CSR_MSTATUS, MSTATUS_MXR);
-        CHECK(load(t, PRIV_S, VA_XONLY + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x2008, 8),
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_XONLY, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "execute-only page: S load faults without MXR");
+        CHECK_EQ_U64(fetch(t, RV_PRIV_S, VA_XONLY + 0x40, DATA_BASE + 0x2040), 0, "execute-only page: S fetch");
+        th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_MXR);
+        CHECK(load(t, RV_PRIV_S, VA_XONLY + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x2008, 8),
               "MXR: S load from an execute-only page");
-        CHECK_EQ_U64(store(t, PRIV_S, VA_XONLY, 1), CAUSE_STORE_PAGE_FAULT, "MXR does not allow stores");
-        CHECK(load(t, PRIV_U, VA_UXONLY + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x4008, 8),
+        CHECK_EQ_U64(store(t, RV_PRIV_S, VA_XONLY, 1), RV_CAUSE_STORE_PAGE_FAULT, "MXR does not allow stores");
+        CHECK(load(t, RV_PRIV_U, VA_UXONLY + 8, &v) == 0 && v == th_load(t, DATA_BASE + 0x4008, 8),
               "MXR: U load from a U execute-only page");
         th_csr_write(t, CSR_MSTATUS, 0);
-        CHECK_EQ_U64(load(t, PRIV_U, VA_UXONLY, NULL), CAUSE_LOAD_PAGE_FAULT, "without MXR: U load from execute-only faults");
+        CHECK_EQ_U64(load(t, RV_PRIV_U, VA_UXONLY, NULL), RV_CAUSE_LOAD_PAGE_FAULT, "without MXR: U load from execute-only faults");
 }
 
 static void test_accessed_dirty(void) {
         _cleanup_th_ TestHart *t = machine();
         const uint64_t pte_addr = PT_L0 + 8 * 7;
 
-        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (PTE_A | PTE_D), 0, "A/D: PTE starts with A = D = 0");
-        CHECK_EQ_U64(load(t, PRIV_S, VA_NOAD, NULL), 0, "A/D: load from a page with A = 0 succeeds");
-        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (PTE_A | PTE_D), PTE_A, "A/D: a load sets A only");
-        CHECK_EQ_U64(store(t, PRIV_S, VA_NOAD, 5), 0, "A/D: store to a page with D = 0 succeeds");
-        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (PTE_A | PTE_D), PTE_A | PTE_D, "A/D: a store sets D");
+        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (RV_PTE_A | RV_PTE_D), 0, "A/D: PTE starts with A = D = 0");
+        CHECK_EQ_U64(load(t, RV_PRIV_S, VA_NOAD, NULL), 0, "A/D: load from a page with A = 0 succeeds");
+        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (RV_PTE_A | RV_PTE_D), RV_PTE_A, "A/D: a load sets A only");
+        CHECK_EQ_U64(store(t, RV_PRIV_S, VA_NOAD, 5), 0, "A/D: store to a page with D = 0 succeeds");
+        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (RV_PTE_A | RV_PTE_D), RV_PTE_A | RV_PTE_D, "A/D: a store sets D");
 
-        set_pte(t, PT_L0, 7, pte(DATA_BASE + 0x3000, PTE_V | PTE_R | PTE_W));
+        set_pte(t, PT_L0, 7, pte(DATA_BASE + 0x3000, RV_PTE_V | RV_PTE_R | RV_PTE_W));
         hart_tlb_flush_all(&t->hart); /* as SFENCE.VMA would */
-        CHECK_EQ_U64(store(t, PRIV_S, VA_NOAD, 6), 0, "A/D: store with A = D = 0");
-        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (PTE_A | PTE_D), PTE_A | PTE_D, "A/D: a store sets both A and D");
+        CHECK_EQ_U64(store(t, RV_PRIV_S, VA_NOAD, 6), 0, "A/D: store with A = D = 0");
+        CHECK_EQ_U64(th_load(t, pte_addr, 8) & (RV_PTE_A | RV_PTE_D), RV_PTE_A | RV_PTE_D, "A/D: a store sets both A and D");
         CHECK_EQ_U64(th_load(t, pte_addr, 8) >> 10, (DATA_BASE + 0x3000) >> 12, "A/D: the update keeps the PPN");
 }
 
@@ -322,10 +313,10 @@ static void test_sfence(void) {
         th_emit(t, SFENCE_VMA(0, 0));
         th_emit(t, LD(7, 5, 0));
         th_emit(t, WFI());
-        th_jump(t, CODE_BASE, PRIV_S);
+        th_jump(t, CODE_BASE, RV_PRIV_S);
         th_clear_trap(t);
         th_run(t, 1);
-        set_pte(t, PT_L0, 9, pte(DATA_BASE + 0x6000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+        set_pte(t, PT_L0, 9, pte(DATA_BASE + 0x6000, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D));
         th_run(t, 10);
         CHECK(h->x[6] == 0xaaaa && h->x[7] == 0xbbbb && h->mcause == NO_TRAP,
               "SFENCE.VMA makes a changed PTE visible (0x%llx, 0x%llx)", (unsigned long long) h->x[6],
@@ -334,42 +325,42 @@ static void test_sfence(void) {
         h->x[5] = VA_SWAP;
         th_org(t, CODE_BASE);
         th_emit(t, SFENCE_VMA(5, 0));
-        th_jump(t, CODE_BASE, PRIV_S);
+        th_jump(t, CODE_BASE, RV_PRIV_S);
         th_run(t, 1);
         CHECK(h->pc == CODE_BASE + 4 && h->mcause == NO_TRAP, "SFENCE.VMA with an address operand in S");
 
         insn = SFENCE_VMA(0, 0);
         th_org(t, UCODE_PA);
         th_emit(t, insn);
-        th_jump(t, VA_UCODE, PRIV_U);
+        th_jump(t, VA_UCODE, RV_PRIV_U);
         th_run(t, 1);
-        CHECK(th_in_mtrap(t) && h->mcause == CAUSE_ILLEGAL_INSTRUCTION && h->mtval == insn, "SFENCE.VMA in U: illegal");
+        CHECK(th_in_mtrap(t) && h->mcause == RV_CAUSE_ILLEGAL_INSTRUCTION && h->mtval == insn, "SFENCE.VMA in U: illegal");
 
-        th_csr_write(t, CSR_MSTATUS, MSTATUS_TVM);
+        th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_TVM);
         th_org(t, CODE_BASE);
         th_emit(t, insn);
-        th_jump(t, CODE_BASE, PRIV_S);
+        th_jump(t, CODE_BASE, RV_PRIV_S);
         th_run(t, 1);
-        CHECK(th_in_mtrap(t) && h->mcause == CAUSE_ILLEGAL_INSTRUCTION, "SFENCE.VMA in S with TVM: illegal");
+        CHECK(th_in_mtrap(t) && h->mcause == RV_CAUSE_ILLEGAL_INSTRUCTION, "SFENCE.VMA in S with TVM: illegal");
         insn = CSRRS(5, CSR_SATP, 0);
         th_org(t, CODE_BASE);
         th_emit(t, insn);
-        th_jump(t, CODE_BASE, PRIV_S);
+        th_jump(t, CODE_BASE, RV_PRIV_S);
         th_clear_trap(t);
         th_run(t, 1);
-        CHECK(th_in_mtrap(t) && h->mcause == CAUSE_ILLEGAL_INSTRUCTION && h->mtval == insn,
+        CHECK(th_in_mtrap(t) && h->mcause == RV_CAUSE_ILLEGAL_INSTRUCTION && h->mtval == insn,
               "satp access in S with TVM: illegal");
         th_csr_write(t, CSR_MSTATUS, 0);
-        th_jump(t, CODE_BASE, PRIV_S);
+        th_jump(t, CODE_BASE, RV_PRIV_S);
         th_clear_trap(t);
         th_run(t, 1);
-        CHECK(h->pc == CODE_BASE + 4 && h->x[5] == (SATP_SV39 | PT_ROOT >> 12), "satp read in S without TVM");
+        CHECK(h->pc == CODE_BASE + 4 && h->x[5] == (RV_SATP_SV39 | PT_ROOT >> 12), "satp read in S without TVM");
 }
 
 static void test_satp(void) {
         _cleanup_th_ TestHart *t = machine();
         Hart *h = &t->hart;
-        const uint64_t sv39 = SATP_SV39 | PT_ROOT >> 12;
+        const uint64_t sv39 = RV_SATP_SV39 | PT_ROOT >> 12;
 
         CHECK_EQ_U64(th_csr(t, CSR_SATP), sv39, "satp holds Sv39 mode and root PPN");
         th_csr_write(t, CSR_SATP, 10ULL << 60 | 0x1234);
@@ -379,12 +370,12 @@ static void test_satp(void) {
         th_csr_write(t, CSR_SATP, 0);
         CHECK_EQ_U64(th_csr(t, CSR_SATP), 0, "satp Bare");
         uint64_t v = 0;
-        CHECK(load(t, PRIV_S, DATA_BASE + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8),
+        CHECK(load(t, RV_PRIV_S, DATA_BASE + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8),
               "Bare: S addresses are physical");
 
         /* A root table outside memory: the walk's access fault, for the original access type. */
-        th_csr_write(t, CSR_SATP, SATP_SV39 | 0x1000);
-        CHECK(fetch(t, PRIV_S, CODE_BASE + 0x100, CODE_BASE + 0x100) == CAUSE_FETCH_ACCESS && h->mepc == CODE_BASE,
+        th_csr_write(t, CSR_SATP, RV_SATP_SV39 | 0x1000);
+        CHECK(fetch(t, RV_PRIV_S, CODE_BASE + 0x100, CODE_BASE + 0x100) == RV_CAUSE_FETCH_ACCESS && h->mepc == CODE_BASE,
               "page table outside memory: fetch access fault");
         th_csr_write(t, CSR_SATP, 0);
 
@@ -395,12 +386,12 @@ static void test_satp(void) {
                 for (unsigned i = 0; i < 512; i++)
                         th_store(t, root4 + 8 * i, 8, 0);
                 /* root4[0] -> the Sv39 root, used as the second level: VA < 2^39 maps as before. */
-                set_pte(t, root4, 0, pte(PT_ROOT, PTE_V));
-                CHECK(load(t, PRIV_S, VA_SDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8),
+                set_pte(t, root4, 0, pte(PT_ROOT, RV_PTE_V));
+                CHECK(load(t, RV_PRIV_S, VA_SDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8),
                       "Sv48: four-level walk to a 4 KiB page");
-                CHECK_EQ_U64(load(t, PRIV_S, 0x0000008000000000ULL, NULL), CAUSE_LOAD_PAGE_FAULT,
+                CHECK_EQ_U64(load(t, RV_PRIV_S, 0x0000008000000000ULL, NULL), RV_CAUSE_LOAD_PAGE_FAULT,
                              "Sv48: VA bit 39 selects another (invalid) root entry");
-                CHECK(load(t, PRIV_S, 0x0000400000000000ULL, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval == 0x0000400000000000ULL,
+                CHECK(load(t, RV_PRIV_S, 0x0000400000000000ULL, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval == 0x0000400000000000ULL,
                       "Sv48: non-canonical 48-bit address faults");
         } else {
                 CHECK_EQ_U64(th_csr(t, CSR_SATP), 0, "satp write with mode 9 (Sv48, unsupported) leaves satp unchanged");
@@ -418,22 +409,22 @@ static void test_page_crossing(void) {
         h->x[5] = VA_XONLY + 0xffe;
         th_org(t, CODE_BASE);
         th_emit(t, JALR(0, 5, 0));
-        th_jump(t, CODE_BASE, PRIV_S);
+        th_jump(t, CODE_BASE, RV_PRIV_S);
         th_clear_trap(t);
         th_run(t, 2);
-        CHECK(h->mcause == CAUSE_FETCH_PAGE_FAULT && h->mepc == VA_XONLY + 0xffe && h->mtval == VA_INVALID,
+        CHECK(h->mcause == RV_CAUSE_FETCH_PAGE_FAULT && h->mepc == VA_XONLY + 0xffe && h->mtval == VA_INVALID,
               "fetch across into an invalid page: mepc = instruction, mtval = the faulting half (0x%llx)",
               (unsigned long long) h->mtval);
 
         /* A misaligned load/store whose second part lies on a U page (S without SUM). */
         const uint64_t va = VA_SDATA + 0xffc;
-        CHECK(load(t, PRIV_S, va, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval >= va && h->mtval < va + 8,
+        CHECK(load(t, RV_PRIV_S, va, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval >= va && h->mtval < va + 8,
               "misaligned load across into a forbidden page: load page fault, mtval within the access");
-        CHECK(store(t, PRIV_S, va, 0) == CAUSE_STORE_PAGE_FAULT && h->mtval >= va && h->mtval < va + 8,
+        CHECK(store(t, RV_PRIV_S, va, 0) == RV_CAUSE_STORE_PAGE_FAULT && h->mtval >= va && h->mtval < va + 8,
               "misaligned store across into a forbidden page: store page fault");
         uint64_t v = 0;
-        th_csr_write(t, CSR_MSTATUS, MSTATUS_SUM);
-        CHECK(load(t, PRIV_S, va, &v) == 0 &&
+        th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_SUM);
+        CHECK(load(t, RV_PRIV_S, va, &v) == 0 &&
               v == (th_load(t, DATA_BASE + 0xffc, 4) | th_load(t, DATA_BASE + 0x1000, 4) << 32),
               "misaligned load across two pages mapped to different frames");
 }
@@ -464,15 +455,15 @@ static void test_pmp(void) {
                 _cleanup_th_ TestHart *t = bare_machine();
                 Hart *h = &t->hart;
 
-                CHECK_EQ_U64(fetch(t, PRIV_S, CODE_BASE + 0x100, CODE_BASE + 0x100), CAUSE_FETCH_ACCESS,
+                CHECK_EQ_U64(fetch(t, RV_PRIV_S, CODE_BASE + 0x100, CODE_BASE + 0x100), RV_CAUSE_FETCH_ACCESS,
                              "no PMP entry matches: S fetch fails (access fault)");
                 CHECK(h->mepc == CODE_BASE && h->mtval == CODE_BASE, "... at the first S instruction");
-                CHECK_EQ_U64(load(t, PRIV_M, DATA_BASE, NULL), 0, "no PMP entry matches: M accesses succeed");
+                CHECK_EQ_U64(load(t, RV_PRIV_M, DATA_BASE, NULL), 0, "no PMP entry matches: M accesses succeed");
 
                 pmp_set(t, 0, napot(0, 1ULL << 56) | ((1ULL << 54) - 1), PMPCFG_NAPOT | PMPCFG_R | PMPCFG_W | PMPCFG_X);
                 uint64_t v = 0;
-                CHECK(load(t, PRIV_S, DATA_BASE, &v) == 0 && v == th_load(t, DATA_BASE, 8) &&
-                      store(t, PRIV_U, DATA_BASE, 1) == 0,
+                CHECK(load(t, RV_PRIV_S, DATA_BASE, &v) == 0 && v == th_load(t, DATA_BASE, 8) &&
+                      store(t, RV_PRIV_U, DATA_BASE, 1) == 0,
                       "NAPOT entry with RWX over all memory: S and U work");
         }
         {
@@ -482,17 +473,17 @@ static void test_pmp(void) {
                 /* [0, DATA_BASE) RWX; [DATA_BASE, DATA_BASE + 64 KiB) RW only; nothing above. */
                 pmp_set(t, 0, DATA_BASE >> 2, PMPCFG_TOR | PMPCFG_R | PMPCFG_W | PMPCFG_X);
                 pmp_set(t, 1, (DATA_BASE + 0x10000) >> 2, PMPCFG_TOR | PMPCFG_R | PMPCFG_W);
-                CHECK(load(t, PRIV_S, DATA_BASE, NULL) == 0 && store(t, PRIV_S, DATA_BASE, 2) == 0,
+                CHECK(load(t, RV_PRIV_S, DATA_BASE, NULL) == 0 && store(t, RV_PRIV_S, DATA_BASE, 2) == 0,
                       "TOR entry RW: S load and store");
-                CHECK(fetch(t, PRIV_S, DATA_BASE + 0x40, DATA_BASE + 0x40) == CAUSE_FETCH_ACCESS &&
+                CHECK(fetch(t, RV_PRIV_S, DATA_BASE + 0x40, DATA_BASE + 0x40) == RV_CAUSE_FETCH_ACCESS &&
                       h->mtval == DATA_BASE + 0x40,
                       "TOR entry without X: S fetch access fault (cause 1), mtval = address");
-                CHECK_EQ_U64(fetch(t, PRIV_M, DATA_BASE + 0x40, DATA_BASE + 0x40), CAUSE_MACHINE_ECALL,
+                CHECK_EQ_U64(fetch(t, RV_PRIV_M, DATA_BASE + 0x40, DATA_BASE + 0x40), RV_CAUSE_MACHINE_ECALL,
                              "unlocked entries do not apply to M");
-                CHECK_EQ_U64(load(t, PRIV_S, DATA_BASE + 0xfff8, NULL), 0, "TOR: the last doubleword below the top");
-                CHECK(load(t, PRIV_S, DATA_BASE + 0x10000, NULL) == CAUSE_LOAD_ACCESS && h->mtval == DATA_BASE + 0x10000,
+                CHECK_EQ_U64(load(t, RV_PRIV_S, DATA_BASE + 0xfff8, NULL), 0, "TOR: the last doubleword below the top");
+                CHECK(load(t, RV_PRIV_S, DATA_BASE + 0x10000, NULL) == RV_CAUSE_LOAD_ACCESS && h->mtval == DATA_BASE + 0x10000,
                       "TOR top is exclusive: above it no entry matches, S load access fault");
-                CHECK_EQ_U64(load(t, PRIV_S, DATA_BASE + 0xfffc, NULL), CAUSE_LOAD_ACCESS,
+                CHECK_EQ_U64(load(t, RV_PRIV_S, DATA_BASE + 0xfffc, NULL), RV_CAUSE_LOAD_ACCESS,
                              "an access straddling the TOR top fails");
         }
         {
@@ -502,28 +493,28 @@ static void test_pmp(void) {
                 /* Entry 0 takes priority over entry 1 where both match. */
                 pmp_set(t, 0, napot(DATA_BASE, 0x1000), PMPCFG_NAPOT);
                 pmp_set(t, 1, (1ULL << 54) - 1, PMPCFG_NAPOT | PMPCFG_R | PMPCFG_W | PMPCFG_X);
-                CHECK(load(t, PRIV_S, DATA_BASE + 0x10, NULL) == CAUSE_LOAD_ACCESS && h->mtval == DATA_BASE + 0x10,
+                CHECK(load(t, RV_PRIV_S, DATA_BASE + 0x10, NULL) == RV_CAUSE_LOAD_ACCESS && h->mtval == DATA_BASE + 0x10,
                       "lowest-numbered matching entry wins: load access fault (5)");
-                CHECK_EQ_U64(store(t, PRIV_S, DATA_BASE + 0xff8, 1), CAUSE_STORE_ACCESS, "... store access fault (7)");
-                CHECK_EQ_U64(load(t, PRIV_S, DATA_BASE + 0x1000, NULL), 0, "... next page falls through to entry 1");
-                CHECK_EQ_U64(load(t, PRIV_S, DATA_BASE + 0xffc, NULL), CAUSE_LOAD_ACCESS,
+                CHECK_EQ_U64(store(t, RV_PRIV_S, DATA_BASE + 0xff8, 1), RV_CAUSE_STORE_ACCESS, "... store access fault (7)");
+                CHECK_EQ_U64(load(t, RV_PRIV_S, DATA_BASE + 0x1000, NULL), 0, "... next page falls through to entry 1");
+                CHECK_EQ_U64(load(t, RV_PRIV_S, DATA_BASE + 0xffc, NULL), RV_CAUSE_LOAD_ACCESS,
                              "an access straddling an entry's boundary fails");
 
                 pmp_set(t, 0, (DATA_BASE + 0x20) >> 2, PMPCFG_NA4);
-                CHECK(load(t, PRIV_S, DATA_BASE + 0x24, NULL) == 0 &&
-                      access_pa(t, PRIV_S, LOAD, DATA_BASE + 0x20, 0, 0, NULL) == CAUSE_LOAD_ACCESS,
+                CHECK(load(t, RV_PRIV_S, DATA_BASE + 0x24, NULL) == 0 &&
+                      access_pa(t, RV_PRIV_S, LOAD, DATA_BASE + 0x20, 0, 0, NULL) == RV_CAUSE_LOAD_ACCESS,
                       "NA4 entry covers exactly four bytes");
         }
         {
                 _cleanup_th_ TestHart *t = bare_machine();
 
                 pmp_set(t, 0, napot(DATA_BASE, 0x1000), PMPCFG_NAPOT | PMPCFG_R);
-                CHECK_EQ_U64(store(t, PRIV_M, DATA_BASE + 8, 1), 0, "unlocked read-only entry: M store succeeds");
+                CHECK_EQ_U64(store(t, RV_PRIV_M, DATA_BASE + 8, 1), 0, "unlocked read-only entry: M store succeeds");
                 pmp_set(t, 0, napot(DATA_BASE, 0x1000), PMPCFG_NAPOT | PMPCFG_R | PMPCFG_L);
-                CHECK(store(t, PRIV_M, DATA_BASE + 8, 1) == CAUSE_STORE_ACCESS && t->hart.mtval == DATA_BASE + 8,
+                CHECK(store(t, RV_PRIV_M, DATA_BASE + 8, 1) == RV_CAUSE_STORE_ACCESS && t->hart.mtval == DATA_BASE + 8,
                       "locked read-only entry applies to M: store access fault");
-                CHECK_EQ_U64(load(t, PRIV_M, DATA_BASE + 8, NULL), 0, "locked read-only entry: M load succeeds");
-                CHECK_EQ_U64(store(t, PRIV_M, DATA_BASE + 0x1000, 1), 0, "outside the locked entry M stores");
+                CHECK_EQ_U64(load(t, RV_PRIV_M, DATA_BASE + 8, NULL), 0, "locked read-only entry: M load succeeds");
+                CHECK_EQ_U64(store(t, RV_PRIV_M, DATA_BASE + 0x1000, 1), 0, "outside the locked entry M stores");
                 th_csr_write(t, CSR_PMPCFG0, 0);
                 th_csr_write(t, CSR_PMPADDR0, 0);
                 CHECK((th_csr(t, CSR_PMPCFG0) & 0xff) == (PMPCFG_NAPOT | PMPCFG_R | PMPCFG_L) &&
@@ -534,7 +525,7 @@ static void test_pmp(void) {
                 th_csr_write(t, CSR_PMPADDR0 + 2, 0);
                 CHECK_EQ_U64(th_csr(t, CSR_PMPADDR0 + 2), DATA_BASE >> 2,
                              "a locked TOR entry also locks the pmpaddr below it");
-                CHECK_EQ_U64(load(t, PRIV_M, DATA_BASE + 0x1000, NULL), CAUSE_LOAD_ACCESS,
+                CHECK_EQ_U64(load(t, RV_PRIV_M, DATA_BASE + 0x1000, NULL), RV_CAUSE_LOAD_ACCESS,
                              "locked TOR entry without R: M load access fault");
         }
         {
@@ -542,11 +533,11 @@ static void test_pmp(void) {
                 Hart *h = &t->hart;
 
                 /* MPRV: M loads and stores with MPP's privilege. */
-                th_csr_write(t, CSR_MSTATUS, MSTATUS_MPRV | (uint64_t) PRIV_U << MSTATUS_MPP_SHIFT);
-                CHECK(load(t, PRIV_M, DATA_BASE, NULL) == CAUSE_LOAD_ACCESS && h->priv == PRIV_M,
+                th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_MPRV | (uint64_t) RV_PRIV_U << RV_MSTATUS_MPP_SHIFT);
+                CHECK(load(t, RV_PRIV_M, DATA_BASE, NULL) == RV_CAUSE_LOAD_ACCESS && h->priv == RV_PRIV_M,
                       "MPRV with MPP = U: M load checked as U by PMP (no entry: fault)");
-                th_csr_write(t, CSR_MSTATUS, MSTATUS_MPRV | (uint64_t) PRIV_M << MSTATUS_MPP_SHIFT);
-                CHECK_EQ_U64(load(t, PRIV_M, DATA_BASE, NULL), 0, "MPRV with MPP = M: M load as usual");
+                th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_MPRV | (uint64_t) RV_PRIV_M << RV_MSTATUS_MPP_SHIFT);
+                CHECK_EQ_U64(load(t, RV_PRIV_M, DATA_BASE, NULL), 0, "MPRV with MPP = M: M load as usual");
         }
         {
                 _cleanup_th_ TestHart *t = machine();
@@ -554,23 +545,23 @@ static void test_pmp(void) {
                 uint64_t v = 0;
 
                 /* MPRV with paging: M data accesses are translated with MPP = S, fetches are not. */
-                th_csr_write(t, CSR_MSTATUS, MSTATUS_MPRV | (uint64_t) PRIV_S << MSTATUS_MPP_SHIFT);
-                CHECK(load(t, PRIV_M, VA_SDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8),
+                th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_MPRV | (uint64_t) RV_PRIV_S << RV_MSTATUS_MPP_SHIFT);
+                CHECK(load(t, RV_PRIV_M, VA_SDATA + 8, &v) == 0 && v == th_load(t, DATA_BASE + 8, 8),
                       "MPRV with MPP = S: M load goes through Sv39");
-                CHECK(load(t, PRIV_M, VA_UDATA, NULL) == CAUSE_LOAD_PAGE_FAULT && h->mtval == VA_UDATA,
+                CHECK(load(t, RV_PRIV_M, VA_UDATA, NULL) == RV_CAUSE_LOAD_PAGE_FAULT && h->mtval == VA_UDATA,
                       "MPRV with MPP = S: U page without SUM faults");
                 th_csr_write(t, CSR_MSTATUS, 0);
 
                 /* Page-table reads are checked by PMP (as S-mode accesses). */
                 pmp_set(t, 0, napot(PT_ROOT, 0x4000), PMPCFG_NAPOT);
                 pmp_set(t, 1, (1ULL << 54) - 1, PMPCFG_NAPOT | PMPCFG_R | PMPCFG_W | PMPCFG_X);
-                CHECK(fetch(t, PRIV_S, CODE_BASE + 0x100, CODE_BASE + 0x100) == CAUSE_FETCH_ACCESS &&
+                CHECK(fetch(t, RV_PRIV_S, CODE_BASE + 0x100, CODE_BASE + 0x100) == RV_CAUSE_FETCH_ACCESS &&
                       h->mepc == CODE_BASE,
                       "PMP denies the page-table walk: S fetch access fault");
-                th_csr_write(t, CSR_MSTATUS, MSTATUS_MPRV | (uint64_t) PRIV_S << MSTATUS_MPP_SHIFT);
-                CHECK_EQ_U64(load(t, PRIV_M, VA_SDATA, NULL), CAUSE_LOAD_ACCESS,
+                th_csr_write(t, CSR_MSTATUS, RV_MSTATUS_MPRV | (uint64_t) RV_PRIV_S << RV_MSTATUS_MPP_SHIFT);
+                CHECK_EQ_U64(load(t, RV_PRIV_M, VA_SDATA, NULL), RV_CAUSE_LOAD_ACCESS,
                              "PMP denies the page-table walk: load access fault");
-                CHECK_EQ_U64(store(t, PRIV_M, VA_SDATA, 0), CAUSE_STORE_ACCESS,
+                CHECK_EQ_U64(store(t, RV_PRIV_M, VA_SDATA, 0), RV_CAUSE_STORE_ACCESS,
                              "PMP denies the page-table walk: store access fault");
         }
 }

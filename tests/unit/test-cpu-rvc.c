@@ -251,7 +251,7 @@ static void test_expand_all(void) {
 /* ---- executing the 16-bit form next to the 32-bit form ---- */
 
 #define SP_VALUE (DATA_BASE + 0x800)
-#define FS_INITIAL (1ULL << MSTATUS_FS_SHIFT)
+#define FS_INITIAL (1ULL << RV_MSTATUS_FS_SHIFT)
 
 typedef struct Pair {
         const char *name;
@@ -438,7 +438,7 @@ static void test_reserved(void) {
                 th_emit16(t, cases[k].c);
                 CHECK_EQ_U64(rvc_expand(cases[k].c), 0, "rvc_expand(%s) = 0", cases[k].name);
                 th_run(t, 1);
-                CHECK(h->pc == MTRAP_BASE && h->mcause == CAUSE_ILLEGAL_INSTRUCTION && h->mepc == CODE_BASE &&
+                CHECK(h->pc == MTRAP_BASE && h->mcause == RV_CAUSE_ILLEGAL_INSTRUCTION && h->mepc == CODE_BASE &&
                       h->mtval == cases[k].c,
                       "%s (%04x): illegal instruction, mtval = 16-bit instruction (mcause 0x%llx, mtval 0x%llx)",
                       cases[k].name, cases[k].c, (unsigned long long) h->mcause, (unsigned long long) h->mtval);
@@ -451,10 +451,10 @@ static void test_fp_needs_fs(void) {
         uint16_t c = C_FLDSP(3, 8);
 
         h->x[2] = SP_VALUE;
-        h->mstatus &= ~MSTATUS_FS;
+        h->mstatus &= ~RV_MSTATUS_FS;
         th_emit16(t, c);
         th_run(t, 1);
-        CHECK(h->mcause == CAUSE_ILLEGAL_INSTRUCTION && h->mtval == c,
+        CHECK(h->mcause == RV_CAUSE_ILLEGAL_INSTRUCTION && h->mtval == c,
               "C.FLDSP with mstatus.FS = Off is illegal, mtval = 16-bit instruction");
 }
 

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Sv39 walks (see vm.inc). */
+#include "vm.inc"
