@@ -597,7 +597,9 @@ static const Command commands[] = {
         { "sendkey", "KEYS [HOLD_MS]", "press keys together, e.g. ctrl-alt-delete (QEMU key names), hold 100 ms",
           cmd_sendkey, 1, 2 },
         { "screendump", "FILE", "write the screen to FILE as PNG", cmd_screendump, 1, 1 },
-        { "console", "[CHARDEV]", "talk to a character device (serial0 by default); Ctrl-] leaves", cmd_console, 0, 1 },
+        { "console", "[--dump] [CHARDEV]",
+          "talk to a character device (serial0 by default); Ctrl-] leaves. --dump: print its scrollback as text",
+          cmd_console, 0, 2 },
         { "list", "", "list the VMs on the bus", cmd_list, 0, 0 },
         { "attach", "NAME", "switch to another VM", cmd_attach, 1, 1 },
         { "agent", MONITOR_AGENT_USAGE, "talk to the guest agent (through orrery-agent)", cmd_agent, 1, 3 },
@@ -877,21 +879,52 @@ static int ensure_stdin_source(Monitor *m) {
         return 0;
 }
 
+/* console --dump: the scrollback as text, without taking the chardev (another client may have it). */
+static int console_dump(Monitor *m, const char *id) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ void *scrollback = NULL;
+        size_t size = 0;
+        int r;
+
+        r = orrery_vm_chardev_get_scrollback_sync(m->vm, id, &scrollback, &size, &error);
+        if (r < 0) {
+                print_bus_error("console --dump", r, &error);
+                return EXIT_FAILURE;
+        }
+        size = text_strip_terminal(scrollback, size);
+        if (size > 0) {
+                r = loop_write(STDOUT_FILENO, scrollback, size);
+                if (r >= 0 && ((const char *) scrollback)[size - 1] != '\n')
+                        r = loop_write(STDOUT_FILENO, "\n", 1);
+                if (r < 0) {
+                        fprintf(stderr, "Error: console --dump: cannot write: %s\n", strerror(-r));
+                        return EXIT_FAILURE;
+                }
+        }
+        return EXIT_SUCCESS;
+}
+
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ void *scrollback = NULL;
         _cleanup_close_ int fd = -1;
-        const char *id = argc > 1 ? argv[1] : "serial0";
+        bool dump = argc > 1 && streq(argv[1], "--dump");
+        size_t first = dump ? 2 : 1;
+        const char *id = argc > first ? argv[first] : "serial0";
         OrreryChardevInfo info;
         size_t size = 0;
         int r;
 
+        if (argc > first + 1 || (argc > first && argv[first][0] == '-'))
+                return usage_of(cmd);
         if (!need_vm(m))
                 return EXIT_FAILURE;
         if (!orrery_chardev_id_is_valid(id) || orrery_vm_get_chardev(m->vm, id, &info) < 0) {
                 fprintf(stderr, "Error: VM '%s' has no chardev '%s' (info chardevs lists them)\n", m->name, id);
                 return EXIT_FAILURE;
         }
+        if (dump)
+                return console_dump(m, id);
 
         r = orrery_vm_chardev_register_sync(m->vm, id, &fd, &error);
         if (r < 0) {
