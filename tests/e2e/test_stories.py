@@ -60,11 +60,15 @@ session = open_session(tap, "stories")
 bus = session.env["DBUS_SESSION_BUS_ADDRESS"]
 
 try:
-    # 1. systemctl --user start orrery-vm@demo: the guest reaches ready; status shows it.
-    r = session.systemctl("start", UNIT, check=False)
-    tap.check(r.returncode == 0, "systemctl --user start orrery-vm@demo succeeds", r.stderr)
+    # 1. README.md's block as written: start orrery-vm@demo, status, introspect, Pause, State, Resume.
+    try:
+        out, error = session.run_readme("start", timeout=300), None
+    except RuntimeError as e:
+        out, error = None, str(e)
+    tap.check(error is None and 's "paused"' in out and f'VM {VM}' in out,
+              "README.md's start block runs as written (start, status, Pause, State paused, Resume)", error or out)
     tap.check(wait_ready(bus, VM), "the guest reaches its ready marker (read from serial0's scrollback)",
-              scrollback(bus, VM)[-400:] if r.returncode == 0 else None)
+              scrollback(bus, VM)[-400:] if error is None else None)
     status = session.systemctl("status", UNIT, check=False).stdout
     tap.check("active (running)" in status and f'Status: "VM {VM} running"' in status,
               "systemctl --user status shows it active, with the VM's state", status)
