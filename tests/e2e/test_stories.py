@@ -125,6 +125,20 @@ try:
               detail)
     check_security(session, tap, [f"orrery-vnc@{VM}.service"])
 
+    # 4a. The same launch before the manager knows any display: the viewer exits 78 once, naming the fix,
+    # and systemd does not restart it (RestartPreventExitStatus=).
+    viewer_unit = "orrery-viewer.service"
+    session.systemctl("unset-environment", "DISPLAY", "WAYLAND_DISPLAY", check=False)
+    r = session.run(["gapplication", "launch", "org.orrery.Viewer", VM], check=False, timeout=60)
+    ended = wait_for(lambda: session.unit_property(viewer_unit, "ActiveState") in ("failed", "inactive") and
+                     session.unit_property(viewer_unit, "ExecMainStatus") == "78", 60)
+    restarts = session.unit_property(viewer_unit, "NRestarts")
+    tap.check(ended and restarts == "0" and
+              "systemctl --user import-environment DISPLAY WAYLAND_DISPLAY" in session.log_text(),
+              f"without a display orrery-viewer.service exits 78, is not restarted (NRestarts={restarts}) and "
+              "its log names the fix", (r.returncode, r.stderr, session.unit_property(viewer_unit, "Result")))
+    session.systemctl("reset-failed", viewer_unit, check=False)
+
     # 4. gapplication launch org.orrery.Viewer (under Xvfb): a window shows the VM.
     xvfb = Xvfb()
     try:
