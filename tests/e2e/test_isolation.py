@@ -9,7 +9,10 @@ redraws, and the viewer under Xvfb. Each service is then SIGKILLed
 ORRERY_ISOLATION_KILLS times (default 40, a multiple of 4) at random moments;
 systemd (or, for the monitor, which is no service, the test as a person
 would) starts it again and it must reattach. Pass:
-  - no heartbeat gap over 1 s;
+  - the heartbeat goes on: its numbers arrive in order with none missing
+    (no guest output lost while clients die) and it never stops for
+    GAP_HANG (10 s: a stalled VM, not a slow one; the largest gap is
+    printed and kept in bench/RESULTS-e2e.md);
   - every kill followed by a reattach, within REATTACH_HANG (30 s: it catches
     a hang, not slowness; the times are printed and kept in
     bench/RESULTS-e2e.md, never asserted);
@@ -47,7 +50,7 @@ UNIT = f"orrery-vm@{VM}.service"
 KILLS = max(4, int(os.environ.get("ORRERY_ISOLATION_KILLS", "40")) // 4 * 4)
 N = KILLS // 4
 REATTACH_HANG = 30.0  # a hang, not a speed: reattach times are reported, not asserted
-GAP_LIMIT = 1.0
+GAP_HANG = 10.0  # a stalled VM, not a slow one: the largest gap is reported, not asserted below this
 VNC_PORT = 5978
 VNC_PROBE = os.environ["ORRERY_VNC_PROBE"]
 # KiB of RssAnon per kill round (4 clients killed and reattached) from round N to 4N: a page per round of
@@ -75,6 +78,8 @@ class Heartbeat:
         self.last = time.monotonic()
         self.max_gap = 0.0
         self.count = 0
+        self.last_n = None
+        self.out_of_order = 0  # "hb N" lines whose N is not the previous one plus 1
         self.stop = False
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -85,7 +90,11 @@ class Heartbeat:
         try:
             while not self.stop:
                 self.serial.read_available()
-                for _ in rx.finditer(self.serial.buffer):
+                for m in rx.finditer(self.serial.buffer):
+                    n = int(m.group(1))
+                    if self.last_n is not None and n != self.last_n + 1:
+                        self.out_of_order += 1
+                    self.last_n = n
                     now = time.monotonic()
                     self.max_gap = max(self.max_gap, now - self.last)
                     self.last = now
@@ -357,9 +366,10 @@ def main():
             f"{heap_before} -> {heap_n} -> {heap_after} KiB: {(heap_n - heap_before) / N:.1f} KiB/round over the "
             f"first {N} rounds, {slope:.1f} KiB/round over the next {KILLS - N}")
 
-        tap.check(heartbeat.error is None and heartbeat.current_gap() <= GAP_LIMIT,
-                  f"the heartbeat never stopped for more than {GAP_LIMIT} s "
-                  f"(largest gap {heartbeat.current_gap() * 1000:.0f} ms)", heartbeat.error)
+        tap.check(heartbeat.error is None and heartbeat.out_of_order == 0 and heartbeat.current_gap() <= GAP_HANG,
+                  f"the heartbeat went on: {heartbeat.count} lines in order, none missing, never stalled for "
+                  f"{GAP_HANG:.0f} s (largest gap {heartbeat.current_gap() * 1000:.0f} ms)",
+                  heartbeat.error or f"{heartbeat.out_of_order} lines out of order")
         for v in victims:
             tap.check(failures[v.name] == 0 and len(reattach[v.name]) == KILLS,
                       f"{v.name}: killed {KILLS} times, reattached every time (none hung for {REATTACH_HANG:.0f} s)",
