@@ -125,11 +125,13 @@ try:
               detail)
     check_security(session, tap, [f"orrery-vnc@{VM}.service"])
 
-    # 4a. The same launch before the manager knows any display: the viewer exits 78 once, naming the fix,
-    # and systemd does not restart it (RestartPreventExitStatus=).
+    # 4a. The viewer's unit before the manager knows any display: it exits 78 once, naming the fix, and
+    # systemd does not restart it (RestartPreventExitStatus=). Started with systemctl, not through D-Bus
+    # activation: dbus-daemon would keep that activation pending (and queue the next launch behind it) until
+    # its own start timeout, as systemd does not report the failed start of a Type=dbus unit to it.
     viewer_unit = "orrery-viewer.service"
     session.systemctl("unset-environment", "DISPLAY", "WAYLAND_DISPLAY", check=False)
-    r = session.run(["gapplication", "launch", "org.orrery.Viewer", VM], check=False, timeout=60)
+    r = session.systemctl("start", viewer_unit, check=False)
     ended = wait_for(lambda: session.unit_property(viewer_unit, "ActiveState") in ("failed", "inactive") and
                      session.unit_property(viewer_unit, "ExecMainStatus") == "78", 60)
     restarts = session.unit_property(viewer_unit, "NRestarts")
