@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "log.h"
 #include "macro.h"
 #include "orrery-client.h"
 #include "vm-name.h"
@@ -32,8 +33,13 @@ struct OrreryClient {
 
 /* ---- util.c ---- */
 
-void orrery_log_debug(const char *format, ...) _printf_(1, 2);
-#define log_debug(...) orrery_log_debug(__VA_ARGS__)
+/*
+ * Whether the unique name owner runs as our effective user, by the bus
+ * daemon's credentials for the connection (never augmented from /proc):
+ * 0 if so, -EPERM if not (ret_uid says whose it is), or why it could not
+ * be told.
+ */
+int orrery_owner_check_user(sd_bus *bus, const char *owner, uid_t *ret_uid);
 
 /* Returns the negative errno for a D-Bus error (never 0 for a set error). */
 int orrery_error_errno(const sd_bus_error *e);

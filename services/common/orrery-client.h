@@ -18,7 +18,14 @@
  *     via orrery-client-glib.h).
  *   - Functions return a negative errno on failure and leave their ret_*
  *     arguments untouched; the library logs nothing above debug
- *     (set ORRERY_CLIENT_DEBUG=1 to see its debug messages on stderr).
+ *     (lib/log.h: ORRERY_LOG_LEVEL=debug shows its messages on stderr).
+ *   - A VM is only ever a process of our own user: the owner of
+ *     org.orrery.VM.<name> must run with our effective uid, by the bus
+ *     daemon's credentials for its connection. Another user's process
+ *     that took the name first is refused: orrery_vm_attach() returns
+ *     -EPERM, an asynchronous attach reports it through the error
+ *     callback (method "GetConnectionCredentials", AccessDenied) and
+ *     waits for the name to pass to a process of ours.
  *   - Everything that comes from a VM is treated as hostile: names,
  *     paths, string and array sizes, rectangles and framebuffer layouts
  *     are validated before use.
@@ -177,7 +184,8 @@ typedef enum OrreryVmAttachFlags {
 /*
  * Without ORRERY_VM_ATTACH_ASYNC this blocks (each call within the
  * client's timeout) until everything is read and the framebuffers are
- * mapped; -ENXIO if no such VM is on the bus, -EINVAL for an invalid name.
+ * mapped; -ENXIO if no such VM is on the bus, -EINVAL for an invalid name,
+ * -EPERM if the name's owner runs as another user.
  * In both modes the VM is followed from then on: vanished/appeared.
  */
 int orrery_vm_attach(OrreryClient *c, const char *name, const OrreryVmCallbacks *callbacks, void *userdata,

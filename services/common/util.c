@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 
-/* Small helpers of liborrery-client: names, errors, rectangles, formats, debug output. */
+/* Small helpers of liborrery-client: names, errors, rectangles, formats, the owner check. */
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "orrery-client-internal.h"
 
@@ -17,22 +18,22 @@ const sd_bus_error_map orrery_error_map[] = {
         SD_BUS_ERROR_MAP_END,
 };
 
-void orrery_log_debug(const char *format, ...) {
-        static int enabled = -1;
-        va_list ap;
+int orrery_owner_check_user(sd_bus *bus, const char *owner, uid_t *ret_uid) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
 
-        if (enabled < 0) {
-                const char *e = getenv("ORRERY_CLIENT_DEBUG");
-                enabled = e && *e && strcmp(e, "0") != 0;
-        }
-        if (!enabled)
-                return;
-
-        fputs("orrery-client: ", stderr);
-        va_start(ap, format);
-        vfprintf(stderr, format, ap);
-        va_end(ap);
-        fputc('\n', stderr);
+        /* The bus daemon's word for the connection (what it read from the
+         * socket), never the augmented /proc data of whatever pid it had. */
+        r = sd_bus_get_name_creds(bus, owner, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        if (ret_uid)
+                *ret_uid = uid;
+        return uid == geteuid() ? 0 : -EPERM;
 }
 
 char *orrery_strdup_printf(const char *format, ...) {

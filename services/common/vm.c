@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "orrery-client-internal.h"
 
@@ -936,6 +937,35 @@ static void vm_vanish(OrreryVm *vm) {
         }
 }
 
+/*
+ * Another user's process may take org.orrery.VM.<name> first on a bus that
+ * others can reach: it would be sent our keystrokes. Returns 0 for a
+ * process of our user, else a negative errno, described in ret_error or
+ * (when that is NULL) reported through the error callback.
+ */
+static int vm_refuse_owner(OrreryVm *vm, const char *owner, sd_bus_error *ret_error) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        uid_t uid = (uid_t) -1;
+        int r;
+
+        r = orrery_owner_check_user(vm->client->bus, owner, &uid);
+        if (r == 0)
+                return 0;
+        if (r == -EPERM)
+                sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
+                                  "%s is owned by %s, a process of uid %u, not of our uid %u: refusing it",
+                                  vm->bus_name, owner, (unsigned) uid, (unsigned) geteuid());
+        else
+                sd_bus_error_set_errnof(&error, r, "Cannot read the credentials of %s, the owner of %s: %s", owner,
+                                        vm->bus_name, strerror(-r));
+        log_debug("VM '%s': %s", vm->name, error.message);
+        if (ret_error)
+                sd_bus_error_move(ret_error, &error);
+        else
+                vm_report_error(vm, "GetConnectionCredentials", &error);
+        return r;
+}
+
 /* The name's owner is now `owner` ("" or NULL: none). */
 static void vm_set_owner(OrreryVm *vm, const char *owner) {
         if (isempty(owner))
@@ -946,6 +976,9 @@ static void vm_set_owner(OrreryVm *vm, const char *owner) {
         if (vm->owner)
                 vm_vanish(vm);
         if (vm->detached || !owner)
+                return;
+
+        if (vm_refuse_owner(vm, owner, NULL) < 0)
                 return;
 
         vm->owner = strdup(owner);
@@ -1141,6 +1174,10 @@ static int vm_load_sync(OrreryVm *vm) {
         if (r < 0)
                 return sd_bus_error_has_name(&error, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ? -ENXIO : r;
         r = sd_bus_message_read(reply, "s", &owner);
+        if (r < 0)
+                return r;
+        sd_bus_error_free(&error);
+        r = vm_refuse_owner(vm, owner, &error);
         if (r < 0)
                 return r;
         vm->owner = strdup(owner);

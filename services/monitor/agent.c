@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "log.h"
 #include "macro.h"
 #include "text.h"
 
@@ -58,29 +59,29 @@ static void print_agent_error(const char *vm, const char *what, int r, const sd_
 
         if (!error || !sd_bus_error_is_set(error)) {
                 if (r == -ETIMEDOUT)
-                        fprintf(stderr, "Error: agent %s: no answer from %s in time\n", what, AGENT_BUS_NAME);
+                        log_error("agent %s: no answer from %s in time", what, AGENT_BUS_NAME);
                 else
-                        fprintf(stderr, "Error: agent %s: %s\n", what, message);
+                        log_error("agent %s: %s", what, message);
         } else if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ||
                    (error->name && strncmp(error->name, DBUS_SPAWN_ERROR_PREFIX, strlen(DBUS_SPAWN_ERROR_PREFIX)) == 0))
-                fprintf(stderr, "Error: agent %s: the guest-agent bridge %s is not available (is orrery-agent "
-                                "installed?): %s\n", what, AGENT_BUS_NAME, message);
+                log_error("agent %s: the guest-agent bridge %s is not available (is orrery-agent installed?): %s",
+                          what, AGENT_BUS_NAME, message);
         else if (sd_bus_error_has_names(error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE))
-                fprintf(stderr, "Error: agent %s: VM '%s' has no guest agent (the VM is not on the bus, or has no "
-                                "guest_agent chardev)\n", what, vm);
+                log_error("agent %s: VM '%s' has no guest agent (the VM is not on the bus, or has no guest_agent "
+                          "chardev)", what, vm);
         else if (sd_bus_error_has_name(error, "org.orrery.Error.Timeout"))
-                fprintf(stderr, "Error: agent %s: the guest agent did not answer in time (is it running in the "
-                                "guest?): %s\n", what, message);
+                log_error("agent %s: the guest agent did not answer in time (is it running in the guest?): %s", what,
+                          message);
         else if (sd_bus_error_has_name(error, "org.orrery.Error.Unavailable"))
-                fprintf(stderr, "Error: agent %s: the guest agent is unavailable: %s\n", what, message);
+                log_error("agent %s: the guest agent is unavailable: %s", what, message);
         else if (sd_bus_error_has_name(error, "org.orrery.Error.GuestError"))
-                fprintf(stderr, "Error: agent %s: the guest refused: %s\n", what, message);
+                log_error("agent %s: the guest refused: %s", what, message);
         else if (sd_bus_error_has_name(error, "org.orrery.Error.Cancelled"))
-                fprintf(stderr, "Error: agent %s: cancelled\n", what);
+                log_error("agent %s: cancelled", what);
         else if (sd_bus_error_has_name(error, SD_BUS_ERROR_NO_REPLY) || r == -ETIMEDOUT)
-                fprintf(stderr, "Error: agent %s: no answer from %s in time\n", what, AGENT_BUS_NAME);
+                log_error("agent %s: no answer from %s in time", what, AGENT_BUS_NAME);
         else
-                fprintf(stderr, "Error: agent %s: %s\n", what, message);
+                log_error("agent %s: %s", what, message);
 }
 
 /* A call with no input arguments; the reply is left for the caller to read. */
@@ -102,7 +103,7 @@ static int agent_call(sd_bus *bus, const char *vm, const char *member, const cha
 }
 
 static int parse_failed(const char *what, int r) {
-        fprintf(stderr, "Error: agent %s: unexpected reply from the bridge: %s\n", what, strerror(-r));
+        log_error_errno(r, "agent %s: unexpected reply from the bridge: %m", what);
         return EXIT_FAILURE;
 }
 
@@ -373,7 +374,7 @@ static int agent_copy(sd_bus *bus, const char *vm, bool to_guest, const char *gu
 
         if (c.error < 0) {
                 if (c.error == -ETIMEDOUT && !sd_bus_error_is_set(&c.bus_error))
-                        fprintf(stderr, "Error: agent %s: no progress for %llu s; cancelled\n", what,
+                        log_error("agent %s: no progress for %llu s; cancelled", what,
                                 COPY_STALL_USEC / 1000000ULL);
                 else
                         print_agent_error(vm, what, c.error, &c.bus_error);
@@ -394,11 +395,11 @@ static int agent_copy_in(sd_bus *bus, const char *vm, const char *host_file, con
 
         fd = open(host_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-                fprintf(stderr, "Error: agent copy-in: cannot open '%s': %s\n", host_file, strerror(errno));
+                log_error_errno(errno, "agent copy-in: cannot open '%s': %m", host_file);
                 return EXIT_FAILURE;
         }
         if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
-                fprintf(stderr, "Error: agent copy-in: '%s' is not a file\n", host_file);
+                log_error("agent copy-in: '%s' is not a file", host_file);
                 return EXIT_FAILURE;
         }
         return agent_copy(bus, vm, true, guest_path, fd, S_ISREG(st.st_mode) ? (uint64_t) st.st_size : 0,
@@ -416,7 +417,7 @@ static int agent_copy_out(sd_bus *bus, const char *vm, const char *guest_path, c
                 return EXIT_FAILURE;
         fd = mkostemp(temp, O_CLOEXEC);
         if (fd < 0) {
-                fprintf(stderr, "Error: agent copy-out: cannot create '%s': %s\n", host_file, strerror(errno));
+                log_error_errno(errno, "agent copy-out: cannot create '%s': %m", host_file);
                 return EXIT_FAILURE;
         }
         /* mkostemp() makes it 0600; a copied-out file gets the usual mode. */
@@ -426,11 +427,11 @@ static int agent_copy_out(sd_bus *bus, const char *vm, const char *guest_path, c
 
         ret = agent_copy(bus, vm, false, guest_path, fd, 0, show_progress);
         if (ret == EXIT_SUCCESS && fsync(fd) < 0) {
-                fprintf(stderr, "Error: agent copy-out: cannot write '%s': %s\n", host_file, strerror(errno));
+                log_error_errno(errno, "agent copy-out: cannot write '%s': %m", host_file);
                 ret = EXIT_FAILURE;
         }
         if (ret == EXIT_SUCCESS && rename(temp, host_file) < 0) {
-                fprintf(stderr, "Error: agent copy-out: cannot create '%s': %s\n", host_file, strerror(errno));
+                log_error_errno(errno, "agent copy-out: cannot create '%s': %m", host_file);
                 ret = EXIT_FAILURE;
         }
         if (ret != EXIT_SUCCESS)
@@ -492,7 +493,7 @@ int monitor_agent_run(sd_bus *bus, const char *vm, char **argv, size_t argc, boo
         if (strcmp(sub, "fsthaw") == 0)
                 return n_args > 0 ? usage(sub, "") : agent_count(bus, vm, "FsThaw", sub, "thawed");
 
-        fprintf(stderr, "Error: unknown agent command '%s'\nUsage: agent %s\n", sub, MONITOR_AGENT_USAGE);
+        log_error("unknown agent command '%s'\nUsage: agent %s", sub, MONITOR_AGENT_USAGE);
         return EXIT_USAGE;
 }
 

@@ -33,6 +33,7 @@
 
 #include "agent.h"
 #include "keys.h"
+#include "log.h"
 #include "io-util.h"
 #include "macro.h"
 #include "orrery-client.h"
@@ -129,9 +130,9 @@ _printf_(2, 3) static void notice(Monitor *m, const char *fmt, ...) {
 
 static void print_bus_error(const char *what, int r, const sd_bus_error *error) {
         if (error && sd_bus_error_is_set(error))
-                fprintf(stderr, "Error: %s: %s\n", what, printable(error->message ?: error->name));
+                log_error("%s: %s", what, printable(error->message ?: error->name));
         else
-                fprintf(stderr, "Error: %s: %s\n", what, strerror(r < 0 ? -r : r));
+                log_error_errno(r, "%s: %m", what);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -217,7 +218,7 @@ static int monitor_attach(Monitor *m, const char *name, bool wait) {
         int r;
 
         if (!orrery_vm_name_is_valid(name)) {
-                fprintf(stderr, "Error: '%s' is not a valid VM name ([A-Za-z_][A-Za-z0-9_]{0,63})\n", name);
+                log_error("'%s' is not a valid VM name ([A-Za-z_][A-Za-z0-9_]{0,63})", name);
                 return -EINVAL;
         }
 
@@ -229,13 +230,15 @@ static int monitor_attach(Monitor *m, const char *name, bool wait) {
                         printf("VM '%s' is not on the bus; waiting for it (Ctrl-D leaves)\n", name);
         }
         if (r == -ENXIO) {
-                fprintf(stderr, "Error: no VM named '%s' on the bus (see orrery-monitor --list)\n", name);
+                log_error("no VM named '%s' on the bus (see orrery-monitor --list)", name);
                 return r;
         }
-        if (r < 0) {
-                fprintf(stderr, "Error: cannot attach to VM '%s': %s\n", name, strerror(-r));
-                return r;
-        }
+        if (r == -EPERM)
+                return log_error_errno(r, "refusing VM '%s': org.orrery.VM.%s is owned by a process of another user "
+                                       "(who may have taken the name first), not by uid %u",
+                                       name, name, (unsigned) geteuid());
+        if (r < 0)
+                return log_error_errno(r, "cannot attach to VM '%s': %m", name);
 
         if (m->console_fd >= 0)
                 console_leave(m, "switching VMs");
@@ -252,11 +255,11 @@ static int monitor_attach(Monitor *m, const char *name, bool wait) {
 
 static bool need_vm(Monitor *m) {
         if (!m->vm) {
-                fprintf(stderr, "Error: no VM attached (attach NAME; list shows the VMs)\n");
+                log_error("no VM attached (attach NAME; list shows the VMs)");
                 return false;
         }
         if (!orrery_vm_is_ready(m->vm)) {
-                fprintf(stderr, "Error: VM '%s' is not on the bus\n", m->name);
+                log_error("VM '%s' is not on the bus", m->name);
                 return false;
         }
         return true;
@@ -365,7 +368,7 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
         if (strcmp(topic, "status") != 0 && strcmp(topic, "vm") != 0 && strcmp(topic, "consoles") != 0 &&
             strcmp(topic, "chardevs") != 0 && strcmp(topic, "agent") != 0) {
-                fprintf(stderr, "Error: unknown info topic '%s' (status, vm, consoles, chardevs, agent, version)\n",
+                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version)",
                         topic);
                 return usage_of(cmd);
         }
@@ -373,7 +376,7 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         if (strcmp(topic, "agent") == 0) {
                 /* The bridge is a service of its own: asked even when the VM is gone, so its answer says why. */
                 if (!m->name) {
-                        fprintf(stderr, "Error: no VM attached (attach NAME; list shows the VMs)\n");
+                        log_error("no VM attached (attach NAME; list shows the VMs)");
                         return EXIT_FAILURE;
                 }
                 return monitor_agent_show_info(orrery_client_get_bus(m->client), m->name);
@@ -402,7 +405,7 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
                 r = attach_display(m, &display);
                 if (r < 0) {
-                        fprintf(stderr, "Error: cannot read the VM's consoles: %s\n", strerror(-r));
+                        log_error_errno(r, "cannot read the VM's consoles: %m");
                         return EXIT_FAILURE;
                 }
                 n = orrery_vm_get_n_consoles(display);
@@ -460,7 +463,7 @@ static int cmd_sendkey(Monitor *m, const Command *cmd, char **argv, size_t argc)
                 errno = 0;
                 v = strtoul(argv[2], &end, 10);
                 if (errno != 0 || end == argv[2] || *end != '\0' || v > MAX_HOLD_MS || argv[2][0] == '-') {
-                        fprintf(stderr, "Error: hold time '%s' must be 0 to %u ms\n", argv[2], MAX_HOLD_MS);
+                        log_error("hold time '%s' must be 0 to %u ms", argv[2], MAX_HOLD_MS);
                         return usage_of(cmd);
                 }
                 hold = (unsigned) v;
@@ -468,11 +471,11 @@ static int cmd_sendkey(Monitor *m, const Command *cmd, char **argv, size_t argc)
 
         for (char *k = strtok_r(keys, "-", &saveptr); k; k = strtok_r(NULL, "-", &saveptr)) {
                 if (n >= MAX_KEYS) {
-                        fprintf(stderr, "Error: at most %d keys at once\n", MAX_KEYS);
+                        log_error("at most %d keys at once", MAX_KEYS);
                         return usage_of(cmd);
                 }
                 if (monitor_key_from_name(k, &codes[n]) < 0) {
-                        fprintf(stderr, "Error: unknown key '%s' (Tab completes key names)\n", k);
+                        log_error("unknown key '%s' (Tab completes key names)", k);
                         return usage_of(cmd);
                 }
                 n++;
@@ -495,17 +498,17 @@ static int cmd_sendkey(Monitor *m, const Command *cmd, char **argv, size_t argc)
                         r = q;
         }
         if (r < 0) {
-                fprintf(stderr, "Error: sendkey: %s\n", strerror(-r));
+                log_error_errno(r, "sendkey: %m");
                 return EXIT_FAILURE;
         }
 
         r = vm_sync(m);
         if (r < 0 && !m->input_error) {
-                fprintf(stderr, "Error: sendkey: %s\n", strerror(-r));
+                log_error_errno(r, "sendkey: %m");
                 return EXIT_FAILURE;
         }
         if (m->input_error) {
-                fprintf(stderr, "Error: sendkey: %s\n",
+                log_error("sendkey: %s",
                         m->input_error_message ? printable(m->input_error_message) : strerror(m->input_error));
                 m->input_error = 0;
                 return EXIT_FAILURE;
@@ -524,22 +527,22 @@ static int cmd_screendump(Monitor *m, const Command *cmd, char **argv, size_t ar
 
         r = attach_display(m, &display);
         if (r < 0) {
-                fprintf(stderr, "Error: screendump: cannot read the VM's consoles: %s\n", strerror(-r));
+                log_error_errno(r, "screendump: cannot read the VM's consoles: %m");
                 return EXIT_FAILURE;
         }
         if (orrery_vm_get_console_id(display, 0, &id) < 0) {
-                fprintf(stderr, "Error: screendump: the VM has no display\n");
+                log_error("screendump: the VM has no display");
                 return EXIT_FAILURE;
         }
         r = orrery_vm_get_framebuffer(display, id, &fb);
         if (r < 0) {
-                fprintf(stderr, "Error: screendump: the framebuffer cannot be mapped: %s\n", strerror(-r));
+                log_error_errno(r, "screendump: the framebuffer cannot be mapped: %m");
                 return EXIT_FAILURE;
         }
 
         r = monitor_write_png(&fb, argv[1]);
         if (r < 0) {
-                fprintf(stderr, "Error: screendump: cannot write '%s': %s\n", argv[1], strerror(-r));
+                log_error_errno(r, "screendump: cannot write '%s': %m", argv[1]);
                 return EXIT_FAILURE;
         }
         return EXIT_SUCCESS;
@@ -551,7 +554,7 @@ static int cmd_list(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
         r = orrery_client_list_vms(m->client, &names);
         if (r < 0) {
-                fprintf(stderr, "Error: cannot list the VMs: %s\n", strerror(-r));
+                log_error_errno(r, "cannot list the VMs: %m");
                 return EXIT_FAILURE;
         }
         for (char **n = names; *n; n++)
@@ -565,7 +568,7 @@ static int cmd_attach(Monitor *m, const Command *cmd, char **argv, size_t argc) 
 
 static int cmd_agent(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         if (!m->name) {
-                fprintf(stderr, "Error: no VM attached (attach NAME; list shows the VMs)\n");
+                log_error("no VM attached (attach NAME; list shows the VMs)");
                 return EXIT_FAILURE;
         }
         return monitor_agent_run(orrery_client_get_bus(m->client), m->name, argv, argc,
@@ -597,7 +600,9 @@ static const Command commands[] = {
         { "sendkey", "KEYS [HOLD_MS]", "press keys together, e.g. ctrl-alt-delete (QEMU key names), hold 100 ms",
           cmd_sendkey, 1, 2 },
         { "screendump", "FILE", "write the screen to FILE as PNG", cmd_screendump, 1, 1 },
-        { "console", "[CHARDEV]", "talk to a character device (serial0 by default); Ctrl-] leaves", cmd_console, 0, 1 },
+        { "console", "[--dump] [CHARDEV]",
+          "talk to a character device (serial0 by default); Ctrl-] leaves. --dump: print its scrollback as text",
+          cmd_console, 0, 2 },
         { "list", "", "list the VMs on the bus", cmd_list, 0, 0 },
         { "attach", "NAME", "switch to another VM", cmd_attach, 1, 1 },
         { "agent", MONITOR_AGENT_USAGE, "talk to the guest agent (through orrery-agent)", cmd_agent, 1, 3 },
@@ -621,7 +626,7 @@ static int cmd_help(Monitor *m, const Command *cmd, char **argv, size_t argc) {
                 const Command *c = command_find(argv[1]);
 
                 if (!c) {
-                        fprintf(stderr, "Error: unknown command '%s'\n", argv[1]);
+                        log_error("unknown command '%s'", argv[1]);
                         return EXIT_FAILURE;
                 }
                 printf("%s%s%s -- %s\n", c->name, c->args[0] ? " " : "", c->args, c->help);
@@ -702,7 +707,7 @@ static int monitor_run_line(Monitor *m, const char *text) {
         int n;
 
         if (strlen(text) > MAX_LINE) {
-                fprintf(stderr, "Error: line too long (at most %d characters)\n", MAX_LINE);
+                log_error("line too long (at most %d characters)", MAX_LINE);
                 return EXIT_USAGE;
         }
         line = strdup(text);
@@ -711,7 +716,7 @@ static int monitor_run_line(Monitor *m, const char *text) {
 
         n = split_words(line, argv, MAX_ARGS + 1);
         if (n < 0) {
-                fprintf(stderr, "Error: too many words\n");
+                log_error("too many words");
                 return EXIT_USAGE;
         }
         if (n == 0 || argv[0][0] == '#')
@@ -723,9 +728,9 @@ static int monitor_run_line(Monitor *m, const char *text) {
                 const Command *close = command_closest(argv[0]);
 
                 if (close)
-                        fprintf(stderr, "Error: unknown command '%s'; did you mean '%s'?\n", argv[0], close->name);
+                        log_error("unknown command '%s'; did you mean '%s'?", argv[0], close->name);
                 else
-                        fprintf(stderr, "Error: unknown command '%s' (help lists the commands)\n", argv[0]);
+                        log_error("unknown command '%s' (help lists the commands)", argv[0]);
                 return EXIT_FAILURE;
         }
 
@@ -877,21 +882,52 @@ static int ensure_stdin_source(Monitor *m) {
         return 0;
 }
 
+/* console --dump: the scrollback as text, without taking the chardev (another client may have it). */
+static int console_dump(Monitor *m, const char *id) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ void *scrollback = NULL;
+        size_t size = 0;
+        int r;
+
+        r = orrery_vm_chardev_get_scrollback_sync(m->vm, id, &scrollback, &size, &error);
+        if (r < 0) {
+                print_bus_error("console --dump", r, &error);
+                return EXIT_FAILURE;
+        }
+        size = text_strip_terminal(scrollback, size);
+        if (size > 0) {
+                r = loop_write(STDOUT_FILENO, scrollback, size);
+                if (r >= 0 && ((const char *) scrollback)[size - 1] != '\n')
+                        r = loop_write(STDOUT_FILENO, "\n", 1);
+                if (r < 0) {
+                        log_error_errno(r, "console --dump: cannot write: %m");
+                        return EXIT_FAILURE;
+                }
+        }
+        return EXIT_SUCCESS;
+}
+
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ void *scrollback = NULL;
         _cleanup_close_ int fd = -1;
-        const char *id = argc > 1 ? argv[1] : "serial0";
+        bool dump = argc > 1 && streq(argv[1], "--dump");
+        size_t first = dump ? 2 : 1;
+        const char *id = argc > first ? argv[first] : "serial0";
         OrreryChardevInfo info;
         size_t size = 0;
         int r;
 
+        if (argc > first + 1 || (argc > first && argv[first][0] == '-'))
+                return usage_of(cmd);
         if (!need_vm(m))
                 return EXIT_FAILURE;
         if (!orrery_chardev_id_is_valid(id) || orrery_vm_get_chardev(m->vm, id, &info) < 0) {
-                fprintf(stderr, "Error: VM '%s' has no chardev '%s' (info chardevs lists them)\n", m->name, id);
+                log_error("VM '%s' has no chardev '%s' (info chardevs lists them)", m->name, id);
                 return EXIT_FAILURE;
         }
+        if (dump)
+                return console_dump(m, id);
 
         r = orrery_vm_chardev_register_sync(m->vm, id, &fd, &error);
         if (r < 0) {
@@ -909,14 +945,14 @@ static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc)
         r = sd_event_add_io(m->event, &m->console_source, fd, EPOLLIN, on_console_io, m);
         if (r < 0) {
                 m->console_pending = mfree_u8(m->console_pending);
-                fprintf(stderr, "Error: console: %s\n", strerror(-r));
+                log_error_errno(r, "console: %m");
                 return EXIT_FAILURE;
         }
         r = ensure_stdin_source(m);
         if (r < 0) {
                 m->console_source = sd_event_source_disable_unref(m->console_source);
                 m->console_pending = mfree_u8(m->console_pending);
-                fprintf(stderr, "Error: console: %s\n", strerror(-r));
+                log_error_errno(r, "console: %m");
                 return EXIT_FAILURE;
         }
 
@@ -1163,13 +1199,13 @@ static int run_interactive(Monitor *m) {
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGHUP | SD_EVENT_SIGNAL_PROCMASK, on_signal, m);
         if (r < 0) {
-                fprintf(stderr, "Error: cannot set up signals: %s\n", strerror(-r));
+                log_error_errno(r, "cannot set up signals: %m");
                 return EXIT_FAILURE;
         }
 
         r = ensure_stdin_source(m);
         if (r < 0) {
-                fprintf(stderr, "Error: cannot watch the terminal: %s\n", strerror(-r));
+                log_error_errno(r, "cannot watch the terminal: %m");
                 return EXIT_FAILURE;
         }
         if (m->name && m->vm && orrery_vm_is_ready(m->vm))
@@ -1185,8 +1221,10 @@ static int run_interactive(Monitor *m) {
 
         if (m->console_fd >= 0)
                 console_leave(m, "exiting");
-        if (!sd_bus_is_open(orrery_client_get_bus(m->client)))
-                fprintf(stderr, "\nError: the connection to the bus was lost\n");
+        if (!sd_bus_is_open(orrery_client_get_bus(m->client))) {
+                fputc('\n', stderr);
+                log_error("The connection to the bus was lost");
+        }
         if (m->readline_active) {
                 rl_callback_handler_remove();
                 m->readline_active = false;
@@ -1244,7 +1282,16 @@ static void monitor_free(Monitor *m) {
         completion_reset();
 }
 
-int main(int argc, char *argv[]) {
+typedef struct Args {
+        char **cmds; /* -c, in order */
+        size_t n_cmds;
+        const char *bus_address;
+        const char *name; /* NULL: none given */
+        bool list;
+} Args;
+
+/* Returns 1 to go on, 0 to exit successfully (--help), or -EINVAL (usage, said). */
+static int parse_argv(int argc, char *argv[], Args *args) {
         enum { ARG_BUS = 0x100, ARG_VERSION };
         static const struct option options[] = {
                 { "command", required_argument, NULL, 'c' },
@@ -1254,110 +1301,117 @@ int main(int argc, char *argv[]) {
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
-        _cleanup_free_ char **cmds = NULL;
-        size_t n_cmds = 0;
-        const char *bus_address = NULL;
-        bool list = false;
-        Monitor m = { .console_fd = -1 };
-        int c, r, ret = EXIT_SUCCESS;
-
-        cmds = calloc((size_t) argc + 1, sizeof(char *));
-        if (!cmds)
-                return EXIT_FAILURE;
+        int c;
 
         while ((c = getopt_long(argc, argv, "c:lh", options, NULL)) >= 0)
                 switch (c) {
                 case 'c':
-                        cmds[n_cmds++] = optarg;
+                        args->cmds[args->n_cmds++] = optarg;
                         break;
                 case 'l':
-                        list = true;
+                        args->list = true;
                         break;
                 case ARG_BUS:
-                        bus_address = optarg;
+                        args->bus_address = optarg;
                         break;
                 case 'h':
                         help();
-                        return EXIT_SUCCESS;
+                        return 0;
                 case ARG_VERSION:
                         printf("orrery-monitor %s\n", ORRERY_VERSION);
-                        return EXIT_SUCCESS;
+                        return 0;
                 default:
                         fprintf(stderr, "Try 'orrery-monitor --help'.\n");
-                        return EXIT_USAGE;
+                        return -EINVAL;
                 }
 
-        if (argc - optind > 1) {
-                fprintf(stderr, "Error: one VM name at most (got '%s' after '%s')\n", argv[optind + 1], argv[optind]);
-                return EXIT_USAGE;
-        }
-        if (optind < argc && !orrery_vm_name_is_valid(argv[optind])) {
-                fprintf(stderr, "Error: '%s' is not a valid VM name ([A-Za-z_][A-Za-z0-9_]{0,63})\n", argv[optind]);
-                return EXIT_USAGE;
-        }
-        if (list && (n_cmds > 0 || optind < argc)) {
-                fprintf(stderr, "Error: --list takes neither a VM name nor -c\n");
-                return EXIT_USAGE;
-        }
-        if (n_cmds > 0 && optind >= argc) {
-                fprintf(stderr, "Error: -c needs a VM name: orrery-monitor NAME -c COMMAND\n");
-                return EXIT_USAGE;
-        }
+        if (argc - optind > 1)
+                return log_error_errno(EINVAL, "one VM name at most (got '%s' after '%s')", argv[optind + 1],
+                                       argv[optind]);
+        if (optind < argc && !orrery_vm_name_is_valid(argv[optind]))
+                return log_error_errno(EINVAL, "'%s' is not a valid VM name ([A-Za-z_][A-Za-z0-9_]{0,63})",
+                                       argv[optind]);
+        args->name = optind < argc ? argv[optind] : NULL;
+        if (args->list && (args->n_cmds > 0 || args->name))
+                return log_error_errno(EINVAL, "--list takes neither a VM name nor -c");
+        if (args->n_cmds > 0 && !args->name)
+                return log_error_errno(EINVAL, "-c needs a VM name: orrery-monitor NAME -c COMMAND");
+        return 1;
+}
 
-        the_monitor = &m;
-        m.interactive = !list && n_cmds == 0 && isatty(STDIN_FILENO);
+/* Connects and attaches: to the VM named, else to the only one on the bus. Returns an exit status. */
+static int monitor_setup(Monitor *m, const Args *args) {
+        int r;
 
-        r = sd_event_default(&m.event);
+        m->interactive = !args->list && args->n_cmds == 0 && isatty(STDIN_FILENO);
+
+        r = sd_event_default(&m->event);
         if (r >= 0)
-                r = orrery_client_new(bus_address, &m.client);
+                r = orrery_client_new(args->bus_address, &m->client);
         if (r >= 0)
-                r = orrery_client_attach_event(m.client, m.event, 0);
+                r = orrery_client_attach_event(m->client, m->event, 0);
         if (r < 0) {
-                fprintf(stderr, "Error: cannot connect to the %s: %s\n", bus_address ? "bus" : "session bus (try --bus)",
-                        strerror(-r));
-                monitor_free(&m);
+                log_error_errno(r, "cannot connect to the %s: %m", args->bus_address ? "bus" : "session bus (try --bus)");
                 return EXIT_FAILURE;
         }
+        if (args->list)
+                return EXIT_SUCCESS;
 
-        if (list) {
-                ret = cmd_list(&m, NULL, NULL, 0);
-                goto finish;
+        if (args->name)
+                return monitor_attach(m, args->name, m->interactive) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        _cleanup_(orrery_strv_freep) char **names = NULL;
+
+        /* No name: the only VM on the bus, if there is exactly one. */
+        r = orrery_client_list_vms(m->client, &names);
+        if (r >= 0 && names[0] && !names[1]) {
+                if (monitor_attach(m, names[0], false) < 0)
+                        return EXIT_FAILURE;
+        } else if (r >= 0 && m->interactive)
+                printf("%s; attach NAME picks one (list shows them)\n",
+                       names[0] ? "Several VMs are on the bus" : "No VM is on the bus");
+        update_prompt(m);
+        return EXIT_SUCCESS;
+}
+
+/* --list, the -c commands (stopping at the first failure), the terminal or a script on stdin. */
+static int monitor_run(Monitor *m, const Args *args) {
+        int ret = EXIT_SUCCESS;
+
+        if (args->list)
+                return cmd_list(m, NULL, NULL, 0);
+        if (args->n_cmds == 0)
+                return m->interactive ? run_interactive(m) : run_script(m, stdin);
+        for (size_t i = 0; i < args->n_cmds; i++) {
+                ret = monitor_run_line(m, args->cmds[i]);
+                fflush(stdout);
+                if (ret != EXIT_SUCCESS)
+                        break;
         }
+        return ret;
+}
 
-        if (optind < argc) {
-                if (monitor_attach(&m, argv[optind], m.interactive) < 0) {
-                        ret = EXIT_FAILURE;
-                        goto finish;
-                }
-        } else {
-                _cleanup_(orrery_strv_freep) char **names = NULL;
+int main(int argc, char *argv[]) {
+        _cleanup_free_ char **cmds = NULL;
+        Monitor m = { .console_fd = -1 };
+        Args args = {};
+        int r, ret;
 
-                /* No name: the only VM on the bus, if there is exactly one. */
-                r = orrery_client_list_vms(m.client, &names);
-                if (r >= 0 && names[0] && !names[1]) {
-                        if (monitor_attach(&m, names[0], false) < 0) {
-                                ret = EXIT_FAILURE;
-                                goto finish;
-                        }
-                } else if (r >= 0 && m.interactive)
-                        printf("%s; attach NAME picks one (list shows them)\n",
-                               names[0] ? "Several VMs are on the bus" : "No VM is on the bus");
-                update_prompt(&m);
-        }
+        log_setup("orrery-monitor");
 
-        if (n_cmds > 0) {
-                for (size_t i = 0; i < n_cmds; i++) {
-                        ret = monitor_run_line(&m, cmds[i]);
-                        fflush(stdout);
-                        if (ret != EXIT_SUCCESS)
-                                break;
-                }
-        } else if (m.interactive)
-                ret = run_interactive(&m);
-        else
-                ret = run_script(&m, stdin);
+        cmds = calloc((size_t) argc + 1, sizeof(char *));
+        if (!cmds)
+                return log_oom(), EXIT_FAILURE;
+        args.cmds = cmds;
 
-finish:
+        r = parse_argv(argc, argv, &args);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+
+        the_monitor = &m;
+        ret = monitor_setup(&m, &args);
+        if (ret == EXIT_SUCCESS)
+                ret = monitor_run(&m, &args);
         monitor_free(&m);
         return ret;
 }

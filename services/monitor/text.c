@@ -23,3 +23,38 @@ const char *printable(const char *s) {
         next = (next + 1) % ELEMENTSOF(ring);
         return c;
 }
+
+size_t text_strip_terminal(char *buf, size_t size) {
+        enum { TEXT, ESCAPE, CSI, OSC, OSC_ESCAPE } state = TEXT;
+        size_t n = 0;
+
+        for (size_t i = 0; i < size; i++) {
+                unsigned char c = (unsigned char) buf[i];
+
+                switch (state) {
+                case TEXT:
+                        if (c == 0x1b)
+                                state = ESCAPE;
+                        else if (c >= 0x20 ? c != 0x7f : c == '\n' || c == '\t')
+                                buf[n++] = (char) c;
+                        break;
+                case ESCAPE:
+                        state = c == '[' ? CSI : c == ']' ? OSC : TEXT;
+                        break;
+                case CSI:
+                        if (c >= 0x40 && c <= 0x7e)
+                                state = TEXT;
+                        break;
+                case OSC:
+                        if (c == 0x07)
+                                state = TEXT;
+                        else if (c == 0x1b)
+                                state = OSC_ESCAPE;
+                        break;
+                case OSC_ESCAPE:
+                        state = c == '\\' ? TEXT : OSC;
+                        break;
+                }
+        }
+        return n;
+}

@@ -7,3 +7,11 @@
  * result lives until 8 more calls (enough for one printf).
  */
 const char *printable(const char *s);
+
+/*
+ * The guest's terminal output as plain text, in place: drops carriage
+ * returns, escape sequences (CSI "ESC [ ... final", OSC up to BEL or
+ * "ESC \\", and two-byte ones) and every other control character but
+ * newline and tab. Returns the new size.
+ */
+size_t text_strip_terminal(char *buf, size_t size);

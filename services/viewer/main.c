@@ -11,6 +11,7 @@
  */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <locale.h>
 #include <string.h>
 
@@ -24,6 +25,8 @@
 #include "vm-window.h"
 
 #define APPLICATION_ID "org.orrery.Viewer"
+/* No display to show windows on; RestartPreventExitStatus= of orrery-viewer.service (sysexits' EX_CONFIG). */
+#define EXIT_NO_DISPLAY 78
 
 void viewer_open_vm(Viewer *v, const char *name) {
         VmWindow *w = g_hash_table_lookup(v->windows, name);
@@ -83,7 +86,7 @@ static gboolean on_bus_lost(gpointer userdata) {
         gpointer w;
 
         text = g_strdup_printf("Lost the connection to %s", v->bus_address ? v->bus_address : "the session bus");
-        g_printerr("orrery-viewer: %s\n", text);
+        log_error("%s", text);
         v->bus_lost = true;
         g_hash_table_iter_init(&i, v->windows);
         while (g_hash_table_iter_next(&i, NULL, &w))
@@ -127,7 +130,7 @@ static void on_startup(GApplication *app, gpointer userdata) {
                 v->client_error_text = g_strdup_printf("Cannot connect to %s: %s",
                                                        v->bus_address ? v->bus_address : "the session bus",
                                                        g_strerror(-r));
-                g_printerr("orrery-viewer: %s\n", v->client_error_text);
+                log_error("%s", v->client_error_text);
                 return;
         }
         source = orrery_bus_source_new(orrery_client_get_bus(client));
@@ -140,11 +143,36 @@ static void on_startup(GApplication *app, gpointer userdata) {
         if (v->bus_source == 0) {
                 v->client_error = -EIO;
                 v->client_error_text = g_strdup("Cannot run the bus connection from the main loop");
-                g_printerr("orrery-viewer: %s\n", v->client_error_text);
+                log_error("%s", v->client_error_text);
                 orrery_client_unref(client);
                 return;
         }
         v->client = client;
+}
+
+/*
+ * Without a display GTK would abort in startup and systemd would restart
+ * the service until its start limit: say what is missing and exit with
+ * EXIT_NO_DISPLAY, which orrery-viewer.service does not restart on.
+ * Returns -1 (go on) or the exit status.
+ */
+static gint check_display(void) {
+        const char *x11 = getenv("DISPLAY"), *wayland = getenv("WAYLAND_DISPLAY");
+
+        if ((!x11 || !*x11) && (!wayland || !*wayland)) {
+                log_error("No display: neither DISPLAY nor WAYLAND_DISPLAY is set. "
+                          "Started by systemd? Pass the graphical session's to the user manager: "
+                          "systemctl --user import-environment DISPLAY WAYLAND_DISPLAY");
+                return EXIT_NO_DISPLAY;
+        }
+        if (!gtk_init_check(NULL, NULL)) {
+                log_error("Cannot open the display (DISPLAY=%s, WAYLAND_DISPLAY=%s). "
+                          "Started by systemd? The user manager may hold stale values; from the graphical "
+                          "session: systemctl --user import-environment DISPLAY WAYLAND_DISPLAY",
+                          x11 ?: "", wayland ?: "");
+                return EXIT_NO_DISPLAY;
+        }
+        return -1;
 }
 
 static gint on_handle_local_options(GApplication *app, GVariantDict *options, gpointer userdata) {
@@ -157,14 +185,14 @@ static gint on_handle_local_options(GApplication *app, GVariantDict *options, gp
         }
         if (g_variant_dict_lookup(options, "bus", "&s", &address)) {
                 if (!*address) {
-                        g_printerr("orrery-viewer: --bus needs an address\n");
+                        log_error("--bus needs an address");
                         return 2;
                 }
                 v->bus_address = g_strdup(address);
                 /* Another bus than the session's: this process must be the one that shows the windows. */
                 g_application_set_flags(app, g_application_get_flags(app) | G_APPLICATION_NON_UNIQUE);
         }
-        return -1;
+        return check_display();
 }
 
 int main(int argc, char *argv[]) {
@@ -178,7 +206,7 @@ int main(int argc, char *argv[]) {
         int status;
 
         setlocale(LC_ALL, "");
-        viewer_debug_init();
+        viewer_log_setup();
 
         the_viewer = &v;
         v.windows = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

@@ -167,6 +167,8 @@ const char *test_bus_start(void) {
                 tmpdir[0] = 0;
                 return NULL;
         }
+        /* Reachable by the other users test_fake_vm_start_as() runs fakes as. */
+        (void) chmod(tmpdir, 0755);
         snprintf(config_path, sizeof(config_path), "%s/bus.conf", tmpdir);
         snprintf(socket_path, sizeof(socket_path), "%s/bus", tmpdir);
 
@@ -181,6 +183,7 @@ const char *test_bus_start(void) {
                 "  <listen>unix:path=%s</listen>\n"
                 "  <auth>EXTERNAL</auth>\n"
                 "  <policy context=\"default\">\n"
+                "    <allow user=\"*\"/>\n"
                 "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
                 "    <allow eavesdrop=\"true\"/>\n"
                 "    <allow own=\"*\"/>\n"
@@ -230,9 +233,13 @@ static const char *fake_vm_path(void) {
 }
 
 pid_t test_fake_vm_start(const char *name, const char *const *extra_args) {
+        return test_fake_vm_start_as(name, (uid_t) -1, extra_args);
+}
+
+pid_t test_fake_vm_start_as(const char *name, uid_t uid, const char *const *extra_args) {
         _cleanup_close_ int rfd = -1, wfd = -1;
-        char namearg[128], addrarg[sizeof(bus_address) + 16], fdarg[32], ready[8];
-        const char *argv[32];
+        char namearg[128], addrarg[sizeof(bus_address) + 16], fdarg[32], ready[8], uidarg[32], gidarg[32];
+        const char *argv[40];
         size_t n = 0;
         int p[2];
         pid_t pid;
@@ -244,6 +251,14 @@ pid_t test_fake_vm_start(const char *name, const char *const *extra_args) {
         snprintf(namearg, sizeof(namearg), "--name=%s", name);
         snprintf(addrarg, sizeof(addrarg), "--address=%s", bus_address);
         snprintf(fdarg, sizeof(fdarg), "--ready-fd=%d", wfd);
+        if (uid != (uid_t) -1) {
+                snprintf(uidarg, sizeof(uidarg), "--reuid=%u", (unsigned) uid);
+                snprintf(gidarg, sizeof(gidarg), "--regid=%u", (unsigned) uid);
+                argv[n++] = "setpriv";
+                argv[n++] = uidarg;
+                argv[n++] = gidarg;
+                argv[n++] = "--clear-groups";
+        }
         argv[n++] = fake_vm_path();
         argv[n++] = namearg;
         argv[n++] = addrarg;

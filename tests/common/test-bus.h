@@ -23,6 +23,8 @@ void test_watchdog(unsigned seconds);
 /* Starts orrery-fake-vm --name=name [args...] on the private bus and waits
  * until it owns its name. extra_args is NULL-terminated (or NULL). */
 pid_t test_fake_vm_start(const char *name, const char *const *extra_args);
+/* The same, run as uid (and gid uid) through setpriv(1): needs root. */
+pid_t test_fake_vm_start_as(const char *name, uid_t uid, const char *const *extra_args);
 /* SIGKILL and reap. */
 void test_fake_vm_kill(pid_t pid);
 /* SIGTERM and reap; returns the exit status (or -1). */

@@ -3,7 +3,7 @@
 /*
  * liborrery-client against orrery-fake-vm on a private dbus-daemon:
  * discovery, attach, properties, framebuffer, damage, reappearance,
- * input, chardevs, actions and timeouts.
+ * input, chardevs, actions, timeouts and a VM name owned by another user.
  */
 
 #include <fcntl.h>
@@ -996,6 +996,47 @@ out:
         test_fake_vm_kill(iota);
 }
 
+/* A process of another user owns the VM's name (it took it first): refused, never attached to. */
+static void test_foreign_owner(void) {
+        _cleanup_(orrery_vm_detachp) OrreryVm *vm = NULL, *vm2 = NULL;
+        pid_t impostor, ours;
+        int r;
+
+        if (geteuid() != 0) {
+                tap_count++;
+                printf("ok %u # SKIP a fake VM of another uid needs root for setpriv --reuid\n", tap_count);
+                return;
+        }
+
+        impostor = test_fake_vm_start_as("omicron", 65534, NULL);
+        CHECK_LATE(impostor > 0, "fake VM omicron started as uid 65534");
+        if (impostor <= 0)
+                return;
+
+        r = orrery_vm_attach(client, "omicron", &callbacks, NULL, 0, &vm);
+        CHECK_LATE(r == -EPERM && !vm, "attach to a VM owned by uid 65534: -EPERM (%d)", r);
+
+        reset_seen();
+        r = orrery_vm_attach(client, "omicron", &callbacks, NULL, ORRERY_VM_ATTACH_ASYNC, &vm2);
+        CHECK_LATE(r == 0 && vm2, "async attach to it succeeds (%d)", r);
+        if (r < 0)
+                return;
+        CHECK_LATE(RUN_UNTIL(seen.n_errors > 0, 2000) && streq(seen.error_method, "GetConnectionCredentials") &&
+                           streq(seen.error_name, SD_BUS_ERROR_ACCESS_DENIED),
+                   "... and reports AccessDenied for the owner (%s %s)", seen.error_method, seen.error_name);
+        settle(50);
+        CHECK_LATE(seen.appeared == 0 && !orrery_vm_is_ready(vm2) && !orrery_vm_get_owner(vm2),
+                   "... never appears, follows no owner");
+        CHECK_LATE(orrery_vm_key_press(vm2, 30) == -ENXIO, "... and sends it no input (-ENXIO)");
+
+        test_fake_vm_kill(impostor);
+        ours = test_fake_vm_start("omicron", NULL);
+        CHECK_LATE(ours > 0, "the name passes to a fake VM of our own");
+        CHECK_LATE(RUN_UNTIL(seen.appeared == 1, 2000) && streq_ptr(orrery_vm_get_state(vm2), "running"),
+                   "... which appears and is loaded");
+        test_fake_vm_kill(ours);
+}
+
 int main(void) {
         const char *address;
         int r;
@@ -1037,6 +1078,7 @@ int main(void) {
         test_async_attach();
         test_timeouts();
         test_detach_in_callback();
+        test_foreign_owner();
 
         client = orrery_client_unref(client);
         ctl = sd_bus_flush_close_unref(ctl);

@@ -6,11 +6,26 @@ heartbeat line every 100 ms on serial0, which a test client watches. Every
 client service is attached: a monitor, the guest-agent bridge (busy copying
 files), a VNC server with a client receiving frames while the guest
 redraws, and the viewer under Xvfb. Each service is then SIGKILLed
-ORRERY_ISOLATION_KILLS times (default 50) at random moments; systemd (or, for
-the monitor, which is no service, the test as a person would) starts it
-again and it must reattach within 2 s. Pass: no heartbeat gap over 1 s,
-every reattach within 2 s, and orrery-vm's open fds and heap (RssAnon) the
-same after the storm as before it.
+ORRERY_ISOLATION_KILLS times (default 40, a multiple of 4) at random moments;
+systemd (or, for the monitor, which is no service, the test as a person
+would) starts it again and it must reattach. Pass:
+  - the heartbeat goes on: its numbers arrive in order with none missing
+    (no guest output lost while clients die) and it never stops for
+    GAP_HANG (10 s: a stalled VM, not a slow one; the largest gap is
+    printed and kept in bench/RESULTS-e2e.md);
+  - every kill followed by a reattach, within REATTACH_HANG (30 s: it catches
+    a hang, not slowness; the times are printed and kept in
+    bench/RESULTS-e2e.md, never asserted);
+  - what the storm leaves behind in orrery-vm, measured after N = KILLS/4
+    and after 4N kill rounds (a round kills each service once), each time
+    once the last killed client is reattached:
+      * open fds (/proc/PID/fd): the same after N and 4N rounds as before;
+      * heap, as RssAnon (/proc/PID/status: resident anonymous pages, which
+        includes malloc's free lists and thread stacks): the growth from
+        round N to 4N, per round, at most HEAP_SLOPE_KIB. The first N rounds
+        may warm up (malloc arenas, sd-bus buffers); a leak per client
+        keeps growing and shows as a slope, noise that is page-sized does
+        not.
 """
 import os
 import random
@@ -32,12 +47,15 @@ from user_session import open_session, say, wait_for  # noqa: E402
 
 VM = "iso"
 UNIT = f"orrery-vm@{VM}.service"
-KILLS = int(os.environ.get("ORRERY_ISOLATION_KILLS", "50"))
-REATTACH_LIMIT = 2.0
-GAP_LIMIT = 1.0
+KILLS = max(4, int(os.environ.get("ORRERY_ISOLATION_KILLS", "40")) // 4 * 4)
+N = KILLS // 4
+REATTACH_HANG = 30.0  # a hang, not a speed: reattach times are reported, not asserted
+GAP_HANG = 10.0  # a stalled VM, not a slow one: the largest gap is reported, not asserted below this
 VNC_PORT = 5978
 VNC_PROBE = os.environ["ORRERY_VNC_PROBE"]
-HEAP_SLACK_KIB = 1024  # malloc keeps freed memory around; a leak per client over 50 kills would exceed it
+# KiB of RssAnon per kill round (4 clients killed and reattached) from round N to 4N: a page per round of
+# noise passes; a leak of a client's connection state (sd-bus buffers, tracked names) does not.
+HEAP_SLOPE_KIB = 8
 
 
 def rss_anon_kib(pid):
@@ -60,6 +78,8 @@ class Heartbeat:
         self.last = time.monotonic()
         self.max_gap = 0.0
         self.count = 0
+        self.last_n = None
+        self.out_of_order = 0  # "hb N" lines whose N is not the previous one plus 1
         self.stop = False
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -70,7 +90,11 @@ class Heartbeat:
         try:
             while not self.stop:
                 self.serial.read_available()
-                for _ in rx.finditer(self.serial.buffer):
+                for m in rx.finditer(self.serial.buffer):
+                    n = int(m.group(1))
+                    if self.last_n is not None and n != self.last_n + 1:
+                        self.out_of_order += 1
+                    self.last_n = n
                     now = time.monotonic()
                     self.max_gap = max(self.max_gap, now - self.last)
                     self.last = now
@@ -156,7 +180,7 @@ class VncVictim:
     def after_kill(self):
         self.client.kill()
         self.client.wait()
-        return self.connect(REATTACH_LIMIT)
+        return self.connect(REATTACH_HANG)
 
     def close(self):
         if self.client:
@@ -185,7 +209,7 @@ class AgentVictim:
 
     def ping(self):
         try:
-            self.agent().Ping(timeout=REATTACH_LIMIT)
+            self.agent().Ping(timeout=REATTACH_HANG)
             return True
         except dbus.DBusException as e:
             self.why = (f"{e.get_dbus_name()}: {e.get_dbus_message()}; "
@@ -216,7 +240,7 @@ class AgentVictim:
 
     def after_kill(self):
         # systemd restarts it (or the next call activates it); it must be back with the guest connected.
-        return wait_for(self.ping, REATTACH_LIMIT, interval=0.02)
+        return wait_for(self.ping, REATTACH_HANG, interval=0.02)
 
     def close(self):
         self.stop = True
@@ -259,7 +283,7 @@ class ViewerVictim:
     def after_kill(self):
         # A launch sent while the bus still routes the name to the dead process fails at once; a person
         # launching again is what this does.
-        deadline = time.monotonic() + REATTACH_LIMIT
+        deadline = time.monotonic() + REATTACH_HANG
         while time.monotonic() < deadline:
             if self.open(max(0.1, deadline - time.monotonic())):
                 return True
@@ -297,6 +321,7 @@ def main():
 
         wait_for(lambda: heartbeat.count > 20, 10)
         fds_before, heap_before = fd_count(vm_pid), rss_anon_kib(vm_pid)
+        marks = {}  # kill rounds done -> (fds, RssAnon KiB)
 
         reattach = {v.name: [] for v in victims}
         failures = {v.name: 0 for v in victims}
@@ -314,18 +339,20 @@ def main():
                 killed = time.monotonic()
                 ok = v.after_kill()
                 took = time.monotonic() - killed
-                if ok and took <= REATTACH_LIMIT:
+                if ok and took <= REATTACH_HANG:
                     reattach[v.name].append(took)
                 else:
                     failures[v.name] += 1
-                    say(f"{v.name}: kill {round_ + 1} not reattached in time ({took:.2f} s, ok={ok}): "
+                    say(f"{v.name}: kill {round_ + 1} not reattached ({took:.2f} s, ok={ok}): "
                         f"{getattr(v, 'why', '')}")
+            if round_ + 1 in (N, KILLS):
+                # The same clients attached again: once orrery-vm has noticed the last killed one is gone, its
+                # fds are back where they were (polled: the noticing is asynchronous).
+                wait_for(lambda: fd_count(vm_pid) == fds_before, 10)
+                marks[round_ + 1] = (fd_count(vm_pid), rss_anon_kib(vm_pid))
         storm = time.monotonic() - t0
-
-        # The same clients attached again: the emulator must be back where it
-        # was once it has noticed the last killed client is gone.
-        wait_for(lambda: fd_count(vm_pid) == fds_before, 5)
-        fds_after, heap_after = fd_count(vm_pid), rss_anon_kib(vm_pid)
+        (fds_n, heap_n), (fds_after, heap_after) = marks[N], marks[KILLS]
+        slope = (heap_after - heap_n) / (KILLS - N)
 
         say(f"storm: {KILLS} kills of each of {len(victims)} services in {storm:.0f} s; "
             f"{heartbeat.count} heartbeats, largest gap {heartbeat.current_gap() * 1000:.0f} ms")
@@ -335,22 +362,28 @@ def main():
             times = sorted(reattach[v.name]) or [float("nan")]
             say(f"{v.name}: reattached {len(reattach[v.name])}/{KILLS}, median {times[len(times) // 2] * 1000:.0f} ms, "
                 f"max {times[-1] * 1000:.0f} ms")
-        say(f"orrery-vm: fds {fds_before} -> {fds_after}, RssAnon {heap_before} -> {heap_after} KiB")
+        say(f"orrery-vm: fds {fds_before} -> {fds_n} after {N} rounds -> {fds_after} after {KILLS}; RssAnon "
+            f"{heap_before} -> {heap_n} -> {heap_after} KiB: {(heap_n - heap_before) / N:.1f} KiB/round over the "
+            f"first {N} rounds, {slope:.1f} KiB/round over the next {KILLS - N}")
 
-        tap.check(heartbeat.error is None and heartbeat.current_gap() <= GAP_LIMIT,
-                  f"the heartbeat never stopped for more than {GAP_LIMIT} s "
-                  f"(largest gap {heartbeat.current_gap() * 1000:.0f} ms)", heartbeat.error)
+        tap.check(heartbeat.error is None and heartbeat.out_of_order == 0 and heartbeat.current_gap() <= GAP_HANG,
+                  f"the heartbeat went on: {heartbeat.count} lines in order, none missing, never stalled for "
+                  f"{GAP_HANG:.0f} s (largest gap {heartbeat.current_gap() * 1000:.0f} ms)",
+                  heartbeat.error or f"{heartbeat.out_of_order} lines out of order")
         for v in victims:
             tap.check(failures[v.name] == 0 and len(reattach[v.name]) == KILLS,
-                      f"{v.name}: killed {KILLS} times, reattached within {REATTACH_LIMIT} s every time",
+                      f"{v.name}: killed {KILLS} times, reattached every time (none hung for {REATTACH_HANG:.0f} s)",
                       f"{failures[v.name]} failures")
         tap.check(agent.copies > 0 and agent.ping(),
                   f"copies went on between the kills ({agent.copies} completed) and the bridge answers at the end")
         tap.check(session.main_pid(UNIT) == vm_pid and session.unit_property(UNIT, "NRestarts") == "0",
                   "orrery-vm kept running throughout (same PID, no restart)")
-        tap.check(fds_after == fds_before, f"orrery-vm's open fds are the same ({fds_before} -> {fds_after})")
-        tap.check(heap_after - heap_before <= HEAP_SLACK_KIB,
-                  f"orrery-vm's heap did not grow beyond {HEAP_SLACK_KIB} KiB ({heap_before} -> {heap_after} KiB)")
+        tap.check(fds_n == fds_before and fds_after == fds_before,
+                  f"orrery-vm's open fds are the same after {N} and {KILLS} rounds ({fds_before} -> {fds_n} -> "
+                  f"{fds_after})")
+        tap.check(slope <= HEAP_SLOPE_KIB,
+                  f"orrery-vm's RssAnon grows at most {HEAP_SLOPE_KIB} KiB per kill round from round {N} to {KILLS} "
+                  f"({heap_n} -> {heap_after} KiB: {slope:.1f} KiB/round)")
     finally:
         for v in victims:
             v.close()

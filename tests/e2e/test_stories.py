@@ -60,11 +60,15 @@ session = open_session(tap, "stories")
 bus = session.env["DBUS_SESSION_BUS_ADDRESS"]
 
 try:
-    # 1. systemctl --user start orrery-vm@demo: the guest reaches ready; status shows it.
-    r = session.systemctl("start", UNIT, check=False)
-    tap.check(r.returncode == 0, "systemctl --user start orrery-vm@demo succeeds", r.stderr)
+    # 1. README.md's block as written: start orrery-vm@demo, status, introspect, Pause, State, Resume.
+    try:
+        out, error = session.run_readme("start", timeout=300), None
+    except RuntimeError as e:
+        out, error = None, str(e)
+    tap.check(error is None and 's "paused"' in out and f'VM {VM}' in out,
+              "README.md's start block runs as written (start, status, Pause, State paused, Resume)", error or out)
     tap.check(wait_ready(bus, VM), "the guest reaches its ready marker (read from serial0's scrollback)",
-              scrollback(bus, VM)[-400:] if r.returncode == 0 else None)
+              scrollback(bus, VM)[-400:] if error is None else None)
     status = session.systemctl("status", UNIT, check=False).stdout
     tap.check("active (running)" in status and f'Status: "VM {VM} running"' in status,
               "systemctl --user status shows it active, with the VM's state", status)
@@ -120,6 +124,22 @@ try:
               "a libvncclient client gets the VM's framebuffer, pixel for pixel (port from ~/.config/orrery/vnc)",
               detail)
     check_security(session, tap, [f"orrery-vnc@{VM}.service"])
+
+    # 4a. The viewer's unit before the manager knows any display: it exits 78 once, naming the fix, and
+    # systemd does not restart it (RestartPreventExitStatus=). Started with systemctl, not through D-Bus
+    # activation: dbus-daemon would keep that activation pending (and queue the next launch behind it) until
+    # its own start timeout, as systemd does not report the failed start of a Type=dbus unit to it.
+    viewer_unit = "orrery-viewer.service"
+    session.systemctl("unset-environment", "DISPLAY", "WAYLAND_DISPLAY", check=False)
+    r = session.systemctl("start", viewer_unit, check=False)
+    ended = wait_for(lambda: session.unit_property(viewer_unit, "ActiveState") in ("failed", "inactive") and
+                     session.unit_property(viewer_unit, "ExecMainStatus") == "78", 60)
+    restarts = session.unit_property(viewer_unit, "NRestarts")
+    tap.check(ended and restarts == "0" and
+              "systemctl --user import-environment DISPLAY WAYLAND_DISPLAY" in session.log_text(),
+              f"without a display orrery-viewer.service exits 78, is not restarted (NRestarts={restarts}) and "
+              "its log names the fix", (r.returncode, r.stderr, session.unit_property(viewer_unit, "Result")))
+    session.systemctl("reset-failed", viewer_unit, check=False)
 
     # 4. gapplication launch org.orrery.Viewer (under Xvfb): a window shows the VM.
     xvfb = Xvfb()

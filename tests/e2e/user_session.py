@@ -1,11 +1,21 @@
 """A private systemd user manager with its own session bus, and Orrery installed for it.
 
-The end-to-end tests do what a user does: install Orrery under ~/.local,
-then use systemctl --user, busctl --user and the programs themselves. The
-"user" here is a fresh home directory below the build tree (not /tmp: the
-units have PrivateTmp=yes, so nothing they need may live there) with its own
+The end-to-end tests do what a user does: install Orrery under ~/.local by
+running README.md's install block as written (through sh, so README and
+test cannot drift apart), then use systemctl --user, busctl --user and the
+programs themselves. The "user" here is a fresh home directory with its own
 XDG_RUNTIME_DIR, a `systemd --user` started by the harness, and the session
 bus that Debian's dbus-user-session units give that manager.
+
+Where that home lives: never below /tmp or /var/tmp, which the units'
+PrivateTmp=yes hides from them (status=203/EXEC). It is
+$ORRERY_E2E_DIR, else ${XDG_CACHE_HOME:-~/.cache}/orrery/e2e-<hash of the
+build tree's path> of the user running the tests, kept between runs so the
+install is incremental (delete it to reclaim the space); a clone's location
+does not matter. Only the README's build directory name is mapped: `build`
+in its meson commands means that home's build directory, and `meson setup`
+gets -Dtests=false (the installed copy needs no tests) and --reconfigure
+when the directory exists.
 
 Two things differ from a login session, and the harness says so on stdout:
   - systemd refuses to run a user instance unless /run/systemd/system exists
@@ -19,6 +29,7 @@ Two things differ from a login session, and the harness says so on stdout:
     hand its services' stdout and stderr to its own, which the harness keeps
     in a log file; on a real system those lines are in the journal.
 """
+import hashlib
 import os
 import re
 import shutil
@@ -32,6 +43,59 @@ SOURCE_ROOT = os.environ.get("ORRERY_SOURCE_ROOT") or os.path.abspath(os.path.jo
 BUILD_ROOT = os.environ.get("ORRERY_BUILD_ROOT") or os.path.join(SOURCE_ROOT, "build")
 SYSTEMD = "/lib/systemd/systemd"
 RUN_SYSTEMD_SYSTEM = "/run/systemd/system"
+
+
+README = os.path.join(SOURCE_ROOT, "README.md")
+HIDDEN_FROM_UNITS = ("/tmp", "/var/tmp")  # PrivateTmp=yes
+
+
+def e2e_base():
+    """Where the e2e user's home and install live: visible to the units, or a clear error."""
+    base = os.environ.get("ORRERY_E2E_DIR")
+    if not base:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        key = hashlib.sha256(os.path.realpath(BUILD_ROOT).encode()).hexdigest()[:12]
+        base = os.path.join(cache, "orrery", f"e2e-{key}")
+    base = os.path.realpath(base)
+    for hidden in HIDDEN_FROM_UNITS:
+        if base == hidden or base.startswith(hidden + "/"):
+            raise RuntimeError(f"the e2e install would live in {base}, below {hidden}, which the units' "
+                               "PrivateTmp=yes hides from them (status=203/EXEC): set ORRERY_E2E_DIR (or "
+                               "XDG_CACHE_HOME/HOME) to a directory outside /tmp and /var/tmp")
+    return base
+
+
+def readme_block(tag):
+    """The shell block README.md marks with <!-- e2e: TAG ... -->, as written."""
+    with open(README) as f:
+        text = f.read()
+    m = re.search(r"^<!-- e2e: " + re.escape(tag) + r"\b[^\n]*-->\n```sh\n(.*?)^```", text, re.M | re.S)
+    if not m:
+        raise RuntimeError(f"README.md has no block marked <!-- e2e: {tag} -->")
+    return m.group(1)
+
+
+# Maps the README's build directory to the e2e one (see the module's docstring); the rest runs as written.
+README_SHELL_PRELUDE = r"""
+set -e
+meson() {
+        n=$#
+        while [ "$n" -gt 0 ]; do
+                a=$1
+                shift
+                n=$((n - 1))
+                [ "$a" = build ] && a=$E2E_BUILD
+                set -- "$@" "$a"
+        done
+        if [ "$1" = setup ]; then
+                shift
+                [ -d "$E2E_BUILD/meson-private" ] && set -- --reconfigure "$@"
+                command meson setup "$@" -Dtests=false
+        else
+                command meson "$@"
+        fi
+}
+"""
 
 
 def say(text):
@@ -54,7 +118,7 @@ class UserSession:
     def __init__(self, name="e2e"):
         # The installation (~/.local) is shared by the e2e tests, which run one
         # at a time, and rebuilt incrementally; everything else is per session.
-        self.base = os.path.join(BUILD_ROOT, "e2e")
+        self.base = e2e_base()
         self.home = os.path.join(self.base, "home")
         self.prefix = os.path.join(self.home, ".local")
         self.build = os.path.join(self.base, "build")
@@ -81,24 +145,28 @@ class UserSession:
 
     # -- installing ---------------------------------------------------------
 
+    def run_readme(self, tag, timeout=1800):
+        """Runs README.md's block TAG through sh in the source tree, as this session's user."""
+        block = readme_block(tag)
+        env = dict(self.env, E2E_BUILD=self.build)
+        # The guest kernel comes from the real user's cache (built once per machine).
+        real_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        env.setdefault("ORRERY_GUEST_CACHE_DIR", os.environ.get("ORRERY_GUEST_CACHE_DIR") or
+                       os.path.join(real_cache, "orrery", "guest"))
+        r = subprocess.run(["sh", "-c", README_SHELL_PRELUDE + block], cwd=SOURCE_ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"README.md's '{tag}' block failed (exit {r.returncode}):\n{block}\n"
+                               f"{r.stdout[-4000:]}")
+        return r.stdout
+
     def install(self):
-        """Configures, builds and installs this source tree with --prefix ~/.local, as the README says."""
-        units = os.path.join(self.home, ".local", "share", "systemd", "user")
-        setup = ["meson", "setup", self.build, SOURCE_ROOT, f"--prefix={self.prefix}", f"-Dsystemduserunitdir={units}",
-                 "-Dtests=false"]
-        if os.path.isdir(os.path.join(self.build, "meson-private")):
-            setup.insert(2, "--reconfigure")
-        steps = [
-            setup,
-            ["meson", "compile", "-C", self.build],
-            ["meson", "compile", "-C", self.build, "guest"],
-            ["meson", "install", "-C", self.build, "--no-rebuild", "--quiet"],
-        ]
-        for step in steps:
-            # The build runs as the real user: the guest comes from the real user's cache.
-            r = subprocess.run(step, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
-            if r.returncode != 0:
-                raise RuntimeError(f"{' '.join(step)} failed:\n{r.stdout[-4000:]}")
+        """README.md's install block, as written (the manager must be up: it ends in daemon-reload)."""
+        self.run_readme("install")
+        for path in (os.path.join(self.prefix, "bin", "orrery-vm"),
+                     os.path.join(self.prefix, "share", "systemd", "user", "orrery-vm@.service")):
+            if not os.path.exists(path):
+                raise RuntimeError(f"README.md's install block did not install {path}")
 
     # -- the manager ----------------------------------------------------------
 
@@ -193,10 +261,10 @@ def open_session(tap, name):
     """Installs and starts a session, or ends the TAP run with the reason."""
     session = UserSession(name)
     try:
+        session.start()
         t0 = time.monotonic()
         session.install()
-        say(f"installed into {session.prefix} in {time.monotonic() - t0:.1f} s")
-        session.start()
+        say(f"README.md's install block installed into {session.prefix} in {time.monotonic() - t0:.1f} s")
     except Exception as e:
         tap.check(False, "a private systemd --user session with Orrery installed comes up", str(e))
         session.close()

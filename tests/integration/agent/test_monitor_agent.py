@@ -117,7 +117,7 @@ try:
         tap.check(progress is not None, "a copy shows its progress on the terminal", term.tail())
         term.expect(r"\([1-9]\d*%\)")  # under way, not just announced
         term.send("\x03")
-        tap.check(term.expect(r"Error: agent copy-in: cancelled") is not None, "Ctrl-C cancels the copy", term.tail())
+        tap.check(term.expect(r"orrery-monitor: agent copy-in: cancelled") is not None, "Ctrl-C cancels the copy", term.tail())
         tap.check(term.line("info status", r"VM status: running") is not None,
                   "the monitor is back at its prompt and the VM runs", term.tail())
     finally:

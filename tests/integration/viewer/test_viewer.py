@@ -200,6 +200,21 @@ def cleanup():
     tap.finish()
 
 
+# No display (a user manager that was never given the session's): a distinct status the unit does not
+# restart on, and a message that names the fix.
+nodisplay = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+r = subprocess.run([VIEWER, "demo"], env=nodisplay, capture_output=True, text=True, timeout=TIMEOUT)
+tap.check(r.returncode == 78 and "systemctl --user import-environment DISPLAY WAYLAND_DISPLAY" in r.stderr,
+          "without DISPLAY and WAYLAND_DISPLAY the viewer exits 78 and names the fix", r)
+r = subprocess.run([VIEWER, "--gapplication-service"], env=dict(nodisplay, DISPLAY=":4093"), capture_output=True,
+                   text=True, timeout=TIMEOUT)
+tap.check(r.returncode == 78 and "Cannot open the display (DISPLAY=:4093" in r.stderr,
+          "with a display that cannot be opened, as a service too: exit 78, said so", r)
+with open(os.environ["ORRERY_VIEWER_UNIT"]) as f:
+    unit = f.read()
+tap.check(re.search(r"^RestartPreventExitStatus=.*\b78\b", unit, re.M) is not None and "Restart=on-failure" in unit,
+          "orrery-viewer.service restarts on failure but not on 78", unit)
+
 xvfb = Xvfb()
 # The bus's own environment is what activated services inherit: they need the display too.
 xenv = dict(os.environ, DISPLAY=xvfb.display, ORRERY_VIEWER_DEBUG="1", NO_AT_BRIDGE="1", GDK_BACKEND="x11")
