@@ -84,7 +84,7 @@ int block1_publish(VmBus *b) {
 
         for (size_t i = 0; i < machine_n_disks(b->machine); i++) {
                 _cleanup_free_ char *path = NULL;
-                sd_bus_slot *slot = NULL;
+                _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
                 BusBlock *d;
 
                 if (asprintf(&path, "%s/Block/%s", b->path, machine_disk_id(b->machine, i)) < 0)

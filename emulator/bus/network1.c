@@ -92,7 +92,7 @@ int network1_publish(VmBus *b) {
 
         for (size_t i = 0; i < machine_n_nics(b->machine); i++) {
                 _cleanup_free_ char *path = NULL;
-                sd_bus_slot *slot = NULL;
+                _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
                 BusNic *d;
 
                 if (asprintf(&path, "%s/Net/%s", b->path, machine_nic_id(b->machine, i)) < 0)
