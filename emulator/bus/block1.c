@@ -80,28 +80,18 @@ const sd_bus_vtable block1_vtable[] = {
 };
 
 int block1_publish(VmBus *b) {
-        int r;
-
         for (size_t i = 0; i < machine_n_disks(b->machine); i++) {
-                _cleanup_free_ char *path = NULL;
-                _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
-                BusBlock *d;
+                BusBlock *d = calloc(1, sizeof(BusBlock));
+                int r;
 
-                if (asprintf(&path, "%s/Block/%s", b->path, machine_disk_id(b->machine, i)) < 0)
-                        return -ENOMEM;
-                d = calloc(1, sizeof(BusBlock));
-                if (!d)
-                        return -ENOMEM;
-                d->dev = machine_disk(b->machine, i);
-                d->image = machine_disk_image(b->machine, i);
-                r = sd_bus_add_object_vtable(b->bus, &slot, path, "org.orrery.Block1", block1_vtable, d);
-                if (r < 0) {
-                        free(d);
-                        return r;
+                if (d) {
+                        d->dev = machine_disk(b->machine, i);
+                        d->image = machine_disk_image(b->machine, i);
                 }
-                /* The object lives as long as the connection; its data goes with it. */
-                sd_bus_slot_set_destroy_callback(slot, free);
-                sd_bus_slot_set_floating(slot, 1);
+                r = bus_publish_owned(b, "Block", machine_disk_id(b->machine, i), "org.orrery.Block1", block1_vtable,
+                                      d);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }

@@ -171,6 +171,26 @@ static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
         return 0;
 }
 
+int bus_publish_owned(VmBus *b, const char *kind, const char *id, const char *interface,
+                      const sd_bus_vtable *vtable, void *userdata) {
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        _cleanup_free_ void *data = userdata;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!data)
+                return -ENOMEM;
+        if (asprintf(&path, "%s/%s/%s", b->path, kind, id) < 0)
+                return -ENOMEM;
+        r = sd_bus_add_object_vtable(b->bus, &slot, path, interface, vtable, data);
+        if (r < 0)
+                return r;
+        /* The bus owns the slot from here on, and the slot the data. */
+        sd_bus_slot_set_destroy_callback(slot, free);
+        TAKE_PTR(data);
+        return sd_bus_slot_set_floating(slot, 1);
+}
+
 int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error) {
         const char *sender = sd_bus_message_get_sender(m);
         BusPeer *p;

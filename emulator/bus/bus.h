@@ -144,6 +144,14 @@ struct VmBus {
  */
 int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error);
 
+/*
+ * Publishes 'vtable' on PREFIX/KIND/ID of the VM's connection with malloc()ed
+ * userdata, which the bus frees when the connection goes (so every
+ * reconnect publishes afresh). Takes 'userdata' also on failure.
+ */
+int bus_publish_owned(VmBus *b, const char *kind, const char *id, const char *interface,
+                      const sd_bus_vtable *vtable, void *userdata);
+
 /* Logs at info level who asked for 'what' (a stop, reset, pause, ...). */
 void bus_log_origin(BusPeer *peer, const char *what);
 

@@ -88,27 +88,18 @@ const sd_bus_vtable network1_vtable[] = {
 };
 
 int network1_publish(VmBus *b) {
-        int r;
-
         for (size_t i = 0; i < machine_n_nics(b->machine); i++) {
-                _cleanup_free_ char *path = NULL;
-                _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
-                BusNic *d;
+                BusNic *d = calloc(1, sizeof(BusNic));
+                int r;
 
-                if (asprintf(&path, "%s/Net/%s", b->path, machine_nic_id(b->machine, i)) < 0)
-                        return -ENOMEM;
-                d = calloc(1, sizeof(BusNic));
-                if (!d)
-                        return -ENOMEM;
-                d->bus = b;
-                d->nic = machine_nic(b->machine, i);
-                r = sd_bus_add_object_vtable(b->bus, &slot, path, "org.orrery.Network1", network1_vtable, d);
-                if (r < 0) {
-                        free(d);
-                        return r;
+                if (d) {
+                        d->bus = b;
+                        d->nic = machine_nic(b->machine, i);
                 }
-                sd_bus_slot_set_destroy_callback(slot, free);
-                sd_bus_slot_set_floating(slot, 1);
+                r = bus_publish_owned(b, "Net", machine_nic_id(b->machine, i), "org.orrery.Network1", network1_vtable,
+                                      d);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
