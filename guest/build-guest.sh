@@ -350,6 +350,9 @@ BUSYBOX_KEY=$(key_of "$RECIPE" "$TOOLCHAIN" "busybox-source=$BUSYBOX_VERSION" \
 
 JSONC_KEY=$(key_of "$RECIPE" "$TOOLCHAIN" "json-c-source=$JSONC_VERSION")
 helpers_inputs=("$RECIPE" "$TOOLCHAIN" "json-c $JSONC_KEY" "macro.h $(sha "$TOP_DIR/lib/macro.h")")
+for f in "$TOP_DIR"/lib/base64.[ch]; do
+        helpers_inputs+=("lib/${f##*/} $(sha "$f")")
+done
 for f in "$GUEST_DIR"/orrery-guest.[ch] "$GUEST_DIR"/probe/*.[ch] "$GUEST_DIR"/agent/*.[ch]; do
         helpers_inputs+=("${f#"$GUEST_DIR"/} $(sha "$f")")
 done
@@ -532,7 +535,7 @@ build_helpers() {
                 -D_GNU_SOURCE -I"$TOP_DIR/lib" -I"$GUEST_DIR" -I"$GUEST_DIR/probe" -I"$GUEST_DIR/agent" \
                 -I"$JSONC_PART/usr/include" -s -o "$HELPERS_PART.tmp/orrery-guest" \
                 "$GUEST_DIR/orrery-guest.c" "$GUEST_DIR/probe/orrery-guest-probe.c" "$GUEST_DIR"/agent/*.c \
-                -L"$JSONC_PART/usr/lib" -ljson-c -lm
+                "$TOP_DIR/lib/base64.c" -L"$JSONC_PART/usr/lib" -ljson-c -lm
         if grep -q 'warning:' "$logfile"; then
                 cat "$logfile"
         fi

@@ -126,7 +126,3 @@ _printf_(1, 2) void log_info(const char *format, ...);
 /* Whether s is valid UTF-8 (JSON text must be). */
 bool utf8_valid(const char *s);
 
-/* Base64 (RFC 4648, standard alphabet, with padding). */
-char *base64_encode(const uint8_t *data, size_t size, size_t *ret_len);
-/* -EINVAL: a character outside the alphabet or misplaced padding. */
-int base64_decode(const char *text, size_t len, uint8_t **ret_data, size_t *ret_size);

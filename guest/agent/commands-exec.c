@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base64.h"
 
 #define OUTPUT_MAX (16U << 20)
 
@@ -211,12 +212,14 @@ static int cmd_exec(Agent *agent, json_object *args, Reply *reply) {
                 return reply_error(reply, "failed to execute child process '%s': %u are running already", path,
                                    AGENT_EXEC_MAX);
         if (arg_has(args, "input-data")) {
-                r = base64_decode(arg_string(args, "input-data", ""), arg_string_len(args, "input-data"), &input,
-                                  &input_size);
-                if (r == -EINVAL)
+                long n = base64_decode_new(arg_string(args, "input-data", ""), arg_string_len(args, "input-data"),
+                                           &input, BASE64_LENIENT);
+
+                if (n == -EBADMSG)
                         return reply_error(reply, "Base64 data contains invalid characters");
-                if (r < 0)
-                        return reply_error_errno(reply, r, "failed to decode input-data");
+                if (n < 0)
+                        return reply_error_errno(reply, (int) n, "failed to decode input-data");
+                input_size = (size_t) n;
         }
 
         (void) json_object_object_get_ex(args, "arg", &arg_list);
@@ -317,7 +320,7 @@ static void add_output(json_object *result, const char *data_key, const char *tr
 
         if (o->size == 0)
                 return;
-        b64 = base64_encode(o->data, o->size, &len);
+        b64 = base64_encode_new(o->data, o->size, &len);
         if (!b64)
                 return;
         json_object_object_add(result, data_key, json_object_new_string_len(b64, (int) len));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base64.h"
 
 /* QGA's limit on one guest-file-read. */
 #define READ_COUNT_MAX (48U << 20)
@@ -157,7 +158,7 @@ static int cmd_read(Agent *agent, json_object *args, Reply *reply) {
                 got += (size_t) k;
         }
 
-        b64 = base64_encode(buf, got, &len);
+        b64 = base64_encode_new(buf, got, &len);
         if (!b64)
                 return reply_error_errno(reply, ENOMEM, "failed to read file");
         result = count_eof(got, eof);
@@ -171,15 +172,16 @@ static int cmd_write(Agent *agent, json_object *args, Reply *reply) {
         _cleanup_free_ uint8_t *data = NULL;
         size_t size, done = 0;
         int64_t count;
-        int r;
+        long n;
 
         if (!f)
                 return -1;
-        r = base64_decode(arg_string(args, "buf-b64", ""), arg_string_len(args, "buf-b64"), &data, &size);
-        if (r == -EINVAL)
+        n = base64_decode_new(arg_string(args, "buf-b64", ""), arg_string_len(args, "buf-b64"), &data, BASE64_LENIENT);
+        if (n == -EBADMSG)
                 return reply_error(reply, "Base64 data contains invalid characters");
-        if (r < 0)
-                return reply_error_errno(reply, r, "failed to decode the base64 data");
+        if (n < 0)
+                return reply_error_errno(reply, (int) n, "failed to decode the base64 data");
+        size = (size_t) n;
 
         count = arg_int(args, "count", (int64_t) size);
         if (count < 0 || (uint64_t) count > size)

@@ -293,7 +293,7 @@ static void on_guest_reply(QgaChannel *ch, json_object *ret, const sd_bus_error 
                         if (n < 0 || n > (int64_t) COPY_READ_CHUNK)
                                 return copy_protocol_error(c, "guest-file-read with a count out of range");
                         k = base64_decode(json_object_get_string(b64), (size_t) json_object_get_string_len(b64),
-                                          c->buf, COPY_CHUNK);
+                                          c->buf, COPY_CHUNK, 0);
                         if (k < 0 || k != n)
                                 return copy_protocol_error(c, "guest-file-read with data that does not match its count");
                         c->buf_size = (size_t) k;

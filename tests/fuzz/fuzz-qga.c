@@ -50,7 +50,7 @@ static void check_message(json_object *o) {
             json_object_is_type(b64, json_type_string)) {
                 uint8_t out[256];
                 size_t n = (size_t) json_object_get_string_len(b64);
-                long k = base64_decode(json_object_get_string(b64), n, out, sizeof(out));
+                long k = base64_decode(json_object_get_string(b64), n, out, sizeof(out), 0);
 
                 assert(k < 0 || (size_t) k <= sizeof(out));
                 if (k >= 0) {

@@ -12,7 +12,7 @@ cp -n "$top"/tests/fuzz/corpus-qga/* "$out/corpus-qga/" 2>/dev/null || true
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -std=gnu11 \
         -I"$top/services/agent" -I"$top/lib" $(pkg-config --cflags json-c) \
         "$top/tests/fuzz/fuzz-qga.c" "$top/services/agent/qga-framer.c" \
-        "$top/services/agent/base64.c" "$top/services/agent/utf8.c" \
+        "$top/lib/base64.c" "$top/services/agent/utf8.c" \
         $(pkg-config --libs json-c) -o "$out/fuzz-qga"
 cd "$out"
 exec ./fuzz-qga -max_total_time="$secs" -max_len=262144 -print_final_stats=1 \
