@@ -18,6 +18,7 @@
 #define ORRERY_ERROR_UNAVAILABLE "org.orrery.Error.Unavailable"         /* ESHUTDOWN */
 #define ORRERY_ERROR_TIMEOUT "org.orrery.Error.Timeout"                 /* ETIMEDOUT */
 #define ORRERY_ERROR_NOT_OWNER "org.orrery.Error.NotOwner"              /* EPERM */
+#define ORRERY_ERROR_LIMIT_EXCEEDED "org.orrery.Error.LimitExceeded"    /* EFBIG */
 
 /* DRM fourcc codes (Console1.Format). The emulator's framebuffer is XRGB8888. */
 #define ORRERY_FORMAT_XRGB8888 0x34325258u /* "XR24" */

@@ -40,8 +40,6 @@
 #define COPY_PATH_MAX 4096u
 #define COPIES_MAX 64u /* per VM: each holds a chunk buffer and a file descriptor */
 #define PROGRESS_INTERVAL_USEC (100ULL * 1000ULL) /* at most ten signals a second */
-/* A copy from the guest stopped by one of its limits (size, host free space). */
-#define AGENT_ERROR_LIMIT "org.orrery.Error.LimitExceeded"
 #define SIZE_UNKNOWN UINT64_MAX
 
 typedef enum CopyStep {
@@ -261,7 +259,7 @@ static void on_guest_reply(QgaChannel *ch, json_object *ret, const sd_bus_error 
                 c->announced = (uint64_t) n;
                 c->total = c->announced;
                 if (c->announced > c->max_bytes)
-                        return copy_failf(c, AGENT_ERROR_LIMIT,
+                        return copy_failf(c, ORRERY_ERROR_LIMIT_EXCEEDED,
                                           "The guest says %s is %" PRIu64 " bytes, more than the copy's limit of %" PRIu64
                                           " bytes (MaxBytes)", c->path, c->announced, c->max_bytes);
                 return copy_send_seek(c, STEP_SEEK_SET);
@@ -380,7 +378,7 @@ static void copy_fail_limit(Copy *c) {
         if (c->announced != SIZE_UNKNOWN &&
             asprintf(&announced, " (the guest announced %" PRIu64 " bytes)", c->announced) < 0)
                 announced = NULL;
-        copy_failf(c, AGENT_ERROR_LIMIT, "The copy of %s stopped at its limit of %" PRIu64 " bytes (MaxBytes)%s",
+        copy_failf(c, ORRERY_ERROR_LIMIT_EXCEEDED, "The copy of %s stopped at its limit of %" PRIu64 " bytes (MaxBytes)%s",
                    c->path, c->max_bytes, announced ?: "");
 }
 
@@ -413,7 +411,7 @@ static void copy_from_guest_local(Copy *c) {
                 }
                 r = copy_space_left(c, c->buf_size - c->buf_off);
                 if (r == 0)
-                        return copy_failf(c, AGENT_ERROR_LIMIT,
+                        return copy_failf(c, ORRERY_ERROR_LIMIT_EXCEEDED,
                                           "The copy of %s stopped after %" PRIu64 " bytes: the host file system would "
                                           "go below its %u%% free-space reserve", c->path, c->done,
                                           c->agent->manager->copy_reserve_percent);
