@@ -421,15 +421,11 @@ static int setup_bus(Vm *vm) {
                 .chardevs = { vm->serial, vm->agent },
                 .n_chardevs = 2,
         };
-        char error[512] = "";
-        int r;
 
         if (vm->options.no_bus)
                 return 0;
-        r = vm_bus_new(vm->event, &bus_config, &vm->bus, error, sizeof(error));
-        if (r < 0)
-                return log_error_errno(r, "%s", error);
-        return 0;
+        /* vm_bus_new() says what failed, with its context. */
+        return vm_bus_new(vm->event, &bus_config, &vm->bus);
 }
 
 /* Starts the guest and runs the event loop until the VM stops; returns the exit status. */

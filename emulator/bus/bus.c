@@ -271,17 +271,18 @@ static void drop_bus(VmBus *b) {
         }
 }
 
-/* Connects, publishes the objects and takes the name. On failure, 'error' says why for a person. */
-static int connect_bus(VmBus *b, char *error, size_t error_size) {
+/*
+ * Connects, publishes the objects and takes the name. A failure is logged at
+ * 'level' (an error at start-up, debug while reconnecting) and returned.
+ */
+static int connect_bus(VmBus *b, int level) {
         int r;
 
         r = bus_open(b->address, "orrery-vm", &b->bus);
-        if (r < 0) {
-                snprintf(error, error_size,
-                         "cannot connect to %s: %s (use --bus ADDRESS for another bus, or --no-bus)",
-                         b->address ? b->address : "the session bus", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_full_errno(level, r,
+                                      "Cannot connect to %s: %m (use --bus ADDRESS for another bus, or --no-bus)",
+                                      b->address ? b->address : "the session bus");
 
         /*
          * An ObjectManager lists the objects below its path, so the one on
@@ -305,31 +306,31 @@ static int connect_bus(VmBus *b, char *error, size_t error_size) {
         if (r >= 0)
                 r = network1_publish(b);
         if (r < 0) {
-                snprintf(error, error_size, "cannot publish %s: %s", b->path, strerror(-r));
+                log_full_errno(level, r, "Cannot publish %s: %m", b->path);
                 goto fail;
         }
         /* sd-bus turns a lost connection into this local signal. */
         r = sd_bus_match_signal(b->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, b);
         if (r < 0) {
-                snprintf(error, error_size, "cannot watch the bus connection: %s", strerror(-r));
+                log_full_errno(level, r, "Cannot watch the bus connection: %m");
                 goto fail;
         }
         r = sd_bus_attach_event(b->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0) {
-                snprintf(error, error_size, "cannot attach the bus to the event loop: %s", strerror(-r));
+                log_full_errno(level, r, "Cannot attach the bus to the event loop: %m");
                 goto fail;
         }
 
         /* Without queueing: a second VM of the same name fails instead of waiting. */
         r = sd_bus_request_name(b->bus, b->service, 0);
         if (r == -EEXIST || r == -EALREADY) {
-                snprintf(error, error_size, "the bus name %s is already owned: another VM named '%s' is running",
-                         b->service, b->name);
+                log_full_errno(level, r, "The bus name %s is already owned: another VM named '%s' is running",
+                               b->service, b->name);
                 goto fail;
         }
         if (r < 0) {
-                snprintf(error, error_size, "cannot own the bus name %s: %s", b->service, strerror(-r));
+                log_full_errno(level, r, "Cannot own the bus name %s: %m", b->service);
                 goto fail;
         }
         return 0;
@@ -341,12 +342,11 @@ fail:
 
 static int on_reconnect_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         VmBus *b = userdata;
-        char error[512];
         int r;
 
-        r = connect_bus(b, error, sizeof(error));
+        r = connect_bus(b, LOG_DEBUG);
         if (r < 0) {
-                log_debug("Reconnecting VM '%s' to the bus failed: %s", b->name, error);
+                log_debug_errno(r, "Reconnecting VM '%s' to the bus failed, trying again later: %m", b->name);
                 b->reconnect_delay = b->reconnect_delay * 2 > RECONNECT_MAX_USEC ? RECONNECT_MAX_USEC
                                                                                : b->reconnect_delay * 2;
                 (void) sd_event_source_set_time_relative(s, b->reconnect_delay);
@@ -378,16 +378,14 @@ static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return sd_event_source_set_enabled(b->reconnect_timer, SD_EVENT_ONESHOT);
 }
 
-int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size) {
+int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret) {
         VmBus *b;
         sd_id128_t id;
         int r;
 
         b = calloc(1, sizeof(*b));
-        if (!b) {
-                snprintf(error, error_size, "out of memory");
-                return -ENOMEM;
-        }
+        if (!b)
+                return log_oom();
         b->event = sd_event_ref(event);
         b->machine = config->machine;
         b->last_state = machine_get_state(config->machine);
@@ -398,13 +396,12 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         b->name = strdup(config->name);
         r = vm_name_to_bus(config->name, &b->service, &b->path);
         if (r < 0) {
-                snprintf(error, error_size, "invalid VM name '%s': use " VM_NAME_RULE, config->name);
+                log_error_errno(r, "Invalid VM name '%s': use " VM_NAME_RULE, config->name);
                 goto fail;
         }
         if (!b->name || !b->uuid || asprintf(&b->console_path, "%s/Console/0", b->path) < 0 ||
             (config->address && !(b->address = strdup(config->address)))) {
-                r = -ENOMEM;
-                snprintf(error, error_size, "out of memory");
+                r = log_oom();
                 goto fail;
         }
         if (sd_id128_randomize(&id) >= 0)
@@ -412,7 +409,7 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
 
         r = console1_setup(b);
         if (r < 0) {
-                snprintf(error, error_size, "cannot set up the console: %s", strerror(-r));
+                log_error_errno(r, "Cannot set up the console: %m");
                 goto fail;
         }
         for (unsigned i = 0; i < config->n_chardevs && i < BUS_MAX_CHARDEVS; i++) {
@@ -422,10 +419,10 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *er
         }
         r = chardev1_setup(b);
         if (r < 0) {
-                snprintf(error, error_size, "cannot set up the character devices: %s", strerror(-r));
+                log_error_errno(r, "Cannot set up the character devices: %m");
                 goto fail;
         }
-        r = connect_bus(b, error, error_size);
+        r = connect_bus(b, LOG_ERR);
         if (r < 0)
                 goto fail;
 

@@ -46,8 +46,8 @@ typedef struct VmBusConfig {
         unsigned n_chardevs;
 } VmBusConfig;
 
-/* Connects, publishes the objects and takes the name. Errors are written to 'error' for a person. */
-int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret, char *error, size_t error_size);
+/* Connects, publishes the objects and takes the name. Failures are logged with their context. */
+int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret);
 VmBus *vm_bus_free(VmBus *b);
 
 /* The machine's state may have changed: emit PropertiesChanged, answer requests carried out. */
