@@ -25,25 +25,8 @@ AGENT = sys.argv[1]
 TIMEOUT = 60.0
 REQUEST_MAX = 16 << 20
 
-
-class Tap:
-    def __init__(self):
-        self.n = 0
-        self.failed = 0
-
-    def check(self, ok, what, detail=None):
-        self.n += 1
-        print(f"{'ok' if ok else 'not ok'} {self.n} - {what}", flush=True)
-        if not ok:
-            self.failed += 1
-            if detail is not None:
-                for line in str(detail).splitlines()[-20:]:
-                    print(f"#   {line}", flush=True)
-        return ok
-
-    def finish(self):
-        print(f"1..{self.n}", flush=True)
-        sys.exit(1 if self.failed else 0)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+from orrery_tap import Tap  # noqa: E402
 
 
 class Agent:

@@ -37,20 +37,8 @@ RUN_TIMEOUT = 60        # a hang, not a slow run
 NAMES = [f"x{i}" for i in range(1, 32)] + [f"f{i}" for i in range(32)] + ["fcsr"] + \
         [f"mem[{8 * i}]" for i in range(32)]
 
-
-class Tap:
-    def __init__(self):
-        self.n = 0
-        self.failed = 0
-
-    def check(self, ok, what, detail=None):
-        self.n += 1
-        print(f"{'ok' if ok else 'not ok'} {self.n} - {what}", flush=True)
-        if not ok:
-            self.failed += 1
-            for line in str(detail or "").splitlines()[-40:]:
-                print(f"#   {line}", flush=True)
-        return ok
+sys.path.insert(0, os.path.join(HERE, ".."))
+from orrery_tap import Tap  # noqa: E402
 
 
 def tiny_image(path):

@@ -1,4 +1,4 @@
-"""Shared pieces of the integration tests: a TAP reporter and a running VM.
+"""Shared pieces of the integration tests: the TAP reporter (tests/orrery_tap.py) and a running VM.
 
 A VM is orrery-vm started with a pipe as stdin (never /dev/null: tests must
 not depend on it) and its serial console on stdout, which a reader thread
@@ -21,25 +21,8 @@ ORRERY_VM = os.environ.get("ORRERY_VM", os.path.join(BUILD, "emulator", "orrery-
 READY = "orrery-guest: ready"
 BOOT_TIMEOUT = float(os.environ.get("ORRERY_BOOT_TIMEOUT", "180"))
 
-
-class Tap:
-    def __init__(self):
-        self.n = 0
-        self.failed = 0
-
-    def check(self, ok, what, detail=None):
-        self.n += 1
-        print(f"{'ok' if ok else 'not ok'} {self.n} - {what}", flush=True)
-        if not ok:
-            self.failed += 1
-            if detail:
-                for line in str(detail).splitlines()[-40:]:
-                    print(f"#   {line}", flush=True)
-        return ok
-
-    def finish(self):
-        print(f"1..{self.n}", flush=True)
-        sys.exit(1 if self.failed else 0)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from orrery_tap import Tap  # noqa: E402,F401  (the tests import it from here)
 
 
 class Vm:
