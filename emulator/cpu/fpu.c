@@ -267,83 +267,53 @@ static inline void host_set_round(unsigned rm) {
                         host_set_round(RM_RNE);                                 \
         } while (0)
 
-static inline float host_arith_s(unsigned op, float a, float b, float c) {
-        float r;
-
-        FP_LAUNDER(a);
-        FP_LAUNDER(b);
-        FP_LAUNDER(c);
-        switch (op) {
-        case OP_ADD:
-                r = a + b;
-                break;
-        case OP_SUB:
-                r = a - b;
-                break;
-        case OP_MUL:
-                r = a * b;
-                break;
-        case OP_DIV:
-                r = a / b;
-                break;
-        case OP_SQRT:
-                r = sqrtf(a);
-                break;
-        case OP_FMADD:
-                r = fmaf(a, b, c);
-                break;
-        case OP_FMSUB:
-                r = fmaf(a, b, -c);
-                break;
-        case OP_FNMSUB:
-                r = fmaf(-a, b, c);
-                break;
-        default: /* OP_FNMADD */
-                r = fmaf(-a, b, -c);
-                break;
+/*
+ * One host operation in single or double precision: the same switch for
+ * both formats, instantiated for each so every operation stays a single
+ * host instruction or libm call.
+ */
+#define DEFINE_HOST_ARITH(name, T, sqrt_fn, fma_fn)                             \
+        static inline T name(unsigned op, T a, T b, T c) {                      \
+                T r;                                                            \
+                                                                                \
+                FP_LAUNDER(a);                                                  \
+                FP_LAUNDER(b);                                                  \
+                FP_LAUNDER(c);                                                  \
+                switch (op) {                                                   \
+                case OP_ADD:                                                    \
+                        r = a + b;                                              \
+                        break;                                                  \
+                case OP_SUB:                                                    \
+                        r = a - b;                                              \
+                        break;                                                  \
+                case OP_MUL:                                                    \
+                        r = a * b;                                              \
+                        break;                                                  \
+                case OP_DIV:                                                    \
+                        r = a / b;                                              \
+                        break;                                                  \
+                case OP_SQRT:                                                   \
+                        r = sqrt_fn(a);                                         \
+                        break;                                                  \
+                case OP_FMADD:                                                  \
+                        r = fma_fn(a, b, c);                                    \
+                        break;                                                  \
+                case OP_FMSUB:                                                  \
+                        r = fma_fn(a, b, -c);                                   \
+                        break;                                                  \
+                case OP_FNMSUB:                                                 \
+                        r = fma_fn(-a, b, c);                                   \
+                        break;                                                  \
+                default: /* OP_FNMADD */                                        \
+                        r = fma_fn(-a, b, -c);                                  \
+                        break;                                                  \
+                }                                                               \
+                FP_LAUNDER(r);                                                  \
+                return r;                                                       \
         }
-        FP_LAUNDER(r);
-        return r;
-}
 
-static inline double host_arith_d(unsigned op, double a, double b, double c) {
-        double r;
-
-        FP_LAUNDER(a);
-        FP_LAUNDER(b);
-        FP_LAUNDER(c);
-        switch (op) {
-        case OP_ADD:
-                r = a + b;
-                break;
-        case OP_SUB:
-                r = a - b;
-                break;
-        case OP_MUL:
-                r = a * b;
-                break;
-        case OP_DIV:
-                r = a / b;
-                break;
-        case OP_SQRT:
-                r = sqrt(a);
-                break;
-        case OP_FMADD:
-                r = fma(a, b, c);
-                break;
-        case OP_FMSUB:
-                r = fma(a, b, -c);
-                break;
-        case OP_FNMSUB:
-                r = fma(-a, b, c);
-                break;
-        default: /* OP_FNMADD */
-                r = fma(-a, b, -c);
-                break;
-        }
-        FP_LAUNDER(r);
-        return r;
-}
+DEFINE_HOST_ARITH(host_arith_s, float, sqrtf, fmaf)
+DEFINE_HOST_ARITH(host_arith_d, double, sqrt, fma)
 
 static inline float host_cvt_s_d(double a) {
         float r;
@@ -975,51 +945,37 @@ static inline int resolve_rm(const FpuState *fpu, uint32_t insn) {
         return (int) rm;
 }
 
-static uint32_t arith_s(FpuState *fpu, unsigned op, unsigned rm, uint32_t ua, uint32_t ub, uint32_t uc) {
-        float a, b, c, r;
-        uint32_t v;
-
-        if (op >= OP_FMADD && ((is_inf_s(ua) && is_zero_s(ub)) || (is_zero_s(ua) && is_inf_s(ub))))
-                fpu->fflags |= FFLAG_NV; /* even when the addend is a quiet NaN */
-
-        if (rm == RM_RMM) {
-                uint32_t flags = 0;
-
-                v = (uint32_t) soft_arith(&format_s, op, ua, ub, uc, rm, &flags);
-                fpu->fflags |= flags;
-                return v;
+/*
+ * An arithmetic instruction in format _s or _d: RMM (which the host cannot
+ * do) in software, everything else on the host with its flags, NaN results
+ * made canonical.
+ */
+#define DEFINE_ARITH(fmt, T, U, bits, canonical_nan)                                                    \
+        static U arith##fmt(FpuState *fpu, unsigned op, unsigned rm, U ua, U ub, U uc) {                \
+                T r;                                                                                    \
+                U v;                                                                                    \
+                                                                                                        \
+                /* inf * 0 is invalid even when the addend is a quiet NaN. */                           \
+                if (op >= OP_FMADD && ((is_inf##fmt(ua) && is_zero##fmt(ub)) ||                         \
+                                       (is_zero##fmt(ua) && is_inf##fmt(ub))))                          \
+                        fpu->fflags |= FFLAG_NV;                                                        \
+                                                                                                        \
+                if (rm == RM_RMM) {                                                                     \
+                        uint32_t flags = 0;                                                             \
+                                                                                                        \
+                        v = (U) soft_arith(&format##fmt, op, ua, ub, uc, rm, &flags);                   \
+                        fpu->fflags |= flags;                                                           \
+                        return v;                                                                       \
+                }                                                                                       \
+                                                                                                        \
+                T a = bits##_from_bits(ua), b = bits##_from_bits(ub), c = bits##_from_bits(uc);         \
+                HOST_RUN(fpu, rm, r = host_arith##fmt(op, a, b, c));                                    \
+                v = bits##_to_bits(r);                                                                  \
+                return is_nan##fmt(v) ? canonical_nan : v;                                              \
         }
 
-        a = f32_from_bits(ua);
-        b = f32_from_bits(ub);
-        c = f32_from_bits(uc);
-        HOST_RUN(fpu, rm, r = host_arith_s(op, a, b, c));
-        v = f32_to_bits(r);
-        return is_nan_s(v) ? CANONICAL_NAN_S : v;
-}
-
-static uint64_t arith_d(FpuState *fpu, unsigned op, unsigned rm, uint64_t ua, uint64_t ub, uint64_t uc) {
-        double a, b, c, r;
-        uint64_t v;
-
-        if (op >= OP_FMADD && ((is_inf_d(ua) && is_zero_d(ub)) || (is_zero_d(ua) && is_inf_d(ub))))
-                fpu->fflags |= FFLAG_NV;
-
-        if (rm == RM_RMM) {
-                uint32_t flags = 0;
-
-                v = soft_arith(&format_d, op, ua, ub, uc, rm, &flags);
-                fpu->fflags |= flags;
-                return v;
-        }
-
-        a = f64_from_bits(ua);
-        b = f64_from_bits(ub);
-        c = f64_from_bits(uc);
-        HOST_RUN(fpu, rm, r = host_arith_d(op, a, b, c));
-        v = f64_to_bits(r);
-        return is_nan_d(v) ? CANONICAL_NAN_D : v;
-}
+DEFINE_ARITH(_s, float, uint32_t, f32, CANONICAL_NAN_S)
+DEFINE_ARITH(_d, double, uint64_t, f64, CANONICAL_NAN_D)
 
 /* Maps a value to an unsigned key whose order is the numeric order (-0 < +0). */
 static inline uint64_t order_key(uint64_t v, unsigned sign_shift) {
