@@ -42,6 +42,7 @@
 #include "machine/physmem.h"
 #include "log.h"
 #include "macro.h"
+#include "time-util.h"
 
 #define RUN_CHUNK_INSTRUCTIONS 65536
 /* What the hart implements, for the device tree: the deprecated single string and the per-extension list. */
@@ -124,15 +125,11 @@ struct Machine {
 };
 
 static uint64_t monotonic_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        return now_nsec(CLOCK_MONOTONIC);
 }
 
 static uint64_t realtime_ns(void *userdata) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        return now_nsec(CLOCK_REALTIME);
 }
 
 static uint64_t machine_read_time(void *opaque) {

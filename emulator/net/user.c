@@ -21,6 +21,7 @@
 
 #include "macro.h"
 #include "net/user.h"
+#include "time-util.h"
 
 typedef struct Watch {
         int fd;
@@ -49,15 +50,8 @@ struct NetUser {
         bool in_slirp;
 };
 
-static int64_t now_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int64_t cb_clock_get_ns(_unused_ void *opaque) {
-        return now_ns();
+        return (int64_t) now_nsec(CLOCK_MONOTONIC);
 }
 
 static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque) {
@@ -245,7 +239,7 @@ static void refill(NetUser *nu) {
         if (timeout == UINT32_MAX)
                 sd_event_source_set_enabled(nu->timeout_source, SD_EVENT_OFF);
         else {
-                sd_event_source_set_time(nu->timeout_source, (uint64_t) now_ns() / 1000 + (uint64_t) timeout * 1000);
+                sd_event_source_set_time(nu->timeout_source, now_usec(CLOCK_MONOTONIC) + (uint64_t) timeout * USEC_PER_MSEC);
                 sd_event_source_set_enabled(nu->timeout_source, SD_EVENT_ONESHOT);
         }
 }

@@ -33,6 +33,7 @@
 #include "base64.h"
 #include "log.h"
 #include "macro.h"
+#include "time-util.h"
 
 #define COPY_CHUNK (48u * 1024u) /* 64 KiB of base64 per guest-file-write */
 /* The agent port is flow-controlled (Chardev1.xml): an answer of any size arrives whole. */
@@ -78,16 +79,9 @@ struct Copy {
         sd_event_source *deadline;
 };
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 static void copy_progress(Copy *c, bool force) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *s = NULL;
-        uint64_t now = now_usec();
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
         sd_bus *bus = c->agent->manager->bus;
 
         if (!force && now - c->last_progress < PROGRESS_INTERVAL_USEC)
@@ -686,7 +680,7 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, bool ex, sd_b
                 return -ENOMEM;
         }
         c->step = STEP_OPEN;
-        c->last_progress = now_usec();
+        c->last_progress = now_usec(CLOCK_MONOTONIC);
         (void) copy_call(c, "guest-file-open", args);
         return 1;
 }

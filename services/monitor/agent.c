@@ -21,6 +21,7 @@
 #include "log.h"
 #include "macro.h"
 #include "text.h"
+#include "time-util.h"
 
 #define EXIT_USAGE 2
 #define AGENT_BUS_NAME "org.orrery.Agent"
@@ -37,13 +38,6 @@ const char *const monitor_agent_subcommands[] = {
         "ping", "info", "osinfo", "hostname", "time", "shutdown", "fsfreeze", "fsthaw", "fsfreeze-status",
         "copy-in", "copy-out", NULL,
 };
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 static char *agent_path(const char *vm) {
         char *p = NULL;
@@ -109,11 +103,11 @@ static int parse_failed(const char *what, int r) {
 
 static int agent_ping(sd_bus *bus, const char *vm) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        uint64_t start = now_usec();
+        uint64_t start = now_usec(CLOCK_MONOTONIC);
 
         if (agent_call(bus, vm, "Ping", "ping", &reply) < 0)
                 return EXIT_FAILURE;
-        printf("guest agent of '%s' answered in %.1f ms\n", vm, (double) (now_usec() - start) / 1000.0);
+        printf("guest agent of '%s' answered in %.1f ms\n", vm, (double) (now_usec(CLOCK_MONOTONIC) - start) / 1000.0);
         return EXIT_SUCCESS;
 }
 
@@ -265,7 +259,7 @@ static void draw_progress(Copy *c, uint64_t done, uint64_t total) {
 static int on_copy_progress(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Copy *c = userdata;
         const char *path;
-        uint64_t done, total, now = now_usec();
+        uint64_t done, total, now = now_usec(CLOCK_MONOTONIC);
 
         if (sd_bus_message_read(m, "stt", &path, &done, &total) < 0)
                 return 0;
@@ -320,7 +314,7 @@ static int agent_copy(sd_bus *bus, const char *vm, bool to_guest, const char *gu
         _cleanup_free_ char *path = agent_path(vm);
         const char *what = to_guest ? "copy-in" : "copy-out";
         Copy c = { .path = guest_path, .show_progress = show_progress, .bus_error = SD_BUS_ERROR_NULL };
-        uint64_t start = now_usec();
+        uint64_t start = now_usec(CLOCK_MONOTONIC);
         bool cancelled = false;
         int r;
 
@@ -342,7 +336,7 @@ static int agent_copy(sd_bus *bus, const char *vm, bool to_guest, const char *gu
                 return EXIT_FAILURE;
         }
 
-        c.last_activity = now_usec();
+        c.last_activity = now_usec(CLOCK_MONOTONIC);
         if (show_progress)
                 draw_progress(&c, 0, total);
         while (!c.done) {
@@ -358,7 +352,7 @@ static int agent_copy(sd_bus *bus, const char *vm, bool to_guest, const char *gu
                         cancel_copies(bus, path);
                         continue;
                 }
-                if (now_usec() - c.last_activity > COPY_STALL_USEC) {
+                if (now_usec(CLOCK_MONOTONIC) - c.last_activity > COPY_STALL_USEC) {
                         cancel_copies(bus, path);
                         c.error = -ETIMEDOUT;
                         break;
@@ -382,7 +376,7 @@ static int agent_copy(sd_bus *bus, const char *vm, bool to_guest, const char *gu
                 return EXIT_FAILURE;
         }
 
-        double seconds = (double) (now_usec() - start) / 1e6;
+        double seconds = (double) (now_usec(CLOCK_MONOTONIC) - start) / 1e6;
         printf("copied %" PRIu64 " bytes %s guest:%s in %.2f s (%.2f MiB/s)\n", c.bytes, to_guest ? "to" : "from",
                printable(guest_path), seconds, seconds > 0 ? (double) c.bytes / (1024.0 * 1024.0) / seconds : 0.0);
         return EXIT_SUCCESS;
