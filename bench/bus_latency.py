@@ -32,10 +32,8 @@ Usage: bench/bus_latency.py [--build DIR] [--display WxH ...] [--samples N] [--c
 """
 import argparse
 import os
-import platform
 import random
 import re
-import socket
 import statistics
 import struct
 import subprocess
@@ -43,17 +41,14 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from benchlib import load, machine, pct  # noqa: E402
+from orrery_rawbus import RawBus, pad, string  # noqa: E402
+
 READY = b"orrery-guest: ready"
 KEY_A = 30
 
 
-def pct(values, p):
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
 class Guest:
@@ -120,112 +115,6 @@ class Guest:
             self.proc.wait()
 
 
-class RawBus:
-    """A small D-Bus client on its own socket: calls, and signals timestamped at reception."""
-
-    def __init__(self, address):
-        kv = dict(p.split("=", 1) for p in address.split(":", 1)[1].split(","))
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(kv["path"] if "path" in kv else "\0" + kv["abstract"])
-        self.sock.sendall(b"\0AUTH EXTERNAL " + str(os.getuid()).encode().hex().encode() + b"\r\nBEGIN\r\n")
-        line = b""
-        while not line.endswith(b"\r\n"):
-            line += self.sock.recv(1)
-        if not line.startswith(b"OK"):
-            raise RuntimeError("authentication refused")
-        self.buf = b""
-        self.serial = 0
-        self.on_signal = None
-        self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello")
-
-    @staticmethod
-    def _pad(b, n):
-        return b + b"\0" * (-len(b) % n)
-
-    @staticmethod
-    def _string(s):
-        return struct.pack("<I", len(s)) + s.encode() + b"\0"
-
-    def send(self, dest, path, iface, member, sig="", body=b""):
-        self.serial += 1
-        hf = b""
-        for code, t, val in ((1, "o", path), (2, "s", iface), (3, "s", member), (6, "s", dest), (8, "g", sig)):
-            if t == "g" and not val:
-                continue
-            hf = self._pad(hf, 8) + bytes([code, 1]) + t.encode() + b"\0"
-            # at an 8-aligned field start + 4 bytes: a string's length is already 4-aligned
-            hf += (bytes([len(val)]) + val.encode() + b"\0") if t == "g" else self._string(val)
-        msg = self._pad(struct.pack("<cBBBIII", b"l", 1, 0, 1, len(body), self.serial, len(hf)) + hf, 8) + body
-        self.sock.sendall(msg)
-        return self.serial
-
-    def _message(self):
-        """The next message: (type, reply serial, member, body, time received)."""
-        while True:
-            if len(self.buf) >= 16:
-                body_len, _, flen = struct.unpack_from("<III", self.buf, 4)
-                hlen = 16 + flen + (-(16 + flen) % 8)
-                if len(self.buf) >= hlen + body_len:
-                    msg, self.buf = self.buf[:hlen + body_len], self.buf[hlen + body_len:]
-                    mtype, fields = self._fields(msg, flen)
-                    return mtype, fields, msg[hlen:]
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise EOFError("the bus hung up")
-            self.t_recv = time.monotonic()
-            self.buf += data
-
-    @staticmethod
-    def _fields(msg, flen):
-        pos, fields = 16, {}
-        while pos < 16 + flen:
-            pos += -pos % 8
-            code, slen = msg[pos], msg[pos + 1]
-            t = msg[pos + 2:pos + 2 + slen].decode()
-            pos += 3 + slen
-            if t in "os":
-                pos += -pos % 4
-                n = struct.unpack_from("<I", msg, pos)[0]
-                fields[code] = msg[pos + 4:pos + 4 + n].decode()
-                pos += 5 + n
-            elif t == "g":
-                fields[code] = msg[pos + 1:pos + 1 + msg[pos]].decode()
-                pos += 2 + msg[pos]
-            else:
-                pos += -pos % 4
-                fields[code] = struct.unpack_from("<I", msg, pos)[0]
-                pos += 4
-        return msg[1], fields
-
-    def call(self, *args, **kw):
-        serial = self.send(*args, **kw)
-        while True:
-            mtype, fields, body = self._message()
-            if mtype == 4 and self.on_signal:
-                self.on_signal(fields, body, self.t_recv)
-            elif mtype in (2, 3) and fields.get(5) == serial:
-                if mtype == 3:
-                    raise RuntimeError(f"{args[3]}: {fields.get(4)}")
-                return body
-
-    def pump(self):
-        """Reads and dispatches signals until the connection closes."""
-        try:
-            while True:
-                mtype, fields, body = self._message()
-                if mtype == 4 and self.on_signal:
-                    self.on_signal(fields, body, self.t_recv)
-        except (EOFError, OSError):
-            pass
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-
 def update_rects(body):
     n = struct.unpack_from("<I", body)[0]
     return [struct.unpack_from("<IIII", body, 8 + 16 * i) for i in range(n // 16)]
@@ -242,9 +131,9 @@ class Watcher:
         self.record = record
         self.bus.on_signal = self._signal
         rule = f"type='signal',sender='{service}',path='{console}',interface='org.orrery.Console1'"
-        self.bus.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch", "s",
-                      RawBus._string(rule))
-        self.bus.call(service, console, "org.orrery.Console1", "Watch")
+        self.bus.call_ok("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch", "s",
+                      string(rule))
+        self.bus.call_ok(service, console, "org.orrery.Console1", "Watch")
         self.thread = threading.Thread(target=self.bus.pump, daemon=True)
         self.thread.start()
 
@@ -280,9 +169,6 @@ def cpu_ticks(pid):
     return ticks(f"/proc/{pid}/stat"), threads
 
 
-def load():
-    with open("/proc/loadavg") as f:
-        return f.read().split()[0]
 
 
 def other_emulators(mine):
@@ -300,14 +186,6 @@ def other_emulators(mine):
     return out
 
 
-def machine():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, Linux {platform.release()}"
 
 
 def run_display(args, size):
@@ -332,10 +210,10 @@ def run_display(args, size):
             out = []
             for _ in range(args.rtt_samples):
                 t0 = time.monotonic()
-                client.call(*call, sig=sig, body=body)
+                client.call_ok(*call, sig=sig, body=body)
                 out.append(time.monotonic() - t0)
             return out
-        props = RawBus._pad(RawBus._string("org.orrery.Machine1"), 4) + RawBus._string("State")
+        props = pad(string("org.orrery.Machine1"), 4) + string("State")
         res["rtt_daemon"] = rtt("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId")
         res["rtt_ping"] = rtt(service, path, "org.freedesktop.DBus.Peer", "Ping")
         res["rtt_get"] = rtt(service, path, "org.freedesktop.DBus.Properties", "Get", sig="ss", body=props)
@@ -349,7 +227,7 @@ def run_display(args, size):
             for method, value in (("Press", 1), ("Release", 0)):
                 start = vm.pos()
                 t0 = time.monotonic()
-                client.call(service, path, "org.orrery.Keyboard1", method, sig="u", body=struct.pack("<I", KEY_A))
+                client.call_ok(service, path, "org.orrery.Keyboard1", method, sig="u", body=struct.pack("<I", KEY_A))
                 calls.append(time.monotonic() - t0)
                 _, t = vm.wait_for(rb"event \w+ type=1 code=30 value=%d\r?\n" % value, 10, start)
                 lat.append(t - t0)

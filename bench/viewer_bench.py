@@ -38,6 +38,7 @@ import dbus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from benchlib import cpu_ticks, pct  # noqa: E402
 
 WIDTH, HEIGHT = 1920, 1080
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -102,15 +103,8 @@ class Frames:
             return len(self.frames)
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def row(what, values, unit="ms"):

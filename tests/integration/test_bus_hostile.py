@@ -36,6 +36,8 @@ from gi.repository import GLib
 
 sys.path.insert(0, os.path.dirname(__file__))
 from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from orrery_rawbus import RawBus, first_string  # noqa: E402
 
 NAME = "hostile"
 SERVICE = f"org.orrery.VM.{NAME}"
@@ -159,112 +161,10 @@ METHODS = [  # (path, interface, method, signature) - every method of the contra
 ]
 
 
-class RawBus:
-    """A minimal hand-written D-Bus client, for messages libdbus refuses to build."""
-
-    def __init__(self, address):
-        kv = dict(p.split("=", 1) for p in address.split(":", 1)[1].split(","))
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(kv["path"] if "path" in kv else "\0" + kv["abstract"])
-        self.sock.settimeout(CALL_TIMEOUT)
-        self.sock.sendall(b"\0AUTH EXTERNAL " + str(os.getuid()).encode().hex().encode() + b"\r\n")
-        if not self._line().startswith(b"OK"):
-            raise RuntimeError("raw client: authentication refused")
-        self.sock.sendall(b"NEGOTIATE_UNIX_FD\r\n")
-        if not self._line().startswith(b"AGREE_UNIX_FD"):
-            raise RuntimeError("raw client: no fd passing")
-        self.sock.sendall(b"BEGIN\r\n")
-        self.buf = b""
-        self.serial = 0
-        self.unique = self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello")[1]
-
-    def _line(self):
-        data = b""
-        while not data.endswith(b"\r\n"):
-            c = self.sock.recv(1)
-            if not c:
-                raise EOFError("raw client: the bus hung up")
-            data += c
-        return data
-
-    @staticmethod
-    def _pad(b, n):
-        return b + b"\0" * (-len(b) % n)
-
-    def send(self, dest, path, iface, member, sig="", body=b"", fds=(), flags=0):
-        self.serial += 1
-        fields = [(1, "o", path)] + ([(2, "s", iface)] if iface else []) + [(3, "s", member)] + \
-                 ([(6, "s", dest)] if dest else []) + ([(8, "g", sig)] if sig else []) + \
-                 ([(9, "u", len(fds))] if fds else [])
-        hf = b""
-        for code, t, val in fields:
-            hf = self._pad(hf, 8) + bytes([code, 1]) + t.encode() + b"\0"
-            if t in "os":
-                hf = self._pad(hf, 4) + struct.pack("<I", len(val)) + val.encode() + b"\0"
-            elif t == "g":
-                hf += bytes([len(val)]) + val.encode() + b"\0"
-            else:
-                hf = self._pad(hf, 4) + struct.pack("<I", val)
-        msg = self._pad(struct.pack("<cBBBIII", b"l", 1, flags, 1, len(body), self.serial, len(hf)) + hf, 8) + body
-        if fds:
-            socket.send_fds(self.sock, [msg], list(fds))
-        else:
-            self.sock.sendall(msg)
-        return self.serial
-
-    def _message(self):
-        while True:
-            if len(self.buf) >= 16:
-                body_len, _, flen = struct.unpack_from("<III", self.buf, 4)
-                hlen = 16 + flen + (-(16 + flen) % 8)
-                if len(self.buf) >= hlen + body_len:
-                    msg, self.buf = self.buf[:hlen + body_len], self.buf[hlen + body_len:]
-                    return self._parse(msg, hlen, flen)
-            data, fds, _, _ = socket.recv_fds(self.sock, 65536, 16)
-            for fd in fds:
-                os.close(fd)
-            if not data:
-                raise EOFError("raw client: the bus hung up")
-            self.buf += data
-
-    @staticmethod
-    def _parse(msg, hlen, flen):
-        pos, fields = 16, {}
-        while pos < 16 + flen:
-            pos += -pos % 8
-            code, slen = msg[pos], msg[pos + 1]
-            t = msg[pos + 2:pos + 2 + slen].decode()
-            pos += 3 + slen
-            if t in "os":
-                pos += -pos % 4
-                n = struct.unpack_from("<I", msg, pos)[0]
-                fields[code] = msg[pos + 4:pos + 4 + n].decode()
-                pos += 5 + n
-            elif t == "g":
-                fields[code] = msg[pos + 1:pos + 1 + msg[pos]].decode()
-                pos += 2 + msg[pos]
-            else:
-                pos += -pos % 4
-                fields[code] = struct.unpack_from("<I", msg, pos)[0]
-                pos += 4
-        body = msg[hlen:]
-        return msg[1], fields, body
-
-    def call(self, *args, **kw):
-        """Returns ('ok', first string of the body or '') or (error name, '')."""
-        serial = self.send(*args, **kw)
-        while True:
-            mtype, fields, body = self._message()
-            if mtype in (2, 3) and fields.get(5) == serial:
-                if mtype == 3:
-                    return fields.get(4), ""
-                s = ""
-                if fields.get(8, "").startswith("s") and len(body) >= 4:
-                    s = body[4:4 + struct.unpack_from("<I", body)[0]].decode()
-                return OK, s
-
-    def close(self):
-        self.sock.close()
+def raw_call(raw, *args, **kw):
+    """A call through the hand-written client: ('ok', its first string) or (the error name, '')."""
+    error, fields, body = raw.call(*args, **kw)
+    return (error, "") if error else (OK, first_string(fields, body))
 
 
 try:
@@ -559,42 +459,40 @@ try:
 
     # ---- What libdbus will not send: fd indices past the fds carried, calls without an interface ----
     g = Group(bus)
-    raw = RawBus(pbus.address)
-    raw_call = raw.call
+    raw = RawBus(pbus.address, timeout=CALL_TIMEOUT)
 
     def counted(*args, **kw):
         global calls
         calls += 1
         g.n += 1
-        res = raw_call(*args, **kw)
+        res = raw_call(raw, *args, **kw)
         print(f"# raw {args[3]}({args[4] if len(args) > 4 else ''}) on {args[1]}: {res[0]}", flush=True)
         return res
-    raw.call = counted
     u32 = lambda v: struct.pack("<I", v)  # noqa: E731
     for dev in (SERIAL, AGENT):
-        res = raw.call(SERVICE, dev, cd, "Register", "h", u32(0))
+        res = counted(SERVICE, dev, cd, "Register", "h", u32(0))
         g.check(res[0] in (INVALID_ARGS, INVALID_ARGUMENT, INCONSISTENT),
                 f"Register with fd index 0 and no fds attached answered {res}")
         a, b = socket.socketpair()
-        res = raw.call(SERVICE, dev, cd, "Register", "h", u32(1), fds=[b.fileno()])
+        res = counted(SERVICE, dev, cd, "Register", "h", u32(1), fds=[b.fileno()])
         g.check(res[0] in (INVALID_ARGS, INVALID_ARGUMENT, INCONSISTENT),
                 f"Register with fd index 1 and one fd attached answered {res}")
-        res = raw.call(SERVICE, dev, cd, "Register", "h", u32(0xffffffff), fds=[b.fileno()])
+        res = counted(SERVICE, dev, cd, "Register", "h", u32(0xffffffff), fds=[b.fileno()])
         g.check(res[0] in (INVALID_ARGS, INVALID_ARGUMENT, INCONSISTENT),
                 f"Register with fd index 0xffffffff answered {res}")
-        res = raw.call(SERVICE, dev, cd, "Register", "h", u32(0), fds=[b.fileno()])
+        res = counted(SERVICE, dev, cd, "Register", "h", u32(0), fds=[b.fileno()])
         g.check(res[0] == OK, f"a raw client can Register properly ({res})")
-        res = raw.call(SERVICE, dev, cd, "Unregister")
+        res = counted(SERVICE, dev, cd, "Unregister")
         g.check(res[0] == OK, f"and Unregister ({res})")
         a.close()
         b.close()
     for iface_less in (("Pause", "", b""), ("Press", "u", u32(KEY_A)), ("GetScrollback", "", b"")):
-        res = raw.call(SERVICE, SERIAL if iface_less[0] == "GetScrollback" else PATH, None, *iface_less)
+        res = counted(SERVICE, SERIAL if iface_less[0] == "GetScrollback" else PATH, None, *iface_less)
         g.check(res[0] in (OK, UNKNOWN_METHOD, UNKNOWN_OBJECT), f"{iface_less[0]} without an interface answered {res}")
     # No reply wanted: the emulator must not get stuck on it.
     raw.send(SERVICE, PATH, "org.orrery.Machine1", "Resume", flags=1)
     raw.send(SERVICE, PATH, "org.orrery.Keyboard1", "Press", "u", u32(0), flags=1)
-    res = raw.call(SERVICE, PATH, "org.freedesktop.DBus.Peer", "Ping")
+    res = counted(SERVICE, PATH, "org.freedesktop.DBus.Peer", "Ping")
     g.check(res[0] == OK, f"Ping after NO_REPLY_EXPECTED calls ({res})")
     raw.close()
     g.check(str(prop(bus, SERIAL, cd, "Owner")) == "" and str(prop(bus, AGENT, cd, "Owner")) == "", "both devices free")
