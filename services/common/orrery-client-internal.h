@@ -109,6 +109,7 @@ typedef struct Chardev {
 
 typedef enum CallKind {
         CALL_GET_NAME_OWNER,
+        CALL_OWNER_CREDENTIALS,
         CALL_GET_MANAGED_OBJECTS,
         CALL_GET_ALL,
         CALL_GET_FRAMEBUFFER,
@@ -136,7 +137,7 @@ struct Call {
         uint32_t console;
         char *path;      /* CALL_GET_ALL */
         char *interface; /* CALL_GET_ALL */
-        char *id;        /* chardev id */
+        char *id;        /* chardev id; CALL_OWNER_CREDENTIALS: the unique name being checked */
         int fd;          /* CALL_REGISTER: the caller's end, until handed over */
         union {
                 OrreryVmReplyFn reply;
@@ -162,6 +163,7 @@ struct OrreryVm {
         sd_bus_slot *signal_match;
         Call *calls;
         size_t n_calls;
+        Call *owner_check; /* the new owner's credentials, asked for before anything is sent to it */
 
         /* Everything below is what the VM can give back: cleared when it vanishes. */
         char *owner; /* unique name; NULL when not on the bus */

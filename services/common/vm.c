@@ -91,6 +91,8 @@ static void call_unlink(Call *c) {
 void vm_call_free(Call *c) {
         if (!c)
                 return;
+        if (c->vm->owner_check == c)
+                c->vm->owner_check = NULL;
         call_unlink(c);
         sd_bus_slot_unref(c->slot);
         safe_close(c->fd);
@@ -940,8 +942,9 @@ static void vm_vanish(OrreryVm *vm) {
 /*
  * Another user's process may take org.orrery.VM.<name> first on a bus that
  * others can reach: it would be sent our keystrokes. Returns 0 for a
- * process of our user, else a negative errno, described in ret_error or
- * (when that is NULL) reported through the error callback.
+ * process of our user, else a negative errno, described in ret_error. This
+ * is the blocking check of orrery_vm_attach(); an asynchronous attach asks
+ * with vm_check_owner_async() below.
  */
 static int vm_refuse_owner(OrreryVm *vm, const char *owner, sd_bus_error *ret_error) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -959,32 +962,133 @@ static int vm_refuse_owner(OrreryVm *vm, const char *owner, sd_bus_error *ret_er
                 sd_bus_error_set_errnof(&error, r, "Cannot read the credentials of %s, the owner of %s: %s", owner,
                                         vm->bus_name, strerror(-r));
         log_debug("VM '%s': %s", vm->name, error.message);
-        if (ret_error)
-                sd_bus_error_move(ret_error, &error);
-        else
-                vm_report_error(vm, "GetConnectionCredentials", &error);
+        sd_bus_error_move(ret_error, &error);
         return r;
+}
+
+/*
+ * Asks the bus daemon for the uid of `owner` without blocking: the answer
+ * (on_owner_credentials_reply) adopts it as the VM's owner or refuses it.
+ * A flood of owner changes costs one call each, never a stalled event loop.
+ */
+static int vm_check_owner_async(OrreryVm *vm, const char *owner) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        Call *c;
+        int r;
+
+        c = vm_call_new(vm, CALL_OWNER_CREDENTIALS, "GetConnectionCredentials");
+        if (!c)
+                return -ENOMEM;
+        c->id = strdup(owner);
+        if (!c->id) {
+                vm_call_free(c);
+                return -ENOMEM;
+        }
+        r = sd_bus_message_new_method_call(vm->client->bus, &m, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                           "org.freedesktop.DBus", "GetConnectionCredentials");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", owner);
+        if (r >= 0)
+                r = vm_call_send(vm, c, m);
+        if (r < 0) {
+                vm_call_free(c);
+                return r;
+        }
+        vm->owner_check = c;
+        return 0;
+}
+
+/* The UnixUserID in a GetConnectionCredentials reply: what the daemon read from the socket. */
+static int read_unix_user_id(sd_bus_message *m, uid_t *ret) {
+        bool found = false;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "UnixUserID")) {
+                        uint32_t uid;
+
+                        r = sd_bus_message_read(m, "v", "u", &uid);
+                        if (r < 0)
+                                return r;
+                        *ret = (uid_t) uid;
+                        found = true;
+                } else {
+                        r = sd_bus_message_skip(m, "v");
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return found ? 0 : -ENODATA;
+}
+
+static void on_owner_credentials_reply(OrreryVm *vm, Call *c, sd_bus_message *m) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        uid_t uid = (uid_t) -1;
+        int r;
+
+        if (vm->owner_check != c)
+                return; /* the name moved on meanwhile */
+        vm->owner_check = NULL;
+        if (sd_bus_message_is_method_error(m, NULL)) {
+                /* The owner left before the daemon answered: its NameOwnerChanged follows. */
+                vm_report_error(vm, "GetConnectionCredentials", sd_bus_message_get_error(m));
+                return;
+        }
+        r = read_unix_user_id(m, &uid);
+        if (r < 0) {
+                sd_bus_error_set_errnof(&error, r, "Cannot read the credentials of %s, the owner of %s: %s", c->id,
+                                        vm->bus_name, strerror(-r));
+                vm_report_error(vm, "GetConnectionCredentials", &error);
+                return;
+        }
+        if (uid != geteuid()) {
+                sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
+                                  "%s is owned by %s, a process of uid %u, not of our uid %u: refusing it",
+                                  vm->bus_name, c->id, (unsigned) uid, (unsigned) geteuid());
+                vm_report_error(vm, "GetConnectionCredentials", &error);
+                return;
+        }
+        vm->owner = strdup(c->id);
+        if (!vm->owner)
+                return (void) log_debug("Out of memory");
+        vm_start_load(vm);
 }
 
 /* The name's owner is now `owner` ("" or NULL: none). */
 static void vm_set_owner(OrreryVm *vm, const char *owner) {
+        int r;
+
         if (isempty(owner))
                 owner = NULL;
         if (streq_ptr(owner, vm->owner))
                 return;
+        if (vm->owner_check) {
+                if (streq_ptr(owner, vm->owner_check->id))
+                        return; /* being checked already */
+                vm_call_free(TAKE_PTR(vm->owner_check));
+        }
 
         if (vm->owner)
                 vm_vanish(vm);
         if (vm->detached || !owner)
                 return;
 
-        if (vm_refuse_owner(vm, owner, NULL) < 0)
-                return;
-
-        vm->owner = strdup(owner);
-        if (!vm->owner)
-                return (void) log_debug("Out of memory");
-        vm_start_load(vm);
+        r = vm_check_owner_async(vm, owner);
+        if (r < 0)
+                log_debug("VM '%s': cannot ask for the credentials of %s: %s", vm->name, owner, strerror(-r));
 }
 
 static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -1128,6 +1232,9 @@ static int on_call_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         switch (c->kind) {
         case CALL_GET_NAME_OWNER:
                 on_name_owner_reply(vm, m);
+                break;
+        case CALL_OWNER_CREDENTIALS:
+                on_owner_credentials_reply(vm, c, m);
                 break;
         case CALL_GET_MANAGED_OBJECTS:
                 on_managed_objects_reply(vm, m);
