@@ -67,14 +67,16 @@ static bool id_is_valid(const char *id) {
         return true;
 }
 
+static void ids_free(char **ids);
+
 static int compare_strings(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /*
  * The ids of the VM's objects under PATH/KIND/ that carry 'iface', sorted,
- * from one GetManagedObjects. NULL-terminated; free with orrery-style strv
- * freeing (free each, then the array).
+ * from one GetManagedObjects (at most MAX_DEVICES). NULL-terminated; free
+ * with ids_free(). Logs its errors.
  */
 static int list_ids(const MonitorVmRef *vm, const char *kind, const char *iface, char ***ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
