@@ -497,8 +497,10 @@ int block_image_resize(BlockImage *img, uint64_t size) {
         /* The overlay's cluster map is sized for the image, and growing a file that is never written makes no sense. */
         if (img->snapshot)
                 return -EOPNOTSUPP;
-        if (size % BLOCK_SECTOR_SIZE != 0 || size > (uint64_t) INT64_MAX)
+        if (size % BLOCK_SECTOR_SIZE != 0)
                 return -EINVAL;
+        if (size > (uint64_t) INT64_MAX)
+                return -EFBIG;          /* beyond what off_t can say */
         if (size < block_image_size(img))
                 return -ERANGE;
         if (fstat(img->fd_buf, &st) < 0)

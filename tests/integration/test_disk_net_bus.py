@@ -118,6 +118,8 @@ try:
               "Resize to a smaller size: InvalidArgument")
     tap.check(error_name(lambda: block("rw").Resize(dbus.UInt64(8 * MIB + 100))) == "org.orrery.Error.InvalidArgument",
               "Resize to a size that is not a multiple of 512: InvalidArgument")
+    tap.check(error_name(lambda: block("rw").Resize(dbus.UInt64(2**64 - 512))) is not None,
+              "Resize to a size beyond what a file can be: an error")
     tap.check(error_name(lambda: block("ro").Resize(dbus.UInt64(8 * MIB))) == "org.orrery.Error.NotSupported",
               "Resize of a readonly=on drive: NotSupported")
     tap.check(error_name(lambda: block("snap").Resize(dbus.UInt64(8 * MIB))) == "org.orrery.Error.NotSupported",

@@ -490,6 +490,7 @@ static void test_resize(void) {
 
         CHECK(virtio_blk_resize(r.dev, IMAGE_SIZE / 2) == -ERANGE, "shrinking: -ERANGE");
         CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE + 1) == -EINVAL, "a size not a multiple of 512: -EINVAL");
+        CHECK(virtio_blk_resize(r.dev, UINT64_MAX - 511) == -EFBIG, "a size beyond off_t: -EFBIG");
         CHECK(!(guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG), "no interrupt for a refused resize");
         CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE) == 0, "growing to twice the size");
         CHECK(fstat(fd, &st) == 0 && (uint64_t) st.st_size == 2 * IMAGE_SIZE, "the file grew");
