@@ -20,10 +20,10 @@
 
 #define BLOCK_IFACE "org.orrery.Block1"
 #define NET_IFACE "org.orrery.Network1"
-#define MAX_DEVICES 64          /* objects listed at most: a VM has four free virtio slots */
-#define MAX_FORWARDS 256        /* Forwards entries shown at most */
-#define GUEST_ADDR "10.0.2.15"  /* where Network1.AddForward forwards to */
-#define EXIT_USAGE_DEVICES 2    /* the caller prints the usage */
+#define MAX_DEVICES 64 /* objects listed at most: a VM has four free virtio slots */
+#define MAX_FORWARDS 256 /* Forwards entries shown at most */
+#define GUEST_ADDR "10.0.2.15" /* where Network1.AddForward forwards to */
+#define EXIT_USAGE_DEVICES 2 /* the caller prints the usage */
 
 static void print_call_error(const char *what, int r, const sd_bus_error *error) {
         if (error && sd_bus_error_is_set(error))
@@ -61,8 +61,8 @@ static bool id_is_valid(const char *id) {
         if (n == 0 || n > 32)
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9') ||
-                      id[i] == '_'))
+                if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+                      (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
                         return false;
         return true;
 }
@@ -163,7 +163,7 @@ typedef struct DeviceProps {
         bool readonly, snapshot, discard, link_up;
         uint64_t size, read_ops, read_bytes, write_ops, write_bytes, flush_ops, errors;
         uint64_t rx_packets, rx_bytes, rx_dropped, tx_packets, tx_bytes, tx_dropped;
-        char *forwards;                 /* the Forwards lines, ready to print */
+        char *forwards; /* the Forwards lines, ready to print */
 } DeviceProps;
 
 static void device_props_done(DeviceProps *p) {
@@ -383,7 +383,7 @@ typedef struct Forward {
         const char *proto;
         const char *host_addr;
         uint16_t host_port;
-        uint16_t guest_port;            /* 0 for hostfwd_remove */
+        uint16_t guest_port; /* 0 for hostfwd_remove */
 } Forward;
 
 /* "[tcp|udp]:[HOSTADDR]:HOSTPORT[-[GUESTADDR]:GUESTPORT]" in place (QEMU's syntax); the guest part iff 'with_guest'. */
@@ -393,8 +393,7 @@ static int parse_forward(char *s, bool with_guest, Forward *ret) {
         int r;
 
         if (!colon)
-                return log_error_errno(EINVAL, "'%s' has no protocol field (tcp:, udp: or :)",
-                                       printable(s));
+                return log_error_errno(EINVAL, "'%s' has no protocol field (tcp:, udp: or :)", printable(s));
         *colon = 0;
         if (s[0] == 0 || streq(s, "tcp"))
                 ret->proto = "tcp";
@@ -406,8 +405,8 @@ static int parse_forward(char *s, bool with_guest, Forward *ret) {
 
         dash = strchr(s, '-');
         if (with_guest != !!dash)
-                return log_error_errno(EINVAL, with_guest ? "no '-GUESTPORT' part" :
-                                       "hostfwd_remove takes no guest part");
+                return log_error_errno(EINVAL,
+                                       with_guest ? "no '-GUESTPORT' part" : "hostfwd_remove takes no guest part");
         if (dash)
                 *dash = 0;
         r = split_endpoint(s, &ret->host_addr, &ret->host_port);
@@ -420,7 +419,7 @@ static int parse_forward(char *s, bool with_guest, Forward *ret) {
                 return log_error_errno(EINVAL, "bad guest part: [GUESTADDR]:GUESTPORT, port 1-65535");
         if (guest_addr[0] && !streq(guest_addr, GUEST_ADDR))
                 return log_error_errno(EINVAL, "the guest address can only be " GUEST_ADDR
-                                       " (the address the guest gets by DHCP)");
+                                               " (the address the guest gets by DHCP)");
         return 0;
 }
 
@@ -473,7 +472,8 @@ static int device_call(const MonitorVmRef *vm, const char *what, const char *kin
         if (r < 0) {
                 if (sd_bus_error_has_names(&error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE))
                         log_error("%s: the VM has no %s '%s' (info %s lists them)", what,
-                                  streq(kind, "Block") ? "disk" : "NIC", id, streq(kind, "Block") ? "block" : "network");
+                                  streq(kind, "Block") ? "disk" : "NIC", id,
+                                  streq(kind, "Block") ? "block" : "network");
                 else
                         print_call_error(what, r, &error);
                 return r;
@@ -495,11 +495,21 @@ static int parse_size(const char *s, uint64_t *ret) {
                 return -ERANGE;
         if (*end) {
                 switch (*end) {
-                case 'k': case 'K': shift = 10; break;
-                case 'M': shift = 20; break;
-                case 'G': shift = 30; break;
-                case 'T': shift = 40; break;
-                default: return -EINVAL;
+                case 'k':
+                case 'K':
+                        shift = 10;
+                        break;
+                case 'M':
+                        shift = 20;
+                        break;
+                case 'G':
+                        shift = 30;
+                        break;
+                case 'T':
+                        shift = 40;
+                        break;
+                default:
+                        return -EINVAL;
                 }
                 if (end[1])
                         return -EINVAL;
@@ -523,8 +533,8 @@ static int run_block_resize(const MonitorVmRef *vm, char **argv, size_t argc) {
                 log_error("bad size '%s': bytes, or a number with k, M, G or T", printable(argv[2]));
                 return EXIT_USAGE_DEVICES;
         }
-        return device_call(vm, "block_resize", "Block", argv[1], BLOCK_IFACE, "Resize", "t", size) < 0 ? EXIT_FAILURE :
-                                                                                                          EXIT_SUCCESS;
+        return device_call(vm, "block_resize", "Block", argv[1], BLOCK_IFACE, "Resize", "t", size) < 0 ? EXIT_FAILURE
+                                                                                                       : EXIT_SUCCESS;
 }
 
 static int run_hostfwd(const MonitorVmRef *vm, char **argv, size_t argc, bool add) {
@@ -564,7 +574,9 @@ static int run_set_link(const MonitorVmRef *vm, char **argv, size_t argc) {
         }
         up = streq(argv[2], "on");
         return device_call(vm, "set_link", "Net", argv[1], "org.freedesktop.DBus.Properties", "Set", "ssv", NET_IFACE,
-                           "LinkUp", "b", (int) up) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+                           "LinkUp", "b", (int) up) < 0
+                       ? EXIT_FAILURE
+                       : EXIT_SUCCESS;
 }
 
 int monitor_devices_run(const MonitorVmRef *vm, char **argv, size_t argc) {
