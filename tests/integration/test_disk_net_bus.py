@@ -2,12 +2,14 @@
 """Changing disks and NICs at runtime through the bus: Block1.Resize, Network1.AddForward/RemoveForward.
 
 One VM on a private bus, with a writable disk, a readonly one, a snapshot one
-and a NIC with restrict=on. Only ever 127.0.0.1: every forward listens on
+and a NIC with restrict=on. The bus lets other users in, so that nobody
+(through setpriv, when the test runs as root, as in CI) is seen refused. Only ever 127.0.0.1: every forward listens on
 loopback.
 """
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,7 +20,7 @@ import dbus  # noqa: E402
 import dbus.mainloop.glib  # noqa: E402
 from gi.repository import GLib  # noqa: E402
 
-from orrery_test import BOOT_TIMEOUT, PrivateBus, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, Tap, Vm  # noqa: E402
 
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 tap = Tap()
@@ -72,8 +74,51 @@ def fetch_until_served(port, seconds=60):
     return None
 
 
+# A bus that another user may join, so that the same-user rule of Resize and AddForward is seen to hold.
+OPEN_BUS = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={path}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+class OpenBus:
+    def __init__(self, tmp):
+        os.chmod(tmp, 0o755)
+        sock = os.path.join(tmp, "bus")
+        conf = os.path.join(tmp, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(OPEN_BUS.format(path=sock))
+        self.proc = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={conf}", "--print-address=1"],
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.address = self.proc.stdout.readline().decode().strip()
+        os.chmod(sock, 0o777)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def as_other_user(args):
+    """busctl as nobody through setpriv; None when we are not root and cannot change user (those checks drop out)."""
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else None
+    if prefix is None:
+        return None
+    return subprocess.run(prefix + ["busctl", f"--address={pbus.address}"] + args, capture_output=True, text=True,
+                          timeout=60, cwd="/")
+
+
 tmpdir = tempfile.mkdtemp(prefix="orrery-test-disknet-")
-pbus = PrivateBus()
+pbus = OpenBus(tmpdir)
 vm = None
 try:
     imgs = {}
@@ -127,6 +172,11 @@ try:
     tap.check(os.path.getsize(imgs["rw"]) == 4 * MIB and os.path.getsize(imgs["ro"]) == 4 * MIB
               and os.path.getsize(imgs["snap"]) == 4 * MIB, "refused resizes leave the image files alone")
 
+    r = as_other_user(["call", service, f"{base}/Block/rw", "org.orrery.Block1", "Resize", "t", str(8 * MIB)])
+    if r is not None:
+        tap.check(r.returncode != 0 and "Access denied" in r.stderr and os.path.getsize(imgs["rw"]) == 4 * MIB,
+                  "Resize by another user: AccessDenied, the image unchanged", r.stdout + r.stderr)
+
     block("rw").Resize(dbus.UInt64(8 * MIB))
     tap.check(os.path.getsize(imgs["rw"]) == 8 * MIB, "Resize grows the image file")
     tap.check(int(block_props("rw").Get("org.orrery.Block1", "SizeBytes")) == 8 * MIB, "SizeBytes follows")
@@ -177,6 +227,18 @@ try:
               == "org.orrery.Error.InvalidArgument", "AddForward with a bad address: InvalidArgument")
     tap.check(error_name(lambda: nic.AddForward("tcp", "", dbus.UInt16(0), dbus.UInt16(80)))
               == "org.orrery.Error.InvalidArgument", "AddForward with host port 0: InvalidArgument")
+
+    other = free_port()
+    r = as_other_user(["call", service, f"{base}/Net/n0", "org.orrery.Network1", "AddForward", "ssqq", "tcp", "",
+                       str(other), "8080"])
+    if r is not None:
+        tap.check(r.returncode != 0 and "Access denied" in r.stderr and fetch(other) is None,
+                  "AddForward by another user: AccessDenied, nothing listens", r.stdout + r.stderr)
+    r = as_other_user(["call", service, f"{base}/Net/n0", "org.orrery.Network1", "RemoveForward", "ssq", "tcp", "",
+                       str(port)])
+    if r is not None:
+        tap.check(r.returncode != 0 and "Access denied" in r.stderr and fetch(port) == b"hello-from-guest\n",
+                  "RemoveForward by another user: AccessDenied, the forward still serves", r.stdout + r.stderr)
 
     nic.RemoveForward("tcp", "", dbus.UInt16(port))
     tap.check(("tcp", "127.0.0.1", "10.0.2.15", port, 8080) not in forwards(), "RemoveForward drops it from Forwards")
