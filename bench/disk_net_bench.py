@@ -3,13 +3,14 @@
 QEMU TCG, same firmware, kernel, initramfs and image.
 
   disk: guest dd, 1 MiB blocks, oflag=direct / iflag=direct, on a raw
-        image (cache=writeback on both).
+        image (cache=writeback on both); 4 KiB random reads, O_DIRECT, one
+        at a time, at fixed-seed offsets (orrery-guest-probe randread).
   net:  TCP through a host forward on 127.0.0.1 (restrict=on on both):
         host -> guest into busybox nc, guest -> host out of busybox nc.
 
 Only 127.0.0.1 is ever contacted.
 
-Usage: bench/disk_net_bench.py [--build DIR] [--mib N] [--no-qemu]
+Usage: bench/disk_net_bench.py [--build DIR] [--mib N] [--reads N] [--no-qemu]
 """
 import argparse
 import os
@@ -77,6 +78,11 @@ def free_port():
 def dd_rate(g, cmd):
     m = g.command(cmd + " 2>&1; echo dd-do''ne", rb"copied, ([\d.]+) seconds, ([\d.]+)([KMG]?)B/s[\s\S]*?dd-done", 600)
     return float(m.group(2)) * {b"": 1e-6, b"K": 1e-3, b"M": 1, b"G": 1e3}[m.group(3)] * (1e6 / (1 << 20))
+
+
+def randread_iops(g, count):
+    m = g.command(f"orrery-guest-probe randread /dev/vda {count}", rb"orrery-probe: randread ops=\d+ ms=\d+ iops=(\d+)", 600)
+    return float(m.group(1))
 
 
 def connect_retry(port, deadline=60):
@@ -155,17 +161,21 @@ def measured(g, fn):
     return r, per[0] / dt, sum(per) / dt
 
 
-def run(name, cmd, fwd_in, fwd_out, mib):
+UNITS = {"randread": "IOPS"}
+
+
+def run(name, cmd, fwd_in, fwd_out, mib, reads):
     g = Guest(cmd)
     try:
         g.wait_for(READY, 300)
         r = {}
         for key, fn in (("write", lambda: dd_rate(g, f"dd if=/dev/zero of=/dev/vda bs=1M count={mib} oflag=direct")),
                         ("read", lambda: dd_rate(g, f"dd if=/dev/vda of=/dev/null bs=1M count={mib} iflag=direct")),
+                        ("randread", lambda: randread_iops(g, reads)),
                         ("tcp_in", lambda: tcp_in(g, fwd_in, mib)),
                         ("tcp_out", lambda: tcp_out(g, fwd_out, mib))):
             r[key] = measured(g, fn)
-        print(f"{name}: " + ", ".join(f"{k} {v[0]:.1f} MiB/s (busiest thread {v[1] * 100:.0f}%, process {v[2] * 100:.0f}%)"
+        print(f"{name}: " + ", ".join(f"{k} {v[0]:.1f} {UNITS.get(k, 'MiB/s')} (busiest thread {v[1] * 100:.0f}%, process {v[2] * 100:.0f}%)"
                                       for k, v in r.items()), flush=True)
         return r
     finally:
@@ -176,6 +186,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     ap.add_argument("--mib", type=int, default=128)
+    ap.add_argument("--reads", type=int, default=2000, help="4 KiB random reads for the IOPS figure")
     ap.add_argument("--no-qemu", action="store_true")
     a = ap.parse_args()
     guest = os.path.join(a.build, "guest")
@@ -189,7 +200,7 @@ def main():
         net = f"user,restrict=on,hostfwd=tcp::{pi}-:5000,hostfwd=tcp::{po}-:5001"
         results = {"orrery-vm": run("orrery-vm", [os.path.join(a.build, "emulator", "orrery-vm"), "--name", "bench",
                                                    "--no-bus", "--no-config", "--display", "none",
-                                                   "--drive", f"file={img}", "--net", net], pi, po, a.mib)}
+                                                   "--drive", f"file={img}", "--net", net], pi, po, a.mib, a.reads)}
         if not a.no_qemu:
             pi, po = free_port(), free_port()
             results["qemu"] = run("qemu", ["qemu-system-riscv64", "-M", "virt", "-m", "512M", "-nographic",
@@ -199,7 +210,7 @@ def main():
                                            "-device", "virtio-blk-device,drive=d0",
                                            "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{pi}-:5000,"
                                                       f"hostfwd=tcp:127.0.0.1:{po}-:5001",
-                                           "-device", "virtio-net-device,netdev=n0"], pi, po, a.mib)
+                                           "-device", "virtio-net-device,netdev=n0"], pi, po, a.mib, a.reads)
     return 0
 
 

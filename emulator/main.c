@@ -420,6 +420,8 @@ static int setup_bus(Vm *vm) {
                 .machine = vm->machine,
                 .chardevs = { vm->serial, vm->agent },
                 .n_chardevs = 2,
+                .nets = vm->nets,
+                .n_nets = vm->options.n_nets,
         };
 
         if (vm->options.no_bus)

@@ -306,11 +306,10 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 break;
         case ARG_DRIVE: {
                 DriveSpec d, *a;
-                char message[512];
 
-                r = drive_spec_parse(value, &d, message, sizeof(message));
+                r = drive_spec_parse(value, where, &d);
                 if (r < 0)
-                        return log_error_errno(r, "%s%s", where, message);
+                        return r;
                 a = realloc(o->drives, sizeof(DriveSpec) * (o->n_drives + 1));
                 if (!a) {
                         drive_spec_done(&d);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h"
 #include "macro.h"
 #include "block/drive.h"
 
@@ -69,61 +70,45 @@ void drive_spec_done(DriveSpec *d) {
         *d = (DriveSpec) {};
 }
 
-int drive_spec_parse(const char *s, DriveSpec *ret, char *error, size_t error_size) {
-        DriveSpec d = {};
+int drive_spec_parse(const char *s, const char *where, DriveSpec *ret) {
+        _cleanup_(drive_spec_done) DriveSpec d = {};
         const char *p = s;
-        int r = 0;
 
+        where = where ?: "";
         while (*p) {
                 _cleanup_free_ char *item = next_item(&p);
                 char *eq, *value;
                 bool b;
 
-                if (!item) {
-                        r = -ENOMEM;
-                        snprintf(error, error_size, "out of memory");
-                        goto fail;
-                }
+                if (!item)
+                        return log_oom();
                 eq = strchr(item, '=');
-                if (!eq || eq == item) {
-                        snprintf(error, error_size, "invalid drive '%s': expected key=value, got '%s'", s, item);
-                        r = -EINVAL;
-                        goto fail;
-                }
+                if (!eq || eq == item)
+                        return log_error_errno(EINVAL, "%sinvalid drive '%s': expected key=value, got '%s'", where, s,
+                                               item);
                 *eq = 0;
                 value = eq + 1;
 
                 if (streq(item, "file")) {
-                        if (!*value) {
-                                snprintf(error, error_size, "invalid drive '%s': file= needs a path", s);
-                                r = -EINVAL;
-                                goto fail;
-                        }
+                        if (!*value)
+                                return log_error_errno(EINVAL, "%sinvalid drive '%s': file= needs a path", where, s);
                         free(d.path);
                         d.path = strdup(value);
-                        if (!d.path) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
+                        if (!d.path)
+                                return log_oom();
                 } else if (streq(item, "id")) {
-                        if (!device_id_is_valid(value)) {
-                                snprintf(error, error_size, "invalid drive id '%s': use 1-%d characters of [A-Za-z0-9_]",
-                                         value, DRIVE_ID_MAX);
-                                r = -EINVAL;
-                                goto fail;
-                        }
+                        if (!device_id_is_valid(value))
+                                return log_error_errno(EINVAL,
+                                                       "%sinvalid drive id '%s': use 1-%d characters of [A-Za-z0-9_]",
+                                                       where, value, DRIVE_ID_MAX);
                         free(d.id);
                         d.id = strdup(value);
-                        if (!d.id) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
+                        if (!d.id)
+                                return log_oom();
                 } else if (streq(item, "readonly") || streq(item, "snapshot") || streq(item, "discard")) {
-                        if (parse_onoff(value, &b) < 0) {
-                                snprintf(error, error_size, "invalid drive '%s': %s=%s, expected on or off", s, item, value);
-                                r = -EINVAL;
-                                goto fail;
-                        }
+                        if (parse_onoff(value, &b) < 0)
+                                return log_error_errno(EINVAL, "%sinvalid drive '%s': %s=%s, expected on or off", where,
+                                                       s, item, value);
                         if (streq(item, "readonly"))
                                 d.readonly = b;
                         else if (streq(item, "snapshot"))
@@ -135,32 +120,20 @@ int drive_spec_parse(const char *s, DriveSpec *ret, char *error, size_t error_si
                                 d.cache = BLOCK_CACHE_WRITEBACK;
                         else if (streq(value, "none"))
                                 d.cache = BLOCK_CACHE_NONE;
-                        else {
-                                snprintf(error, error_size, "invalid drive '%s': cache=%s, expected writeback or none", s, value);
-                                r = -EINVAL;
-                                goto fail;
-                        }
-                } else {
-                        snprintf(error, error_size,
-                                 "invalid drive '%s': unknown key '%s' (known: file, id, readonly, snapshot, cache, discard)",
-                                 s, item);
-                        r = -EINVAL;
-                        goto fail;
-                }
+                        else
+                                return log_error_errno(EINVAL,
+                                                       "%sinvalid drive '%s': cache=%s, expected writeback or none",
+                                                       where, s, value);
+                } else
+                        return log_error_errno(EINVAL,
+                                               "%sinvalid drive '%s': unknown key '%s' (known: file, id, readonly, "
+                                               "snapshot, cache, discard)", where, s, item);
         }
-        if (!d.path) {
-                snprintf(error, error_size, "invalid drive '%s': file=PATH is required", s);
-                r = -EINVAL;
-                goto fail;
-        }
+        if (!d.path)
+                return log_error_errno(EINVAL, "%sinvalid drive '%s': file=PATH is required", where, s);
         *ret = d;
+        d = (DriveSpec) {};
         return 0;
-
-fail:
-        if (r == -ENOMEM)
-                snprintf(error, error_size, "out of memory");
-        drive_spec_done(&d);
-        return r;
 }
 
 int drive_specs_finish(DriveSpec *d, size_t n, char *error, size_t error_size) {

@@ -26,8 +26,12 @@ typedef struct DriveSpec {
         BlockCache cache;
 } DriveSpec;
 
-/* Returns 0, or -EINVAL / -ENOMEM with a one-line message in 'error'. */
-int drive_spec_parse(const char *s, DriveSpec *ret, char *error, size_t error_size);
+/*
+ * Parses one --drive value. Returns 0, or logs one line (prefixed with
+ * 'where', e.g. the config file's "FILE:LINE: ", or NULL) and returns
+ * -EINVAL / -ENOMEM.
+ */
+int drive_spec_parse(const char *s, const char *where, DriveSpec *ret);
 void drive_spec_done(DriveSpec *d);
 
 /* Whether id is [A-Za-z0-9_]{1,DRIVE_ID_MAX}. */

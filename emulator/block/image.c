@@ -42,8 +42,9 @@ struct BlockImage {
         uint8_t *present;               /* one bit per cluster */
 };
 
+/* Atomic: block_image_resize() grows it on the event-loop thread while workers check ranges against it. */
 uint64_t block_image_size(const BlockImage *img) {
-        return img->size;
+        return __atomic_load_n(&img->size, __ATOMIC_ACQUIRE);
 }
 
 const char *block_image_path(const BlockImage *img) {
@@ -223,9 +224,11 @@ static uint64_t iov_total(const struct iovec *iov, unsigned n) {
 }
 
 static int check_range(const BlockImage *img, uint64_t offset, uint64_t len) {
+        uint64_t size = block_image_size(img);
+
         if (offset % BLOCK_SECTOR_SIZE != 0 || len % BLOCK_SECTOR_SIZE != 0)
                 return -EINVAL;
-        if (offset > img->size || len > img->size - offset)
+        if (offset > size || len > size - offset)
                 return -EINVAL;
         return 0;
 }
@@ -426,7 +429,8 @@ static int punch(BlockImage *img, uint64_t offset, uint64_t len) {
         return 0;
 }
 
-int block_image_discard(BlockImage *img, uint64_t offset, uint64_t len) {
+/* What discard and write-zeroes both require: a range inside the image, discard=on, a writable image. */
+static int check_unmap(const BlockImage *img, uint64_t offset, uint64_t len) {
         int r;
 
         if (!img)
@@ -438,6 +442,15 @@ int block_image_discard(BlockImage *img, uint64_t offset, uint64_t len) {
                 return -EOPNOTSUPP;
         if (img->readonly)
                 return -EROFS;
+        return 0;
+}
+
+int block_image_discard(BlockImage *img, uint64_t offset, uint64_t len) {
+        int r;
+
+        r = check_unmap(img, offset, len);
+        if (r < 0)
+                return r;
         /* Discard is a hint: the snapshot's image is never touched, and a file system without holes keeps its data. */
         if (img->snapshot || len == 0)
                 return 0;
@@ -449,15 +462,9 @@ int block_image_write_zeroes(BlockImage *img, uint64_t offset, uint64_t len) {
         static const uint8_t zero[CHUNK_SIZE];
         int r;
 
-        if (!img)
-                return -EINVAL;
-        r = check_range(img, offset, len);
+        r = check_unmap(img, offset, len);
         if (r < 0)
                 return r;
-        if (!img->discard)
-                return -EOPNOTSUPP;
-        if (img->readonly)
-                return -EROFS;
         if (len == 0)
                 return 0;
         if (img->snapshot)
@@ -477,6 +484,35 @@ int block_image_write_zeroes(BlockImage *img, uint64_t offset, uint64_t len) {
                 offset += n;
                 len -= n;
         }
+        return 0;
+}
+
+int block_image_resize(BlockImage *img, uint64_t size) {
+        struct stat st;
+
+        if (!img)
+                return -EINVAL;
+        if (img->readonly)
+                return -EROFS;
+        /* The overlay's cluster map is sized for the image, and growing a file that is never written makes no sense. */
+        if (img->snapshot)
+                return -EOPNOTSUPP;
+        if (size % BLOCK_SECTOR_SIZE != 0)
+                return -EINVAL;
+        if (size > (uint64_t) INT64_MAX)
+                return -EFBIG;          /* beyond what off_t can say */
+        if (size < block_image_size(img))
+                return -ERANGE;
+        if (fstat(img->fd_buf, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EOPNOTSUPP;
+        if (size == block_image_size(img))
+                return 0;
+        /* ftruncate() leaves the new tail a hole: a grown sparse image stays sparse. */
+        if (ftruncate(img->fd_buf, (off_t) size) < 0)
+                return -errno;
+        __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
         return 0;
 }
 

@@ -89,6 +89,17 @@ int block_image_discard(BlockImage *img, uint64_t offset, uint64_t len);
 int block_image_write_zeroes(BlockImage *img, uint64_t offset, uint64_t len);
 
 /*
+ * Grows a regular image file to 'size' bytes (the tail reads as zeros and
+ * stays a hole). Returns 0 (also when the size is unchanged), -EROFS
+ * (readonly), -EOPNOTSUPP (snapshot, or not a regular file), -EINVAL (not a
+ * multiple of 512), -ERANGE (smaller than today), -EFBIG (beyond off_t), or
+ * ftruncate()'s error.
+ * Any thread; requests in flight see either size, and both are valid for
+ * them, since the image only grows.
+ */
+int block_image_resize(BlockImage *img, uint64_t size);
+
+/*
  * "comm (pid N)" of a process holding a lock on the file at 'path', from
  * /proc/locks and /proc/PID/comm; NULL when none can be found. Free it.
  */

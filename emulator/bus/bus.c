@@ -388,6 +388,8 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret) {
                 return log_oom();
         b->event = sd_event_ref(event);
         b->machine = config->machine;
+        b->nets = config->nets;
+        b->n_nets = config->n_nets;
         b->last_state = machine_get_state(config->machine);
         b->version = ORRERY_VERSION;
         b->vcpus = 1;

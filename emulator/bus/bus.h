@@ -37,6 +37,7 @@
 #define BUS_MAX_PENDING_PER_PEER 128
 
 typedef struct VmBus VmBus;
+typedef struct NetUser NetUser;
 
 typedef struct VmBusConfig {
         const char *name;               /* VM name (validated) */
@@ -44,6 +45,8 @@ typedef struct VmBusConfig {
         Machine *machine;
         Chardev *chardevs[BUS_MAX_CHARDEVS];
         unsigned n_chardevs;
+        NetUser *const *nets;           /* the user networking of NIC i (machine_nic() order), for its forwards */
+        size_t n_nets;
 } VmBusConfig;
 
 /* Connects, publishes the objects and takes the name. Failures are logged with their context. */
@@ -93,6 +96,8 @@ struct VmBus {
         sd_event_source *reconnect_timer;
         uint64_t reconnect_delay;       /* usec; doubles up to RECONNECT_MAX_USEC */
         Machine *machine;
+        NetUser *const *nets;           /* VmBusConfig's; they outlive the bus */
+        size_t n_nets;
         char *name;
         char *path;                     /* /org/orrery/VM/<name> */
         char *console_path;

@@ -32,7 +32,9 @@
 
 /*
  * 'transport' owns the device lock; image, workers and serial are constant
- * after virtio_blk_new(); stats are protected by the lock.
+ * after virtio_blk_new(); stats are protected by the lock. 'capacity' only
+ * grows (virtio_blk_resize(), under the lock) and is read atomically, since
+ * the workers check discard ranges against it without the lock.
  */
 struct VirtioBlk {
         VirtioMmio *transport;
@@ -63,6 +65,10 @@ static void put_le64(uint8_t *p, uint64_t v) {
         memcpy(p, &v, sizeof(v));
 }
 
+static uint64_t capacity(const VirtioBlk *dev) {
+        return __atomic_load_n(&dev->capacity, __ATOMIC_ACQUIRE);
+}
+
 static uint16_t blk_queue_num_max(_unused_ void *backend, _unused_ unsigned index) {
         return VIRTIO_BLK_QUEUE_SIZE;
 }
@@ -71,7 +77,7 @@ static void blk_config_read(void *backend, uint32_t offset, uint8_t *buf, unsign
         VirtioBlk *dev = backend;
         uint8_t cfg[VIRTIO_BLK_CONFIG_SIZE] = {};
 
-        put_le64(cfg + CFG_CAPACITY, dev->capacity);
+        put_le64(cfg + CFG_CAPACITY, capacity(dev));
         put_le32(cfg + CFG_SEG_MAX, VIRTIO_BLK_QUEUE_SIZE - 2);
         put_le32(cfg + CFG_BLK_SIZE, BLOCK_SECTOR_SIZE);
         if (block_image_discard_enabled(dev->image)) {
@@ -147,7 +153,7 @@ static int do_segments(VirtioBlk *dev, BlkReq *req) {
 
                 if (req->type == VIRTIO_BLK_T_DISCARD ? flags != 0 : (flags & ~WRITE_ZEROES_FLAG_UNMAP) != 0)
                         return -EOPNOTSUPP;
-                if (sector > dev->capacity || count > dev->capacity - sector)
+                if (sector > capacity(dev) || count > capacity(dev) - sector)
                         return -EINVAL;
 
                 if (req->type == VIRTIO_BLK_T_DISCARD)
@@ -215,9 +221,9 @@ static void blk_run(BlockJob *job) {
 
 /* Whether [sector*512, sector*512 + len) lies in the disk, without overflow. */
 static bool in_range(const VirtioBlk *dev, uint64_t sector, uint64_t len) {
-        if (len % BLOCK_SECTOR_SIZE != 0 || sector > dev->capacity)
+        if (len % BLOCK_SECTOR_SIZE != 0 || sector > capacity(dev))
                 return false;
-        return len / BLOCK_SECTOR_SIZE <= dev->capacity - sector;
+        return len / BLOCK_SECTOR_SIZE <= capacity(dev) - sector;
 }
 
 /*
@@ -347,6 +353,21 @@ void virtio_blk_drain(VirtioBlk *dev) {
 
 const char *virtio_blk_serial(VirtioBlk *dev) {
         return dev->serial;
+}
+
+int virtio_blk_resize(VirtioBlk *dev, uint64_t size) {
+        int r;
+
+        r = block_image_resize(dev->image, size);
+        if (r < 0)
+                return r;
+        virtio_mmio_lock(dev->transport);
+        if (capacity(dev) != size / BLOCK_SECTOR_SIZE) {
+                __atomic_store_n(&dev->capacity, size / BLOCK_SECTOR_SIZE, __ATOMIC_RELEASE);
+                virtio_mmio_config_changed_locked(dev->transport);
+        }
+        virtio_mmio_unlock(dev->transport);
+        return 0;
 }
 
 void virtio_blk_stats(VirtioBlk *dev, VirtioBlkStats *ret) {

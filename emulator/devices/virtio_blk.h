@@ -97,6 +97,13 @@ void virtio_blk_reset(VirtioBlk *dev);
 /* Waits until no request is being carried out (tests). Not with the device lock held. */
 void virtio_blk_drain(VirtioBlk *dev);
 
+/*
+ * Grows the image (block_image_resize(), same errors) and the capacity the
+ * guest sees, and raises a configuration-change interrupt so that its
+ * driver reads the new capacity. Any thread, not with the device lock held.
+ */
+int virtio_blk_resize(VirtioBlk *dev, uint64_t size);
+
 /* Any thread. */
 void virtio_blk_stats(VirtioBlk *dev, VirtioBlkStats *ret);
 /* The serial (the drive's id), NUL-terminated. Constant. */

@@ -183,14 +183,13 @@ static int rx_deliver_locked(VirtioNet *dev, const uint8_t *frame, size_t len) {
 
                 if (n == VIRTIO_NET_RX_CHAINS || (n == 1 && !mergeable)) {
                         /* Buffers this small never take the frame: give them back untouched. */
-                        vq->last_avail -= (uint16_t) n;
+                        virtqueue_unpop(vq, n);
                         return -EMSGSIZE;
                 }
                 r = virtqueue_pop(vq, &dev->rx[n]);
                 if (r <= 0) {
                         /* Not popped: the chains popped so far go back to the ring, unused. */
-                        if (virtqueue_usable(vq))
-                                vq->last_avail -= (uint16_t) n;
+                        virtqueue_unpop(vq, n);
                         return -EAGAIN;
                 }
                 lens[n] = (uint32_t) MIN((size_t) dev->rx[n].in_len, total - off);

@@ -215,6 +215,11 @@ int virtqueue_pop(VirtQueue *vq, VirtqChain *ret) {
         return 1;
 }
 
+void virtqueue_unpop(VirtQueue *vq, unsigned n) {
+        if (virtqueue_usable(vq))
+                vq->last_avail -= (uint16_t) n;
+}
+
 size_t virtqueue_chain_read(const VirtqChain *chain, size_t offset, void *buf, size_t len) {
         uint8_t *out = buf;
         size_t done = 0;

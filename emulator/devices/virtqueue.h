@@ -154,6 +154,14 @@ int virtqueue_fail(VirtQueue *vq, int error);
  */
 int virtqueue_pop(VirtQueue *vq, VirtqChain *ret);
 
+/*
+ * Gives back the last 'n' chains popped, untouched: the next pops return
+ * them again. Only for chains not pushed, with nothing popped since; a
+ * no-op on a queue that is not usable (reset or broken since: the driver
+ * starts over anyway).
+ */
+void virtqueue_unpop(VirtQueue *vq, unsigned n);
+
 /* Copies up to len bytes from the readable part, from byte 'offset' on. Returns the count. */
 size_t virtqueue_chain_read(const VirtqChain *chain, size_t offset, void *buf, size_t len);
 

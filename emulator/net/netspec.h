@@ -9,7 +9,9 @@
  * unless another address is written), an empty GUESTADDR 10.0.2.15. ID:
  * [A-Za-z0-9_]{1,32}, default "netN". MAC: six hex pairs separated by ':',
  * unicast; default: derived from the VM's name and the NIC's id, so that a
- * VM keeps its address from one run to the next.
+ * VM keeps its address from one run to the next (Machine1.UUID is chosen at
+ * random at every start, so a MAC derived from it would change each time;
+ * the name is what identifies a VM's configuration).
  */
 
 #include <netinet/in.h>

@@ -48,6 +48,10 @@ struct NetUser {
         Watch *watches;
         size_t n_watches, cap_watches;
         bool in_slirp;
+
+        /* The host forwards slirp listens for, in the order they were added (slirp cannot list them). */
+        NetForward forwards[NET_USER_MAX_FORWARDS];
+        size_t n_forwards;
 };
 
 static int64_t cb_clock_get_ns(_unused_ void *opaque) {
@@ -284,18 +288,52 @@ static int tx_ready(_unused_ sd_event_source *s, _unused_ int fd, _unused_ uint3
         return 0;
 }
 
+static NetForward *find_forward(NetUser *nu, bool udp, struct in_addr host_addr, uint16_t host_port) {
+        for (size_t i = 0; i < nu->n_forwards; i++) {
+                NetForward *f = &nu->forwards[i];
+
+                if (f->udp == udp && f->host_addr.s_addr == host_addr.s_addr && f->host_port == host_port)
+                        return f;
+        }
+        return NULL;
+}
+
 int net_user_add_forward(NetUser *nu, const NetForward *f) {
+        if (!nu || !f || f->host_port == 0 || f->guest_port == 0)
+                return -EINVAL;
+        if (find_forward(nu, f->udp, f->host_addr, f->host_port))
+                return -EADDRINUSE;
+        if (nu->n_forwards >= NET_USER_MAX_FORWARDS)
+                return -ENOSPC;
         if (slirp_add_hostfwd(nu->slirp, f->udp, f->host_addr, f->host_port, f->guest_addr, f->guest_port) < 0)
                 return -EADDRINUSE;
+        nu->forwards[nu->n_forwards++] = *f;
         refill(nu);
         return 0;
 }
 
 int net_user_remove_forward(NetUser *nu, bool udp, struct in_addr host_addr, uint16_t host_port) {
+        NetForward *f;
+
+        if (!nu)
+                return -EINVAL;
+        f = find_forward(nu, udp, host_addr, host_port);
+        if (!f)
+                return -ENOENT;
         if (slirp_remove_hostfwd(nu->slirp, udp, host_addr, host_port) < 0)
                 return -ENOENT;
+        memmove(f, f + 1, (size_t) (nu->forwards + nu->n_forwards - (f + 1)) * sizeof(*f));
+        nu->n_forwards--;
         refill(nu);
         return 0;
+}
+
+size_t net_user_n_forwards(const NetUser *nu) {
+        return nu ? nu->n_forwards : 0;
+}
+
+const NetForward *net_user_forward(const NetUser *nu, size_t i) {
+        return nu && i < nu->n_forwards ? &nu->forwards[i] : NULL;
 }
 
 int net_user_new(sd_event *event, const NetSpec *spec, VirtioNet *nic, NetUser **ret, char *error, size_t error_size) {
@@ -337,7 +375,13 @@ int net_user_new(sd_event *event, const NetSpec *spec, VirtioNet *nic, NetUser *
                 const NetForward *f = &spec->forwards[i];
                 char a[INET_ADDRSTRLEN] = "?";
 
-                if (slirp_add_hostfwd(nu->slirp, f->udp, f->host_addr, f->host_port, f->guest_addr, f->guest_port) < 0) {
+                r = net_user_add_forward(nu, f);
+                if (r == -ENOSPC) {
+                        snprintf(error, error_size, "net '%s': more than %u host forwards", spec->id,
+                                 NET_USER_MAX_FORWARDS);
+                        return r;
+                }
+                if (r < 0) {
                         inet_ntop(AF_INET, &f->host_addr, a, sizeof(a));
                         snprintf(error, error_size, "net '%s': cannot forward %s:%s:%u (the port is in use, or the address is not the host's)",
                                  spec->id, f->udp ? "udp" : "tcp", a, f->host_port);

@@ -32,6 +32,17 @@ static inline void net_user_freep(NetUser **nu) {
                 net_user_free(*nu);
 }
 
-/* Runtime forwards (the bus). -EADDRINUSE, -ENOENT. */
+/* Host forwards of one NIC, --net's and the bus's together: a bound on what clients may add. */
+#define NET_USER_MAX_FORWARDS 64
+
+/*
+ * Runtime forwards (the bus), event-loop thread only. Add: -EINVAL (port
+ * 0), -EADDRINUSE (the same proto, address and port is forwarded already,
+ * or slirp cannot listen there), -ENOSPC (NET_USER_MAX_FORWARDS). Remove:
+ * -ENOENT when no such forward exists.
+ */
 int net_user_add_forward(NetUser *nu, const NetForward *f);
 int net_user_remove_forward(NetUser *nu, bool udp, struct in_addr host_addr, uint16_t host_port);
+/* The forwards in place, in the order they were added; NULL past the end. */
+size_t net_user_n_forwards(const NetUser *nu);
+const NetForward *net_user_forward(const NetUser *nu, size_t i);

@@ -12,6 +12,8 @@
  *   powerkey          power off cleanly when KEY_POWER is pressed
  *   cpu-bench [ROUNDS]
  *                     deterministic CPU benchmark: checksum and time
+ *   randread DEVICE [COUNT]
+ *                     4 KiB direct reads at random aligned offsets: IOPS
  *
  * See guest/README.md for the exact output lines.
  */
@@ -22,6 +24,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/fb.h>
+#include <linux/fs.h>
 #include <linux/input.h>
 #include <linux/kd.h>
 #include <math.h>
@@ -748,6 +751,58 @@ static int verb_cpu_bench(int argc, char *argv[]) {
         return 0;
 }
 
+#define RANDREAD_BLOCK 4096U
+#define RANDREAD_COUNT_DEFAULT 2000U
+
+/*
+ * One read at a time, O_DIRECT so that every read reaches the device (no
+ * page cache, no readahead): the IOPS of a queue depth of 1, which is what
+ * the device and its transport cost per request.
+ */
+static int verb_randread(int argc, char *argv[]) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ void *buf = NULL;
+        struct timespec start, end;
+        uint32_t count = RANDREAD_COUNT_DEFAULT;
+        uint64_t size = 0, blocks, x = UINT64_C(0x9e3779b97f4a7c15);
+        int64_t ns;
+        int r;
+
+        if (argc < 2 || argc > 3)
+                return log_error("usage: %s randread DEVICE [COUNT]", program_name);
+        if (argc == 3) {
+                r = parse_uint32(argv[2], &count);
+                if (r < 0 || count == 0)
+                        return log_error("Invalid count '%s'", argv[2]);
+        }
+        fd = open(argv[1], O_RDONLY | O_DIRECT | O_CLOEXEC);
+        if (fd < 0)
+                return log_error_errno(-errno, "Failed to open %s", argv[1]);
+        if (ioctl(fd, BLKGETSIZE64, &size) < 0)
+                return log_error_errno(-errno, "Failed to read the size of %s", argv[1]);
+        blocks = size / RANDREAD_BLOCK;
+        if (blocks == 0)
+                return log_error("%s is smaller than %u bytes", argv[1], RANDREAD_BLOCK);
+        if (posix_memalign(&buf, RANDREAD_BLOCK, RANDREAD_BLOCK) != 0)
+                return log_error_errno(-ENOMEM, "Failed to allocate the buffer");
+
+        if (clock_gettime(CLOCK_MONOTONIC, &start) < 0)
+                return log_error_errno(-errno, "Failed to read the clock");
+        for (uint32_t i = 0; i < count; i++) {
+                /* A fixed-seed LCG: the same offsets on every run and every emulator. */
+                x = x * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+                if (pread(fd, buf, RANDREAD_BLOCK, (off_t) ((x >> 16) % blocks * RANDREAD_BLOCK)) != RANDREAD_BLOCK)
+                        return log_error_errno(-EIO, "Read %" PRIu32 " of %s failed", i, argv[1]);
+        }
+        if (clock_gettime(CLOCK_MONOTONIC, &end) < 0)
+                return log_error_errno(-errno, "Failed to read the clock");
+
+        ns = (int64_t) (end.tv_sec - start.tv_sec) * 1000000000 + (end.tv_nsec - start.tv_nsec);
+        emit("randread ops=%" PRIu32 " ms=%" PRIi64 " iops=%" PRIi64, count, ns / 1000000,
+             ns > 0 ? (int64_t) count * 1000000000 / ns : 0);
+        return 0;
+}
+
 /* -------------------------------------------------------------------------- */
 
 static void help(void) {
@@ -758,8 +813,9 @@ static void help(void) {
                "  events [--syn] [COUNT]   Print input events (EV_SYN only with --syn),\n"
                "                           stop after COUNT of them\n"
                "  powerkey                 Power off when KEY_POWER is pressed\n"
-               "  cpu-bench [ROUNDS]       Run the CPU benchmark (default %u rounds)\n",
-               program_name, BENCH_ROUNDS_DEFAULT);
+               "  cpu-bench [ROUNDS]       Run the CPU benchmark (default %u rounds)\n"
+               "  randread DEVICE [COUNT]  4 KiB direct random reads (default %u), print IOPS\n",
+               program_name, BENCH_ROUNDS_DEFAULT, RANDREAD_COUNT_DEFAULT);
 }
 
 int probe_main(int argc, char *argv[]) {
@@ -772,6 +828,7 @@ int probe_main(int argc, char *argv[]) {
                 { "events",    verb_events    },
                 { "powerkey",  verb_powerkey  },
                 { "cpu-bench", verb_cpu_bench },
+                { "randread",  verb_randread  },
         };
 
         if (argc < 2) {

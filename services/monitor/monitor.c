@@ -32,6 +32,7 @@
 #include <readline/readline.h>
 
 #include "agent.h"
+#include "devices.h"
 #include "keys.h"
 #include "log.h"
 #include "io-util.h"
@@ -280,7 +281,8 @@ struct Command {
 static const Command *command_find(const char *name);
 static int usage_of(const Command *cmd);
 
-static const char *const info_topics[] = { "status", "vm", "consoles", "chardevs", "agent", "version", NULL };
+static const char *const info_topics[] = { "status", "vm", "consoles", "chardevs", "agent", "version", "block",
+                                            "network", NULL };
 
 static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
@@ -366,9 +368,19 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
                 return EXIT_SUCCESS;
         }
 
+        if (strcmp(topic, "block") == 0 || strcmp(topic, "network") == 0) {
+                MonitorVmRef ref;
+
+                if (!need_vm(m))
+                        return EXIT_FAILURE;
+                ref = (MonitorVmRef) { orrery_client_get_bus(m->client), orrery_vm_get_owner(m->vm),
+                                       orrery_vm_get_path(m->vm), orrery_client_get_timeout(m->client) };
+                return strcmp(topic, "block") == 0 ? monitor_info_block(&ref) : monitor_info_network(&ref);
+        }
+
         if (strcmp(topic, "status") != 0 && strcmp(topic, "vm") != 0 && strcmp(topic, "consoles") != 0 &&
             strcmp(topic, "chardevs") != 0 && strcmp(topic, "agent") != 0) {
-                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version)",
+                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version, block, network)",
                         topic);
                 return usage_of(cmd);
         }
@@ -575,6 +587,19 @@ static int cmd_agent(Monitor *m, const Command *cmd, char **argv, size_t argc) {
                                  m->interactive && isatty(STDERR_FILENO));
 }
 
+/* Disk and network commands (devices.c). */
+static int cmd_devices(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        MonitorVmRef ref;
+        int r;
+
+        if (!need_vm(m))
+                return EXIT_FAILURE;
+        ref = (MonitorVmRef) { orrery_client_get_bus(m->client), orrery_vm_get_owner(m->vm), orrery_vm_get_path(m->vm),
+                               orrery_client_get_timeout(m->client) };
+        r = monitor_devices_run(&ref, argv, argc);
+        return r == EXIT_USAGE ? usage_of(cmd) : r;
+}
+
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc);
 static int cmd_help(Monitor *m, const Command *cmd, char **argv, size_t argc);
 
@@ -589,8 +614,8 @@ static int cmd_exit(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
 static const Command commands[] = {
         { "help", "[COMMAND]", "show the commands, or one command's usage", cmd_help, 0, 1 },
-        { "info", "status|vm|consoles|chardevs|agent|version",
-          "show the VM's state, properties, consoles, chardevs, guest agent, versions",
+        { "info", "status|vm|consoles|chardevs|agent|version|block|network",
+          "show the VM's state, properties, consoles, chardevs, guest agent, versions, disks, NICs",
           cmd_info, 1, 1 },
         { "stop", "", "pause the VM", cmd_action, 0, 0 },
         { "cont", "", "resume the VM", cmd_action, 0, 0 },
@@ -606,6 +631,10 @@ static const Command commands[] = {
         { "list", "", "list the VMs on the bus", cmd_list, 0, 0 },
         { "attach", "NAME", "switch to another VM", cmd_attach, 1, 1 },
         { "agent", MONITOR_AGENT_USAGE, "talk to the guest agent (through orrery-agent)", cmd_agent, 1, 3 },
+        { "block_resize", "DISK SIZE", "grow a disk image to SIZE bytes (or k, M, G, T)", cmd_devices, 2, 2 },
+        { "hostfwd_add", MONITOR_HOSTFWD_ADD_USAGE, "forward a host port to the guest", cmd_devices, 1, 2 },
+        { "hostfwd_remove", MONITOR_HOSTFWD_REMOVE_USAGE, "remove a host forward", cmd_devices, 1, 2 },
+        { "set_link", "NIC on|off", "take a NIC's link up or down (the guest sees its carrier)", cmd_devices, 2, 2 },
         { "exit", "", "leave the monitor (the VM keeps running; so does Ctrl-D)", cmd_exit, 0, 0 },
 };
 

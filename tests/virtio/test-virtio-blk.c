@@ -5,7 +5,9 @@
  * never changes), discard and write-zeroes (holes), out-of-order completion
  * of many requests, the image checks and OFD locks, and a hostile driver:
  * out-of-range and wrapping sectors, huge and odd lengths, a header in a
- * write-only descriptor, no status byte, unknown types.
+ * write-only descriptor, no status byte, unknown types. Resize: the file
+ * grows, the capacity follows with a configuration-change interrupt, and
+ * what cannot grow is refused.
  */
 
 #include <endian.h>
@@ -473,6 +475,61 @@ static void test_open_checks(void) {
         CHECK(block_image_open(&o, &a) == -EINVAL, "a character device: -EINVAL");
 }
 
+static void test_resize(void) {
+        Rig r = {};
+        struct stat st;
+        uint32_t generation;
+        _cleanup_close_ int fd = make_image(r.path, sizeof(r.path), IMAGE_SIZE);
+
+        CHECK(rig_start(&r, NULL, ~0ULL & 0xffffff) == 0, "device up");
+        generation = guest_rd(&r.g, VIRTIO_MMIO_CONFIG_GENERATION);
+        guest_wr(&r.g, VIRTIO_MMIO_INTERRUPT_ACK, guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS));
+        CHECK_EQ_U64(request(&r, VIRTIO_BLK_T_IN, IMAGE_SIZE / 512, r.data, 512, NULL), VIRTIO_BLK_S_IOERR,
+                     "a read past the end before the resize: IOERR");
+        guest_wr(&r.g, VIRTIO_MMIO_INTERRUPT_ACK, guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS));
+
+        CHECK(virtio_blk_resize(r.dev, IMAGE_SIZE / 2) == -ERANGE, "shrinking: -ERANGE");
+        CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE + 1) == -EINVAL, "a size not a multiple of 512: -EINVAL");
+        CHECK(virtio_blk_resize(r.dev, UINT64_MAX - 511) == -EFBIG, "a size beyond off_t: -EFBIG");
+        CHECK(!(guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG), "no interrupt for a refused resize");
+        CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE) == 0, "growing to twice the size");
+        CHECK(fstat(fd, &st) == 0 && (uint64_t) st.st_size == 2 * IMAGE_SIZE, "the file grew");
+        CHECK(st.st_blocks * 512 < (blkcnt_t) (2 * IMAGE_SIZE), "the new tail is a hole");
+        CHECK_EQ_U64(block_image_size(r.img), 2 * IMAGE_SIZE, "the image's size follows");
+        CHECK_EQ_U64(guest_cfg_rd(&r.g, 0, 8), 2 * IMAGE_SIZE / 512, "capacity in the configuration space follows");
+        CHECK(guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, "configuration-change interrupt");
+        CHECK(guest_rd(&r.g, VIRTIO_MMIO_CONFIG_GENERATION) != generation, "ConfigGeneration changed");
+        guest_wr(&r.g, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
+
+        memset(guest_ptr(&r.g, r.data), 0x77, 512);
+        CHECK_EQ_U64(request(&r, VIRTIO_BLK_T_OUT, 2 * IMAGE_SIZE / 512 - 1, r.data, 512, NULL), VIRTIO_BLK_S_OK,
+                     "a write to the new last sector: OK");
+        CHECK_EQ_U64(request(&r, VIRTIO_BLK_T_IN, IMAGE_SIZE / 512, r.data, 512, NULL), VIRTIO_BLK_S_OK,
+                     "a read of the new tail: OK");
+        CHECK(((uint8_t *) guest_ptr(&r.g, r.data))[0] == 0, "the new tail reads as zeros");
+        CHECK(file_matches_pattern(r.path, IMAGE_SIZE - 4096, 4096), "the old data is kept");
+
+        guest_wr(&r.g, VIRTIO_MMIO_INTERRUPT_ACK, guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS));
+        CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE) == 0, "the same size again: a no-op");
+        CHECK(!(guest_rd(&r.g, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG), "and no interrupt");
+        rig_stop(&r);
+        unlink(r.path);
+
+        /* readonly and snapshot images never grow. */
+        BlockOptions o = { .readonly = true };
+        _cleanup_close_ int fd2 = make_image(r.path, sizeof(r.path), IMAGE_SIZE);
+        CHECK(rig_start(&r, &o, 1ULL << VIRTIO_BLK_F_RO) == 0, "readonly device up");
+        CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE) == -EROFS, "readonly: -EROFS");
+        rig_stop(&r);
+        o = (BlockOptions) { .snapshot = true };
+        CHECK(rig_start(&r, &o, ~0ULL & 0xffffff) == 0, "snapshot device up");
+        CHECK(virtio_blk_resize(r.dev, 2 * IMAGE_SIZE) == -EOPNOTSUPP, "snapshot: -EOPNOTSUPP");
+        CHECK_EQ_U64(guest_cfg_rd(&r.g, 0, 8), IMAGE_SIZE / 512, "the capacity is unchanged");
+        rig_stop(&r);
+        CHECK(fstat(fd2, &st) == 0 && (uint64_t) st.st_size == IMAGE_SIZE, "the file is unchanged");
+        unlink(r.path);
+}
+
 int main(void) {
         test_basics();
         test_hostile();
@@ -482,5 +539,6 @@ int main(void) {
         test_discard();
         test_cache_none();
         test_open_checks();
+        test_resize();
         return tap_finish();
 }

@@ -389,11 +389,28 @@ static void test_api(void) {
                 CHECK(guest_get_used(&g, &q, NULL, &len) && len == 8, "used length clamped to in_len");
         }
 
+        /* Unpop: the chains given back come out of the next pops again, in order. */
+        q.avail_idx = 1;
+        guest_set_avail_idx(&g, &q, 1);
+        guest_publish(&g, &q, 2);
+        guest_publish(&g, &q, 3);
+        CHECK(virtqueue_pop(&vq, chain) == 1 && chain->head == 2, "pop head 2");
+        CHECK(virtqueue_pop(&vq, chain) == 1 && chain->head == 3, "pop head 3");
+        CHECK(virtqueue_pop(&vq, chain) == 0, "then the ring is empty");
+        virtqueue_unpop(&vq, 2);
+        CHECK(virtqueue_pop(&vq, chain) == 1 && chain->head == 2, "after unpop of 2: head 2 again");
+        virtqueue_unpop(&vq, 1);
+        CHECK(virtqueue_pop(&vq, chain) == 1 && chain->head == 2, "after unpop of 1: head 2 again");
+        CHECK(virtqueue_pop(&vq, chain) == 1 && chain->head == 3, "then head 3");
+        CHECK(virtqueue_pop(&vq, chain) == 0, "and nothing more");
+
         /* Errors are reported once. */
         vq.on_error = NULL;
         CHECK(virtqueue_fail(&vq, -EIO) == -EIO, "fail returns the error");
         CHECK(!virtqueue_usable(&vq), "failed queue not usable");
         CHECK(virtqueue_pop(&vq, chain) == 0, "pop on a broken queue: 0");
+        virtqueue_unpop(&vq, 1);
+        CHECK(virtqueue_pop(&vq, chain) == 0, "unpop on a broken queue does nothing");
 
         free(chain);
         guest_done(&g);
