@@ -91,6 +91,9 @@ static void help(void) {
                "  --initrd FILE        initramfs (default: the default guest's)\n"
                "  --append STR         kernel command line (default: \"%s\")\n"
                "  --memory SIZE        guest RAM, e.g. 512M or 2G (default: 512M)\n"
+               "  --guest default|debian\n"
+               "                       debian: boot the Debian image (meson compile debian-image)\n"
+               "                       on this VM's copy of it, ssh forwarded from 127.0.0.1\n"
                "  --display WxH|none   framebuffer size (default: 1024x768)\n"
                "  --serial stdio|none|file:PATH\n"
                "                       where the serial console goes (default: stdio)\n"
@@ -175,6 +178,7 @@ enum {
         ARG_INITRD,
         ARG_APPEND,
         ARG_MEMORY,
+        ARG_GUEST,
         ARG_DISPLAY,
         ARG_SERIAL,
         ARG_NO_REBOOT,
@@ -200,6 +204,7 @@ static const struct option longopts[] = {
         { "initrd", required_argument, NULL, ARG_INITRD },
         { "append", required_argument, NULL, ARG_APPEND },
         { "memory", required_argument, NULL, ARG_MEMORY },
+        { "guest", required_argument, NULL, ARG_GUEST },
         { "display", required_argument, NULL, ARG_DISPLAY },
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
@@ -220,7 +225,7 @@ static const struct option longopts[] = {
 
 /* The options a VM's configuration file may set: the machine, not how this process runs. */
 static const int config_keys[] = {
-        ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
+        ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_GUEST, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
         ARG_DRIVE, ARG_NET,
 };
@@ -269,6 +274,12 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                         return log_error_errno(r, "%sinvalid %s '%s': expected a size such as 512M or 2G", where, label,
                                                value);
                 }
+                o->memory_set = true;
+                break;
+        case ARG_GUEST:
+                if (guest_preset_from_string(value, &o->guest) < 0)
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected default or debian", where, label,
+                                               value);
                 break;
         case ARG_DISPLAY:
                 r = parse_display(value, &o->fb_width, &o->fb_height);
@@ -464,7 +475,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                         if (strcmp(key, option_name(config_keys[i])) == 0)
                                 id = config_keys[i];
                 if (id == 0) {
-                        return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
+                        return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, guest, display, "
                                  "serial, no-reboot, drive, net)", path, lineno, key);
                 }
                 if (given[id])
@@ -493,6 +504,54 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                         free(d->path);
                         d->path = TAKE_PTR(resolved);
                 }
+        }
+        return 0;
+}
+
+/*
+ * --guest debian: the Debian image's kernel and initrd, root on the first
+ * disk, the VM's own copy of the image and a NIC forwarding ssh, for each
+ * of these that the command line and the configuration left unset.
+ */
+static int guest_debian_fill_in(Options *o) {
+        _cleanup_free_ char *dir = NULL, *pristine = NULL, *disk = NULL, *drive = NULL, *net = NULL;
+        unsigned port;
+        int r;
+
+        if (o->guest != GUEST_PRESET_DEBIAN)
+                return 0;
+        dir = guest_debian_dir();
+        if (!dir)
+                return log_oom();
+        if ((!o->kernel && asprintf(&o->kernel, "%s/vmlinux", dir) < 0) ||
+            (!o->initrd && asprintf(&o->initrd, "%s/initrd.img", dir) < 0) ||
+            (!o->append && set_string(&o->append, GUEST_DEBIAN_APPEND) < 0))
+                return log_oom();
+        if (!o->memory_set)
+                o->memory = GUEST_DEBIAN_MEMORY;
+
+        if (o->n_drives == 0) {
+                if (asprintf(&pristine, "%s/debian.img", dir) < 0)
+                        return log_oom();
+                r = guest_debian_disk(o->name, pristine, &disk);
+                if (r < 0)
+                        return r;
+                if (asprintf(&drive, "file=%s", disk) < 0)
+                        return log_oom();
+                r = option_set(o, ARG_DRIVE, drive, "--guest debian's disk", "");
+                if (r < 0)
+                        return r;
+        }
+        if (o->n_nets == 0) {
+                r = guest_free_local_port(&port);
+                if (r < 0)
+                        return log_error_errno(r, "cannot find a free port on 127.0.0.1 for ssh: %m");
+                if (asprintf(&net, "user,hostfwd=tcp:127.0.0.1:%u-:22,restrict=on", port) < 0)
+                        return log_oom();
+                r = option_set(o, ARG_NET, net, "--guest debian's NIC", "");
+                if (r < 0)
+                        return r;
+                log_notice("ssh to the Debian guest: ssh -p %u root@127.0.0.1", port);
         }
         return 0;
 }
@@ -599,6 +658,10 @@ int options_parse(Options *o, int argc, char *argv[]) {
                 r = path ? config_load(o, path, false, given) : 0;
         } else
                 r = 0;
+        if (r < 0)
+                return r;
+
+        r = guest_debian_fill_in(o);
         if (r < 0)
                 return r;
 

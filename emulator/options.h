@@ -6,12 +6,15 @@
 #include <stdint.h>
 
 #include "block/drive.h"
+#include "guest-preset.h"
 #include "net/netspec.h"
 
 typedef struct Options {
         char *name;
         char *bios, *kernel, *initrd, *append;
         uint64_t memory;
+        bool memory_set;                /* --memory or memory = given */
+        GuestPreset guest;              /* --guest: defaults for kernel, initrd, append, memory, disk, NIC */
         uint32_t fb_width, fb_height;
         char *serial;                   /* "stdio", "none" or "file:PATH" */
         bool no_reboot;
