@@ -16,7 +16,11 @@ number of clients), for --seconds:
     at the first Console1.Update covering the pixel (read by a separate bus
     watcher, bus_latency.py's): guest draw -> Update is the VM's damage
     tick (up to one 60 Hz frame), Update -> receipt is orrery-vnc, the
-    socket and libvncclient;
+    socket and libvncclient. The split needs the watcher's Update before
+    the receipt, so it covers n split of the n samples (both printed);
+  - orrery-vnc's own stamps (its debug log, ORRERY_LOG_LEVEL=debug): an
+    Update received -> the FramebufferUpdate carrying it written to the
+    socket, every such update of the scenario (n vnc);
   - frames/s = distinct values of the pixel a client received per second
     (the guest's own redraw rate bounds it: the guest CPU is emulated),
     next to the guest's; updates/s = FramebufferUpdate messages per client;
@@ -111,6 +115,7 @@ def run_scenario(args, vm, vnc, width, height, encoding, n_clients):
                              stdout=subprocess.PIPE)
     wlines = Lines(watch.stdout)
     bw = Watcher(args.bus, "org.orrery.VM.vncbench", "/org/orrery/VM/vncbench/Console/0", record=True)
+    log_mark = len(vnc.log.lines)
     c0, t0 = cpu_ticks(vnc.proc.pid), time.monotonic()
     pc0 = sum(cpu_ticks(p.pid) for p in probes)
     for p in probes:
@@ -144,11 +149,17 @@ def run_scenario(args, vm, vnc, width, height, encoding, n_clients):
         p.stdin.write(b"quit\n")
         p.stdin.flush()
         p.wait(30)
+    own = []
+    for line in vnc.log.lines[log_mark:]:
+        m = re.search(r"vnc-timing .* update_ns=(\d+) written_ns=(\d+)", line)
+        if m:
+            own.append((int(m.group(2)) - int(m.group(1))) / 1e6)
     cpu = (c1 - c0) / tick
     frames = max(len(drawn), 1)
     return {
         "guest_fps": len([d for d in drawn if d[0] <= t1]) / (t1 - t0),
         "n_split": len(vnc_lat),
+        "own_p50": pct(own, 50), "own_p99": pct(own, 99), "n_own": len(own),
         "client_fps": statistics.mean(received) / args.seconds,
         "updates_per_s": updates / n_clients / args.seconds,
         "p50": pct(lat, 50), "p99": pct(lat, 99),
@@ -186,7 +197,8 @@ def flood(args, vm, vnc, n):
 class Server:
     def __init__(self, args, bus, name):
         self.proc = subprocess.Popen([args.vnc, "--vm", name, "--bus", bus, "--listen", "127.0.0.1:0"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=dict(os.environ, ORRERY_LOG_LEVEL="debug"))
         self.log = Lines(self.proc.stderr)
         self.address = self.log.wait(r"listening on (\S+) \(VNC").group(1)
         self.log.wait(r"serving VM")
@@ -213,7 +225,8 @@ def main():
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} seconds={args.seconds} load={os.getloadavg()}")
     print(f"{'display':>10} {'enc':>5} {'clients':>7} {'guest f/s':>9} {'client f/s':>10} {'upd/s':>6} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'n':>5} {'vm p50':>6} {'vm p99':>6} {'vnc p50':>7} "
-          f"{'vnc p99':>7} {'cpu %':>6} {'ms/frame':>8} {'ms/upd':>7} {'clients cpu %':>13}")
+          f"{'vnc p99':>7} {'n split':>7} {'own p50':>7} {'own p99':>7} {'n own':>6} {'cpu %':>6} {'ms/frame':>8} "
+          f"{'ms/upd':>7} {'clients cpu %':>13}")
     for display in displays:
         width, height = (int(v) for v in display.split("x"))
         bus = PrivateBus()
@@ -229,6 +242,7 @@ def main():
                 print(f"{display:>10} {encoding:>5} {n:>7} {r['guest_fps']:>9.2f} {r['client_fps']:>10.2f} "
                       f"{r['updates_per_s']:>6.1f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['n']:>5} "
                       f"{r['vm_p50']:>6.2f} {r['vm_p99']:>6.2f} {r['vnc_p50']:>7.2f} {r['vnc_p99']:>7.2f} "
+                      f"{r['n_split']:>7} {r['own_p50']:>7.3f} {r['own_p99']:>7.3f} {r['n_own']:>6} "
                       f"{r['cpu_pct']:>6.1f} {r['cpu_ms_per_frame']:>8.2f} {r['cpu_ms_per_update']:>7.3f} "
                       f"{r['client_cpu_pct']:>13.1f}", flush=True)
             vm.command("kill %1", r"\n", 30)

@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/input-event-codes.h>
@@ -165,6 +166,12 @@ struct VncClient {
         uint32_t sent_x, sent_y;
         bool sent_valid;
         uint64_t n_pointer_events, n_motion_sent;
+
+        /* At debug level only: when the oldest Update not yet sent to this
+         * client arrived (CLOCK_MONOTONIC ns, 0: none), and how many
+         * FramebufferUpdates it had been sent then (see timing_check). */
+        uint64_t update_at_ns;
+        int updates_sent_then;
 };
 
 static inline uint32_t *mfree_u32(uint32_t *p) {
@@ -310,6 +317,50 @@ static void on_client_gone(rfbClientPtr cl) {
 /* After any call into libvncserver: clients it closed are freed now, before
  * their fd number can come back. (Connections it refuses in rfbNewClient()
  * it frees itself; every other client is on our list.) */
+/* ---------------------------------------------------------------------- */
+/* Timing of Update -> FramebufferUpdate, logged at debug level            */
+
+static uint64_t monotonic_ns(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+/* An Update arrived: clients that had nothing pending start waiting now.
+ * Skipped unless debug logging is on, so the normal cost is one compare. */
+static void timing_mark(Server *s) {
+        uint64_t now;
+
+        if (!log_level_enabled(LOG_DEBUG))
+                return;
+        now = monotonic_ns();
+        for (VncClient *vc = s->clients; vc; vc = vc->next)
+                if (!vc->pending && vc->update_at_ns == 0) {
+                        vc->update_at_ns = now;
+                        vc->updates_sent_then = rfbStatGetMessageCountSent(vc->cl, rfbFramebufferUpdate);
+                }
+}
+
+/*
+ * After libvncserver had a chance to write to the client: when a
+ * FramebufferUpdate went out since the oldest pending Update, one line
+ * for bench/vnc_vs_qemu.py. "written" is after the write() returned (the
+ * update is in the socket), so it covers marking, encoding and the copy
+ * into the kernel, and also any wait for the client's next request.
+ */
+static void timing_check(VncClient *vc) {
+        uint64_t now;
+
+        if (vc->update_at_ns == 0 ||
+            rfbStatGetMessageCountSent(vc->cl, rfbFramebufferUpdate) <= vc->updates_sent_then)
+                return;
+        now = monotonic_ns();
+        log_debug("vnc-timing client=%s update_ns=%" PRIu64 " written_ns=%" PRIu64 " latency_us=%" PRIu64, vc->name,
+                  vc->update_at_ns, now, (now - vc->update_at_ns) / 1000);
+        vc->update_at_ns = 0;
+}
+
 static void server_reap(Server *s) {
         VncClient *next;
 
@@ -323,8 +374,10 @@ static void server_reap(Server *s) {
 /* Sends what each client asked for and what changed. */
 static void server_update_clients(Server *s) {
         for (VncClient *vc = s->clients; vc; vc = vc->next)
-                if (vc->cl->sock != RFB_INVALID_SOCKET)
+                if (vc->cl->sock != RFB_INVALID_SOCKET) {
                         (void) rfbUpdateClient(vc->cl);
+                        timing_check(vc);
+                }
         server_reap(s);
 }
 
@@ -424,6 +477,7 @@ static void client_process(VncClient *vc) {
                 client_flush_motion(vc);
                 (void) rfbUpdateClient(cl);
         }
+        timing_check(vc);
         server_reap(s); /* may free vc */
 }
 
@@ -867,6 +921,7 @@ static void on_console_update(OrreryVm *vm, uint32_t console, const OrreryRect *
                 if (rects[i].x < x2 && rects[i].y < y2)
                         rfbMarkRectAsModified(s->screen, (int) rects[i].x, (int) rects[i].y, (int) x2, (int) y2);
         }
+        timing_mark(s);
         (void) sd_event_source_set_enabled(s->flush, SD_EVENT_ONESHOT);
 }
 
