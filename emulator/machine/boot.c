@@ -142,9 +142,10 @@ int boot_plan(BootLayout *l, uint64_t ram_size, uint64_t bios_size, uint64_t ker
         l->fdt_addr = ALIGN_DOWN(ram_end - fdt_size - 64, SZ_2M);
         l->dyninfo_addr = ALIGN_UP(l->fdt_addr + fdt_size, 8);
 
-        uint64_t kernel_end = l->kernel_addr + kernel_image_size;
-        if (kernel_end > l->fdt_addr)
+        /* The image size comes from the kernel's header: compared without a sum that could wrap. */
+        if (l->kernel_addr > l->fdt_addr || kernel_image_size > l->fdt_addr - l->kernel_addr)
                 return -EFBIG;
+        uint64_t kernel_end = l->kernel_addr + kernel_image_size;
 
         if (initrd_size > 0) {
                 if (initrd_size > l->fdt_addr - kernel_end)

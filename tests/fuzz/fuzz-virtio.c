@@ -2,15 +2,17 @@
 
 /*
  * Fuzz target for the virtio-mmio transport and the request parsing of every
- * device behind it (the echo test backend, keyboard, tablet, console, and an
- * empty slot), driven the way a guest drives them: 32-bit MMIO register
+ * device behind it (an empty slot, the echo test backend, keyboard, tablet,
+ * console, block, network and entropy devices), driven the way a guest drives them: 32-bit MMIO register
  * accesses and the contents of a fake guest RAM (tests/virtio/guest.c: 16 MiB
  * of heap at 0x80000000, a framebuffer at 0x40000000 that no device may
  * write), except that guest RAM here is a static 128 KiB (reset per input)
  * instead of 16 MiB of heap, so that an input costs microseconds, not a 16 MiB
  * allocation. libFuzzer entry point; fuzz-driver.c replays it without libFuzzer.
  *
- * Input: byte 0 picks the device; then a program of operations, each an
+ * Input: byte 0 picks the device (0 empty, 1 echo, 2 keyboard, 3 tablet,
+ * 4 console, 5 block, 6 network, 7 entropy; built with -DFUZZ_DEVICE=N the
+ * byte is ignored and N is used, for a campaign per device); then a program of operations, each an
  * opcode byte and its operands, read until the input runs out:
  *   0  MMIO write      register (1 byte: index into the register list, or
  *                      raw offset), size (1), value (4)
@@ -27,13 +29,19 @@
  */
 
 #include <assert.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <linux/input-event-codes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/image.h"
+#include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_input.h"
+#include "devices/virtio_net.h"
+#include "devices/virtio_rng.h"
 #include "echo.h"
 #include "guest.h"
 
@@ -114,8 +122,37 @@ typedef struct Devices {
         bool has_echo;
         VirtioInput *input;
         VirtioConsole *console;
+        VirtioBlk *blk;
+        VirtioNet *net;
+        void *rng_slot;
 } Devices;
 
+#define NUM_DEVICES 8
+
+/*
+ * One small image for every input: opening it once keeps an input cheap.
+ * Writes from one input are seen by the next; that costs determinism in the
+ * data read back, not in the parsing, which is what is fuzzed. discard=on so
+ * that DISCARD and WRITE_ZEROES are parsed too.
+ */
+static BlockImage *fuzz_image(void) {
+        static BlockImage *img;
+        char path[] = "/tmp/fuzz-virtio-blk-XXXXXX";
+        int fd;
+
+        if (img)
+                return img;
+        fd = mkstemp(path);
+        if (fd < 0 || ftruncate(fd, 64 * 1024) < 0)
+                abort();
+        if (block_image_open(&(BlockOptions) { .path = path, .discard = true }, &img) < 0)
+                abort();
+        (void) unlink(path);
+        (void) close(fd);
+        return img;
+}
+
+/* d is the same static object for every input: the block device keeps a pointer to d->g.mem. */
 static void create(Devices *d, unsigned kind) {
         IrqLine irq;
         int r = 0;
@@ -159,6 +196,46 @@ static void create(Devices *d, unsigned kind) {
                 guest_attach(&d->g, virtio_input_transport(d->input));
                 break;
         }
+        case 5: {
+                /*
+                 * Created once and reset per input: its four worker threads
+                 * cost milliseconds to start and join, a thousand times the
+                 * input. Its PhysMem is the static Devices' guest, rebuilt in
+                 * place above with the same layout.
+                 */
+                static VirtioBlk *blk;
+
+                if (!blk)
+                        r = virtio_blk_new(&d->g.mem, &irq, fuzz_image(), "fuzz", &blk);
+                if (r >= 0) {
+                        virtio_blk_reset(blk);
+                        d->blk = blk;
+                        guest_attach(&d->g, virtio_blk_transport(blk));
+                }
+                break;
+        }
+        case 6:
+                r = virtio_net_new(&d->g.mem, &irq, (const uint8_t[6]) { 0x52, 0x54, 0, 0x12, 0x34, 0x56 }, &d->net);
+                if (r >= 0)
+                        guest_attach(&d->g, virtio_net_transport(d->net));
+                break;
+        case 7: {
+                static DeviceHost host;
+                DeviceContext ctx = {
+                        .host = &host,
+                        .mem = &d->g.mem,
+                        .base = GUEST_MMIO_BASE,
+                        .size = virtio_mmio_device.size,
+                        .irq_number = 1,
+                        .irq = irq,
+                        .variant = &virtio_rng_type,
+                };
+
+                r = virtio_mmio_device.create(&ctx, &d->rng_slot);
+                if (r >= 0)
+                        guest_attach(&d->g, virtio_mmio_slot_transport(d->rng_slot));
+                break;
+        }
         default: {
                 static const VirtioConsolePortConfig ports[] = {
                         { .name = NULL, .console = true },
@@ -185,6 +262,11 @@ static void destroy(Devices *d) {
                 echo_free(&d->echo);
         d->input = virtio_input_free(d->input);
         d->console = virtio_console_free(d->console);
+        d->blk = NULL;          /* kept for the next input, see create() */
+        d->net = d->net ? virtio_net_free(d->net) : NULL;
+        if (d->rng_slot)
+                virtio_mmio_device.free(d->rng_slot);
+        d->rng_slot = NULL;
 }
 
 static void host_call(Devices *d, uint8_t kind, uint32_t arg) {
@@ -213,6 +295,30 @@ static void host_call(Devices *d, uint8_t kind, uint32_t arg) {
                         (void) virtio_input_leds(d->input);
                         break;
                 }
+        else if (d->net)
+                switch (kind % 4) {
+                case 0: {
+                        /* A frame for the guest: lengths around the header and the buffer sizes. */
+                        static uint8_t frame[VIRTIO_NET_FRAME_MAX];
+
+                        (void) virtio_net_receive(d->net, frame, arg % (sizeof(frame) + 1));
+                        break;
+                }
+                case 1: {
+                        uint8_t buf[2048];
+
+                        (void) virtio_net_tx_pop(d->net, buf, arg % (sizeof(buf) + 1));
+                        break;
+                }
+                case 2:
+                        virtio_net_set_link(d->net, arg & 1);
+                        break;
+                default:
+                        virtio_net_reset(d->net);
+                        break;
+                }
+        else if (d->blk)
+                virtio_blk_drain(d->blk);
         else if (d->console)
                 switch (kind % 4) {
                 case 0:
@@ -239,7 +345,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1)
                 return 0;
         d = (Devices) {};
-        create(&d, (unsigned) take(&in, 1) % 5);
+#ifdef FUZZ_DEVICE
+        (void) take(&in, 1);
+        create(&d, FUZZ_DEVICE);
+#else
+        create(&d, (unsigned) take(&in, 1) % NUM_DEVICES);
+#endif
 
         while (in.left > 0 && steps++ < 4096) {
                 uint8_t op = (uint8_t) take(&in, 1);
@@ -315,6 +426,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
         }
 
+        /* The block device's workers write guest RAM until they are done. */
+        if (d.blk)
+                virtio_blk_drain(d.blk);
         /* guest_fb_intact(), as one memcmp: a byte loop under coverage tracing would cost more than the input. */
         assert(memcmp(fuzz_fb, fb_pattern, sizeof(fuzz_fb)) == 0);
         destroy(&d);

@@ -2,7 +2,8 @@
 """Writes the seed corpus of fuzz-virtio.c (tests/fuzz/corpus-virtio): for each
 device, a driver that negotiates VERSION_1, sets up queues in the RAM window,
 puts a small descriptor chain (readable then writable) on every queue and
-kicks it, plus a register sweep. Usage: make-corpus-virtio.py OUTDIR"""
+kicks it, plus a register sweep; and for the block, network and entropy
+devices, well-formed requests of each kind. Usage: make-corpus-virtio.py OUTDIR"""
 import os
 import struct
 import sys
@@ -40,6 +41,46 @@ def driver(kind, queues):
     return p
 
 
+def chains(kind, q, requests):
+    """One queue with a chain per request: (readable bytes, writable length) pairs."""
+    p = bytes([kind])
+    p += bytes([4]) + struct.pack("<Q", (1 << 32) | 0xffffffff) + b"\x00"
+    p += queue(q, 16, 0, 0x1000, 0x1800)
+    descs, heads, data_off, i = b"", [], 0x2000, 0
+    for parts in requests:
+        heads.append(i)
+        for n, (readable, wlen) in enumerate(parts):
+            length = len(readable) if readable is not None else wlen
+            if readable is not None:
+                p += ram(data_off, readable)
+            flags = (1 if n + 1 < len(parts) else 0) | (2 if readable is None else 0)
+            descs += struct.pack("<QIHH", WINDOW + data_off, length, flags, i + 1)
+            data_off += max(length, 16)
+            i += 1
+    p += ram(0, descs)
+    p += ram(0x1000, struct.pack("<HH", 0, len(heads)) + b"".join(struct.pack("<H", h) for h in heads))
+    p += bytes([5, q]) + bytes([6, 0, 0, 0, 0, 0])
+    return p
+
+
+def blk_requests():
+    def hdr(t, sector):
+        return struct.pack("<IIQ", t, 0, sector)
+    return [
+        [(hdr(0, 0), 0), (None, 512), (None, 1)],                              # IN
+        [(hdr(1, 1), 0), (bytes(range(256)) * 2, 0), (None, 1)],                # OUT
+        [(hdr(4, 0), 0), (None, 1)],                                            # FLUSH
+        [(hdr(8, 0), 0), (None, 20), (None, 1)],                                # GET_ID
+        [(hdr(11, 0), 0), (struct.pack("<QII", 2, 4, 0), 0), (None, 1)],        # DISCARD
+        [(hdr(13, 0), 0), (struct.pack("<QII", 8, 1, 1), 0), (None, 1)],        # WRITE_ZEROES, unmap
+    ]
+
+
+def net_requests():
+    frame = bytes(12) + bytes([0xff] * 6) + bytes([0x52, 0x54, 0, 0x12, 0x34, 0x56]) + b"\x08\x06" + bytes(28)
+    return [[(frame, 0)], [(bytes(12), 0), (frame[12:], 0)]]
+
+
 def sweep(kind):
     p = bytes([kind])
     for r in range(40):
@@ -51,11 +92,20 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for kind, name, queues in [(0, "empty", 0), (1, "echo", 2), (2, "keyboard", 2), (3, "tablet", 2),
-                               (4, "console", 6)]:
+                               (4, "console", 6), (5, "blk", 1), (6, "net", 2), (7, "rng", 1)]:
         with open(os.path.join(out, f"{name}-driver"), "wb") as f:
             f.write(driver(kind, queues))
         with open(os.path.join(out, f"{name}-sweep"), "wb") as f:
             f.write(sweep(kind))
+    with open(os.path.join(out, "blk-requests"), "wb") as f:
+        f.write(chains(5, 0, blk_requests()))
+    with open(os.path.join(out, "net-transmit"), "wb") as f:
+        f.write(chains(6, 1, net_requests()))
+    with open(os.path.join(out, "net-receive"), "wb") as f:
+        # Receive buffers on queue 0, then a frame from the host (host call 0, length 60).
+        f.write(chains(6, 0, [[(None, 1526)], [(None, 64), (None, 64)]]) + bytes([6, 0]) + struct.pack("<I", 60))
+    with open(os.path.join(out, "rng-requests"), "wb") as f:
+        f.write(chains(7, 0, [[(None, 64)], [(None, 16), (None, 4096)], [(bytes(8), 0)]]))
 
 
 if __name__ == "__main__":

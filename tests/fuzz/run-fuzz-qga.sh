@@ -16,4 +16,4 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GN
         $(pkg-config --libs json-c) -o "$out/fuzz-qga"
 cd "$out"
 exec ./fuzz-qga -max_total_time="$secs" -max_len=262144 -print_final_stats=1 \
-        -artifact_prefix="$out/" corpus-qga
+        -dict="$top/tests/fuzz/qga.dict" -artifact_prefix="$out/" corpus-qga

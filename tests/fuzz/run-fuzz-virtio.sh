@@ -1,22 +1,45 @@
 #!/bin/sh
 # Builds the virtio fuzz target (fuzz-virtio.c: the virtio-mmio transport and
-# the echo, input and console devices behind it) with clang's libFuzzer plus
-# ASan and UBSan, and runs it: tests/fuzz/run-fuzz-virtio.sh [SECONDS] (default 600).
-# The corpus grows in build-fuzz/corpus-virtio (seeded from tests/fuzz/corpus-virtio);
-# crashes are written to build-fuzz/ as crash-* and make the script fail.
+# the devices behind it) with clang's libFuzzer plus ASan and UBSan, and runs
+# it: tests/fuzz/run-fuzz-virtio.sh [SECONDS] [DEVICE] (default 600, all).
+# DEVICE (empty, echo, keyboard, tablet, console, blk, net, rng) pins the
+# device, for a campaign per device: binary fuzz-virtio-DEVICE, corpus
+# build-fuzz/corpus-virtio-DEVICE seeded with that device's seeds. Without it
+# the first input byte picks the device; the corpus is build-fuzz/corpus-virtio.
+# Crashes are written to build-fuzz/ as crash-* and make the script fail.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-600}
+device=${2:-}
 out=$top/build-fuzz
-mkdir -p "$out/corpus-virtio"
-cp -n "$top"/tests/fuzz/corpus-virtio/* "$out/corpus-virtio/" 2>/dev/null || true
+define=
+suffix=
+if [ -n "$device" ]; then
+        n=0
+        for name in empty echo keyboard tablet console blk net rng; do
+                [ "$name" = "$device" ] && define=-DFUZZ_DEVICE=$n
+                n=$((n + 1))
+        done
+        [ -n "$define" ] || { echo "unknown device: $device" >&2; exit 2; }
+        suffix=-$device
+fi
+corpus=corpus-virtio$suffix
+mkdir -p "$out/$corpus"
+if [ -n "$device" ]; then
+        cp -n "$top"/tests/fuzz/corpus-virtio/"$device"-* "$out/$corpus/" 2>/dev/null || true
+else
+        cp -n "$top"/tests/fuzz/corpus-virtio/* "$out/$corpus/" 2>/dev/null || true
+fi
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -std=gnu11 -pthread \
-        -I"$top/lib" -I"$top/emulator" -I"$top/tests/virtio" \
+        $define -I"$top/lib" -I"$top/emulator" -I"$top/tests/virtio" \
         "$top/tests/fuzz/fuzz-virtio.c" "$top/tests/virtio/guest.c" "$top/tests/virtio/echo.c" \
         "$top/emulator/devices/virtio_mmio.c" "$top/emulator/devices/virtqueue.c" \
         "$top/emulator/devices/virtio_input.c" "$top/emulator/devices/virtio_console.c" \
-        "$top/emulator/machine/physmem.c" "$top/lib/log.c" \
-        -o "$out/fuzz-virtio"
+        "$top/emulator/devices/virtio_blk.c" "$top/emulator/devices/virtio_net.c" \
+        "$top/emulator/devices/virtio_rng.c" "$top/emulator/devices/state.c" \
+        "$top/emulator/block/image.c" "$top/emulator/block/workers.c" \
+        "$top/emulator/machine/physmem.c" "$top/emulator/machine/fdt.c" "$top/lib/log.c" -lfdt \
+        -o "$out/fuzz-virtio$suffix"
 cd "$out"
-exec ./fuzz-virtio -max_total_time="$secs" -max_len=4096 -print_final_stats=1 -rss_limit_mb=4096 \
-        -artifact_prefix="$out/" corpus-virtio
+exec ./fuzz-virtio$suffix -max_total_time="$secs" -max_len=4096 -print_final_stats=1 -rss_limit_mb=4096 \
+        -artifact_prefix="$out/" "$corpus"
