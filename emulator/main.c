@@ -25,6 +25,7 @@
 #include "machine/boot.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
+#include "migration/savevm.h"
 #include "net/user.h"
 #include "macro.h"
 #include "options.h"
@@ -432,6 +433,25 @@ static int setup_bus(Vm *vm) {
         return 0;
 }
 
+/* --restore: the saved state replaces the freshly built machine's, or nothing does. */
+static int restore_machine(Vm *vm) {
+        SavevmBlob blob = {};
+        char error[1024] = "";
+        int r;
+
+        r = savevm_blob_read(vm->options.restore, savevm_size_bound(vm->options.memory), &blob, error, sizeof(error));
+        if (r >= 0)
+                r = savevm_load(vm->machine, blob.data, blob.size, vm->options.restore_force, error, sizeof(error));
+        savevm_blob_done(&blob);
+        if (r < 0)
+                return log_error_errno(r, "cannot restore VM '%s' from '%s': %s", vm->options.name, vm->options.restore,
+                                       error);
+        machine_set_start_paused(vm->machine, vm->options.restore_paused);
+        log_info("Restored VM '%s' from '%s'%s", vm->options.name, vm->options.restore,
+                 vm->options.restore_paused ? " (paused)" : "");
+        return 0;
+}
+
 /* Starts the guest and runs the event loop until the VM stops; returns the exit status. */
 static int run_vm(Vm *vm) {
         int r;
@@ -442,7 +462,8 @@ static int run_vm(Vm *vm) {
         /* Ready: the bus name is ours (Type=notify rather than Type=dbus, so
          * --no-bus and a manager that is not on the bus work the same). */
         vm->notified_state = machine_get_state(vm->machine);
-        (void) sd_notifyf(false, "READY=1\nSTATUS=VM %s running", vm->options.name);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=VM %s %s", vm->options.name,
+                          vm->notified_state == MACHINE_PAUSED ? "paused" : "running");
 
         r = sd_event_loop(vm->event);
         restore_terminal(vm);
@@ -464,6 +485,8 @@ static int run(Vm *vm) {
                 return EXIT_USAGE;
         if (vm->options.dump_dtb)
                 return dump_dtb(vm) < 0 ? EXIT_FAILURE : 0;
+        if (vm->options.restore && restore_machine(vm) < 0)
+                return EXIT_USAGE;
 
         r = setup_event_loop(vm);
         if (r >= 0)

@@ -104,6 +104,9 @@ static void help(void) {
                "                       a virtio-net NIC on user-mode networking (repeatable)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
+               "  --restore FILE|fd:N  start from a state saved by Machine1.Save (same options as when saved)\n"
+               "  --restore-paused     with --restore: stay paused until Machine1.Resume\n"
+               "  --restore-force      with --restore: accept disk images modified since the save\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
                "  --config FILE        read the VM's settings from FILE\n"
                "                       (default: ~/.config/orrery/vm/NAME.conf if it exists)\n"
@@ -190,6 +193,9 @@ enum {
         ARG_HELP,
         ARG_VERSION,
         ARG_BUS_INTROSPECT,
+        ARG_RESTORE,
+        ARG_RESTORE_PAUSED,
+        ARG_RESTORE_FORCE,
         _ARG_MAX,
 };
 
@@ -215,6 +221,9 @@ static const struct option longopts[] = {
         { "help", no_argument, NULL, ARG_HELP },
         { "version", no_argument, NULL, ARG_VERSION },
         { "bus-introspect", no_argument, NULL, ARG_BUS_INTROSPECT },
+        { "restore", required_argument, NULL, ARG_RESTORE },
+        { "restore-paused", no_argument, NULL, ARG_RESTORE_PAUSED },
+        { "restore-force", no_argument, NULL, ARG_RESTORE_FORCE },
         {}
 };
 
@@ -350,6 +359,17 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 break;
         case ARG_CONFIG:
                 r = set_string(&o->config, value);
+                break;
+        case ARG_RESTORE:
+                if (!*value)
+                        return log_error_errno(-EINVAL, "--restore needs a file name or fd:N");
+                r = set_string(&o->restore, value);
+                break;
+        case ARG_RESTORE_PAUSED:
+                o->restore_paused = true;
+                break;
+        case ARG_RESTORE_FORCE:
+                o->restore_force = true;
                 break;
         case ARG_NO_CONFIG:
                 o->no_config = true;
@@ -591,6 +611,9 @@ int options_parse(Options *o, int argc, char *argv[]) {
         if (o->no_config && o->config) {
                 return log_error_errno(-EINVAL, "--config and --no-config exclude each other");
         }
+        if (!o->restore && (o->restore_paused || o->restore_force)) {
+                return log_error_errno(-EINVAL, "--restore-paused and --restore-force need --restore");
+        }
 
         if (o->config)
                 r = config_load(o, o->config, true, given);
@@ -626,6 +649,7 @@ void options_free(Options *o) {
         free(o->bus_address);
         free(o->dump_dtb);
         free(o->config);
+        free(o->restore);
         for (size_t i = 0; i < o->n_drives; i++)
                 drive_spec_done(&o->drives[i]);
         free(o->drives);
