@@ -107,6 +107,9 @@ static void help(void) {
                "  --restore FILE|fd:N  start from a state saved by Machine1.Save (same options as when saved)\n"
                "  --restore-paused     with --restore: stay paused until Machine1.Resume\n"
                "  --restore-force      with --restore: accept disk images modified since the save\n"
+               "  --on-stop poweroff|save\n"
+               "                       what SIGTERM does: press the power button (default), or save the VM\n"
+               "                       to the state directory and restore it on the next start\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
                "  --config FILE        read the VM's settings from FILE\n"
                "                       (default: ~/.config/orrery/vm/NAME.conf if it exists)\n"
@@ -196,6 +199,7 @@ enum {
         ARG_RESTORE,
         ARG_RESTORE_PAUSED,
         ARG_RESTORE_FORCE,
+        ARG_ON_STOP,
         _ARG_MAX,
 };
 
@@ -224,6 +228,7 @@ static const struct option longopts[] = {
         { "restore", required_argument, NULL, ARG_RESTORE },
         { "restore-paused", no_argument, NULL, ARG_RESTORE_PAUSED },
         { "restore-force", no_argument, NULL, ARG_RESTORE_FORCE },
+        { "on-stop", required_argument, NULL, ARG_ON_STOP },
         {}
 };
 
@@ -231,7 +236,7 @@ static const struct option longopts[] = {
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
-        ARG_DRIVE, ARG_NET,
+        ARG_DRIVE, ARG_NET, ARG_ON_STOP,
 };
 
 static const char *option_name(int id) {
@@ -365,6 +370,15 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                         return log_error_errno(-EINVAL, "--restore needs a file name or fd:N");
                 r = set_string(&o->restore, value);
                 break;
+        case ARG_ON_STOP:
+                if (streq(value, "save"))
+                        o->on_stop_save = true;
+                else if (streq(value, "poweroff"))
+                        o->on_stop_save = false;
+                else
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected poweroff or save", where, label,
+                                               value);
+                break;
         case ARG_RESTORE_PAUSED:
                 o->restore_paused = true;
                 break;
@@ -486,7 +500,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                                 id = config_keys[i];
                 if (id == 0) {
                         return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, display, "
-                                 "serial, no-reboot, drive, net)", path, lineno, key);
+                                 "serial, no-reboot, cpu-engine, drive, net, on-stop)", path, lineno, key);
                 }
                 if (given[id])
                         continue;

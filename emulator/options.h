@@ -28,6 +28,7 @@ typedef struct Options {
         char *restore;                  /* --restore FILE|fd:N: start from a saved state */
         bool restore_paused;            /* --restore-paused: and stay paused */
         bool restore_force;             /* --restore-force: accept disk images changed since the save */
+        bool on_stop_save;              /* --on-stop save: SIGTERM saves the VM (managed save) */
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)
