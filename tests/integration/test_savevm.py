@@ -4,7 +4,8 @@ the test opened, then orrery-vm --restore in a new process. A counter on
 the serial console continues from where it stopped, a file being written
 on a disk completes intact, guest uptime does not jump by the time the VM
 spent saved, and a damaged stream or another configuration is refused
-(exit 2, one line).
+(exit 2, one line). --on-stop save: SIGTERM saves, the next start
+restores (tests/e2e has the same through systemd).
 """
 import hashlib
 import os
@@ -25,7 +26,7 @@ NAME = "savetest"
 SERVICE = f"org.orrery.VM.{NAME}"
 PATH = f"/org/orrery/VM/{NAME}"
 LINES = 60
-COUNT = re.compile(r"count=(\d+) up=(\d+\.\d+)")
+COUNT = re.compile(r"count=(\d+) up=(\d+\.\d+)\r?\n")
 
 tap = Tap()
 tmp = tempfile.mkdtemp(prefix="orrery-test-savevm-")
@@ -146,7 +147,7 @@ try:
         tap.finish()
     m2.Resume()
 
-    tap.check(vm2.wait_for(r"count=\d+ ", 60) is not None, "the restored guest runs", vm2.tail())
+    tap.check(vm2.wait_for(r"count=\d+ up=\d+\.\d+\r?\n", 60) is not None, "the restored guest runs", vm2.tail())
     after = counts(vm2)
     tap.check(READY not in vm2.output and after and last_count < after[0][0] <= last_count + 2,
               f"the counter continues from where it stopped ({last_count} -> {after[0][0] if after else None})", vm2.tail())
@@ -163,6 +164,25 @@ try:
     vm2.command("umount /mnt; echo umounted-''ok", r"umounted-ok\r?\n", 60)
     vm2.send("poweroff\n")
     tap.check(vm2.wait_exit(60) == 0, "the restored guest powers off", vm2.tail())
+
+    # on-stop=save without a service manager: SIGTERM saves to $XDG_STATE_HOME/orrery/NAME.save, the next start restores.
+    env = dict(os.environ, XDG_STATE_HOME=os.path.join(tmp, "state"))
+    env.pop("STATE_DIRECTORY", None)
+    managed = os.path.join(tmp, "state", "orrery", f"{NAME}.save")
+    vm3 = Vm(*common, "--on-stop", "save", name=NAME, env=env)
+    vms.append(vm3)
+    tap.check(vm3.wait_for(READY, BOOT_TIMEOUT) is not None, "a VM with --on-stop save boots", vm3.tail())
+    vm3.command("echo kept-in-ram > /tmp/mark; echo marked-''ok", r"marked-ok\r?\n", 60)
+    vm3.proc.terminate()
+    tap.check(vm3.wait_exit(120) == 0 and os.path.exists(managed),
+              "--on-stop save: SIGTERM saves the VM to $XDG_STATE_HOME/orrery and exits 0", vm3.tail())
+    vm4 = Vm(*common, "--on-stop", "save", name=NAME, env=env)
+    vms.append(vm4)
+    m = vm4.command("cat /tmp/mark", r"\n(kept-in-ram)\r?\n", 60)
+    tap.check(m is not None and READY not in vm4.output and not os.path.exists(managed),
+              "the next start restores the same guest and deletes the save", vm4.tail())
+    vm4.send("poweroff\n")
+    tap.check(vm4.wait_exit(60) == 0, "the restored guest powers off (exit 0)", vm4.tail())
 finally:
     for v in vms:
         v.kill()
