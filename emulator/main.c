@@ -521,7 +521,15 @@ static int setup_managed_save(Vm *vm) {
                         return log_error_errno(-EINVAL, "on-stop=save needs $STATE_DIRECTORY, $XDG_STATE_HOME or $HOME");
                 if (r < 0)
                         return log_oom();
-                (void) mkdir(fallback, 0700);
+                /* Like mkdir -p: a fresh home may have no ~/.local/state yet. */
+                for (char *slash = strchr(fallback + 1, '/');; slash = strchr(slash + 1, '/')) {
+                        if (slash)
+                                *slash = 0;
+                        (void) mkdir(fallback, 0700);
+                        if (!slash)
+                                break;
+                        *slash = '/';
+                }
                 dir = fallback;
         }
         if (asprintf(&vm->managed_save, "%s/%s.save", dir, vm->options.name) < 0)

@@ -12,5 +12,8 @@
  */
 #define MONITOR_SAVEVM_USAGE "[--quit] FILE"
 
-/* Runs "savevm-file ARGS…" (argv[0] is the command) for the VM; returns 0 (saved), 1 (failed, said why) or 2 (bad usage, not printed). */
+/*
+ * Runs "savevm-file ARGS…" (argv[0] is the command) for the VM; returns 0
+ * (saved), 1 (failed, said why) or 2 (bad usage, not printed).
+ */
 int monitor_savevm_run(sd_bus *bus, const char *vm, char **argv, size_t argc);
