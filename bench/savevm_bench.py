@@ -43,22 +43,24 @@ def measure(bus, pbus, args, path, label):
 
     machine.Pause()     # the restored copy takes the bus name only once this one is gone from it
     t0 = time.monotonic()
-    restored = subprocess.Popen([ORRERY_VM, "--name", NAME + "_r", "--bus", pbus.address, *args, "--restore", path,
+    restored = subprocess.Popen([ORRERY_VM, "--name", NAME + "r", "--bus", pbus.address, *args, "--restore", path,
                                  "--restore-paused"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-    rservice, rpath = f"org.orrery.VM.{NAME}_r", f"/org/orrery/VM/{NAME}_r"
+    rservice, rpath = f"org.orrery.VM.{NAME}r", f"/org/orrery/VM/{NAME}r"
     restore_s = None
     while time.monotonic() - t0 < 600 and restored.poll() is None:
         try:
-            s = str(bus.get_object(rservice, rpath).Get("org.orrery.Machine1", "State",
+            s = str(bus.get_object(rservice, rpath, introspect=False).Get("org.orrery.Machine1", "State",
                                                         dbus_interface="org.freedesktop.DBus.Properties"))
             if s == "paused":
                 restore_s = time.monotonic() - t0
                 break
         except dbus.exceptions.DBusException:
-            time.sleep(0.005)
+            time.sleep(0.005)   # polled: the restored process is not on the bus yet
     restored.kill()
     restored.wait()
+    if restore_s is None:
+        print(restored.stderr.read().decode(errors="replace")[-500:], file=sys.stderr)
     machine.Resume()
     print(f"| {label} | {size / 2**20:.1f} MiB | {save_s * 1000:.0f} ms | "
           f"{restore_s * 1000:.0f} ms |" if restore_s is not None else f"| {label} | restore failed |", flush=True)
@@ -67,7 +69,7 @@ def measure(bus, pbus, args, path, label):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memory", default="512M,2G")
-    ap.add_argument("--touch", type=float, default=0.9)
+    ap.add_argument("--touch", type=float, default=0.9, help="fraction of RAM to fill (0: idle only)")
     opts = ap.parse_args()
 
     print(f"# {os.uname().nodename}, {os.cpu_count()} CPUs; load at start: {open('/proc/loadavg').read().strip()}")
@@ -84,12 +86,16 @@ def main():
                 print(f"| {memory} | the guest did not boot |")
                 vm.kill()
                 continue
-            measure(bus, pbus, args, os.path.join(tmp, "idle.save"), f"{memory} idle")
-            fill = int(mib(memory) * opts.touch)
-            vm.command(f"yes orrery-fills-its-ram | head -c {fill}M > /tmp/fill; echo filled-''ok",
-                       r"filled-ok\r?\n", 1800)
-            measure(bus, pbus, args, os.path.join(tmp, "full.save"), f"{memory}, {fill} MiB written")
-            vm.kill()
+            try:
+                measure(bus, pbus, args, os.path.join(tmp, "idle.save"), f"{memory} idle")
+                fill = int(mib(memory) * opts.touch)
+                if fill:
+                    m = vm.command(f"yes orrery-fills-its-ram | head -c $(({fill} * 1048576)) > /tmp/fill; "
+                                   "echo filled=$(wc -c < /tmp/fill)", r"filled=(\d+)\r?\n", 3600)
+                    written = int(m.group(1)) >> 20 if m else 0
+                    measure(bus, pbus, args, os.path.join(tmp, "full.save"), f"{memory}, {written} MiB written")
+            finally:
+                vm.kill()
     finally:
         pbus.stop()
         shutil.rmtree(tmp, ignore_errors=True)
