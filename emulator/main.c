@@ -16,6 +16,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "machine/boot.h"
 #include "machine/chardev.h"
 #include "machine/machine.h"
+#include "migration/savevm.h"
 #include "net/user.h"
 #include "macro.h"
 #include "options.h"
@@ -50,6 +52,7 @@ typedef struct Vm {
         bool stopping;
         MachineState notified_state;    /* the last STATUS= sent to the service manager */
         bool hard_stopped;              /* the guest ignored the power button until the deadline */
+        char *managed_save;             /* on-stop=save: where SIGTERM saves the VM and the next start restores it */
         NetUser *nets[MACHINE_FREE_VIRTIO_SLOTS];       /* user networking of each NIC */
         BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* each --drive's image, open and locked */
 } Vm;
@@ -177,12 +180,57 @@ static int on_hard_stop_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/*
+ * on-stop=save: the guest is paused and written to NAME.save.tmp, renamed
+ * into place once complete. On failure the guest runs on and is shut down
+ * as without on-stop=save.
+ */
+static int managed_save(Vm *vm) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        char error[1024] = "";
+        uint64_t bytes = 0;
+        int r;
+
+        (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: saving to %s", vm->options.name, vm->managed_save);
+        if (asprintf(&tmp, "%s.tmp", vm->managed_save) < 0)
+                return log_oom();
+        r = machine_request_wait(vm->machine, MACHINE_REQUEST_PAUSE, HARD_STOP_TIMEOUT_USEC);
+        if (r < 0 || machine_get_state(vm->machine) != MACHINE_PAUSED)
+                return log_error_errno(r < 0 ? r : -ESHUTDOWN, "Cannot pause VM '%s' to save it; shutting it down",
+                                       vm->options.name);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                r = log_error_errno(errno, "Cannot create '%s' to save VM '%s': %m", tmp, vm->options.name);
+        else {
+                r = savevm_write(vm->machine, fd, &bytes, error, sizeof(error));
+                if (r < 0)
+                        log_error_errno(r, "Cannot save VM '%s': %s", vm->options.name, error);
+                else if (fsync(fd) < 0 || rename(tmp, vm->managed_save) < 0)
+                        r = log_error_errno(errno, "Cannot write '%s': %m", vm->managed_save);
+        }
+        if (r < 0) {
+                if (fd >= 0)
+                        (void) unlink(tmp);
+                log_notice("Shutting VM '%s' down instead of saving it", vm->options.name);
+                machine_request(vm->machine, MACHINE_REQUEST_RESUME);
+                return r;
+        }
+        log_info("Saved VM '%s' to %s (%llu MiB); the next start restores it", vm->options.name, vm->managed_save,
+                 (unsigned long long) (bytes >> 20));
+        return 0;
+}
+
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Vm *vm = userdata;
         int r;
 
         log_info("Stop of VM '%s' requested by signal %s from pid %u", vm->options.name, strsignal((int) si->ssi_signo),
                  si->ssi_pid);
+        if (vm->managed_save && !vm->stopping && managed_save(vm) >= 0) {
+                machine_request(vm->machine, MACHINE_REQUEST_QUIT);
+                return 0;
+        }
         request_clean_stop(vm);
         (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: the guest is shutting down", vm->options.name);
         if (!vm->stop_timer) {
@@ -430,6 +478,74 @@ static int setup_bus(Vm *vm) {
         return vm_bus_new(vm->event, &bus_config, &vm->bus);
 }
 
+/* --restore: the saved state replaces the freshly built machine's, or nothing does. */
+static int restore_machine(Vm *vm, const char *hint) {
+        SavevmBlob blob = {};
+        char error[1024] = "";
+        int r;
+
+        r = savevm_blob_read(vm->options.restore, savevm_size_bound(vm->options.memory), &blob, error, sizeof(error));
+        if (r >= 0)
+                r = savevm_load(vm->machine, blob.data, blob.size, vm->options.restore_force, error, sizeof(error));
+        savevm_blob_done(&blob);
+        if (r < 0)
+                return log_error_errno(r, "cannot restore VM '%s' from '%s': %s%s", vm->options.name,
+                                       vm->options.restore, error, hint);
+        machine_set_start_paused(vm->machine, vm->options.restore_paused);
+        log_info("Restored VM '%s' from '%s'%s", vm->options.name, vm->options.restore,
+                 vm->options.restore_paused ? " (paused)" : "");
+        return 0;
+}
+
+/*
+ * on-stop=save: NAME.save in $STATE_DIRECTORY (the unit's StateDirectory=),
+ * else in ${XDG_STATE_HOME:-~/.local/state}/orrery. A save found there is
+ * restored, then deleted: the guest runs on from it, and the next stop
+ * writes a new one.
+ */
+static int setup_managed_save(Vm *vm) {
+        const char *dir = getenv("STATE_DIRECTORY"), *state = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+        _cleanup_free_ char *fallback = NULL;
+        int r;
+
+        if (dir && strchr(dir, ':'))
+                dir = NULL;     /* several directories: take the default */
+        if (!dir || dir[0] != '/') {
+                if (state && state[0] == '/')
+                        r = asprintf(&fallback, "%s/orrery", state);
+                else if (home && home[0] == '/')
+                        r = asprintf(&fallback, "%s/.local/state/orrery", home);
+                else
+                        return log_error_errno(-EINVAL, "on-stop=save needs $STATE_DIRECTORY, $XDG_STATE_HOME or $HOME");
+                if (r < 0)
+                        return log_oom();
+                /* Like mkdir -p: a fresh home may have no ~/.local/state yet. */
+                for (char *slash = strchr(fallback + 1, '/');; slash = strchr(slash + 1, '/')) {
+                        if (slash)
+                                *slash = 0;
+                        (void) mkdir(fallback, 0700);
+                        if (!slash)
+                                break;
+                        *slash = '/';
+                }
+                dir = fallback;
+        }
+        if (asprintf(&vm->managed_save, "%s/%s.save", dir, vm->options.name) < 0)
+                return log_oom();
+        if (vm->options.restore || access(vm->managed_save, F_OK) < 0)
+                return 0;
+
+        vm->options.restore = strdup(vm->managed_save);
+        if (!vm->options.restore)
+                return log_oom();
+        r = restore_machine(vm, "; remove the file to boot the VM afresh");
+        if (r < 0)
+                return r;
+        if (unlink(vm->managed_save) < 0)
+                return log_error_errno(errno, "Cannot remove '%s' after restoring it: %m", vm->managed_save);
+        return 0;
+}
+
 /* Starts the guest and runs the event loop until the VM stops; returns the exit status. */
 static int run_vm(Vm *vm) {
         int r;
@@ -440,7 +556,8 @@ static int run_vm(Vm *vm) {
         /* Ready: the bus name is ours (Type=notify rather than Type=dbus, so
          * --no-bus and a manager that is not on the bus work the same). */
         vm->notified_state = machine_get_state(vm->machine);
-        (void) sd_notifyf(false, "READY=1\nSTATUS=VM %s running", vm->options.name);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=VM %s %s", vm->options.name,
+                          vm->notified_state == MACHINE_PAUSED ? "paused" : "running");
 
         r = sd_event_loop(vm->event);
         restore_terminal(vm);
@@ -462,6 +579,10 @@ static int run(Vm *vm) {
                 return EXIT_USAGE;
         if (vm->options.dump_dtb)
                 return dump_dtb(vm) < 0 ? EXIT_FAILURE : 0;
+        if (vm->options.restore && restore_machine(vm, "") < 0)
+                return EXIT_USAGE;
+        if (vm->options.on_stop_save && setup_managed_save(vm) < 0)
+                return EXIT_USAGE;
 
         r = setup_event_loop(vm);
         if (r >= 0)
@@ -496,6 +617,7 @@ static void vm_done(Vm *vm) {
         vm->serial = chardev_free(vm->serial);
         vm->agent = chardev_free(vm->agent);
         sd_event_unref(vm->event);
+        free(vm->managed_save);
         options_free(&vm->options);
 }
 

@@ -107,6 +107,12 @@ static void help(void) {
                "                       a virtio-net NIC on user-mode networking (repeatable)\n"
                "  --bus ADDRESS        publish the VM on this D-Bus bus (default: the session bus)\n"
                "  --no-bus             do not publish the VM on any bus\n"
+               "  --restore FILE|fd:N  start from a state saved by Machine1.Save (same options as when saved)\n"
+               "  --restore-paused     with --restore: stay paused until Machine1.Resume\n"
+               "  --restore-force      with --restore: accept disk images modified since the save\n"
+               "  --on-stop poweroff|save\n"
+               "                       what SIGTERM does: press the power button (default), or save the VM\n"
+               "                       to the state directory and restore it on the next start\n"
                "  --dump-dtb FILE      write the machine's device tree (DTB) to FILE and exit\n"
                "  --config FILE        read the VM's settings from FILE\n"
                "                       (default: ~/.config/orrery/vm/NAME.conf if it exists)\n"
@@ -194,6 +200,10 @@ enum {
         ARG_HELP,
         ARG_VERSION,
         ARG_BUS_INTROSPECT,
+        ARG_RESTORE,
+        ARG_RESTORE_PAUSED,
+        ARG_RESTORE_FORCE,
+        ARG_ON_STOP,
         _ARG_MAX,
 };
 
@@ -220,6 +230,10 @@ static const struct option longopts[] = {
         { "help", no_argument, NULL, ARG_HELP },
         { "version", no_argument, NULL, ARG_VERSION },
         { "bus-introspect", no_argument, NULL, ARG_BUS_INTROSPECT },
+        { "restore", required_argument, NULL, ARG_RESTORE },
+        { "restore-paused", no_argument, NULL, ARG_RESTORE_PAUSED },
+        { "restore-force", no_argument, NULL, ARG_RESTORE_FORCE },
+        { "on-stop", required_argument, NULL, ARG_ON_STOP },
         {}
 };
 
@@ -227,7 +241,7 @@ static const struct option longopts[] = {
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_GUEST, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
-        ARG_DRIVE, ARG_NET,
+        ARG_DRIVE, ARG_NET, ARG_ON_STOP,
 };
 
 static const char *option_name(int id) {
@@ -361,6 +375,26 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         case ARG_CONFIG:
                 r = set_string(&o->config, value);
                 break;
+        case ARG_RESTORE:
+                if (!*value)
+                        return log_error_errno(-EINVAL, "--restore needs a file name or fd:N");
+                r = set_string(&o->restore, value);
+                break;
+        case ARG_ON_STOP:
+                if (streq(value, "save"))
+                        o->on_stop_save = true;
+                else if (streq(value, "poweroff"))
+                        o->on_stop_save = false;
+                else
+                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected poweroff or save", where, label,
+                                               value);
+                break;
+        case ARG_RESTORE_PAUSED:
+                o->restore_paused = true;
+                break;
+        case ARG_RESTORE_FORCE:
+                o->restore_force = true;
+                break;
         case ARG_NO_CONFIG:
                 o->no_config = true;
                 break;
@@ -476,7 +510,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                                 id = config_keys[i];
                 if (id == 0) {
                         return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, guest, display, "
-                                 "serial, no-reboot, drive, net)", path, lineno, key);
+                                 "serial, no-reboot, cpu-engine, drive, net, on-stop)", path, lineno, key);
                 }
                 if (given[id])
                         continue;
@@ -649,6 +683,9 @@ int options_parse(Options *o, int argc, char *argv[]) {
         if (o->no_config && o->config) {
                 return log_error_errno(-EINVAL, "--config and --no-config exclude each other");
         }
+        if (!o->restore && (o->restore_paused || o->restore_force)) {
+                return log_error_errno(-EINVAL, "--restore-paused and --restore-force need --restore");
+        }
 
         if (o->config)
                 r = config_load(o, o->config, true, given);
@@ -688,6 +725,7 @@ void options_free(Options *o) {
         free(o->bus_address);
         free(o->dump_dtb);
         free(o->config);
+        free(o->restore);
         for (size_t i = 0; i < o->n_drives; i++)
                 drive_spec_done(&o->drives[i]);
         free(o->drives);

@@ -28,6 +28,10 @@ typedef struct Options {
         size_t n_drives;
         NetSpec *nets;                  /* --net, in order */
         size_t n_nets;
+        char *restore;                  /* --restore FILE|fd:N: start from a saved state */
+        bool restore_paused;            /* --restore-paused: and stay paused */
+        bool restore_force;             /* --restore-force: accept disk images changed since the save */
+        bool on_stop_save;              /* --on-stop save: SIGTERM saves the VM (managed save) */
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

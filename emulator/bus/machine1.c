@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "bus/bus.h"
+#include "migration/savevm.h"
 #include "log.h"
 #include "macro.h"
 
@@ -191,6 +192,60 @@ static int method_quit(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return r;
 }
 
+/*
+ * Save and SaveAndQuit write the whole state to the caller's fd from the
+ * event loop: the VM is paused meanwhile anyway, and the writing is bounded
+ * by the RAM the guest touched.
+ */
+static int save(sd_bus_message *m, VmBus *b, bool quit, sd_bus_error *error) {
+        char message[1024] = "";
+        BusPeer *peer;
+        bool was_running;
+        uint64_t bytes = 0;
+        int fd, r;
+
+        r = bus_check_caller(b, m, &peer, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "h", &fd);
+        if (r < 0)
+                return r;
+        bus_log_origin(peer, quit ? "SaveAndQuit" : "Save");
+        if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
+                return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
+
+        was_running = machine_get_state(b->machine) == MACHINE_RUNNING;
+        if (was_running && machine_request_wait(b->machine, MACHINE_REQUEST_PAUSE, PENDING_TIMEOUT_USEC) < 0)
+                return sd_bus_error_setf(error, ORRERY_ERROR_TIMEOUT, "VM '%s' did not pause in time to be saved",
+                                         b->name);
+        if (machine_get_state(b->machine) != MACHINE_PAUSED)
+                return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
+
+        r = savevm_write(b->machine, fd, &bytes, message, sizeof(message));
+        if (r < 0) {
+                if (was_running)
+                        (void) machine_request_wait(b->machine, MACHINE_REQUEST_RESUME, PENDING_TIMEOUT_USEC);
+                return sd_bus_error_setf(error, r == -EOPNOTSUPP ? ORRERY_ERROR_NOT_SUPPORTED : SD_BUS_ERROR_IO_ERROR,
+                                         "Cannot save VM '%s': %s", b->name, message);
+        }
+        log_info("Saved VM '%s' (%llu MiB)%s", b->name, (unsigned long long) (bytes >> 20), quit ? "; quitting" : "");
+        /* Running again before the answer, so that a caller reading State afterwards sees it. */
+        if (!quit && was_running)
+                (void) machine_request_wait(b->machine, MACHINE_REQUEST_RESUME, PENDING_TIMEOUT_USEC);
+        r = sd_bus_reply_method_return(m, NULL);
+        if (quit)
+                machine_request(b->machine, MACHINE_REQUEST_QUIT);
+        return r;
+}
+
+static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return save(m, userdata, false, error);
+}
+
+static int method_save_and_quit(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return save(m, userdata, true, error);
+}
+
 void machine1_peer_gone(VmBus *b, BusPeer *peer) {
         /* The calls stay (the CPU thread carries them out); their answers go nowhere. */
         for (BusPending *p = b->pending; p; p = p->next)
@@ -224,5 +279,8 @@ const sd_bus_vtable machine1_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("PowerDown", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_power_down,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Quit", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_quit, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Save", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SaveAndQuit", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save_and_quit,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };

@@ -105,6 +105,9 @@ struct Machine {
         /* Guest time: mtime = (monotonic ns - time_base_ns) / 100, frozen while paused. */
         uint64_t time_base_ns;
         uint64_t paused_at_ns;
+        /* Where guest time starts and whether the CPU thread starts paused (a restored machine). */
+        uint64_t start_ticks;
+        bool start_paused;
 
         pthread_t cpu_thread;
         bool cpu_thread_started;
@@ -821,8 +824,9 @@ int machine_start(Machine *m) {
         if (!m->kernel.data)
                 return -ENOEXEC;        /* described only */
         pthread_mutex_lock(&m->lock);
-        m->state = MACHINE_RUNNING;
-        m->time_base_ns = monotonic_ns();
+        m->state = m->start_paused ? MACHINE_PAUSED : MACHINE_RUNNING;
+        m->time_base_ns = monotonic_ns() - m->start_ticks * (1000000000ULL / TIMEBASE_FREQUENCY);
+        m->paused_at_ns = monotonic_ns();
         pthread_mutex_unlock(&m->lock);
 
         r = -pthread_create(&m->cpu_thread, NULL, cpu_thread_main, m);
@@ -1027,6 +1031,50 @@ uint64_t machine_framebuffer_take_dirty(Machine *m, size_t word) {
         if (!m->mem.fb_dirty || word >= m->mem.fb_dirty_words)
                 return 0;
         return physmem_fb_take_dirty(&m->mem, word);
+}
+
+uint8_t *machine_ram(Machine *m, uint64_t *ret_size) {
+        *ret_size = m->mem.ram_size;
+        return m->mem.ram;
+}
+
+int machine_ram_fd(Machine *m) {
+        return m->ram_fd;
+}
+
+uint64_t machine_guest_ticks(Machine *m) {
+        uint64_t t;
+
+        pthread_mutex_lock(&m->lock);
+        if (!m->cpu_thread_started)
+                t = m->start_ticks;
+        else
+                t = (m->paused_at_ns - m->time_base_ns) / (1000000000ULL / TIMEBASE_FREQUENCY);
+        pthread_mutex_unlock(&m->lock);
+        return t;
+}
+
+int machine_set_guest_ticks(Machine *m, uint64_t ticks) {
+        if (ticks > UINT64_MAX / (1000000000ULL / TIMEBASE_FREQUENCY))
+                return -ERANGE;
+        pthread_mutex_lock(&m->lock);
+        if (!m->cpu_thread_started)
+                m->start_ticks = ticks;
+        else
+                /* Wraps for a stream from a long-running guest; machine_read_time() wraps back. */
+                m->time_base_ns = m->paused_at_ns - ticks * (1000000000ULL / TIMEBASE_FREQUENCY);
+        pthread_mutex_unlock(&m->lock);
+        return 0;
+}
+
+void machine_set_start_paused(Machine *m, bool paused) {
+        m->start_paused = paused;
+}
+
+void machine_drain_io(Machine *m) {
+        for (size_t i = 0; i < m->n_images; i++)
+                if (m->disks[i])
+                        virtio_blk_drain(m->disks[i]);
 }
 
 uint64_t machine_instructions(Machine *m) {

@@ -161,6 +161,20 @@ size_t machine_n_disks(Machine *m);
 int machine_save_state(Machine *m, StateWriter *w);
 int machine_load_state(Machine *m, StateReader *r);
 
+/*
+ * For saving and restoring (migration/): guest RAM and its memfd; guest
+ * time in timebase ticks, which stands still while paused (set it only
+ * while paused or before machine_start(); -ERANGE past what nanoseconds
+ * hold); whether machine_start() leaves the CPU thread paused; and
+ * waiting until no disk request is in flight (with the CPU paused).
+ */
+uint8_t *machine_ram(Machine *m, uint64_t *ret_size);
+int machine_ram_fd(Machine *m);
+uint64_t machine_guest_ticks(Machine *m);
+int machine_set_guest_ticks(Machine *m, uint64_t ticks);
+void machine_set_start_paused(Machine *m, bool paused);
+void machine_drain_io(Machine *m);
+
 /* The flattened device tree the guest boots with. */
 const void *machine_device_tree(Machine *m, size_t *ret_size);
 

@@ -38,6 +38,7 @@
 #include "io-util.h"
 #include "macro.h"
 #include "orrery-client.h"
+#include "savevm.h"
 #include "screendump.h"
 #include "text.h"
 
@@ -600,6 +601,13 @@ static int cmd_devices(Monitor *m, const Command *cmd, char **argv, size_t argc)
         return r == EXIT_USAGE ? usage_of(cmd) : r;
 }
 
+static int cmd_savevm_file(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        if (!need_vm(m))
+                return EXIT_FAILURE;
+        int r = monitor_savevm_run(orrery_client_get_bus(m->client), m->name, argv, argc);
+        return r == 2 ? usage_of(cmd) : r;
+}
+
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc);
 static int cmd_help(Monitor *m, const Command *cmd, char **argv, size_t argc);
 
@@ -625,6 +633,9 @@ static const Command commands[] = {
         { "sendkey", "KEYS [HOLD_MS]", "press keys together, e.g. ctrl-alt-delete (QEMU key names), hold 100 ms",
           cmd_sendkey, 1, 2 },
         { "screendump", "FILE", "write the screen to FILE as PNG", cmd_screendump, 1, 1 },
+        { "savevm-file", MONITOR_SAVEVM_USAGE,
+          "save the whole VM to FILE (orrery-vm --restore FILE starts from it); --quit: then stop the emulator",
+          cmd_savevm_file, 1, 2 },
         { "console", "[--dump] [CHARDEV]",
           "talk to a character device (serial0 by default); Ctrl-] leaves. --dump: print its scrollback as text",
           cmd_console, 0, 2 },

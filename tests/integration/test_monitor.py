@@ -186,6 +186,22 @@ try:
     tap.check(m is not None and r.returncode == 0 and same, "screendump writes a PNG equal to the framebuffer memfd",
               detail)
 
+    # savevm-file: the monitor opens the file and hands its fd to Machine1.Save; a new process restores it.
+    saved = os.path.join(state_dir.name, "vm.save")
+    r = monitor(NAME, "-c", f"savevm-file {saved}")
+    tap.check(r.returncode == 0 and "saved VM" in r.stdout and vm_state() == "running" and
+              open(saved, "rb").read(8) == b"ORRERYVM", "savevm-file saves the running VM, which runs on", r)
+    r = monitor(NAME, "-c", f"savevm-file {state_dir.name}/no/such/dir/vm.save")
+    tap.check(r.returncode == 1 and "cannot create" in r.stderr and vm_state() == "running",
+              "savevm-file into a missing directory fails, naming the file", r)
+    r = monitor(NAME, "-c", "savevm-file --bogus x")
+    tap.check(r.returncode == 2 and "Usage: savevm-file" in r.stderr, "savevm-file with a bad option prints its usage", r)
+    restored = Vm("--display", f"{WIDTH}x{HEIGHT}", "--restore", saved, name=NAME + "_restored")
+    m = restored.command("echo restored-''ok", r"restored-ok\r?\n", 60)
+    tap.check(m is not None and READY not in restored.output, "orrery-vm --restore runs the saved guest without booting",
+              restored.tail())
+    restored.kill()
+
     # Interactive: two monitors at once.
     a = Session(NAME)
     sessions.append(a)
