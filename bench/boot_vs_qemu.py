@@ -5,10 +5,13 @@ riscv64 "virt" board (TCG) and prints, over N runs (min/median/max):
   - time from process start to the guest's ready marker,
   - the guest CPU benchmark (orrery-guest-probe cpu-bench) in milliseconds
     as measured by the guest's own clock, and the wall-clock time it took,
+  - the busybox shell loop (LOOP iterations of i=$((i+1)) in the guest's
+    sh, 300,000 by default), timed on the host between two serial markers
+    the guest prints before and after it,
   - orrery-vm's resident memory beyond the guest RAM the guest touched
     (RSS minus the RAM memfd's resident pages).
 
-Usage: bench/boot_vs_qemu.py [--runs N] [--build DIR]
+Usage: bench/boot_vs_qemu.py [--runs N] [--build DIR] [--engine interp|jit]... [--loop N] [--no-qemu]
 """
 import argparse
 import os
@@ -101,9 +104,19 @@ def run_one(kind, args):
         since = len(g.out)
         t0 = time.monotonic()
         g.send("orrery-guest-probe cpu-bench\n")
-        m, t1 = g.wait_for(rb"cpu-bench result=(\w+) ms=(\d+)", 600, since)
+        m, t1 = g.wait_for(rb"cpu-bench result=(\w+) ms=(\d+)\r?\n", 600, since)
         rss, cache = rss_beyond_ram(g.proc.pid) if kind.startswith("orrery") else (None, None)
-        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss, cache
+        loop = None
+        if args.loop:
+            # The echoed command line has "echo loop-start" and "loop-end=$i": only the output matches.
+            since = len(g.out)
+            g.send(f"echo loop-start; i=0; while [ $i -lt {args.loop} ]; do i=$((i+1)); done; echo loop-end=$i\n")
+            _, t_start = g.wait_for(rb"\nloop-start", 60, since)
+            m_end, t_end = g.wait_for(rb"loop-end=(\d+)\r?\n", 1800, since)
+            if int(m_end.group(1)) != args.loop:
+                raise RuntimeError(f"the loop ended at {m_end.group(1)!r}")
+            loop = t_end - t_start
+        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss, cache, loop
     finally:
         g.stop()
 
@@ -120,6 +133,7 @@ def main():
     p.add_argument("--engine", action="append", choices=["interp", "jit"],
                    help="orrery-vm CPU engine(s) to measure (repeatable; default: interp)")
     p.add_argument("--no-qemu", action="store_true", help="measure orrery-vm only")
+    p.add_argument("--loop", type=int, default=300000, help="shell loop iterations (0: skip the loop)")
     args = p.parse_args()
     args.orrery = os.path.join(args.build, "emulator", "orrery-vm")
     args.kernel = os.path.join(args.build, "guest", "Image")
@@ -134,6 +148,8 @@ def main():
         print(f"{kind:13s} cpu-bench guest (ms)  {summary([r[1] for r in rows])}")
         print(f"{kind:13s} cpu-bench wall (s)    {summary([r[2] for r in rows])}")
         print(f"{kind:13s} cpu-bench checksum    {sorted(set(r[3] for r in rows))}")
+        if args.loop:
+            print(f"{kind:13s} shell loop (s)        {summary([r[6] for r in rows])}")
         if kind.startswith("orrery"):
             print(f"{kind:13s} RSS beyond RAM (MiB)  {summary([r[4] for r in rows])}")
             if kind == "orrery-jit":
@@ -145,8 +161,9 @@ def main():
     if "qemu" in results:
         for kind in results:
             if kind.startswith("orrery"):
+                loop = f", shell loop {med(kind, 6) / med('qemu', 6):.2f}x" if args.loop else ""
                 print(f"ratio {kind}/qemu: boot {med(kind, 0) / med('qemu', 0):.2f}x, "
-                      f"cpu-bench {med(kind, 1) / med('qemu', 1):.2f}x")
+                      f"cpu-bench {med(kind, 1) / med('qemu', 1):.2f}x{loop}")
 
 
 if __name__ == "__main__":

@@ -407,6 +407,7 @@ static int create_machine(Vm *vm) {
                 .fb_height = vm->options.fb_height,
                 .no_reboot = vm->options.no_reboot,
                 .cpu_engine_jit = vm->options.cpu_engine_jit,
+                .cpu_engine_fallback = vm->options.cpu_engine_fallback,
                 .drives = vm->options.drives,
                 .n_drives = vm->options.n_drives,
                 .images = vm->images,

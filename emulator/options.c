@@ -100,7 +100,8 @@ static void help(void) {
                "  --no-reboot          exit when the guest reboots\n"
                "  --cpu-engine interp|jit\n"
                "                       how the CPU runs guest code: interpret it, or translate\n"
-               "                       it to host code (x86-64 hosts only) (default: interp)\n"
+               "                       it to host code (x86-64 hosts only) (default: jit where\n"
+               "                       it can run, else interp)\n"
                "  --drive file=PATH[,id=ID][,readonly=on][,snapshot=on][,cache=writeback|none][,discard=on]\n"
                "                       a virtio-blk disk on a raw image (repeatable)\n"
                "  --net user[,id=ID][,mac=MAC][,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,restrict=on]\n"
@@ -328,6 +329,7 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 else
                         return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected interp or jit", where, label,
                                                value);
+                o->cpu_engine_fallback = false;
                 break;
         case ARG_DRIVE: {
                 DriveSpec d, *a;
@@ -637,10 +639,19 @@ int options_parse(Options *o, int argc, char *argv[]) {
                 .fb_width = 1024,
                 .fb_height = 768,
         };
-        /* The default engine can be switched for a whole test run: ORRERY_CPU_ENGINE=jit tools/check. */
+        /*
+         * The JIT is the default, falling back to the interpreter where it
+         * cannot run. A whole test run can pin the engine instead
+         * (ORRERY_CPU_ENGINE=interp tools/check); then, as with
+         * --cpu-engine, an engine that cannot start is an error.
+         */
+        o->cpu_engine_jit = true;
+        o->cpu_engine_fallback = true;
         const char *engine = getenv("ORRERY_CPU_ENGINE");
-        if (engine && strcmp(engine, "jit") == 0)
-                o->cpu_engine_jit = true;
+        if (engine && (strcmp(engine, "jit") == 0 || strcmp(engine, "interp") == 0)) {
+                o->cpu_engine_jit = strcmp(engine, "jit") == 0;
+                o->cpu_engine_fallback = false;
+        }
 
         optind = 1;
         opterr = 0;

@@ -23,7 +23,8 @@ typedef struct Options {
         char *dump_dtb;                 /* write the device tree here and exit */
         char *config;                   /* --config FILE; NULL: the default file, if any */
         bool no_config;
-        bool cpu_engine_jit;            /* --cpu-engine jit: translate guest code (x86-64 hosts) */
+        bool cpu_engine_jit;            /* translate guest code (x86-64 hosts); the default */
+        bool cpu_engine_fallback;       /* not chosen explicitly: the interpreter if the JIT cannot start */
         DriveSpec *drives;              /* --drive, in order */
         size_t n_drives;
         NetSpec *nets;                  /* --net, in order */

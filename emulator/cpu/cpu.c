@@ -250,6 +250,7 @@ static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, 
                 e->tag = va & PAGE_MASK;
                 e->addend = (uintptr_t) page - (uintptr_t) (va & PAGE_MASK);
                 e->fb_page = fb_page;
+                *hart_tlb_global_flag(h, e) = h->translation_global;
         }
         return p;
 }
@@ -577,7 +578,8 @@ static SystemResult exec_system(Hart *h, uint32_t insn, unsigned rd, unsigned rs
                         if (h->priv == PRIV_U || (h->priv == PRIV_S && (h->mstatus & MSTATUS_TVM))) {
                                 return SYSTEM_ILLEGAL;
                         }
-                        hart_tlb_flush_all(h);
+                        unsigned rs2 = (insn >> 20) & 31;
+                        hart_tlb_fence(h, rs1 != 0, h->x[rs1], rs2 != 0, h->x[rs2]);
                         return SYSTEM_NEXT;
                 }
                 if (rs1 != 0) {

@@ -393,11 +393,11 @@ static int write_supervisor(Hart *h, unsigned csr, uint64_t value) {
                 unsigned mode = value >> 60;
                 if (h->priv == PRIV_S && (h->mstatus & MSTATUS_TVM))
                         return -1;
-                /* Unsupported modes leave satp unchanged (WARL). ASIDs are not kept. */
+                /* Unsupported modes leave satp unchanged (WARL); all 16 ASID bits are kept. */
                 if (mode != 0 && mode != 8 && mode != 9)
                         break;
-                h->satp = value & ((0xfULL << 60) | ((1ULL << 44) - 1));
-                hart_tlb_flush_all(h);
+                h->satp = value & ((0xfULL << 60) | SATP_ASID_MASK | ((1ULL << 44) - 1));
+                hart_tlb_switch(h);
                 break;
         }
 

@@ -96,6 +96,20 @@ typedef struct TlbEntry {
 
 #define TLB_INVALID (~0ULL)
 
+/*
+ * ASIDs: the TLB keeps one set of tables per recently used address space
+ * (a context, keyed by satp's MODE, ASID and root), so that switching
+ * between processes that the guest gave ASIDs needs no flush, at no cost
+ * on the hit path, which still compares only the virtual page. A context
+ * also records which entries came from global (PTE.G) mappings, which
+ * SFENCE.VMA with an ASID leaves alone. Contexts are reused least
+ * recently selected first.
+ */
+#define TLB_CONTEXTS 8
+#define SATP_ASID_SHIFT 44
+#define SATP_ASID_BITS 16
+#define SATP_ASID_MASK (((1ULL << SATP_ASID_BITS) - 1) << SATP_ASID_SHIFT)
+
 enum {
         TLB_REGIME_U,           /* user */
         TLB_REGIME_S,           /* supervisor, SUM=0 */
@@ -103,6 +117,13 @@ enum {
         TLB_REGIME_M,           /* machine (physical, PMP) */
         _TLB_REGIME_MAX,
 };
+
+typedef struct TlbContext {
+        uint64_t satp;                  /* the address space: satp's MODE, ASID and root */
+        uint64_t last_used;             /* Hart.tlb_clock when last selected; 0: free */
+        TlbEntry entries[_TLB_REGIME_MAX][3][TLB_SIZE];
+        bool global[_TLB_REGIME_MAX][3][TLB_SIZE];      /* the entry maps a global page */
+} TlbContext;
 
 #define DCACHE_SIZE 65536
 
@@ -162,7 +183,11 @@ struct Hart {
         bool in_wfi;
         uint64_t wfi_deadline;          /* mtime at which a timer fires, or ~0 */
 
-        TlbEntry tlb[_TLB_REGIME_MAX][3][TLB_SIZE];
+        /* The TLB's contexts (one per recent address space) and which one is current. */
+        unsigned tlb_current;
+        uint64_t tlb_clock;
+        bool translation_global;        /* mmu_translate()'s last result came from a global mapping */
+        TlbContext tlb[TLB_CONTEXTS];
 
         /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
         DecodedInsn dcache[DCACHE_SIZE];
@@ -185,6 +210,22 @@ static inline void hart_end_slice(Hart *h) {
 
 /* Drops every cached translation (e.g. after guest RAM was rewritten on reset). */
 void hart_tlb_flush_all(Hart *h);
+
+/*
+ * SFENCE.VMA: drops the translations of the page of 'va' (all pages if
+ * !has_va) in the address space 'asid', except global ones (every address
+ * space, global ones included, if !has_asid).
+ */
+void hart_tlb_fence(Hart *h, bool has_va, uint64_t va, bool has_asid, uint64_t asid);
+
+/* satp was written: makes the TLB context of its address space current. */
+void hart_tlb_switch(Hart *h);
+
+/* Where the current context records whether its entry 'e' maps a global page. */
+static inline bool *hart_tlb_global_flag(Hart *h, const TlbEntry *e) {
+        TlbContext *c = &h->tlb[h->tlb_current];
+        return &(&c->global[0][0][0])[e - &c->entries[0][0][0]];
+}
 
 /* Pending and enabled interrupt that would be taken now, or 0 (for tests). */
 uint64_t hart_pending_interrupt(Hart *h);

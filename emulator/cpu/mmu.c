@@ -18,6 +18,7 @@
 #define PTE_W (1ULL << 2)
 #define PTE_X (1ULL << 3)
 #define PTE_U (1ULL << 4)
+#define PTE_G (1ULL << 5)
 #define PTE_A (1ULL << 6)
 #define PTE_D (1ULL << 7)
 #define PTE_PPN_SHIFT 10
@@ -139,6 +140,7 @@ int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
         unsigned mode = h->satp >> SATP_MODE_SHIFT;
         unsigned levels;
 
+        h->translation_global = false;
         if (priv == PRIV_M || mode == SATP_MODE_BARE) {
                 *ret_paddr = vaddr;
                 return 0;
@@ -153,6 +155,7 @@ int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
                 return page_fault(type);
 
         uint64_t table = (h->satp & SATP_PPN_MASK) << PAGE_SHIFT;
+        uint64_t global = 0;
         for (int level = levels - 1; level >= 0; level--) {
                 uint64_t vpn = (vaddr >> (PAGE_SHIFT + 9 * level)) & 0x1ff;
                 uint64_t pte_addr = table + vpn * 8;
@@ -172,6 +175,8 @@ int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
                         return page_fault(type);
 
                 uint64_t ppn = (pte >> PTE_PPN_SHIFT) & PTE_PPN_MASK;
+                /* G in a pointer makes everything below it global. */
+                global |= pte & PTE_G;
                 if (!(pte & (PTE_R | PTE_X))) {
                         /* Pointer to the next level; A/D/U must be zero there. */
                         if (level == 0 || (pte & (PTE_A | PTE_D | PTE_U)))
@@ -219,6 +224,7 @@ int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
 
                 uint64_t page_ppn = ppn | ((vaddr >> PAGE_SHIFT) & low_mask);
                 *ret_paddr = (page_ppn << PAGE_SHIFT) | (vaddr & (PAGE_SIZE - 1));
+                h->translation_global = global != 0;
                 return 0;
         }
 
@@ -250,15 +256,101 @@ void hart_update_regime(Hart *h) {
                 fetch_regime = TLB_REGIME_U;
         }
 
-        h->tlb_load = h->tlb[data_regime][ACCESS_READ];
-        h->tlb_store = h->tlb[data_regime][ACCESS_WRITE];
-        h->tlb_fetch = h->tlb[fetch_regime][ACCESS_FETCH];
+        TlbContext *c = &h->tlb[h->tlb_current];
+        h->tlb_load = c->entries[data_regime][ACCESS_READ];
+        h->tlb_store = c->entries[data_regime][ACCESS_WRITE];
+        h->tlb_fetch = c->entries[fetch_regime][ACCESS_FETCH];
 }
 
-void hart_tlb_flush_all(Hart *h) {
-        jit_tlb_flushed(h->jit);
+static void context_clear(TlbContext *c) {
         for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
                 for (unsigned t = 0; t < 3; t++)
                         for (unsigned i = 0; i < TLB_SIZE; i++)
-                                h->tlb[r][t][i].tag = TLB_INVALID;
+                                c->entries[r][t][i].tag = TLB_INVALID;
+        memset(c->global, 0, sizeof(c->global));
+}
+
+/* The address space a context is keyed by: Bare ignores ASID and root, M-mode-only code never looks. */
+static uint64_t address_space(uint64_t satp) {
+        return (satp >> SATP_MODE_SHIFT) == SATP_MODE_BARE ? 0 : satp;
+}
+
+static void select_context(Hart *h, unsigned i) {
+        h->tlb_current = i;
+        h->tlb[i].last_used = ++h->tlb_clock;
+        /* Virtual-address shortcuts (the JIT's jump cache) belong to the address space left. */
+        jit_tlb_flushed(h->jit);
+        hart_update_regime(h);
+}
+
+void hart_tlb_flush_all(Hart *h) {
+        for (unsigned i = 0; i < TLB_CONTEXTS; i++) {
+                context_clear(&h->tlb[i]);
+                h->tlb[i].last_used = 0;
+        }
+        h->tlb_clock = 0;
+        h->tlb[0].satp = address_space(h->satp);
+        select_context(h, 0);
+}
+
+void hart_tlb_switch(Hart *h) {
+        uint64_t space = address_space(h->satp);
+        uint64_t asid = space & SATP_ASID_MASK;
+        unsigned victim = 0;
+
+        for (unsigned i = 0; i < TLB_CONTEXTS; i++) {
+                TlbContext *c = &h->tlb[i];
+
+                if (c->last_used && (c->satp & SATP_ASID_MASK) == asid) {
+                        /*
+                         * The same ASID with another root or mode: the
+                         * guest reused the ASID and must fence, but a
+                         * guest that relies on the satp write itself (as
+                         * without ASIDs) stays correct too.
+                         */
+                        if (c->satp != space) {
+                                context_clear(c);
+                                c->satp = space;
+                        }
+                        select_context(h, i);
+                        return;
+                }
+                if (c->last_used < h->tlb[victim].last_used)
+                        victim = i;
+        }
+        context_clear(&h->tlb[victim]);
+        h->tlb[victim].satp = space;
+        select_context(h, victim);
+}
+
+static void context_fence(TlbContext *c, bool has_va, uint64_t va, bool keep_global) {
+        unsigned first = has_va ? (va >> PAGE_SHIFT) & (TLB_SIZE - 1) : 0;
+        unsigned last = has_va ? first : TLB_SIZE - 1;
+
+        for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
+                for (unsigned t = 0; t < 3; t++)
+                        for (unsigned i = first; i <= last; i++) {
+                                TlbEntry *e = &c->entries[r][t][i];
+                                if (keep_global && c->global[r][t][i])
+                                        continue;
+                                if (has_va && e->tag != (va & PAGE_MASK))
+                                        continue;
+                                e->tag = TLB_INVALID;
+                                c->global[r][t][i] = false;
+                        }
+}
+
+void hart_tlb_fence(Hart *h, bool has_va, uint64_t va, bool has_asid, uint64_t asid) {
+        if (!has_va && !has_asid) {
+                hart_tlb_flush_all(h);
+                return;
+        }
+        asid = (asid << SATP_ASID_SHIFT) & SATP_ASID_MASK;
+        for (unsigned i = 0; i < TLB_CONTEXTS; i++) {
+                TlbContext *c = &h->tlb[i];
+                if (!c->last_used || (has_asid && (c->satp & SATP_ASID_MASK) != asid))
+                        continue;
+                context_fence(c, has_va, va, has_asid);
+        }
+        jit_tlb_flushed(h->jit);
 }

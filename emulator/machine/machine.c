@@ -502,7 +502,11 @@ static int setup_devices(Machine *m) {
         m->harts[0] = m->hart;
         if (m->config.cpu_engine_jit) {
                 r = hart_set_engine(m->hart, HART_ENGINE_JIT);
-                if (r < 0)
+                if (r == -EOPNOTSUPP && m->config.cpu_engine_fallback)
+                        ; /* no translator for this host: the interpreter is the default here */
+                else if (r < 0 && m->config.cpu_engine_fallback)
+                        log_notice_errno(r, "Translating CPU engine unavailable, using the interpreter: %m");
+                else if (r < 0)
                         return log_error_errno(r, "Failed to start the translating CPU engine: %m");
         }
 

@@ -36,6 +36,7 @@ typedef struct MachineConfig {
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
         bool cpu_engine_jit;            /* run the hart on the translating engine */
+        bool cpu_engine_fallback;       /* ... or on the interpreter if the JIT cannot start */
         const DriveSpec *drives;        /* virtio-blk disks, in the free virtio slots in order */
         BlockImage *const *images;      /* drives' images, opened and locked by the caller; outlive the machine */
         size_t n_drives;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Boots the default guest and checks what a user of its serial console relies on."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +25,11 @@ try:
     m = vm.command("grep -m1 isa /proc/cpuinfo", r"isa\s*:\s*(rv64\S+)\r?\n", 30)
     tap.check(m is not None and m.group(1).startswith("rv64imafdc"),
               "/proc/cpuinfo shows an rv64imafdc hart", m.group(0) if m else vm.tail())
+
+    # The hart keeps 16 ASID bits, so Linux switches address spaces without flushing the TLB.
+    m = re.search(r"ASID allocator using (\d+) bits", vm.output)
+    tap.check(m is not None and int(m.group(1)) == 16, "Linux finds 16 ASID bits at boot",
+              m.group(0) if m else vm.tail())
 
     host_before = time.time()
     m = vm.command("date +%s", r"\n(\d{9,})\r?\n", 30)

@@ -4,7 +4,7 @@
  * accesses made by real loads, stores and jumps in S- and U-mode, checked
  * against the privileged spec's walk: leaf sizes, superpage alignment,
  * V/R/W/X/U permissions with SUM and MXR, hardware A/D updates, canonical
- * addresses, SFENCE.VMA, satp WARL, and PMP matching/priority/locking.
+ * addresses, SFENCE.VMA, satp WARL, ASIDs, and PMP matching/priority/locking.
  *
  * Traps are not delegated: every fault lands in the M handler (M-mode runs
  * untranslated), which is where mcause/mtval/mepc are checked.
@@ -357,6 +357,132 @@ static void test_sfence(void) {
         CHECK(h->pc == CODE_BASE + 4 && h->x[5] == (RV_SATP_SV39 | PT_ROOT >> 12), "satp read in S without TVM");
 }
 
+/*
+ * ASIDs: a second address space (root B) maps VA_SWAP elsewhere and shares
+ * the global page VA_SDATA. Architecturally, each ASID sees its own mapping
+ * across satp switches without a fence; the TLB's contents are looked at
+ * directly to check what SFENCE.VMA with an ASID keeps (entries of other
+ * ASIDs, global entries), which no program could tell from a refill.
+ */
+#define PT_ROOT_B (RAM_BASE + 0x83000)
+#define PT_L1_B (RAM_BASE + 0x84000)
+#define PT_L0_B (RAM_BASE + 0x85000)
+#define ASID_A 1
+#define ASID_B 0x8001
+
+/* Whether the TLB holds an S-mode load translation of 'va' for 'asid' (and whether it is global). */
+static bool tlb_holds(TestHart *t, uint64_t asid, uint64_t va, bool *ret_global) {
+        const Hart *h = &t->hart;
+        unsigned i = (va >> PAGE_SHIFT) & (TLB_SIZE - 1);
+
+        for (unsigned c = 0; c < TLB_CONTEXTS; c++) {
+                const TlbContext *x = &h->tlb[c];
+                if (!x->last_used || (x->satp & SATP_ASID_MASK) >> SATP_ASID_SHIFT != asid)
+                        continue;
+                if (ret_global)
+                        *ret_global = x->global[TLB_REGIME_S][ACCESS_READ][i];
+                return x->entries[TLB_REGIME_S][ACCESS_READ][i].tag == (va & PAGE_MASK);
+        }
+        return false;
+}
+
+static void sfence(TestHart *t, unsigned rs1, uint64_t va, unsigned rs2, uint64_t asid) {
+        Hart *h = &t->hart;
+
+        th_org(t, CODE_BASE);
+        th_emit(t, SFENCE_VMA(rs1, rs2));
+        h->x[5] = va;
+        h->x[6] = asid;
+        th_jump(t, CODE_BASE, RV_PRIV_S);
+        th_clear_trap(t);
+        th_run(t, 1);
+}
+
+static void test_asid(void) {
+        _cleanup_th_ TestHart *t = machine();
+        const uint64_t satp_a = RV_SATP_SV39 | (uint64_t) ASID_A << 44 | PT_ROOT >> 12;
+        const uint64_t satp_b = RV_SATP_SV39 | (uint64_t) ASID_B << 44 | PT_ROOT_B >> 12;
+        uint64_t v = 0;
+        bool global = false;
+
+        th_csr_write(t, CSR_SATP, RV_SATP_SV39 | 0xffffULL << 44 | PT_ROOT >> 12);
+        CHECK_EQ_U64(th_csr(t, CSR_SATP) >> 44 & 0xffff, 0xffff, "satp.ASID keeps all 16 bits");
+
+        /* Root B: root A's mappings, VA_SWAP moved to DATA_BASE + 0x6000, VA_SDATA global in both. */
+        set_pte(t, PT_L0, 1, pte(DATA_BASE, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D | RV_PTE_G));
+        for (unsigned i = 0; i < 512; i++) {
+                th_store(t, PT_ROOT_B + 8 * i, 8, th_load(t, PT_ROOT + 8 * i, 8));
+                th_store(t, PT_L1_B + 8 * i, 8, th_load(t, PT_L1 + 8 * i, 8));
+                th_store(t, PT_L0_B + 8 * i, 8, th_load(t, PT_L0 + 8 * i, 8));
+        }
+        set_pte(t, PT_ROOT_B, 1, pte(PT_L1_B, RV_PTE_V));
+        set_pte(t, PT_L1_B, 0, pte(PT_L0_B, RV_PTE_V));
+        set_pte(t, PT_L0_B, 9, pte(DATA_BASE + 0x6000, RV_PTE_V | RV_PTE_R | RV_PTE_W | RV_PTE_A | RV_PTE_D));
+        th_store(t, DATA_BASE + 0x5000, 8, 0xaaaa);
+        th_store(t, DATA_BASE + 0x6000, 8, 0xbbbb);
+
+        th_csr_write(t, CSR_SATP, satp_a);
+        CHECK(load(t, RV_PRIV_S, VA_SWAP, &v) == 0 && v == 0xaaaa, "ASID %d sees its mapping", ASID_A);
+        CHECK(load(t, RV_PRIV_S, VA_SDATA, NULL) == 0, "ASID %d loads from the global page", ASID_A);
+        th_csr_write(t, CSR_SATP, satp_b);
+        CHECK(load(t, RV_PRIV_S, VA_SWAP, &v) == 0 && v == 0xbbbb, "ASID 0x%x sees its own mapping, no fence", ASID_B);
+        CHECK(load(t, RV_PRIV_S, VA_SDATA, NULL) == 0, "ASID 0x%x loads from the global page", ASID_B);
+        th_csr_write(t, CSR_SATP, satp_a);
+        CHECK(tlb_holds(t, ASID_A, VA_SWAP, &global) && !global, "switching ASIDs keeps the other ASID's entries");
+        CHECK(load(t, RV_PRIV_S, VA_SWAP, &v) == 0 && v == 0xaaaa, "back in ASID %d: its mapping again", ASID_A);
+        CHECK(tlb_holds(t, ASID_A, VA_SDATA, &global) && global, "an entry from a G leaf is tagged global");
+
+        /* SFENCE.VMA x0, asid: that ASID's non-global entries only. */
+        sfence(t, 0, 0, 6, ASID_B);
+        CHECK(t->hart.pc == CODE_BASE + 4 && t->hart.mcause == NO_TRAP, "SFENCE.VMA x0, rs2 runs in S");
+        CHECK(!tlb_holds(t, ASID_B, VA_SWAP, NULL), "SFENCE.VMA x0, rs2 drops that ASID's entries");
+        CHECK(tlb_holds(t, ASID_B, VA_SDATA, NULL), "SFENCE.VMA x0, rs2 keeps that ASID's global entries");
+        CHECK(tlb_holds(t, ASID_A, VA_SWAP, NULL), "SFENCE.VMA x0, rs2 keeps other ASIDs' entries");
+        th_csr_write(t, CSR_SATP, satp_b);
+        CHECK(load(t, RV_PRIV_S, VA_SWAP, &v) == 0 && v == 0xbbbb, "ASID 0x%x refills after the fence", ASID_B);
+        /* The ASID operand is rs2's low 16 bits: higher bits are ignored. */
+        th_csr_write(t, CSR_SATP, satp_a);
+        sfence(t, 0, 0, 6, 0xabcd0000ULL | ASID_B);
+        CHECK(!tlb_holds(t, ASID_B, VA_SWAP, NULL) && tlb_holds(t, ASID_A, VA_SWAP, NULL),
+              "SFENCE.VMA uses rs2's ASID bits only");
+
+        /* SFENCE.VMA va, asid: that page of that ASID, global entries kept. */
+        load(t, RV_PRIV_S, VA_SWAP, NULL);
+        load(t, RV_PRIV_S, VA_RONLY, NULL);
+        sfence(t, 5, VA_SWAP, 6, ASID_A);
+        CHECK(!tlb_holds(t, ASID_A, VA_SWAP, NULL) && tlb_holds(t, ASID_A, VA_RONLY, NULL),
+              "SFENCE.VMA va, asid drops only that page");
+        sfence(t, 5, VA_SDATA, 6, ASID_A);
+        CHECK(tlb_holds(t, ASID_A, VA_SDATA, NULL), "SFENCE.VMA va, asid keeps a global page");
+
+        /* SFENCE.VMA va, x0: that page in every address space, global or not. */
+        sfence(t, 5, VA_SDATA, 0, 0);
+        CHECK(!tlb_holds(t, ASID_A, VA_SDATA, NULL) && !tlb_holds(t, ASID_B, VA_SDATA, NULL),
+              "SFENCE.VMA va, x0 drops a global page in every ASID");
+        CHECK(tlb_holds(t, ASID_A, VA_RONLY, NULL), "SFENCE.VMA va, x0 keeps other pages");
+
+        /* SFENCE.VMA x0, x0: everything. */
+        sfence(t, 0, 0, 0, 0);
+        CHECK(!tlb_holds(t, ASID_A, VA_RONLY, NULL) && !tlb_holds(t, ASID_B, VA_SDATA, NULL),
+              "SFENCE.VMA x0, x0 drops every entry");
+
+        /* A reused ASID with another root: the new root's mappings, even without a fence. */
+        load(t, RV_PRIV_S, VA_SWAP, NULL);
+        th_csr_write(t, CSR_SATP, RV_SATP_SV39 | (uint64_t) ASID_A << 44 | PT_ROOT_B >> 12);
+        CHECK(load(t, RV_PRIV_S, VA_SWAP, &v) == 0 && v == 0xbbbb, "an ASID reused with another root sees the new root");
+
+        /* More address spaces than the TLB keeps: each still sees its own mapping. */
+        for (unsigned i = 0; i < 2 * TLB_CONTEXTS; i++) {
+                uint64_t root = i % 2 ? PT_ROOT_B : PT_ROOT;
+                th_csr_write(t, CSR_SATP, RV_SATP_SV39 | (uint64_t) (100 + i) << 44 | root >> 12);
+                v = 0;
+                load(t, RV_PRIV_S, VA_SWAP, &v);
+                if (v != (i % 2 ? 0xbbbb : 0xaaaa))
+                        break;
+        }
+        CHECK(v == 0xbbbb, "%u address spaces in turn each see their own mapping", 2 * TLB_CONTEXTS);
+}
+
 static void test_satp(void) {
         _cleanup_th_ TestHart *t = machine();
         Hart *h = &t->hart;
@@ -575,6 +701,7 @@ int main(void) {
         test_accessed_dirty();
         test_sfence();
         test_satp();
+        test_asid();
         test_page_crossing();
         test_pmp();
         return tap_finish();

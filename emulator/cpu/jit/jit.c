@@ -258,12 +258,13 @@ static void unmap_page_for_stores(Jit *j, uint64_t pa_page) {
         Hart *h = j->hart;
         uintptr_t host = (uintptr_t) (h->mem->ram + (pa_page - h->mem->ram_base));
 
-        for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
-                for (unsigned i = 0; i < TLB_SIZE; i++) {
-                        TlbEntry *e = &h->tlb[r][ACCESS_WRITE][i];
-                        if (e->tag != TLB_INVALID && e->tag + e->addend == host)
-                                e->tag = TLB_INVALID;
-                }
+        for (unsigned c = 0; c < TLB_CONTEXTS; c++)
+                for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
+                        for (unsigned i = 0; i < TLB_SIZE; i++) {
+                                TlbEntry *e = &h->tlb[c].entries[r][ACCESS_WRITE][i];
+                                if (e->tag != TLB_INVALID && e->tag + e->addend == host)
+                                        e->tag = TLB_INVALID;
+                        }
 }
 
 int jit_new(Hart *h, Jit **ret) {

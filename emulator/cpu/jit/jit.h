@@ -29,9 +29,11 @@
  * caught at the FENCE.I Linux issues before running freshly loaded code:
  * each code page keeps a hash of its bytes, and after a FENCE.I a page is
  * re-hashed when next entered and dropped if it changed. A reset drops the
- * whole cache, as does a full cache. SFENCE.VMA and satp writes
- * flush the TLB, which is how blocks are found, so lookups see new
- * mappings, and empty the jump cache (virtual pc -> block) in O(1); blocks
+ * whole cache, as does a full cache. Blocks are found through the TLB, so
+ * they need no ASID of their own: SFENCE.VMA drops TLB entries and a satp
+ * write switches to the TLB context of the new address space (ASID), so
+ * lookups see the right mappings; both empty the jump cache (virtual pc ->
+ * block) in O(1); blocks
  * chain directly only to targets in their own page, which stay valid
  * across remappings because the source block was itself found through the
  * current mapping.
