@@ -229,6 +229,11 @@ static int method_quit(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return sd_event_exit(f->event, 0);
 }
 
+/* The fake has no guest to save: it answers as a VM that cannot save would. */
+static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED, "orrery-fake-vm has no machine state to save");
+}
+
 static const sd_bus_vtable machine_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Fake, name), SD_BUS_VTABLE_PROPERTY_CONST),
@@ -242,6 +247,10 @@ static const sd_bus_vtable machine_vtable[] = {
         SD_BUS_METHOD("Reset", "", "", method_reset, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PowerDown", "", "", method_power_down, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Quit", "", "", method_quit, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Save", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SaveAndQuit", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
