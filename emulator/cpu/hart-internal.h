@@ -123,6 +123,7 @@ struct Hart {
         PhysMem *mem;
         uint64_t instret;
         struct Jit *jit;                /* the translating engine, or NULL for the interpreter */
+        bool debug_active;              /* debug points set or a step asked for: hart_debug_run_slice() runs */
 
         FpuState fpu;
 
@@ -162,6 +163,18 @@ struct Hart {
         bool in_wfi;
         uint64_t wfi_deadline;          /* mtime at which a timer fires, or ~0 */
 
+        /* Debugger state (debug.c); changed only while the CPU thread is stopped. */
+        struct {
+                struct {
+                        uint8_t kind;           /* HartDebugKind */
+                        uint64_t addr, len;
+                } points[HART_MAX_DEBUG_POINTS];
+                unsigned n_points;
+                bool step;                      /* stop after one instruction */
+                bool skip_pc;                   /* do not stop at a breakpoint on the first pc */
+                HartDebugStop stop;
+        } debug;
+
         TlbEntry tlb[_TLB_REGIME_MAX][3][TLB_SIZE];
 
         /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
@@ -182,6 +195,12 @@ static inline void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level) 
 static inline void hart_end_slice(Hart *h) {
         h->slice_end = 0;
 }
+
+/* One interpreter step (no instret count); the debug slice and the JIT's fallback use it. */
+void hart_step(Hart *h);
+
+/* Runs one slice with breakpoint, watchpoint and step checks; returns instructions executed. */
+uint64_t hart_debug_run_slice(Hart *h);
 
 /* Drops every cached translation (e.g. after guest RAM was rewritten on reset). */
 void hart_tlb_flush_all(Hart *h);
