@@ -420,6 +420,7 @@ static int setup_bus(Vm *vm) {
                 .machine = vm->machine,
                 .chardevs = { vm->serial, vm->agent },
                 .n_chardevs = 2,
+                .debug = vm->options.debug,
         };
         char error[512] = "";
         int r;

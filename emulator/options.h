@@ -21,6 +21,7 @@ typedef struct Options {
         char *config;                   /* --config FILE; NULL: the default file, if any */
         bool no_config;
         bool cpu_engine_jit;            /* --cpu-engine jit: translate guest code (x86-64 hosts) */
+        bool debug;                     /* --debug: serve org.orrery.Debug1 */
         DriveSpec *drives;              /* --drive, in order */
         size_t n_drives;
         NetSpec *nets;                  /* --net, in order */
