@@ -37,6 +37,7 @@
 #include "io-util.h"
 #include "macro.h"
 #include "orrery-client.h"
+#include "gdbserver.h"
 #include "screendump.h"
 #include "text.h"
 
@@ -575,6 +576,14 @@ static int cmd_agent(Monitor *m, const Command *cmd, char **argv, size_t argc) {
                                  m->interactive && isatty(STDERR_FILENO));
 }
 
+static int cmd_gdbserver(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        if (!m->name) {
+                log_error("no VM attached (attach NAME; list shows the VMs)");
+                return EXIT_FAILURE;
+        }
+        return monitor_gdbserver_run(orrery_client_get_bus(m->client), m->name, argc > 1 ? argv[1] : NULL);
+}
+
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc);
 static int cmd_help(Monitor *m, const Command *cmd, char **argv, size_t argc);
 
@@ -606,6 +615,8 @@ static const Command commands[] = {
         { "list", "", "list the VMs on the bus", cmd_list, 0, 0 },
         { "attach", "NAME", "switch to another VM", cmd_attach, 1, 1 },
         { "agent", MONITOR_AGENT_USAGE, "talk to the guest agent (through orrery-agent)", cmd_agent, 1, 3 },
+        { "gdbserver", "[ADDR]", "start orrery-gdbstub for the VM on ADDR (127.0.0.1:1234, or unix:PATH)",
+          cmd_gdbserver, 0, 1 },
         { "exit", "", "leave the monitor (the VM keeps running; so does Ctrl-D)", cmd_exit, 0, 0 },
 };
 
