@@ -85,6 +85,7 @@ void hart_debug_step(Hart *h, bool step) {
 
 void hart_debug_resume(Hart *h) {
         h->debug.skip_pc = true;
+        h->debug.skip_addr = h->pc;
 }
 
 HartDebugStop hart_debug_take_stop(Hart *h) {
@@ -323,7 +324,8 @@ uint64_t hart_debug_run_slice(Hart *h) {
         uint64_t executed = 0;
 
         while (h->instret < h->slice_end) {
-                if (!h->debug.skip_pc && debug_hit(h)) {
+                bool resuming = h->debug.skip_pc && h->pc == h->debug.skip_addr;
+                if (!resuming && debug_hit(h)) {
                         h->slice_end = 0;
                         break;
                 }

@@ -171,7 +171,8 @@ struct Hart {
                 } points[HART_MAX_DEBUG_POINTS];
                 unsigned n_points;
                 bool step;                      /* stop after one instruction */
-                bool skip_pc;                   /* do not stop at a breakpoint on the first pc */
+                bool skip_pc;                   /* resuming: do not stop at skip_addr before executing it */
+                uint64_t skip_addr;
                 HartDebugStop stop;
         } debug;
 

@@ -157,7 +157,7 @@ int hart_debug_remove(Hart *h, HartDebugKind kind, uint64_t addr, uint64_t len);
 void hart_debug_clear(Hart *h);
 /* The next hart_run() executes one instruction (interrupts held off) and stops with HART_STOP_STEP. */
 void hart_debug_step(Hart *h, bool step);
-/* The next hart_run() does not stop at a breakpoint on the current pc (resuming from it). */
+/* Resuming from a stop: the instruction at the current pc runs first, even with a point on it. */
 void hart_debug_resume(Hart *h);
 /* Why the last HART_EXIT_DEBUG happened; resets it to HART_STOP_NONE. */
 HartDebugStop hart_debug_take_stop(Hart *h);
