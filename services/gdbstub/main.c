@@ -110,15 +110,36 @@ static int on_conn_input(sd_event_source *source, int fd, uint32_t revents, void
         return 0;
 }
 
-/* Tells a connecting debugger why it cannot debug (as an error reply to its first packet), then hangs up. */
+/*
+ * Tells a connecting debugger why it cannot debug, as the error reply to
+ * its first packet (GDB prints it), then hangs up. Waits at most a few
+ * seconds for that packet: this is the rare path.
+ */
 static void refuse(int fd, const char *why) {
-        char payload[512], framed[2 * sizeof(payload) + 8];
-        size_t n;
+        char payload[512], framed[2 * sizeof(payload) + 8], buf[4096];
+        struct timeval tv = { .tv_sec = 2 };
+        size_t n, got = 0;
 
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        while (got < sizeof(buf) - 1) {
+                ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+                if (r <= 0)
+                        break;
+                got += (size_t) r;
+                buf[got] = 0;
+                char *hash = strchr(buf, '#');
+                if (hash && strlen(hash) >= 3)
+                        break;
+        }
         snprintf(payload, sizeof(payload), "E.%s", why);
         n = rsp_frame(payload, strlen(payload), framed, sizeof(framed));
-        (void) send(fd, framed, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void) send(fd, "+", 1, MSG_NOSIGNAL);
+        (void) send(fd, framed, n, MSG_NOSIGNAL);
         shutdown(fd, SHUT_WR);
+        /* Until the debugger closes (or a short while): closing with unread input would reset the connection. */
+        while (recv(fd, buf, sizeof(buf), 0) > 0)
+                ;
         close(fd);
 }
 
