@@ -196,7 +196,6 @@ static int open_unix(Stub *s, const char *path) {
         s->unix_path = strdup(path);
         s->listen_fds[0] = fd;
         s->n_listen = 1;
-        log_info("listening on unix:%s for VM '%s'", path, s->vm_name);
         return 0;
 }
 
@@ -223,9 +222,17 @@ static int open_listen(Stub *s) {
                                        "guest", s->listen);
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s: %m", s->listen);
+        return 0;
+}
+
+/* Said once the VM is known to be debuggable: "listening" means a debugger can attach. */
+static void log_listening(Stub *s) {
+        if (s->unix_path) {
+                log_info("listening on unix:%s for VM '%s'", s->unix_path, s->vm_name);
+                return;
+        }
         for (size_t i = 0; i < s->n_listen; i++)
                 log_info("listening on %s for VM '%s'", listen_describe(s->listen_fds[i]), s->vm_name);
-        return 0;
 }
 
 static int parse_args(Stub *s, int argc, char *argv[]) {
@@ -322,6 +329,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_USAGE;
         r = setup(&s);
         if (r >= 0) {
+                log_listening(&s);
                 (void) sd_notify(false, "READY=1");
                 r = sd_event_loop(s.event);
         }

@@ -75,6 +75,8 @@ int monitor_gdbserver_run(sd_bus *bus, const char *vm, const char *listen) {
                         (void) dup2(null, STDOUT_FILENO);
                 }
                 (void) dup2(pipefd[1], STDERR_FILENO);
+                /* Its stderr is our pipe, closed when the monitor exits: later messages must not kill it. */
+                (void) signal(SIGPIPE, SIG_IGN);
                 if (address && *address)
                         execlp(program, program, "--vm", vm, "--listen", listen, "--bus", address, NULL);
                 else
@@ -107,12 +109,15 @@ int monitor_gdbserver_run(sd_bus *bus, const char *vm, const char *listen) {
 
         char *listening = strstr(log, "listening on");
         if (listening) {
-                char *eol = strchr(listening, '\n');
+                char *eol = strchr(listening, '\n'), *where = listening + strlen("listening on "), *space;
                 if (eol)
                         *eol = 0;
                 printf("orrery-gdbstub (pid %d) %s\n", (int) pid, listening);
+                space = strchr(where, ' ');
+                if (space)
+                        *space = 0;
                 printf("connect with: gdb-multiarch vmlinux -ex 'target remote %s'\n",
-                       strncmp(listen, "unix:", 5) == 0 ? listen + 5 : listen);
+                       strncmp(where, "unix:", 5) == 0 ? where + 5 : where);
                 return 0;
         }
         /* It failed (or hangs): make sure it is gone, and say why. */

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
 
 GDBSTUB = os.environ["ORRERY_GDBSTUB"]
+MONITOR = os.environ["ORRERY_MONITOR"]
 VMLINUX = os.path.join(os.environ["ORRERY_GUEST_DIR"], "vmlinux")
 GDB = shutil.which("gdb-multiarch") or "gdb-multiarch"
 NAME = "gdbtest"
@@ -244,7 +246,23 @@ try:
         g.kill()
     tap.check(guest_alive("end"), "the guest is still alive at the end", vm.tail())
 
-    # --- 6. A VM without --debug refuses Debug1, and orrery-gdbstub says why
+    # --- 6. The monitor's gdbserver starts a stub that outlives the monitor
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    r = subprocess.run([MONITOR, "--bus", pbus.address, NAME, "-c", f"gdbserver 127.0.0.1:{free}"],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"orrery-gdbstub \(pid (\d+)\) listening on 127\.0\.0\.1:(\d+)", r.stdout)
+    tap.check(r.returncode == 0 and m and int(m.group(2)) == free, "monitor: gdbserver ADDR starts orrery-gdbstub there",
+              r.stdout + r.stderr)
+    if m:
+        g = gdb(["info registers pc", "detach"], free)
+        g.wait()
+        tap.check(re.search(r"^pc\s+0xffffffff[0-9a-f]{8}\s", g.output(), re.M) and poll(lambda: owner() == ""),
+                  "GDB debugs the VM through it after the monitor exited", g.output())
+        os.kill(int(m.group(1)), signal.SIGTERM)
+
+    # --- 7. A VM without --debug refuses Debug1, and orrery-gdbstub says why
     plain = Vm(name="nodebug", bus=pbus.address)
     try:
         plain_path = "/org/orrery/VM/nodebug"
@@ -261,6 +279,10 @@ try:
         rc = refused.wait(60)
         tap.check(rc not in (0, None) and "without --debug" in refused.output(),
                   "orrery-gdbstub refuses a VM without --debug with a clear error", refused.output())
+        r = subprocess.run([MONITOR, "--bus", pbus.address, "nodebug", "-c", "gdbserver 127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=60)
+        tap.check(r.returncode == 1 and "without --debug" in r.stderr, "monitor: gdbserver on it fails and says why",
+                  r.stdout + r.stderr)
     finally:
         plain.kill()
 finally:
