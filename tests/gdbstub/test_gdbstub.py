@@ -168,7 +168,9 @@ try:
     mark = len(vm.output)
     vm.send("cat /proc/version\n")
     hit = g.wait_text(r"^Breakpoint 1, .*do_sys_openat2")
-    tap.check(ok and hit, "the breakpoint on do_sys_openat2 is hit by cat typed on the serial console", g.output())
+    tap.check(ok and hit, "the breakpoint on do_sys_openat2 is hit by a command typed on the serial console",
+              g.output())
+    g.wait_text(r"=== continuing")     # bt, info registers, stepi, x/4i and finish have all answered
     out = g.output()
     tap.check(re.search(r"^pc\s+0xffffffff[0-9a-f]{8}\s", out, re.M), "info registers shows a kernel-space pc", out)
     frames = named_frames(out)
@@ -183,8 +185,6 @@ try:
               "stepi advances pc by one instruction", out)
     tap.check(len(re.findall(r"^(?:=> )?\s*0x[0-9a-f]+ <do_sys_openat2\+\d+>:\s+\S+", out, re.M)) >= 4,
               "x/4i $pc disassembles four instructions", out)
-    g.wait_text(r"=== continuing")
-    out = g.output()
     tap.check(re.search(r"^do_sys_open \+ \d+ in section", out, re.M), "finish returns to the caller, do_sys_open", out)
     done = vm.wait_for(r"Linux version", STEP_TIMEOUT, since=mark)
     tap.check(done is not None, "after delete and continue, the guest's command completes", vm.tail())
