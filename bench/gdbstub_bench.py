@@ -181,7 +181,8 @@ def cpu_bench(args, debug, binary=None):
         g.wait_for(READY, 600)
         since = len(g.out)
         g.send("orrery-guest-probe cpu-bench\n")
-        m, _ = g.wait_for(rb"cpu-bench result=(\w+) ms=(\d+)", 900, since)
+        # Up to the end of the line: the output may arrive cut inside the number.
+        m, _ = g.wait_for(rb"cpu-bench result=(\w+) ms=(\d+)\s", 900, since)
         return int(m.group(2))
     finally:
         g.stop()
