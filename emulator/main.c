@@ -471,6 +471,7 @@ static int setup_bus(Vm *vm) {
                 .n_chardevs = 2,
                 .nets = vm->nets,
                 .n_nets = vm->options.n_nets,
+                .debug = vm->options.debug,
         };
 
         if (vm->options.no_bus)

@@ -102,6 +102,8 @@ static void help(void) {
                "                       how the CPU runs guest code: interpret it, or translate\n"
                "                       it to host code (x86-64 hosts only) (default: jit where\n"
                "                       it can run, else interp)\n"
+               "  --debug              let the owner debug the guest over org.orrery.Debug1\n"
+               "                       (orrery-gdbstub); off by default\n"
                "  --drive file=PATH[,id=ID][,readonly=on][,snapshot=on][,cache=writeback|none][,discard=on]\n"
                "                       a virtio-blk disk on a raw image (repeatable)\n"
                "  --net user[,id=ID][,mac=MAC][,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,restrict=on]\n"
@@ -190,6 +192,7 @@ enum {
         ARG_SERIAL,
         ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
+        ARG_DEBUG,
         ARG_DRIVE,
         ARG_NET,
         ARG_BUS,
@@ -220,6 +223,7 @@ static const struct option longopts[] = {
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
         { "cpu-engine", required_argument, NULL, ARG_CPU_ENGINE },
+        { "debug", no_argument, NULL, ARG_DEBUG },
         { "drive", required_argument, NULL, ARG_DRIVE },
         { "net", required_argument, NULL, ARG_NET },
         { "bus", required_argument, NULL, ARG_BUS },
@@ -241,7 +245,7 @@ static const struct option longopts[] = {
 /* The options a VM's configuration file may set: the machine, not how this process runs. */
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_GUEST, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
-        ARG_CPU_ENGINE,
+        ARG_CPU_ENGINE, ARG_DEBUG,
         ARG_DRIVE, ARG_NET, ARG_ON_STOP,
 };
 
@@ -313,14 +317,18 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 r = set_string(&o->serial, value);
                 break;
         case ARG_NO_REBOOT:
+        case ARG_DEBUG: {
+                bool *flag = id == ARG_DEBUG ? &o->debug : &o->no_reboot;
+
                 if (!value || strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
-                        o->no_reboot = true;
+                        *flag = true;
                 else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
-                        o->no_reboot = false;
+                        *flag = false;
                 else {
                         return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected yes or no", where, label, value);
                 }
                 break;
+        }
         case ARG_CPU_ENGINE:
                 if (strcmp(value, "jit") == 0)
                         o->cpu_engine_jit = true;
@@ -512,7 +520,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                                 id = config_keys[i];
                 if (id == 0) {
                         return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, guest, display, "
-                                 "serial, no-reboot, cpu-engine, drive, net, on-stop)", path, lineno, key);
+                                 "serial, no-reboot, cpu-engine, debug, drive, net, on-stop)", path, lineno, key);
                 }
                 if (given[id])
                         continue;

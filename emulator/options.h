@@ -25,6 +25,7 @@ typedef struct Options {
         bool no_config;
         bool cpu_engine_jit;            /* translate guest code (x86-64 hosts); the default */
         bool cpu_engine_fallback;       /* not chosen explicitly: the interpreter if the JIT cannot start */
+        bool debug;                     /* --debug: serve org.orrery.Debug1 */
         DriveSpec *drives;              /* --drive, in order */
         size_t n_drives;
         NetSpec *nets;                  /* --net, in order */

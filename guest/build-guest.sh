@@ -8,6 +8,8 @@
 #
 #   OUTDIR/Image              riscv64 Linux 6.1 (Debian's linux-source-6.1
 #                             with guest/kernel.config), everything built in
+#   OUTDIR/vmlinux            the same kernel as an ELF file with its symbols
+#                             and DWARF, for gdb (see orrery-gdbstub)
 #   OUTDIR/initramfs.cpio.gz  static busybox (Debian's source package with
 #                             guest/busybox.config), guest/rootfs/, the
 #                             orrery-guest binary (the orrery-guest-probe
@@ -409,7 +411,7 @@ build_kernel() {
         fi
 
         mkdir -p "$KERNEL_PART.tmp"
-        cp "$obj/arch/riscv/boot/Image" "$obj/System.map" "$obj/usr/gen_init_cpio" "$KERNEL_PART.tmp/"
+        cp "$obj/arch/riscv/boot/Image" "$obj/vmlinux" "$obj/System.map" "$obj/usr/gen_init_cpio" "$KERNEL_PART.tmp/"
         cp "$obj/.config" "$KERNEL_PART.tmp/config"
         publish "$KERNEL_PART.tmp" "$KERNEL_PART"
 
@@ -622,6 +624,7 @@ assemble_guest() {
         cp "$KERNEL_PART/Image" "$tmp/Image"
         cp "$KERNEL_PART/config" "$tmp/kernel.config"
         cp "$KERNEL_PART/System.map" "$tmp/System.map"
+        cp "$KERNEL_PART/vmlinux" "$tmp/vmlinux"
         cp "$BUSYBOX_PART/config" "$tmp/busybox.config"
         {
                 echo "guest $GUEST_KEY"
@@ -640,17 +643,17 @@ assemble_guest() {
 # ------------------------------------------------------------------ main
 
 if [[ -f $OUTDIR/guest-key && $(<"$OUTDIR/guest-key") == "$GUEST_KEY" &&
-      -f $OUTDIR/Image && -f $OUTDIR/initramfs.cpio.gz ]]; then
+      -f $OUTDIR/Image && -f $OUTDIR/vmlinux && -f $OUTDIR/initramfs.cpio.gz ]]; then
         log "up to date ($GUEST_KEY)"
-        touch "$OUTDIR/Image" "$OUTDIR/initramfs.cpio.gz"
+        touch "$OUTDIR/Image" "$OUTDIR/vmlinux" "$OUTDIR/initramfs.cpio.gz"
         exit 0
 fi
 
-if [[ -f $GUEST_CACHE/Image && -f $GUEST_CACHE/initramfs.cpio.gz ]]; then
+if [[ -f $GUEST_CACHE/Image && -f $GUEST_CACHE/vmlinux && -f $GUEST_CACHE/initramfs.cpio.gz ]]; then
         log "using cached guest $GUEST_CACHE"
 else
         log "building the guest $GUEST_KEY (cache: $CACHE_ROOT)"
-        if [[ -f $KERNEL_PART/Image ]]; then
+        if [[ -f $KERNEL_PART/Image && -f $KERNEL_PART/vmlinux ]]; then
                 log "using cached kernel $KERNEL_PART"
         else
                 build_kernel
@@ -674,7 +677,7 @@ else
 fi
 
 rm -f "$OUTDIR/guest-key"
-for f in Image initramfs.cpio.gz inputs.txt kernel.config busybox.config System.map; do
+for f in Image vmlinux initramfs.cpio.gz inputs.txt kernel.config busybox.config System.map; do
         cp "$GUEST_CACHE/$f" "$OUTDIR/.$f.tmp"
         mv "$OUTDIR/.$f.tmp" "$OUTDIR/$f"
 done

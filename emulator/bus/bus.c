@@ -75,7 +75,7 @@ static void peer_free(VmBus *b, BusPeer *p) {
 
 /* Whether forgetting the peer loses nothing but its cached verdict. */
 static bool peer_is_idle(VmBus *b, BusPeer *p) {
-        if (p->watching || p->n_pending > 0)
+        if (p->watching || p->debugging || p->n_pending > 0)
                 return false;
         for (unsigned i = 0; i < b->n_held; i++)
                 if (streq(b->held[i].sender, p->name))
@@ -98,6 +98,7 @@ static int on_peer_gone(sd_bus_track *track, void *userdata) {
         console1_peer_gone(b, p);
         chardev1_peer_gone(b, p);
         input1_peer_gone(b, p);
+        debug1_peer_gone(b, p);
         peer_free(b, p);
         return 0;
 }
@@ -262,6 +263,7 @@ static void drop_bus(VmBus *b) {
                 console1_peer_gone(b, p);
                 chardev1_peer_gone(b, p);
                 input1_peer_gone(b, p);
+                debug1_peer_gone(b, p);
                 peer_free(b, p);
         }
         machine1_teardown(b);
@@ -297,6 +299,8 @@ static int connect_bus(VmBus *b, int level) {
                 r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Keyboard1", keyboard1_vtable, b);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Mouse1", mouse1_vtable, b);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(b->bus, NULL, b->path, "org.orrery.Debug1", debug1_vtable, b);
         if (r >= 0)
                 r = console1_publish(b);
         if (r >= 0)
@@ -394,6 +398,7 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret) {
         b->version = ORRERY_VERSION;
         b->vcpus = 1;
         b->memory_bytes = machine_memory_bytes(config->machine);
+        b->debug_enabled = config->debug;
         b->uuid = calloc(1, SD_ID128_UUID_STRING_MAX);
         b->name = strdup(config->name);
         r = vm_name_to_bus(config->name, &b->service, &b->path);
@@ -443,6 +448,7 @@ VmBus *vm_bus_free(VmBus *b) {
         chardev1_teardown(b);
         console1_teardown(b);
         input1_teardown(b);
+        debug1_teardown(b);
         peers_free(b);
         b->reconnect_timer = sd_event_source_disable_unref(b->reconnect_timer);
         if (b->bus) {
@@ -486,6 +492,7 @@ void vm_bus_machine_changed(VmBus *b) {
                 b->last_state = s;
                 (void) sd_bus_emit_properties_changed(b->bus, b->path, "org.orrery.Machine1", "State", NULL);
         }
+        debug1_machine_changed(b);
         /* After the new state went out: a caller sees it as soon as its call returns. */
         machine1_answer_pending(b);
         /* Make sure a final "shutdown" leaves before the process exits. */
@@ -603,6 +610,8 @@ int vm_bus_introspect(FILE *f) {
                 r = sd_bus_add_object_vtable(server, NULL, paths[0], "org.orrery.Keyboard1", keyboard1_vtable, &vm);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(server, NULL, paths[0], "org.orrery.Mouse1", mouse1_vtable, &vm);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(server, NULL, paths[0], "org.orrery.Debug1", debug1_vtable, &vm);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(server, NULL, paths[1], "org.orrery.Console1", console1_vtable, &vm);
         if (r >= 0)

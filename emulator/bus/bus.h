@@ -47,6 +47,7 @@ typedef struct VmBusConfig {
         unsigned n_chardevs;
         NetUser *const *nets;           /* the user networking of NIC i (machine_nic() order), for its forwards */
         size_t n_nets;
+        bool debug;                     /* serve org.orrery.Debug1 (--debug) */
 } VmBusConfig;
 
 /* Connects, publishes the objects and takes the name. Failures are logged with their context. */
@@ -74,6 +75,7 @@ struct BusPeer {
         pid_t pid;                      /* 0 if the bus did not say */
         char *comm;                     /* for the log only; may be NULL */
         bool watching;                  /* Console1.Watch */
+        bool debugging;                 /* owns Debug1 */
         unsigned n_pending;             /* requests waiting for the CPU thread */
 };
 
@@ -134,6 +136,11 @@ struct VmBus {
         } chardevs[BUS_MAX_CHARDEVS];
         unsigned n_chardevs;
 
+        /* Debug1 */
+        bool debug_enabled;
+        char *debug_owner;              /* unique name of the debugging client, or NULL */
+        bool debug_stopped;             /* the VM is paused because the debugger stopped it */
+
         /* Keyboard1/Mouse1: keys and buttons held, by whom, so they are released if that client vanishes. */
         struct BusHeldInput {
                 char *sender;           /* unique name of the client that pressed it */
@@ -165,12 +172,16 @@ extern const sd_bus_vtable console1_vtable[];
 extern const sd_bus_vtable chardev1_vtable[];
 extern const sd_bus_vtable keyboard1_vtable[];
 extern const sd_bus_vtable mouse1_vtable[];
+extern const sd_bus_vtable debug1_vtable[];
 
 /* A peer left the bus: each interface lets go of what it held. */
 void machine1_peer_gone(VmBus *b, BusPeer *peer);
 void console1_peer_gone(VmBus *b, BusPeer *peer);
 void chardev1_peer_gone(VmBus *b, BusPeer *peer);
 void input1_peer_gone(VmBus *b, BusPeer *peer);
+void debug1_peer_gone(VmBus *b, BusPeer *peer);
+void debug1_machine_changed(VmBus *b);
+void debug1_teardown(VmBus *b);
 
 void machine1_answer_pending(VmBus *b);
 void machine1_teardown(VmBus *b);

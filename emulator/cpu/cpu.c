@@ -892,7 +892,9 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                 if (atomic_exchange_explicit(&h->kick, false, memory_order_acquire))
                         return HART_EXIT_KICK;
 
-                if (take_interrupt(h))
+                /* A single step holds interrupts off, so that it stays on the instruction stepped. */
+                bool hold_irqs = _unlikely_(h->debug_active) && h->debug.step;
+                if (!hold_irqs && take_interrupt(h))
                         h->in_wfi = false;
 
                 if (h->in_wfi) {
@@ -913,7 +915,12 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                  */
                 h->slice_end = h->instret + slice;
                 uint64_t executed = 0;
-                if (h->jit)
+                if (_unlikely_(h->debug_active)) {
+                        /* Debugging always runs the interpreter: every engine stops at the same place. */
+                        executed = hart_debug_run_slice(h);
+                        if (h->debug.stop.reason != HART_STOP_NONE)
+                                return HART_EXIT_DEBUG;
+                } else if (h->jit)
                         executed = jit_run_slice(h);
                 else
                         while (h->instret < h->slice_end) {

@@ -144,6 +144,7 @@ struct Hart {
         PhysMem *mem;
         uint64_t instret;
         struct Jit *jit;                /* the translating engine, or NULL for the interpreter */
+        bool debug_active;              /* debug points set or a step asked for: hart_debug_run_slice() runs */
 
         FpuState fpu;
 
@@ -189,6 +190,19 @@ struct Hart {
         bool translation_global;        /* mmu_translate()'s last result came from a global mapping */
         TlbContext tlb[TLB_CONTEXTS];
 
+        /* Debugger state (debug.c); changed only while the CPU thread is stopped. */
+        struct {
+                struct {
+                        uint8_t kind;           /* HartDebugKind */
+                        uint64_t addr, len;
+                } points[HART_MAX_DEBUG_POINTS];
+                unsigned n_points;
+                bool step;                      /* stop after one instruction */
+                bool skip_pc;                   /* resuming: do not stop at skip_addr before executing it */
+                uint64_t skip_addr;
+                HartDebugStop stop;
+        } debug;
+
         /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
         DecodedInsn dcache[DCACHE_SIZE];
 };
@@ -207,6 +221,12 @@ static inline void hart_set_external_irq(Hart *h, uint64_t mip_bit, bool level) 
 static inline void hart_end_slice(Hart *h) {
         h->slice_end = 0;
 }
+
+/* One interpreter step (no instret count); the debug slice and the JIT's fallback use it. */
+void hart_step(Hart *h);
+
+/* Runs one slice with breakpoint, watchpoint and step checks; returns instructions executed. */
+uint64_t hart_debug_run_slice(Hart *h);
 
 /* Drops every cached translation (e.g. after guest RAM was rewritten on reset). */
 void hart_tlb_flush_all(Hart *h);

@@ -14,6 +14,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "devices/state.h"
@@ -50,6 +51,7 @@ typedef enum HartExit {
         HART_EXIT_BUDGET,       /* ran the requested number of instructions */
         HART_EXIT_KICK,         /* another thread asked (hart_kick), or hart_request_stop() */
         HART_EXIT_WFI,          /* waiting for an interrupt; nothing pending */
+        HART_EXIT_DEBUG,        /* a breakpoint, watchpoint or single step stopped it (hart_debug_stop_info) */
 } HartExit;
 
 typedef enum HartEngine {
@@ -115,3 +117,58 @@ void hart_flush_caches(Hart *h);
 /* Architectural state as explicit fields (state.h). Load validates everything first; interrupt lines are not saved. */
 int hart_save(Hart *h, StateWriter *w);
 int hart_load(Hart *h, StateReader *r);
+
+/*
+ * Debugging (cpu/debug.c). Breakpoints and watchpoints live in the hart,
+ * never in guest memory, so the guest can neither see nor overwrite them.
+ * While any is set, or a step is asked for, hart_run() runs the
+ * interpreter whatever the selected engine, checking each instruction
+ * before it executes: every engine stops at the same place, and a hart
+ * with none set pays one branch per slice. All of these are for the CPU
+ * thread or while it is stopped.
+ */
+#define HART_MAX_DEBUG_POINTS 64
+#define HART_MAX_WATCH_LEN 4096
+
+typedef enum HartDebugKind {
+        HART_DEBUG_EXEC,        /* breakpoint: stop before executing the instruction at addr */
+        HART_DEBUG_WRITE,       /* watchpoints: stop before an access overlapping [addr, addr+len) */
+        HART_DEBUG_READ,
+        HART_DEBUG_ACCESS,      /* read or write */
+} HartDebugKind;
+
+typedef enum HartStopReason {
+        HART_STOP_NONE,
+        HART_STOP_BREAKPOINT,
+        HART_STOP_WATCHPOINT,
+        HART_STOP_STEP,
+} HartStopReason;
+
+typedef struct HartDebugStop {
+        HartStopReason reason;
+        HartDebugKind kind;     /* watchpoints: which kind fired */
+        uint64_t addr;          /* watchpoints: the watched address hit */
+} HartDebugStop;
+
+/* Virtual addresses; len 1..HART_MAX_WATCH_LEN for watchpoints. -EINVAL, -EEXIST, -ENOSPC. */
+int hart_debug_add(Hart *h, HartDebugKind kind, uint64_t addr, uint64_t len);
+/* -ENOENT when no such point is set. */
+int hart_debug_remove(Hart *h, HartDebugKind kind, uint64_t addr, uint64_t len);
+void hart_debug_clear(Hart *h);
+/* The next hart_run() executes one instruction (interrupts held off) and stops with HART_STOP_STEP. */
+void hart_debug_step(Hart *h, bool step);
+/* Resuming from a stop: the instruction at the current pc runs first, even with a point on it. */
+void hart_debug_resume(Hart *h);
+/* Why the last HART_EXIT_DEBUG happened; resets it to HART_STOP_NONE. */
+HartDebugStop hart_debug_take_stop(Hart *h);
+
+/*
+ * A debugger's view of guest memory, without side effects: 'virtual'
+ * addresses go through the current satp (Sv39/Sv48) as the hart's
+ * privilege sees them, setting no A/D bit and filling no TLB entry;
+ * physical ones are used as they are. Only RAM and the framebuffer can
+ * be accessed: -EFAULT for an unmapped page or MMIO (no device is ever
+ * touched). Writes drop the hart's cached translations.
+ */
+int hart_debug_read_memory(Hart *h, uint64_t addr, void *buf, size_t len, bool virtual);
+int hart_debug_write_memory(Hart *h, uint64_t addr, const void *buf, size_t len, bool virtual);

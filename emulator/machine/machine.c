@@ -119,6 +119,9 @@ struct Machine {
         uint64_t done_seq;              /* requests carried out (all up to this number) */
         MachineState state;
         int exit_code;
+        bool cpu_side_busy;             /* the CPU thread works on the hart with 'lock' released, though paused */
+        HartDebugStop debug_stop;       /* why the hart last stopped for the debugger; under 'lock' */
+        uint64_t debug_stop_pc;
 
         /* Set by the sifive_test callback on the CPU thread. */
         int power_action;               /* -1 none, else SifiveTestAction */
@@ -751,9 +754,11 @@ static bool handle_requests(Machine *m) {
                         return false;
                 }
                 if (req & (1u << MACHINE_REQUEST_RESET)) {
+                        m->cpu_side_busy = true;
                         pthread_mutex_unlock(&m->lock);
                         machine_reset_cpu_side(m);
                         pthread_mutex_lock(&m->lock);
+                        m->cpu_side_busy = false;
                 }
                 if ((req & (1u << MACHINE_REQUEST_PAUSE)) && m->state == MACHINE_RUNNING) {
                         m->state = MACHINE_PAUSED;
@@ -801,6 +806,51 @@ static bool handle_power_action(Machine *m) {
         return false;
 }
 
+/* A breakpoint, watchpoint or step stopped the hart: pause, and keep why for the bus. CPU thread. */
+static void debug_stopped(Machine *m) {
+        uint64_t pc = 0;
+
+        (void) hart_get_reg(m->hart, HART_REG_PC, &pc);
+        pthread_mutex_lock(&m->lock);
+        m->debug_stop = hart_debug_take_stop(m->hart);
+        m->debug_stop_pc = pc;
+        if (m->state == MACHINE_RUNNING) {
+                m->state = MACHINE_PAUSED;
+                m->paused_at_ns = monotonic_ns();
+        }
+        pthread_mutex_unlock(&m->lock);
+        notify(m);
+}
+
+Hart *machine_debug_lock(Machine *m) {
+        pthread_mutex_lock(&m->lock);
+        if (m->state == MACHINE_PAUSED && !m->cpu_side_busy)
+                return m->hart;
+        pthread_mutex_unlock(&m->lock);
+        return NULL;
+}
+
+void machine_debug_unlock(Machine *m) {
+        pthread_mutex_unlock(&m->lock);
+}
+
+bool machine_debug_take_stop(Machine *m, uint32_t *ret_reason, uint32_t *ret_kind, uint64_t *ret_addr,
+                             uint64_t *ret_pc) {
+        bool stopped;
+
+        pthread_mutex_lock(&m->lock);
+        stopped = m->debug_stop.reason != HART_STOP_NONE;
+        if (stopped) {
+                *ret_reason = m->debug_stop.reason;
+                *ret_kind = m->debug_stop.kind;
+                *ret_addr = m->debug_stop.addr;
+                *ret_pc = m->debug_stop_pc;
+                m->debug_stop.reason = HART_STOP_NONE;
+        }
+        pthread_mutex_unlock(&m->lock);
+        return stopped;
+}
+
 static void *cpu_thread_main(void *userdata) {
         Machine *m = userdata;
 
@@ -814,6 +864,8 @@ static void *cpu_thread_main(void *userdata) {
                 e = hart_run(m->hart, RUN_CHUNK_INSTRUCTIONS);
                 if (m->power_action >= 0 && !handle_power_action(m))
                         break;
+                if (e == HART_EXIT_DEBUG)
+                        debug_stopped(m);
                 if (e == HART_EXIT_WFI) {
                         goldfish_rtc_poll(m->rtc);
                         wait_for_interrupt(m);

@@ -176,6 +176,19 @@ int machine_set_guest_ticks(Machine *m, uint64_t ticks);
 void machine_set_start_paused(Machine *m, bool paused);
 void machine_drain_io(Machine *m);
 
+/*
+ * Debugging (org.orrery.Debug1). machine_debug_lock() gives the hart to
+ * the calling thread while the CPU thread is paused and holds it there
+ * (no request is carried out until machine_debug_unlock()); NULL while
+ * it runs. A breakpoint, watchpoint or step pauses the machine and
+ * leaves its reason for machine_debug_take_stop(), which returns it once.
+ */
+typedef struct Hart Hart;
+Hart *machine_debug_lock(Machine *m);
+void machine_debug_unlock(Machine *m);
+bool machine_debug_take_stop(Machine *m, uint32_t *ret_reason, uint32_t *ret_kind, uint64_t *ret_addr,
+                             uint64_t *ret_pc);
+
 /* The flattened device tree the guest boots with. */
 const void *machine_device_tree(Machine *m, size_t *ret_size);
 

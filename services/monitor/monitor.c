@@ -39,6 +39,7 @@
 #include "macro.h"
 #include "orrery-client.h"
 #include "savevm.h"
+#include "gdbserver.h"
 #include "screendump.h"
 #include "text.h"
 
@@ -608,6 +609,14 @@ static int cmd_savevm_file(Monitor *m, const Command *cmd, char **argv, size_t a
         return r == 2 ? usage_of(cmd) : r;
 }
 
+static int cmd_gdbserver(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        if (!m->name) {
+                log_error("no VM attached (attach NAME; list shows the VMs)");
+                return EXIT_FAILURE;
+        }
+        return monitor_gdbserver_run(orrery_client_get_bus(m->client), m->name, argc > 1 ? argv[1] : NULL);
+}
+
 static int cmd_console(Monitor *m, const Command *cmd, char **argv, size_t argc);
 static int cmd_help(Monitor *m, const Command *cmd, char **argv, size_t argc);
 
@@ -646,6 +655,8 @@ static const Command commands[] = {
         { "hostfwd_add", MONITOR_HOSTFWD_ADD_USAGE, "forward a host port to the guest", cmd_devices, 1, 2 },
         { "hostfwd_remove", MONITOR_HOSTFWD_REMOVE_USAGE, "remove a host forward", cmd_devices, 1, 2 },
         { "set_link", "NIC on|off", "take a NIC's link up or down (the guest sees its carrier)", cmd_devices, 2, 2 },
+        { "gdbserver", "[ADDR]", "start orrery-gdbstub for the VM on ADDR (127.0.0.1:1234, or unix:PATH)",
+          cmd_gdbserver, 0, 1 },
         { "exit", "", "leave the monitor (the VM keeps running; so does Ctrl-D)", cmd_exit, 0, 0 },
 };
 
