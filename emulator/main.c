@@ -500,8 +500,8 @@ static int restore_machine(Vm *vm, const char *hint) {
 }
 
 /*
- * on-stop=save: NAME.save in $STATE_DIRECTORY (the unit's StateDirectory=),
- * else in ${XDG_STATE_HOME:-~/.local/state}/orrery. A save found there is
+ * on-stop=save: NAME.save in $STATE_DIRECTORY when a unit sets one, else in
+ * ${XDG_STATE_HOME:-~/.local/state}/orrery (what orrery-vm@.service opens). A save found there is
  * restored, then deleted: the guest runs on from it, and the next stop
  * writes a new one.
  */

@@ -184,12 +184,6 @@ struct Hart {
         bool in_wfi;
         uint64_t wfi_deadline;          /* mtime at which a timer fires, or ~0 */
 
-        /* The TLB's contexts (one per recent address space) and which one is current. */
-        unsigned tlb_current;
-        uint64_t tlb_clock;
-        bool translation_global;        /* mmu_translate()'s last result came from a global mapping */
-        TlbContext tlb[TLB_CONTEXTS];
-
         /* Debugger state (debug.c); changed only while the CPU thread is stopped. */
         struct {
                 struct {
@@ -202,6 +196,16 @@ struct Hart {
                 uint64_t skip_addr;
                 HartDebugStop stop;
         } debug;
+
+        /*
+         * The TLB's contexts (one per recent address space) and which one is
+         * current. hart_init() zeroes every field before `tlb` and flushes
+         * the TLB instead of clearing it: new state belongs above.
+         */
+        unsigned tlb_current;
+        uint64_t tlb_clock;
+        bool translation_global;        /* mmu_translate()'s last result came from a global mapping */
+        TlbContext tlb[TLB_CONTEXTS];
 
         /* Decoded instructions, direct-mapped by pc, tagged by their bits (see decode.h). */
         DecodedInsn dcache[DCACHE_SIZE];
