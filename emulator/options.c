@@ -633,6 +633,8 @@ static int options_fill_in(Options *o) {
                 o->initrd = mfree(o->initrd);
                 return 1;
         }
+        if (errno != ENOENT)
+                return log_error_errno(-errno, "cannot read the default guest '%s': %m", o->kernel);
         return log_error_errno(-ENOENT,
                                "the default guest is not built ('%s' missing): run 'meson compile -C build guest' "
                                "or pass --kernel", o->kernel);

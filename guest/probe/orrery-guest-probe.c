@@ -9,7 +9,8 @@
  *   text              give the framebuffer back to the text console
  *   events [--syn] [COUNT]
  *                     print every input event of /dev/input/event*
- *   powerkey          power off cleanly when KEY_POWER is pressed
+ *   powerkey [--detach]
+ *                     power off cleanly when KEY_POWER is pressed
  *   cpu-bench [ROUNDS]
  *                     deterministic CPU benchmark: checksum and time
  *   randread DEVICE [COUNT]
@@ -528,8 +529,10 @@ static int verb_powerkey(int argc, char *argv[]) {
         _cleanup_(input_devices_close) InputDevices devices = {};
         int r;
 
-        if (argc != 1)
-                return log_error("usage: %s powerkey", program_name);
+        bool detach = argc == 2 && streq(argv[1], "--detach");
+
+        if (argc != 1 && !detach)
+                return log_error("usage: %s powerkey [--detach]", program_name);
 
         r = input_devices_open(KEY_POWER, &devices);
         if (r < 0)
@@ -537,6 +540,17 @@ static int verb_powerkey(int argc, char *argv[]) {
         if (devices.n_devices == 0) {
                 fprintf(stderr, "%s: no input device has a power key, not waiting for one\n", program_name);
                 return 0;
+        }
+
+        /* With --detach the caller goes on only once the devices are open,
+         * so a press right after boot (the ready marker) is never missed. */
+        if (detach) {
+                pid_t pid = fork();
+                if (pid < 0)
+                        return log_error_errno(-errno, "Failed to fork");
+                if (pid > 0)
+                        _exit(EXIT_SUCCESS);
+                (void) setsid();
         }
 
         r = input_devices_loop(&devices, handle_power_key, NULL);
@@ -812,7 +826,7 @@ static void help(void) {
                "  text                     Give the framebuffer back to the text console\n"
                "  events [--syn] [COUNT]   Print input events (EV_SYN only with --syn),\n"
                "                           stop after COUNT of them\n"
-               "  powerkey                 Power off when KEY_POWER is pressed\n"
+               "  powerkey [--detach]      Power off when KEY_POWER is pressed\n"
                "  cpu-bench [ROUNDS]       Run the CPU benchmark (default %u rounds)\n"
                "  randread DEVICE [COUNT]  4 KiB direct random reads (default %u), print IOPS\n",
                program_name, BENCH_ROUNDS_DEFAULT, RANDREAD_COUNT_DEFAULT);

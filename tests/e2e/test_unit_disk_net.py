@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A VM with a disk and a NIC under orrery-vm@.service, with README.md's drop-in.
 
-A private systemd --user (user_session.py) runs the unit as meson configured
-it, pointed at this build's orrery-vm (nothing is installed: the drop-in and
-the sandbox are what is under test). The VM's config names an image below
+A private systemd --user (user_session.py) with Orrery installed by README.md's
+install block runs the installed unit as it is (the drop-in and the sandbox
+are what is under test; the build tree may sit in /tmp, which the unit's
+PrivateTmp=yes hides). The VM's config names an image below
 ~/vm and a NIC with restrict=on and a host forward on 127.0.0.1.
   - Without the drop-in the unit refuses to start: the home is read-only to
     it, and orrery-vm says so in one line.
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.dirname(__file__))
 from orrery_test import Tap  # noqa: E402
 from serial_client import SerialClient, wait_ready  # noqa: E402
-from user_session import BUILD_ROOT, SOURCE_ROOT, UserSession, say, wait_for  # noqa: E402
+from user_session import SOURCE_ROOT, open_session, wait_for  # noqa: E402
 
 VM = "disknet"
 UNIT = f"orrery-vm@{VM}.service"
@@ -51,20 +52,10 @@ def fetch(port):
         return None
 
 
-session = UserSession("disknet")
+session = open_session(tap, "disknet")
 serial = None
 try:
-    session.start()
     unit_dir = os.path.join(session.home, ".config", "systemd", "user")
-    os.makedirs(unit_dir, exist_ok=True)
-    with open(os.path.join(BUILD_ROOT, "systemd", "orrery-vm@.service")) as f:
-        unit = f.read()
-    # This build's orrery-vm (it finds the default guest next to itself, in the build tree).
-    unit = re.sub(r"^ExecStart=\S+", f"ExecStart={os.path.join(BUILD_ROOT, 'emulator', 'orrery-vm')}", unit,
-                  flags=re.M)
-    with open(os.path.join(unit_dir, "orrery-vm@.service"), "w") as f:
-        f.write(unit)
-
     os.makedirs(os.path.join(session.home, "vm"), exist_ok=True)
     img = os.path.join(session.home, "vm", "disk.img")
     with open(img, "wb") as f:

@@ -9,6 +9,7 @@ import fcntl
 import os
 import pty
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,25 @@ BOOT_TIMEOUT = float(os.environ.get("ORRERY_BOOT_TIMEOUT", "180"))
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from orrery_tap import Tap  # noqa: E402,F401  (the tests import it from here)
+
+
+def reachable_by_others(directory):
+    """orrery-vm and the default guest copied into 'directory' (made 0755 on the way) for a run as
+    another user (nobody, through setpriv): the clone may sit in a 0700 directory such as one from
+    mktemp -d, out of that user's reach. Returns (orrery_vm, environment naming the guest's copy)."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    vm = os.path.join(directory, "orrery-vm")
+    shutil.copy2(ORRERY_VM, vm)
+    guest_src = os.environ.get("ORRERY_GUEST_DIR") or os.path.join(os.path.dirname(os.path.abspath(ORRERY_VM)),
+                                                                    "..", "guest")
+    guest = os.path.join(directory, "guest")
+    os.makedirs(guest, exist_ok=True)
+    for name in ("Image", "initramfs.cpio.gz"):
+        shutil.copy2(os.path.join(guest_src, name), os.path.join(guest, name))
+    for path in (directory, guest, vm, *(os.path.join(guest, n) for n in os.listdir(guest))):
+        os.chmod(path, 0o755 if os.path.isdir(path) or path == vm else 0o644)
+    return vm, dict(os.environ, ORRERY_GUEST_DIR=guest)
 
 
 class Vm:

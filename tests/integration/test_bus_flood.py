@@ -169,8 +169,24 @@ def peak_rss_mb(pid):
     return 0
 
 
-def start_flooders(address, n, calls, uid):
-    argv = [sys.executable, __file__, "--flood", address, str(calls)]
+def script_for_others(directory):
+    """This script and the modules it imports, copied into 'directory' (0755) for another uid: the
+    clone may sit in a 0700 directory such as one from mktemp -d, out of that user's reach."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    copies = {os.path.abspath(__file__): os.path.join("integration", os.path.basename(__file__)),
+              os.path.join(here, "orrery_test.py"): os.path.join("integration", "orrery_test.py"),
+              os.path.join(here, "..", "orrery_tap.py"): "orrery_tap.py"}
+    for src, rel in copies.items():
+        dst = os.path.join(directory, rel)
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        shutil.copy(src, dst)
+        os.chmod(dst, 0o644)
+    os.chmod(directory, 0o755)
+    return os.path.join(directory, copies[os.path.abspath(__file__)])
+
+
+def start_flooders(address, n, calls, uid, script=__file__):
+    argv = [sys.executable, script, "--flood", address, str(calls)]
     if uid is not None:
         argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + argv
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd="/") for _ in range(n)]
@@ -220,7 +236,8 @@ def main():
         if not have_setpriv:
             tap.check(True, "flood from another user # SKIP needs root and setpriv to run a second uid")
         else:
-            procs = start_flooders(address, FLOOD_CONNECTIONS, FLOOD_CALLS, NOBODY)
+            procs = start_flooders(address, FLOOD_CONNECTIONS, FLOOD_CALLS, NOBODY,
+                                    script_for_others(os.path.join(tmp, "flooder")))
             delays = []
             for _ in range(3):
                 delays.append(timed(lambda: machine.Pause(timeout=60)))

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, READY, Tap, Vm, reachable_by_others  # noqa: E402
 
 MKFS = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
 COMMON = ["--display", "none", "--no-config"]
@@ -34,9 +34,12 @@ def sha_file(path):
 def refused(args, what, expect, as_nobody=False):
     """orrery-vm must exit 2 at once with one error line matching 'expect'."""
     # Root reads every file: a permission check needs another user, here nobody through setpriv.
-    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
-    r = subprocess.run(prefix + [ORRERY_VM, "--name", "t", "--no-bus", "--serial", "none"] + COMMON + args,
-                       stdin=subprocess.PIPE, capture_output=True, timeout=60)
+    prefix, vm, env = [], ORRERY_VM, None
+    if as_nobody:
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        vm, env = reachable_by_others(os.path.join(tmp, "for-nobody"))
+    r = subprocess.run(prefix + [vm, "--name", "t", "--no-bus", "--serial", "none"] + COMMON + args,
+                       stdin=subprocess.PIPE, capture_output=True, timeout=60, env=env)
     err = r.stderr.decode(errors="replace")
     lines = [line for line in err.splitlines() if line.startswith("orrery-vm:")]
     ok = r.returncode == 2 and len(lines) == 1 and re.search(expect, lines[0]) is not None
