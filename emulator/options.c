@@ -256,6 +256,113 @@ static const char *option_name(int id) {
         return "?";
 }
 
+/* A flag's value: NULL on the command line, yes/no/true/false/1/0 in the file. */
+static int set_flag(bool *flag, const char *value, const char *label, const char *where) {
+        if (!value || streq(value, "yes") || streq(value, "true") || streq(value, "1"))
+                *flag = true;
+        else if (streq(value, "no") || streq(value, "false") || streq(value, "0"))
+                *flag = false;
+        else
+                return log_error_errno(EINVAL, "%sinvalid %s '%s': expected yes or no", where, label, value);
+        return 0;
+}
+
+static int add_drive(Options *o, const char *value, const char *where) {
+        DriveSpec d, *a;
+        int r;
+
+        r = drive_spec_parse(value, where, &d);
+        if (r < 0)
+                return r;
+        a = realloc(o->drives, sizeof(DriveSpec) * (o->n_drives + 1));
+        if (!a) {
+                drive_spec_done(&d);
+                return log_oom();
+        }
+        o->drives = a;
+        o->drives[o->n_drives++] = d;
+        return 0;
+}
+
+static int add_net(Options *o, const char *value, const char *where) {
+        NetSpec n, *a;
+        int r;
+
+        r = net_spec_parse(value, where, &n);
+        if (r < 0)
+                return r;
+        a = realloc(o->nets, sizeof(NetSpec) * (o->n_nets + 1));
+        if (!a) {
+                net_spec_done(&n);
+                return log_oom();
+        }
+        o->nets = a;
+        o->nets[o->n_nets++] = n;
+        return 0;
+}
+
+/* The options that describe the machine (and may stand in a configuration file). */
+static int option_set_machine(Options *o, int id, const char *value, const char *label, const char *where) {
+        int r;
+
+        switch (id) {
+        case ARG_MEMORY:
+                r = parse_memory_size(value, &o->memory);
+                if (r == -ERANGE)
+                        return log_error_errno(r, "%s%s '%s' is out of range", where, label, value);
+                if (r < 0)
+                        return log_error_errno(r, "%sinvalid %s '%s': expected a size such as 512M or 2G", where, label,
+                                               value);
+                o->memory_set = true;
+                return 0;
+        case ARG_GUEST:
+                if (guest_preset_from_string(value, &o->guest) < 0)
+                        return log_error_errno(EINVAL, "%sinvalid %s '%s': expected default or debian", where, label,
+                                               value);
+                return 0;
+        case ARG_DISPLAY:
+                if (parse_display(value, &o->fb_width, &o->fb_height) < 0)
+                        return log_error_errno(EINVAL,
+                                               "%sinvalid %s '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none",
+                                               where, label, value);
+                return 0;
+        case ARG_SERIAL:
+                if (!streq(value, "stdio") && !streq(value, "none") && !(strncmp(value, "file:", 5) == 0 && value[5]))
+                        return log_error_errno(EINVAL, "%sinvalid %s '%s': expected stdio, none or file:PATH", where,
+                                               label, value);
+                return set_string(&o->serial, value) < 0 ? log_oom() : 0;
+        case ARG_NO_REBOOT:
+                return set_flag(&o->no_reboot, value, label, where);
+        case ARG_DEBUG:
+                return set_flag(&o->debug, value, label, where);
+        case ARG_CPU_ENGINE:
+                if (streq(value, "jit"))
+                        o->cpu_engine_jit = true;
+                else if (streq(value, "interp"))
+                        o->cpu_engine_jit = false;
+                else
+                        return log_error_errno(EINVAL, "%sinvalid %s '%s': expected interp or jit", where, label,
+                                               value);
+                o->cpu_engine_fallback = false;
+                return 0;
+        case ARG_DRIVE:
+                return add_drive(o, value, where);
+        case ARG_NET:
+                return add_net(o, value, where);
+        case ARG_ON_STOP:
+                if (streq(value, "save"))
+                        o->on_stop_save = true;
+                else if (streq(value, "poweroff"))
+                        o->on_stop_save = false;
+                else
+                        return log_error_errno(EINVAL, "%sinvalid %s '%s': expected poweroff or save", where, label,
+                                               value);
+                return 0;
+        default:
+                return log_error_errno(EINVAL, "%sunexpected option", where);
+        }
+}
+
 /*
  * Sets one option from the command line ("--memory") or the configuration
  * file ("memory"); label is how the error message names it, 'where'
@@ -267,9 +374,8 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
 
         switch (id) {
         case ARG_NAME:
-                if (!vm_name_is_valid(value)) {
-                        return log_error_errno(-EINVAL, "%sinvalid VM name '%s': use " VM_NAME_RULE, where, value);
-                }
+                if (!vm_name_is_valid(value))
+                        return log_error_errno(EINVAL, "%sinvalid VM name '%s': use " VM_NAME_RULE, where, value);
                 r = set_string(&o->name, value);
                 break;
         case ARG_BIOS:
@@ -284,96 +390,9 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
         case ARG_APPEND:
                 r = set_string(&o->append, value);
                 break;
-        case ARG_MEMORY:
-                r = parse_memory_size(value, &o->memory);
-                if (r == -ERANGE) {
-                        return log_error_errno(r, "%s%s '%s' is out of range", where, label, value);
-                }
-                if (r < 0) {
-                        return log_error_errno(r, "%sinvalid %s '%s': expected a size such as 512M or 2G", where, label,
-                                               value);
-                }
-                o->memory_set = true;
-                break;
-        case ARG_GUEST:
-                if (guest_preset_from_string(value, &o->guest) < 0)
-                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected default or debian", where, label,
-                                               value);
-                break;
-        case ARG_DISPLAY:
-                r = parse_display(value, &o->fb_width, &o->fb_height);
-                if (r < 0) {
-                        return log_error_errno(-EINVAL,
-                                               "%sinvalid %s '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none",
-                                               where, label, value);
-                }
-                break;
-        case ARG_SERIAL:
-                if (strcmp(value, "stdio") != 0 && strcmp(value, "none") != 0 &&
-                    !(strncmp(value, "file:", 5) == 0 && value[5])) {
-                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected stdio, none or file:PATH", where, label,
-                                               value);
-                }
-                r = set_string(&o->serial, value);
-                break;
-        case ARG_NO_REBOOT:
-        case ARG_DEBUG: {
-                bool *flag = id == ARG_DEBUG ? &o->debug : &o->no_reboot;
-
-                if (!value || strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
-                        *flag = true;
-                else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
-                        *flag = false;
-                else {
-                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected yes or no", where, label, value);
-                }
-                break;
-        }
-        case ARG_CPU_ENGINE:
-                if (strcmp(value, "jit") == 0)
-                        o->cpu_engine_jit = true;
-                else if (strcmp(value, "interp") == 0)
-                        o->cpu_engine_jit = false;
-                else
-                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected interp or jit", where, label,
-                                               value);
-                o->cpu_engine_fallback = false;
-                break;
-        case ARG_DRIVE: {
-                DriveSpec d, *a;
-
-                r = drive_spec_parse(value, where, &d);
-                if (r < 0)
-                        return r;
-                a = realloc(o->drives, sizeof(DriveSpec) * (o->n_drives + 1));
-                if (!a) {
-                        drive_spec_done(&d);
-                        return log_oom();
-                }
-                o->drives = a;
-                o->drives[o->n_drives++] = d;
-                break;
-        }
-        case ARG_NET: {
-                NetSpec n, *a;
-                char message[512];
-
-                r = net_spec_parse(value, &n, message, sizeof(message));
-                if (r < 0)
-                        return log_error_errno(r, "%s%s", where, message);
-                a = realloc(o->nets, sizeof(NetSpec) * (o->n_nets + 1));
-                if (!a) {
-                        net_spec_done(&n);
-                        return log_oom();
-                }
-                o->nets = a;
-                o->nets[o->n_nets++] = n;
-                break;
-        }
         case ARG_BUS:
-                if (!*value) {
-                        return log_error_errno(-EINVAL, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
-                }
+                if (!*value)
+                        return log_error_errno(EINVAL, "--bus needs a D-Bus address, e.g. unix:path=/run/user/1000/bus");
                 r = set_string(&o->bus_address, value);
                 break;
         case ARG_NO_BUS:
@@ -387,17 +406,8 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 break;
         case ARG_RESTORE:
                 if (!*value)
-                        return log_error_errno(-EINVAL, "--restore needs a file name or fd:N");
+                        return log_error_errno(EINVAL, "--restore needs a file name or fd:N");
                 r = set_string(&o->restore, value);
-                break;
-        case ARG_ON_STOP:
-                if (streq(value, "save"))
-                        o->on_stop_save = true;
-                else if (streq(value, "poweroff"))
-                        o->on_stop_save = false;
-                else
-                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected poweroff or save", where, label,
-                                               value);
                 break;
         case ARG_RESTORE_PAUSED:
                 o->restore_paused = true;
@@ -410,16 +420,13 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 break;
         case ARG_LOG_LEVEL:
                 if (log_set_max_level_from_string(value) < 0)
-                        return log_error_errno(-EINVAL, "%sinvalid %s '%s': expected err, warning, notice, info or debug",
+                        return log_error_errno(EINVAL, "%sinvalid %s '%s': expected err, warning, notice, info or debug",
                                                where, label, value);
                 break;
         default:
-                return log_error_errno(-EINVAL, "%sunexpected option", where);
+                return option_set_machine(o, id, value, label, where);
         }
-        if (r < 0) {
-                return log_oom();
-        }
-        return 0;
+        return r < 0 ? log_oom() : 0;
 }
 
 /* $XDG_CONFIG_HOME/orrery/vm/NAME.conf, or ~/.config/…; NULL if neither variable is set. */
@@ -723,15 +730,12 @@ int options_parse(Options *o, int argc, char *argv[]) {
         if (r < 0)
                 return r;
 
-        {
-                char message[512];
-
-                r = drive_specs_finish(o->drives, o->n_drives, message, sizeof(message));
-                if (r >= 0)
-                        r = net_specs_finish(o->nets, o->n_nets, o->name, message, sizeof(message));
-                if (r < 0)
-                        return log_error_errno(r, "%s", message);
-        }
+        r = drive_specs_finish(o->drives, o->n_drives);
+        if (r < 0)
+                return r;
+        r = net_specs_finish(o->nets, o->n_nets, o->name);
+        if (r < 0)
+                return r;
 
         return options_fill_in(o);
 }

@@ -136,7 +136,7 @@ int drive_spec_parse(const char *s, const char *where, DriveSpec *ret) {
         return 0;
 }
 
-int drive_specs_finish(DriveSpec *d, size_t n, char *error, size_t error_size) {
+int drive_specs_finish(DriveSpec *d, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 if (d[i].id)
                         continue;
@@ -150,19 +150,15 @@ int drive_specs_finish(DriveSpec *d, size_t n, char *error, size_t error_size) {
                         if (taken)
                                 continue;
                         d[i].id = strdup(id);
-                        if (!d[i].id) {
-                                snprintf(error, error_size, "out of memory");
-                                return -ENOMEM;
-                        }
+                        if (!d[i].id)
+                                return log_oom();
                         break;
                 }
         }
         for (size_t i = 0; i < n; i++)
                 for (size_t j = i + 1; j < n; j++)
-                        if (streq(d[i].id, d[j].id)) {
-                                snprintf(error, error_size, "two drives have the id '%s'", d[i].id);
-                                return -EEXIST;
-                        }
+                        if (streq(d[i].id, d[j].id))
+                                return log_error_errno(EEXIST, "two drives have the id '%s'", d[i].id);
         return 0;
 }
 

@@ -37,8 +37,8 @@ void drive_spec_done(DriveSpec *d);
 /* Whether id is [A-Za-z0-9_]{1,DRIVE_ID_MAX}. */
 bool device_id_is_valid(const char *id);
 
-/* Gives every drive without an id "driveN"; refuses duplicate ids (-EEXIST). */
-int drive_specs_finish(DriveSpec *d, size_t n, char *error, size_t error_size);
+/* Gives every drive without an id "driveN"; refuses duplicate ids (-EEXIST), logging why. */
+int drive_specs_finish(DriveSpec *d, size_t n);
 
 /*
  * Opens and locks the image. Errors: a negative errno and a message such as

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "macro.h"
 #include "block/drive.h"
 #include "net/netspec.h"
@@ -100,96 +101,91 @@ static int parse_mac(const char *s, uint8_t mac[6]) {
         return 0;
 }
 
-int net_spec_parse(const char *s, NetSpec *ret, char *error, size_t error_size) {
+/* Sets a key=value item of a --net value (key and value split at the '='); logs what is wrong. */
+static int net_spec_set(NetSpec *n, const char *s, const char *where, const char *key, const char *value) {
+        if (streq(key, "id")) {
+                if (!device_id_is_valid(value))
+                        return log_error_errno(EINVAL, "%sinvalid net id '%s': use 1-32 characters of [A-Za-z0-9_]",
+                                               where, value);
+                free(n->id);
+                n->id = strdup(value);
+                return n->id ? 0 : log_oom();
+        }
+        if (streq(key, "mac")) {
+                if (parse_mac(value, n->mac) < 0)
+                        return log_error_errno(EINVAL,
+                                               "%sinvalid MAC '%s': expected a unicast address such as 52:54:00:12:34:56",
+                                               where, value);
+                n->has_mac = true;
+                return 0;
+        }
+        if (streq(key, "restrict")) {
+                if (streq(value, "on") || streq(value, "yes"))
+                        n->restricted = true;
+                else if (streq(value, "off") || streq(value, "no"))
+                        n->restricted = false;
+                else
+                        return log_error_errno(EINVAL, "%sinvalid net '%s': restrict=%s, expected on or off", where, s,
+                                               value);
+                return 0;
+        }
+        if (streq(key, "hostfwd")) {
+                NetForward f, *a;
+                int r;
+
+                r = net_forward_parse(value, &f);
+                if (r == -ERANGE)
+                        return log_error_errno(EINVAL, "%sinvalid hostfwd '%s': port out of range (1-65535)", where,
+                                               value);
+                if (r < 0)
+                        return log_error_errno(
+                                EINVAL, "%sinvalid hostfwd '%s': expected tcp|udp:[ADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT",
+                                where, value);
+                a = realloc(n->forwards, sizeof(NetForward) * (n->n_forwards + 1));
+                if (!a)
+                        return log_oom();
+                n->forwards = a;
+                n->forwards[n->n_forwards++] = f;
+                return 0;
+        }
+        return log_error_errno(EINVAL, "%sinvalid net '%s': unknown key '%s' (known: id, mac, hostfwd, restrict)",
+                               where, s, key);
+}
+
+int net_spec_parse(const char *s, const char *where, NetSpec *ret) {
+        _cleanup_(net_spec_done) NetSpec n = {};
         _cleanup_free_ char *copy = NULL;
-        NetSpec n = {};
         char *item, *save = NULL;
         bool first = true;
-        int r = -EINVAL;
+        int r;
 
+        where = where ?: "";
         copy = strdup(s);
-        if (!copy) {
-                snprintf(error, error_size, "out of memory");
-                return -ENOMEM;
-        }
+        if (!copy)
+                return log_oom();
         for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save), first = false) {
-                char *eq = strchr(item, '='), *value;
+                char *eq = strchr(item, '=');
 
                 if (first) {
-                        if (!streq(item, "user")) {
-                                snprintf(error, error_size, "invalid net '%s': only 'user' networking exists (--net user,...)", s);
-                                goto fail;
-                        }
+                        if (!streq(item, "user"))
+                                return log_error_errno(EINVAL,
+                                                       "%sinvalid net '%s': only 'user' networking exists (--net user,...)",
+                                                       where, s);
                         continue;
                 }
-                if (!eq) {
-                        snprintf(error, error_size, "invalid net '%s': expected key=value, got '%s'", s, item);
-                        goto fail;
-                }
+                if (!eq)
+                        return log_error_errno(EINVAL, "%sinvalid net '%s': expected key=value, got '%s'", where, s,
+                                               item);
                 *eq = 0;
-                value = eq + 1;
-
-                if (streq(item, "id")) {
-                        if (!device_id_is_valid(value)) {
-                                snprintf(error, error_size, "invalid net id '%s': use 1-32 characters of [A-Za-z0-9_]", value);
-                                goto fail;
-                        }
-                        free(n.id);
-                        n.id = strdup(value);
-                        if (!n.id)
-                                goto oom;
-                } else if (streq(item, "mac")) {
-                        if (parse_mac(value, n.mac) < 0) {
-                                snprintf(error, error_size, "invalid MAC '%s': expected a unicast address such as 52:54:00:12:34:56",
-                                         value);
-                                goto fail;
-                        }
-                        n.has_mac = true;
-                } else if (streq(item, "restrict")) {
-                        if (streq(value, "on") || streq(value, "yes"))
-                                n.restricted = true;
-                        else if (streq(value, "off") || streq(value, "no"))
-                                n.restricted = false;
-                        else {
-                                snprintf(error, error_size, "invalid net '%s': restrict=%s, expected on or off", s, value);
-                                goto fail;
-                        }
-                } else if (streq(item, "hostfwd")) {
-                        NetForward f, *a;
-
-                        r = net_forward_parse(value, &f);
-                        if (r < 0) {
-                                snprintf(error, error_size,
-                                         r == -ERANGE ? "invalid hostfwd '%s': port out of range (1-65535)"
-                                                      : "invalid hostfwd '%s': expected tcp|udp:[ADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT",
-                                         value);
-                                r = -EINVAL;
-                                goto fail;
-                        }
-                        a = realloc(n.forwards, sizeof(NetForward) * (n.n_forwards + 1));
-                        if (!a)
-                                goto oom;
-                        n.forwards = a;
-                        n.forwards[n.n_forwards++] = f;
-                } else {
-                        snprintf(error, error_size, "invalid net '%s': unknown key '%s' (known: id, mac, hostfwd, restrict)",
-                                 s, item);
-                        goto fail;
-                }
+                r = net_spec_set(&n, s, where, item, eq + 1);
+                if (r < 0)
+                        return r;
         }
-        if (first) {
-                snprintf(error, error_size, "invalid net '%s': expected user[,...]", s);
-                goto fail;
-        }
+        if (first)
+                return log_error_errno(EINVAL, "%sinvalid net '%s': expected user[,...]", where, s);
         *ret = n;
+        n = (NetSpec) {};
         return 0;
-
-oom:
-        snprintf(error, error_size, "out of memory");
-        r = -ENOMEM;
-fail:
-        net_spec_done(&n);
-        return r < 0 ? r : -EINVAL;
 }
 
 /* FNV-1a */
@@ -204,7 +200,7 @@ static uint64_t hash(const char *a, const char *b) {
         return h;
 }
 
-int net_specs_finish(NetSpec *n, size_t count, const char *vm_name, char *error, size_t error_size) {
+int net_specs_finish(NetSpec *n, size_t count, const char *vm_name) {
         for (size_t i = 0; i < count; i++) {
                 if (!n[i].id)
                         for (unsigned k = 0;; k++) {
@@ -217,19 +213,15 @@ int net_specs_finish(NetSpec *n, size_t count, const char *vm_name, char *error,
                                 if (taken)
                                         continue;
                                 n[i].id = strdup(id);
-                                if (!n[i].id) {
-                                        snprintf(error, error_size, "out of memory");
-                                        return -ENOMEM;
-                                }
+                                if (!n[i].id)
+                                        return log_oom();
                                 break;
                         }
         }
         for (size_t i = 0; i < count; i++) {
                 for (size_t j = i + 1; j < count; j++)
-                        if (streq(n[i].id, n[j].id)) {
-                                snprintf(error, error_size, "two NICs have the id '%s'", n[i].id);
-                                return -EEXIST;
-                        }
+                        if (streq(n[i].id, n[j].id))
+                                return log_error_errno(EEXIST, "two NICs have the id '%s'", n[i].id);
                 if (!n[i].has_mac) {
                         uint64_t h = hash(vm_name ?: "", n[i].id);
 

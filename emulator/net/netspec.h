@@ -36,12 +36,15 @@ typedef struct NetSpec {
         size_t n_forwards;
 } NetSpec;
 
-/* Returns 0, or -EINVAL / -ENOMEM with a one-line message in 'error'. */
-int net_spec_parse(const char *s, NetSpec *ret, char *error, size_t error_size);
+/*
+ * Returns 0, or -EINVAL / -ENOMEM after logging a one-line error, prefixed
+ * with 'where' ("" or "FILE:LINE: "; NULL is "").
+ */
+int net_spec_parse(const char *s, const char *where, NetSpec *ret);
 void net_spec_done(NetSpec *n);
 
 /* "PROTO:[ADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" */
 int net_forward_parse(const char *s, NetForward *ret);
 
-/* Default ids ("netN") and MACs (from vm_name and the id); refuses duplicate ids (-EEXIST). */
-int net_specs_finish(NetSpec *n, size_t count, const char *vm_name, char *error, size_t error_size);
+/* Default ids ("netN") and MACs (from vm_name and the id); refuses duplicate ids (-EEXIST), logging why. */
+int net_specs_finish(NetSpec *n, size_t count, const char *vm_name);

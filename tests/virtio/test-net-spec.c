@@ -14,12 +14,11 @@
 /* The MAC orrery-vm would give NIC 'spec' (a --net value) of VM 'vm_name' as its 'index'-th NIC. */
 static void mac_of(const char *vm_name, const char *const *specs, size_t n, size_t index, uint8_t ret[6]) {
         NetSpec s[4] = {};
-        char error[256];
 
         for (size_t i = 0; i < n; i++)
-                if (net_spec_parse(specs[i], &s[i], error, sizeof(error)) < 0)
+                if (net_spec_parse(specs[i], NULL, &s[i]) < 0)
                         memset(&s[i], 0, sizeof(s[i]));
-        if (net_specs_finish(s, n, vm_name, error, sizeof(error)) == 0)
+        if (net_specs_finish(s, n, vm_name) == 0)
                 memcpy(ret, s[index].mac, 6);
         else
                 memset(ret, 0, 6);
