@@ -25,12 +25,11 @@ static inline int64_t sext32(uint64_t v) {
         return (int64_t) (int32_t) v;
 }
 
-/* hart_init() zeroes the Hart up to its TLB: state that must start at zero lives before it. */
-_Static_assert(offsetof(Hart, debug) < offsetof(Hart, tlb), "the debugger state must be zeroed by hart_init()");
-
 void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
-        memset(h, 0, offsetof(Hart, tlb));
-        memset(h->dcache, 0, sizeof(h->dcache));
+        /* Every field starts at zero, whatever is added later; the decode cache's empty state is all zeroes. */
+        memset(h, 0, sizeof(*h));
+        /* The TLB's is not (an empty entry has an invalid tag): it is made empty explicitly. */
+        hart_tlb_flush_all(h);
         h->mem = mem;
         h->mhartid = hartid;
         pthread_mutex_init(&h->wfi_lock, NULL);

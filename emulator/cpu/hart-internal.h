@@ -199,8 +199,7 @@ struct Hart {
 
         /*
          * The TLB's contexts (one per recent address space) and which one is
-         * current. hart_init() zeroes every field before `tlb` and flushes
-         * the TLB instead of clearing it: new state belongs above.
+         * current. hart_init() zeroes the whole Hart, then flushes the TLB.
          */
         unsigned tlb_current;
         uint64_t tlb_clock;
