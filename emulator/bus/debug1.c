@@ -94,13 +94,36 @@ static int check_debugger(VmBus *b, sd_bus_message *m, sd_bus_error *error) {
         return 0;
 }
 
-/* The hart of the paused VM, or NULL with 'error' set while it runs. */
-static Hart *lock_stopped(VmBus *b, sd_bus_error *error) {
-        Hart *h = machine_debug_lock(b->machine);
+/* The hart of a paused VM, held for the debugger: the CPU thread stays out until it is released. */
+typedef struct StoppedHart {
+        Machine *machine;               /* NULL when not held */
+        Hart *hart;
+} StoppedHart;
 
+static void stopped_hart_release(StoppedHart *s) {
+        if (s->machine)
+                machine_debug_unlock(s->machine);
+        *s = (StoppedHart) {};
+}
+
+/*
+ * The prologue of every method that reads or changes the stopped hart:
+ * refuses everyone but the debugging client (check_debugger) and a VM that
+ * runs. On success the hart is held until stopped_hart_release(), which
+ * the caller's _cleanup_ does on every return.
+ */
+static int stopped_hart_take(VmBus *b, sd_bus_message *m, StoppedHart *ret, sd_bus_error *error) {
+        Hart *h;
+        int r;
+
+        r = check_debugger(b, m, error);
+        if (r < 0)
+                return r;
+        h = machine_debug_lock(b->machine);
         if (!h)
-                sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is running: call Stop first", b->name);
-        return h;
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is running: call Stop first", b->name);
+        *ret = (StoppedHart) { .machine = b->machine, .hart = h };
+        return 0;
 }
 
 /*
@@ -170,9 +193,9 @@ static int method_stop(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 return r;
         if (machine_request_wait(b->machine, MACHINE_REQUEST_PAUSE, PAUSE_TIMEOUT_USEC) < 0)
                 return sd_bus_error_setf(error, ORRERY_ERROR_TIMEOUT, "VM '%s' did not stop in time", b->name);
-        h = lock_stopped(b, error);
+        h = machine_debug_lock(b->machine);
         if (!h)
-                return -EBUSY;
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is running: call Stop first", b->name);
         (void) hart_get_reg(h, HART_REG_PC, &pc);
         machine_debug_unlock(b->machine);
         r = sd_bus_reply_method_return(m, NULL);
@@ -181,17 +204,15 @@ static int method_stop(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 }
 
 static int resume(sd_bus_message *m, VmBus *b, bool step, sd_bus_error *error) {
-        Hart *h;
-        int r = check_debugger(b, m, error);
+        _cleanup_(stopped_hart_release) StoppedHart s = {};
+        int r;
 
+        r = stopped_hart_take(b, m, &s, error);
         if (r < 0)
                 return r;
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
-        hart_debug_resume(h);
-        hart_debug_step(h, step);
-        machine_debug_unlock(b->machine);
+        hart_debug_resume(s.hart);
+        hart_debug_step(s.hart, step);
+        stopped_hart_release(&s);
         b->debug_stopped = false;
         machine_request(b->machine, MACHINE_REQUEST_RESUME);
         return sd_bus_reply_method_return(m, NULL);
@@ -206,45 +227,35 @@ static int method_step(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 }
 
 static int method_get_register(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
+        _cleanup_(stopped_hart_release) StoppedHart s = {};
         uint32_t reg;
         uint64_t v;
-        Hart *h;
-        int r = check_debugger(b, m, error);
+        int r;
 
+        r = stopped_hart_take(userdata, m, &s, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "u", &reg);
         if (r < 0)
                 return r;
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
-        r = hart_get_reg(h, reg, &v);
-        machine_debug_unlock(b->machine);
-        if (r < 0)
+        if (hart_get_reg(s.hart, reg, &v) < 0)
                 return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "No register number %u", reg);
         return sd_bus_reply_method_return(m, "t", v);
 }
 
 static int method_set_register(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
+        _cleanup_(stopped_hart_release) StoppedHart s = {};
         uint32_t reg;
         uint64_t v;
-        Hart *h;
-        int r = check_debugger(b, m, error);
+        int r;
 
+        r = stopped_hart_take(userdata, m, &s, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "ut", &reg, &v);
         if (r < 0)
                 return r;
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
-        r = hart_set_reg(h, reg, v);
-        machine_debug_unlock(b->machine);
-        if (r < 0)
+        if (hart_set_reg(s.hart, reg, v) < 0)
                 return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT,
                                          "No register number %u, or %#llx is out of its range", reg,
                                          (unsigned long long) v);
@@ -255,21 +266,18 @@ static int method_set_register(sd_bus_message *m, void *userdata, sd_bus_error *
 #define GENERAL_REGISTERS 33
 
 static int method_get_registers(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
+        _cleanup_(stopped_hart_release) StoppedHart s = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         uint64_t v[GENERAL_REGISTERS];
-        Hart *h;
-        int r = check_debugger(b, m, error);
+        int r;
 
+        r = stopped_hart_take(userdata, m, &s, error);
         if (r < 0)
                 return r;
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
         for (unsigned i = 0; i < GENERAL_REGISTERS; i++)
-                (void) hart_get_reg(h, i, &v[i]);
-        machine_debug_unlock(b->machine);
+                (void) hart_get_reg(s.hart, i, &v[i]);
+        stopped_hart_release(&s);
 
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = sd_bus_message_append_array(reply, 't', v, sizeof(v));
@@ -279,12 +287,12 @@ static int method_get_registers(sd_bus_message *m, void *userdata, sd_bus_error 
 }
 
 static int method_set_registers(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
+        _cleanup_(stopped_hart_release) StoppedHart s = {};
         const void *data;
         size_t size;
-        Hart *h;
-        int r = check_debugger(b, m, error);
+        int r;
 
+        r = stopped_hart_take(userdata, m, &s, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read_array(m, 't', &data, &size);
@@ -294,49 +302,58 @@ static int method_set_registers(sd_bus_message *m, void *userdata, sd_bus_error 
                 return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT,
                                          "SetRegisters takes %u values (x0-x31, pc), not %zu", GENERAL_REGISTERS,
                                          size / sizeof(uint64_t));
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
         for (unsigned i = 1; i < GENERAL_REGISTERS; i++) {
                 uint64_t v;
                 memcpy(&v, (const uint8_t *) data + i * sizeof(v), sizeof(v));
-                (void) hart_set_reg(h, i, v);
+                (void) hart_set_reg(s.hart, i, v);
         }
-        machine_debug_unlock(b->machine);
         return sd_bus_reply_method_return(m, NULL);
 }
 
-static int method_read_memory(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
+/* ReadMemory (address, length, virtual) and WriteMemory (address, data, virtual). */
+static int access_memory(sd_bus_message *m, VmBus *b, bool write, sd_bus_error *error) {
+        _cleanup_(stopped_hart_release) StoppedHart s = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
+        const void *data = NULL;
         uint64_t addr;
-        uint32_t len;
+        uint32_t length = 0;
+        size_t len;
         int virtual;
-        Hart *h;
-        int r = check_debugger(b, m, error);
+        int r;
 
+        r = stopped_hart_take(b, m, &s, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_read(m, "tub", &addr, &len, &virtual);
+        r = sd_bus_message_read(m, "t", &addr);
+        if (r >= 0)
+                r = write ? sd_bus_message_read_array(m, 'y', &data, &len) : sd_bus_message_read(m, "u", &length);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "b", &virtual);
         if (r < 0)
                 return r;
+        if (!write)
+                len = length;
         if (len > DEBUG1_MAX_READ)
-                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "ReadMemory reads at most %u bytes",
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "%s %s at most %u bytes",
+                                         write ? "WriteMemory" : "ReadMemory", write ? "writes" : "reads",
                                          DEBUG1_MAX_READ);
-        buf = malloc(MAX(len, 1u));
-        if (!buf)
-                return -ENOMEM;
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
-        r = hart_debug_read_memory(h, addr, buf, len, virtual);
-        machine_debug_unlock(b->machine);
+        if (write)
+                r = hart_debug_write_memory(s.hart, addr, data, len, virtual);
+        else {
+                buf = malloc(MAX(len, (size_t) 1));
+                if (!buf)
+                        return -ENOMEM;
+                r = hart_debug_read_memory(s.hart, addr, buf, len, virtual);
+        }
+        stopped_hart_release(&s);
         if (r < 0)
                 return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT,
-                                         "Cannot read %u bytes at %s address %#llx: not mapped to RAM", len,
-                                         virtual ? "virtual" : "physical", (unsigned long long) addr);
-
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                                         "Cannot %s %zu bytes at %s address %#llx: not mapped to RAM",
+                                         write ? "write" : "read", len, virtual ? "virtual" : "physical",
+                                         (unsigned long long) addr);
+        if (write)
+                return sd_bus_reply_method_return(m, NULL);
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = sd_bus_message_append_array(reply, 'y', buf, len);
@@ -345,37 +362,12 @@ static int method_read_memory(sd_bus_message *m, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int method_write_memory(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        VmBus *b = userdata;
-        const void *data;
-        uint64_t addr;
-        size_t len;
-        int virtual;
-        Hart *h;
-        int r = check_debugger(b, m, error);
+static int method_read_memory(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return access_memory(m, userdata, false, error);
+}
 
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "t", &addr);
-        if (r >= 0)
-                r = sd_bus_message_read_array(m, 'y', &data, &len);
-        if (r >= 0)
-                r = sd_bus_message_read(m, "b", &virtual);
-        if (r < 0)
-                return r;
-        if (len > DEBUG1_MAX_READ)
-                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "WriteMemory writes at most %u bytes",
-                                         DEBUG1_MAX_READ);
-        h = lock_stopped(b, error);
-        if (!h)
-                return -EBUSY;
-        r = hart_debug_write_memory(h, addr, data, len, virtual);
-        machine_debug_unlock(b->machine);
-        if (r < 0)
-                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT,
-                                         "Cannot write %zu bytes at %s address %#llx: not mapped to RAM", len,
-                                         virtual ? "virtual" : "physical", (unsigned long long) addr);
-        return sd_bus_reply_method_return(m, NULL);
+static int method_write_memory(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return access_memory(m, userdata, true, error);
 }
 
 static int change_point(sd_bus_message *m, VmBus *b, bool add, sd_bus_error *error) {
