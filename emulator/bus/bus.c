@@ -27,7 +27,7 @@ static unsigned peer_hash(const char *name) {
         return h % BUS_PEER_BUCKETS;
 }
 
-static BusPeer *peer_find(VmBus *b, const char *name) {
+BusPeer *bus_peer_find(VmBus *b, const char *name) {
         for (BusPeer *p = b->peers[peer_hash(name)]; p; p = p->hash_next)
                 if (streq(p->name, name))
                         return p;
@@ -65,6 +65,7 @@ static void peer_free(VmBus *b, BusPeer *p) {
                         break;
                 }
         peer_list_unlink(b, p);
+        bus_refusal_forget(b, p);
         b->n_peers--;
         sd_bus_track_set_userdata(p->track, NULL);
         sd_bus_track_unref(p->track);
@@ -200,7 +201,7 @@ int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_err
         if (!sender)
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "The caller has no unique name on the bus");
 
-        p = peer_find(b, sender);
+        p = bus_peer_find(b, sender);
         if (p) {
                 /* Recently used last: the oldest idle peer is the one forgotten when the table is full. */
                 peer_list_unlink(b, p);
@@ -216,12 +217,8 @@ int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_err
                                                  "Cannot determine the caller's user: %s", strerror(-r));
         }
         if (!p->allowed) {
-                if (p->uid == (uid_t) -1)
-                        return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                                "The bus did not say which user the caller runs as");
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "Only the VM's owner (uid %u) may call it; the caller is uid %u",
-                                         (unsigned) geteuid(), (unsigned) p->uid);
+                (void) bus_refusal_count(b, p);
+                return bus_refusal_set(p, error);
         }
         if (ret_peer)
                 *ret_peer = p;
@@ -266,6 +263,7 @@ static void drop_bus(VmBus *b) {
                 debug1_peer_gone(b, p);
                 peer_free(b, p);
         }
+        bus_refusal_teardown(b);
         machine1_teardown(b);
         if (b->bus) {
                 sd_bus_detach_event(b->bus);
@@ -309,6 +307,8 @@ static int connect_bus(VmBus *b, int level) {
                 r = block1_publish(b);
         if (r >= 0)
                 r = network1_publish(b);
+        if (r >= 0)
+                r = bus_refusal_setup(b);
         if (r < 0) {
                 log_full_errno(level, r, "Cannot publish %s: %m", b->path);
                 goto fail;
@@ -450,6 +450,7 @@ VmBus *vm_bus_free(VmBus *b) {
         input1_teardown(b);
         debug1_teardown(b);
         peers_free(b);
+        bus_refusal_teardown(b);
         b->reconnect_timer = sd_event_source_disable_unref(b->reconnect_timer);
         if (b->bus) {
                 sd_bus_flush(b->bus);

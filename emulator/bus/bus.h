@@ -33,6 +33,19 @@
 /* Clients remembered at once; beyond it, the oldest refused one is forgotten, then new callers are told Busy. */
 #define BUS_MAX_PEERS 1024
 
+/*
+ * A caller of another user: its first BUS_REFUSALS_AT_ONCE calls in each
+ * window are refused at once, the rest from a queue answered at
+ * BUS_DEFERRED_PER_TICK a tick (refusal.c); beyond the queue's bounds
+ * they are dropped without a reply.
+ */
+#define BUS_REFUSALS_AT_ONCE 8
+#define BUS_REFUSAL_WINDOW_USEC (1000ULL * 1000ULL)
+#define BUS_DEFERRED_PER_TICK 2
+#define BUS_DEFERRED_TICK_USEC (20ULL * 1000ULL)
+#define BUS_DEFERRED_MAX_PER_PEER 128
+#define BUS_DEFERRED_MAX 1024
+
 /* Pause/Resume/Reset calls one client may have waiting for the CPU thread. */
 #define BUS_MAX_PENDING_PER_PEER 128
 
@@ -77,7 +90,13 @@ struct BusPeer {
         bool watching;                  /* Console1.Watch */
         bool debugging;                 /* owns Debug1 */
         unsigned n_pending;             /* requests waiting for the CPU thread */
+        uint64_t refusal_window_start;  /* CLOCK_MONOTONIC usec */
+        unsigned refusals_in_window;    /* answered at once since refusal_window_start */
+        unsigned n_deferred;            /* refusals waiting in VmBus.deferred */
+        uint64_t n_dropped;             /* calls dropped without a reply */
 };
+
+typedef struct BusDeferred BusDeferred;
 
 typedef struct BusPending BusPending;
 struct BusPending {
@@ -120,6 +139,11 @@ struct VmBus {
         BusPending *pending;
         sd_event_source *pending_timer;
 
+        /* Refusals waiting to be answered (refusal.c), oldest first */
+        BusDeferred *deferred, *deferred_tail;
+        unsigned n_deferred;
+        sd_event_source *deferred_timer;
+
         /* Console1 */
         const char *console_label;
         uint32_t fb_width, fb_height, fb_stride, fb_format;
@@ -155,6 +179,19 @@ struct VmBus {
  * caller's peer, or a negative errno with 'error' set.
  */
 int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error);
+
+/* The cached peer of a unique name, or NULL. */
+BusPeer *bus_peer_find(VmBus *b, const char *name);
+
+/* refusal.c: answers the calls of callers known to be refused before object dispatch. */
+int bus_refusal_setup(VmBus *b);
+/* Sets the AccessDenied error that refuses peer p; returns its negative errno. */
+int bus_refusal_set(BusPeer *p, sd_bus_error *error);
+/* Counts a refusal of p: whether it may be answered at once (true) or must wait its turn. */
+bool bus_refusal_count(VmBus *b, BusPeer *p);
+/* Drops the waiting refusals of p (all of them if p is NULL), unanswered. */
+void bus_refusal_forget(VmBus *b, BusPeer *p);
+void bus_refusal_teardown(VmBus *b);
 
 /*
  * Publishes 'vtable' on PREFIX/KIND/ID of the VM's connection with malloc()ed
