@@ -17,12 +17,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm, poll as poll_until  # noqa: E402
 
 GDBSTUB = os.environ["ORRERY_GDBSTUB"]
 MONITOR = os.environ["ORRERY_MONITOR"]
@@ -38,14 +37,8 @@ pbus = PrivateBus()
 vm = Vm("--debug", name=NAME, bus=pbus.address)
 
 
-def poll(condition, timeout=STEP_TIMEOUT, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return condition()
+def poll(condition, timeout=STEP_TIMEOUT):
+    return poll_until(condition, timeout, 0.05)
 
 
 class Proc:

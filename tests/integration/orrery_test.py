@@ -11,11 +11,13 @@ import pty
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import termios
 import threading
 import time
+import urllib.request
 
 BUILD = os.environ.get("ORRERY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 ORRERY_VM = os.environ.get("ORRERY_VM", os.path.join(BUILD, "emulator", "orrery-vm"))
@@ -23,7 +25,47 @@ READY = "orrery-guest: ready"
 BOOT_TIMEOUT = float(os.environ.get("ORRERY_BOOT_TIMEOUT", "180"))
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from orrery_tap import Tap  # noqa: E402,F401  (the tests import it from here)
+from orrery_tap import Tap  # noqa: E402  (the tests import it from here)
+
+__all__ = ["BOOT_TIMEOUT", "BUILD", "ORRERY_VM", "READY", "PrivateBus", "Pty", "Tap", "Vm", "Xvfb", "error_name",
+           "fetch", "free_port", "interface_members", "poll"]
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port on 127.0.0.1 that was free a moment ago (for a host forward)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(port):
+    """The guest's httpd page through a forward on 127.0.0.1:port; None while the connection is refused."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=30).read()
+    except OSError:
+        return None
+
+
+def poll(cond, seconds, interval=0.2):
+    """cond()'s first true value, tried until 'seconds' pass (a generous bound, against hangs); else its last."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    return cond()
+
+
+def error_name(call):
+    """The D-Bus error name call() fails with, or None if it succeeds."""
+    try:
+        call()
+    except Exception as e:
+        if not hasattr(e, "get_dbus_name"):
+            raise
+        return e.get_dbus_name()
+    return None
 
 
 def reachable_by_others(directory):

@@ -13,14 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import dbus  # noqa: E402
 import dbus.mainloop.glib  # noqa: E402
 from gi.repository import GLib  # noqa: E402
 
-from orrery_test import BOOT_TIMEOUT, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, Tap, Vm, error_name, fetch, free_port, poll  # noqa: E402
 
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 tap = Tap()
@@ -37,41 +36,6 @@ def spin(seconds, until=lambda: False):
             return True
         time.sleep(0.02)
     return until()
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def error_name(call):
-    try:
-        call()
-    except dbus.DBusException as e:
-        return e.get_dbus_name()
-    return None
-
-
-def fetch(port):
-    """The guest's httpd through a forward; None when the connection is refused."""
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=30).read()
-    except OSError:
-        return None
-
-
-def fetch_until_served(port, seconds=60):
-    # httpd and slirp's connection to the guest may need a moment: poll with a generous bound.
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        body = fetch(port)
-        if body is not None:
-            return body
-        time.sleep(0.2)
-    return None
 
 
 # A bus that another user may join, so that the same-user rule of Resize and AddForward is seen to hold.
@@ -211,7 +175,8 @@ try:
     tap.check(fetch(port) is None, "before AddForward nothing listens on the host port")
     nic.AddForward("tcp", "", dbus.UInt16(port), dbus.UInt16(8080))
     tap.check(("tcp", "127.0.0.1", "10.0.2.15", port, 8080) in forwards(), "AddForward shows in Forwards", forwards())
-    tap.check(fetch_until_served(port) == b"hello-from-guest\n",
+    # httpd and slirp's connection to the guest may need a moment.
+    tap.check(poll(lambda: fetch(port), 60) == b"hello-from-guest\n",
               "AddForward at runtime: 127.0.0.1 reaches busybox httpd in the guest (restrict=on)")
     tap.check(error_name(lambda: nic.AddForward("tcp", "127.0.0.1", dbus.UInt16(port), dbus.UInt16(80)))
               == "org.orrery.Error.Busy", "AddForward of a port forwarded already: Busy")

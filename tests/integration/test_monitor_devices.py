@@ -12,10 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Tap, Vm, fetch, free_port, poll  # noqa: E402
 
 MONITOR = os.environ["ORRERY_MONITOR"]
 NAME = "mondev"
@@ -33,31 +32,6 @@ def monitor(*commands):
     for c in commands:
         args += ["-c", c]
     return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def fetch(port):
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=30).read()
-    except OSError:
-        return None
-
-
-def poll(cond, seconds=TIMEOUT):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    return cond()
 
 
 vm = None
@@ -104,7 +78,7 @@ try:
     port = free_port()
     r = monitor(f"hostfwd_add tcp::{port}-:8080")
     tap.check(r.returncode == 0, "hostfwd_add tcp::PORT-:8080 (the only NIC)", r.stderr)
-    tap.check(poll(lambda: fetch(port)) == b"hello-from-guest\n", "the forward reaches httpd in the guest from 127.0.0.1")
+    tap.check(poll(lambda: fetch(port), TIMEOUT) == b"hello-from-guest\n", "the forward reaches httpd in the guest from 127.0.0.1")
     r = monitor(f"hostfwd_add tcp::{port}-:8080")
     tap.check(r.returncode == 1 and "in use" in r.stderr, "hostfwd_add of a port forwarded already: exit 1", r.stderr)
     uport = free_port(socket.SOCK_DGRAM)
@@ -132,9 +106,9 @@ try:
     r = monitor("set_link n0 off", "info network")
     tap.check(r.returncode == 0 and "macaddr=52:54:00:ab:cd:ef,link=down" in r.stdout,
               "set_link n0 off; info network says link=down", r.stdout + r.stderr)
-    tap.check(poll(lambda: carrier() == "0"), "the guest loses carrier", vm.tail())
+    tap.check(poll(lambda: carrier() == "0", TIMEOUT), "the guest loses carrier", vm.tail())
     r = monitor("set_link n0 on")
-    tap.check(r.returncode == 0 and poll(lambda: carrier() == "1"), "set_link n0 on: carrier is back", vm.tail())
+    tap.check(r.returncode == 0 and poll(lambda: carrier() == "1", TIMEOUT), "set_link n0 on: carrier is back", vm.tail())
     r = monitor("set_link nonic off")
     tap.check(r.returncode == 1 and "no NIC 'nonic'" in r.stderr, "set_link of an unknown NIC: exit 1", r.stderr)
     r = monitor("set_link n0 sideways")

@@ -21,20 +21,12 @@ import xml.etree.ElementTree as ET  # noqa: E402
 
 import dbus  # noqa: E402
 
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, READY, Tap, Vm, interface_members  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, READY, Tap, Vm, free_port, interface_members  # noqa: E402
 
 XML_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "dbus")
 
 COMMON = ["--display", "none", "--no-config"]
 tap = Tap()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def refused(args, what, expect):
