@@ -17,54 +17,13 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
+
+from benchlib import SerialGuest as Guest
 
 READY = b"orrery-guest: ready"
 BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
-
-
-class Guest:
-    def __init__(self, cmd):
-        self.start = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.out = b""
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            data = self.proc.stdout.read1(65536)
-            if not data:
-                break
-            with self.cond:
-                self.out += data
-                self.cond.notify_all()
-
-    def wait_for(self, pattern, timeout, since=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                m = rx.search(self.out, since)
-                if m:
-                    return m, time.monotonic()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(pattern)
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the emulator exited ({self.proc.returncode}): {self.out[-500:]!r}")
-                self.cond.wait(min(left, 0.2))
-
-    def send(self, text):
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def rss_beyond_ram(pid):

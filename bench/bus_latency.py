@@ -42,77 +42,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from benchlib import load, machine, pct  # noqa: E402
+from benchlib import SerialGuest as Guest, load, machine, pct  # noqa: E402
 from orrery_rawbus import RawBus, pad, string  # noqa: E402
 
 READY = b"orrery-guest: ready"
 KEY_A = 30
-
-
-
-
-class Guest:
-    """orrery-vm with its serial console on a pipe; every chunk read is timestamped."""
-
-    def __init__(self, cmd, env):
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        self.out = b""
-        self.stamps = []  # (offset where the chunk ends, monotonic time it was read)
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self.proc.stderr.read(), daemon=True).start()
-
-    def _read(self):
-        while True:
-            data = self.proc.stdout.read1(65536)
-            t = time.monotonic()
-            if not data:
-                break
-            with self.cond:
-                self.out += data
-                self.stamps.append((len(self.out), t))
-                self.cond.notify_all()
-
-    def time_of(self, offset):
-        """When the byte at 'offset' was read."""
-        for end, t in reversed(self.stamps):
-            if end <= offset:
-                break
-            found = t
-        return found
-
-    def wait_for(self, pattern, timeout, since):
-        """Returns (match, time the match's last byte arrived)."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                m = rx.search(self.out, since)
-                if m:
-                    return m, self.time_of(m.end() - 1)
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise TimeoutError(f"{pattern!r} not seen; console ends with {self.out[-300:]!r}")
-                self.cond.wait(min(left, 0.2))
-
-    def pos(self):
-        with self.cond:
-            return len(self.out)
-
-    def send(self, text):
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
-        return time.monotonic()
-
-    def command(self, cmd, pattern, timeout=60):
-        start = self.pos()
-        self.send(cmd + "\n")
-        return self.wait_for(pattern, timeout, start)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def update_rects(body):
@@ -225,7 +159,7 @@ def run_display(args, size):
         lat, calls = [], []
         for i in range(args.samples):
             for method, value in (("Press", 1), ("Release", 0)):
-                start = vm.pos()
+                start = len(vm.out)
                 t0 = time.monotonic()
                 client.call_ok(service, path, "org.orrery.Keyboard1", method, sig="u", body=struct.pack("<I", KEY_A))
                 calls.append(time.monotonic() - t0)
@@ -246,8 +180,9 @@ def run_display(args, size):
             time.sleep(0.1 + random.uniform(0, 1 / 60))
             with rec.lock:
                 rec.updates.clear()
-            start = vm.pos()
-            t0 = vm.send(f"{i + 1}\n")
+            start = len(vm.out)
+            vm.send(f"{i + 1}\n")
+            t0 = time.monotonic()
             _, t_drawn = vm.wait_for(rb"pattern drawn \d+x\d+\r?\n", 60, start)
             rows = bytearray(h)
             t_first = t_cover = None

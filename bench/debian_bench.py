@@ -13,14 +13,14 @@ the ssh round trip above is small beside them). Prints a Markdown table for benc
 """
 import argparse
 import os
-import re
 import shutil
 import socket
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
+
+from benchlib import SerialGuest as Guest
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
@@ -32,40 +32,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Guest:
-    def __init__(self, cmd, env=None):
-        self.start = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env)
-        self.out = b""
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            data = self.proc.stdout.read1(65536)
-            if not data:
-                break
-            with self.cond:
-                self.out += data
-                self.cond.notify_all()
-
-    def wait_for(self, pattern, timeout):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not re.search(pattern, self.out):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise RuntimeError(f"no {pattern!r}: {self.out[-2000:]!r}")
-                self.cond.wait(min(left, 0.5))
-        return time.monotonic()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def add_key(disk, pub):
@@ -102,7 +68,7 @@ def run(kind, args, tmp, key):
            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
     g = Guest(cmd)
     try:
-        login = g.wait_for(rb"login:", 1200) - g.start
+        login = g.wait_for(rb"login:", 1200)[1] - g.start
         deadline = time.monotonic() + 300
         while subprocess.run(ssh + ["true"], capture_output=True).returncode != 0:
             if time.monotonic() > deadline:

@@ -14,65 +14,15 @@ Usage: bench/disk_net_bench.py [--build DIR] [--mib N] [--reads N] [--no-qemu]
 """
 import argparse
 import os
-import re
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from benchlib import SerialGuest as Guest, free_port
 
 READY = b"orrery-guest: ready"
 BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
-
-
-class Guest:
-    def __init__(self, cmd):
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.out = b""
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            data = self.proc.stdout.read1(65536)
-            if not data:
-                break
-            with self.cond:
-                self.out += data
-                self.cond.notify_all()
-
-    def wait_for(self, pattern, timeout, since=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                m = rx.search(self.out, since)
-                if m:
-                    return m
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise TimeoutError(f"{pattern!r}: {self.out[-800:]!r}")
-                self.cond.wait(min(left, 0.2))
-
-    def command(self, cmd, pattern, timeout=300):
-        with self.cond:
-            start = len(self.out)
-        self.proc.stdin.write((cmd + "\n").encode())
-        self.proc.stdin.flush()
-        return self.wait_for(pattern, timeout, start)
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def dd_rate(g, cmd):

@@ -25,7 +25,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from boot_vs_qemu import BIOS, READY, Guest  # noqa: E402
+from benchlib import SerialGuest as Guest, free_port  # noqa: E402
+from boot_vs_qemu import BIOS, READY  # noqa: E402
 
 # A busy shell loop, so the stepped CPU is not idle in WFI waiting for a far timer.
 BUSY = "while :; do :; done &\n"
@@ -123,12 +124,6 @@ def measure(rsp, steps, breaks):
         elif not reply.startswith(b"T"):
             raise RuntimeError(f"continue answered {reply!r}")
     return step_rate, trips
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_orrery(args):

@@ -61,12 +61,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from benchlib import SerialGuest as Serial  # noqa: E402
 from vnc_bench import Lines, pct  # noqa: E402
 
 BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
@@ -78,64 +78,6 @@ DISPLAY_SLOT = 2
 VRAM = 0x40000000
 DISPLAY_MMIO = 0x41000000
 SETUP_AT = 0x9E000000  # RAM the guest reuses later
-
-
-class Serial:
-    """A process with its serial console on stdin/stdout; output timestamped as read."""
-
-    def __init__(self, cmd, env=None):
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
-        self.text = ""
-        self.stamps = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.err = Lines(self.proc.stderr)
-
-    def _read(self):
-        while True:
-            data = self.proc.stdout.read1(65536)
-            t = time.monotonic()
-            if not data:
-                break
-            with self.cond:
-                self.text += data.decode(errors="replace").replace("\r", "")
-                self.stamps.append((len(self.text), t))
-                self.cond.notify_all()
-
-    def _stamp(self, end):
-        return next(t for e, t in self.stamps if e >= end)
-
-    def wait_for(self, pattern, timeout=300, since=0):
-        rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                m = rx.search(self.text, since)
-                if m:
-                    return m, self._stamp(m.end())
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise TimeoutError(f"{pattern!r} not seen: {self.text[-300:]!r} {self.err.lines[-5:]}")
-                self.cond.wait(min(left, 0.2))
-
-    def all_after(self, pattern, since):
-        """Every match after since, with the time its end was read."""
-        with self.cond:
-            rx = re.compile(pattern, re.M)
-            return [(m, self._stamp(m.end())) for m in rx.finditer(self.text, since)]
-
-    def send(self, s):
-        with self.cond:
-            pos = len(self.text)
-        self.proc.stdin.write(s.encode())
-        self.proc.stdin.flush()
-        return pos
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def thread_ticks(pid, exclude_tid=None, exclude_rx=None):
