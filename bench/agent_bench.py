@@ -152,7 +152,7 @@ def main():
             pbus.stop()
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"| target | Ping p50 (ms) | Ping p99 (ms) | host→guest (MB/s) | guest→host (MB/s) | sha256 equal |")
+    print("| target | Ping p50 (ms) | Ping p99 (ms) | host→guest (MB/s) | guest→host (MB/s) | sha256 equal |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
     for name, r in results:
         print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['in']:.2f} | {r['out']:.2f} | {'yes' if r['ok'] else 'NO'} |")

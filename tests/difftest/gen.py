@@ -18,7 +18,6 @@ final state does not depend on where the program is loaded.
     gen.py SEED COUNT > body.S
 """
 import random
-import struct
 import sys
 
 BASE = 31

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.dirname(__file__))
 from orrery_test import Tap, Xvfb  # noqa: E402
 from serial_client import SerialClient, scrollback, wait_ready  # noqa: E402
-from user_session import check_security, open_session, say, wait_for  # noqa: E402
+from user_session import check_security, open_session, wait_for  # noqa: E402
 
 VM = "demo"
 UNIT = f"orrery-vm@{VM}.service"

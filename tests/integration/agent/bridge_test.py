@@ -11,7 +11,10 @@ import dbus.mainloop.glib
 from gi.repository import GLib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from orrery_test import PrivateBus, Tap, interface_members  # noqa: E402,F401
+from orrery_test import PrivateBus, Tap, interface_members  # noqa: E402  (PrivateBus, Tap: the tests import them from here)
+
+__all__ = ["ActivatingBus", "Bridge", "Client", "IFACE", "NAME", "ORRERY_AGENT", "PrivateBus", "Tap", "XML",
+           "contract_matches", "spin", "wait_for"]
 
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 

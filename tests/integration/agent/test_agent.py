@@ -11,7 +11,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 
 import dbus
 

@@ -5,11 +5,9 @@ reaching the guest as evdev events, several clients, no stuck keys, a pointer
 flood, SIGKILL and restart of the server, the VM restarted under it (with a
 new size), passwords, the loopback rule and WebSocket."""
 import os
-import queue
 import re
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
