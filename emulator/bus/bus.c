@@ -66,6 +66,7 @@ static void peer_free(VmBus *b, BusPeer *p) {
                 }
         peer_list_unlink(b, p);
         bus_refusal_forget(b, p);
+        bus_verdict_forget(p);
         b->n_peers--;
         sd_bus_track_set_userdata(p->track, NULL);
         sd_bus_track_unref(p->track);
@@ -76,7 +77,7 @@ static void peer_free(VmBus *b, BusPeer *p) {
 
 /* Whether forgetting the peer loses nothing but its cached verdict. */
 static bool peer_is_idle(VmBus *b, BusPeer *p) {
-        if (p->watching || p->debugging || p->n_pending > 0)
+        if (p->watching || p->debugging || p->n_pending > 0 || p->asking)
                 return false;
         for (unsigned i = 0; i < b->n_held; i++)
                 if (streq(b->held[i].sender, p->name))
@@ -104,16 +105,8 @@ static int on_peer_gone(sd_bus_track *track, void *userdata) {
         return 0;
 }
 
-/*
- * Asks the bus once who the sender is. The verdict uses only what the bus
- * daemon vouches for (the uid it took from the socket), never what
- * sd-bus could add from /proc; the pid and command are for the log.
- */
-static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+int bus_peer_add(VmBus *b, const char *name, BusPeer **ret) {
         _cleanup_free_ BusPeer *p = NULL;
-        uint64_t augmented;
-        const char *comm;
         int r;
 
         if (b->n_peers >= BUS_MAX_PEERS) {
@@ -129,30 +122,10 @@ static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
         if (!p)
                 return -ENOMEM;
         p->vm = b;
+        p->uid = (uid_t) -1;
         p->name = strdup(name);
         if (!p->name)
                 return -ENOMEM;
-
-        r = sd_bus_get_name_creds(b->bus, name,
-                                  SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM |
-                                          SD_BUS_CREDS_AUGMENT,
-                                  &creds);
-        if (r < 0) {
-                free(p->name);
-                return r;
-        }
-        augmented = sd_bus_creds_get_augmented_mask(creds);
-        if (!(augmented & SD_BUS_CREDS_EUID) && sd_bus_creds_get_euid(creds, &p->uid) >= 0)
-                p->allowed = p->uid == geteuid();
-        else if (!(augmented & SD_BUS_CREDS_UID) && sd_bus_creds_get_uid(creds, &p->uid) >= 0)
-                p->allowed = p->uid == geteuid();
-        else {
-                p->uid = (uid_t) -1;
-                p->allowed = false;
-        }
-        (void) sd_bus_creds_get_pid(creds, &p->pid);
-        if (sd_bus_creds_get_comm(creds, &comm) >= 0)
-                p->comm = strdup(comm);
 
         /* The track's handler runs once the name is gone, and at once if it is gone already. */
         r = sd_bus_track_new(b->bus, &p->track, on_peer_gone, p);
@@ -161,7 +134,6 @@ static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
         if (r < 0) {
                 sd_bus_track_unref(p->track);
                 free(p->name);
-                free(p->comm);
                 return r;
         }
 
@@ -170,6 +142,47 @@ static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
         peer_list_append(b, p);
         b->n_peers++;
         *ret = TAKE_PTR(p);
+        return 0;
+}
+
+void bus_peer_forget(VmBus *b, BusPeer *p) {
+        peer_free(b, p);
+}
+
+/*
+ * Asks the bus who the sender is, waiting for the answer (the caller
+ * check's path for calls the filter in verdict.c did not hold). The
+ * verdict uses only what the bus daemon vouches for (the uid it took from
+ * the socket), never what sd-bus could add from /proc; the pid and
+ * command are for the log.
+ */
+static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uint64_t augmented;
+        const char *comm;
+        uid_t uid = (uid_t) -1;
+        BusPeer *p;
+        int r;
+
+        r = sd_bus_get_name_creds(b->bus, name,
+                                  SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM |
+                                          SD_BUS_CREDS_AUGMENT,
+                                  &creds);
+        if (r < 0)
+                return r;
+        r = bus_peer_add(b, name, &p);
+        if (r < 0)
+                return r;
+        augmented = sd_bus_creds_get_augmented_mask(creds);
+        if (!(augmented & SD_BUS_CREDS_EUID) && sd_bus_creds_get_euid(creds, &uid) >= 0)
+                p->uid = uid;
+        else if (!(augmented & SD_BUS_CREDS_UID) && sd_bus_creds_get_uid(creds, &uid) >= 0)
+                p->uid = uid;
+        p->allowed = p->uid != (uid_t) -1 && p->uid == geteuid();
+        (void) sd_bus_creds_get_pid(creds, &p->pid);
+        if (sd_bus_creds_get_comm(creds, &comm) >= 0)
+                p->comm = strdup(comm);
+        *ret = p;
         return 0;
 }
 
@@ -202,6 +215,9 @@ int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_err
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "The caller has no unique name on the bus");
 
         p = bus_peer_find(b, sender);
+        if (p && p->asking)
+                /* Not reached: the filter holds every call of a peer whose verdict is pending. */
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "The caller's user is not known yet; try again");
         if (p) {
                 /* Recently used last: the oldest idle peer is the one forgotten when the table is full. */
                 peer_list_unlink(b, p);

@@ -94,6 +94,9 @@ struct BusPeer {
         unsigned refusals_in_window;    /* answered at once since refusal_window_start */
         unsigned n_deferred;            /* refusals waiting in VmBus.deferred */
         uint64_t n_dropped;             /* calls dropped without a reply */
+        sd_bus_slot *asking;            /* the bus is asked for its credentials: no verdict yet */
+        sd_bus_message **waiting;       /* its calls meanwhile, oldest first (verdict.c) */
+        unsigned n_waiting;
 };
 
 typedef struct BusDeferred BusDeferred;
@@ -182,6 +185,14 @@ int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_err
 
 /* The cached peer of a unique name, or NULL. */
 BusPeer *bus_peer_find(VmBus *b, const char *name);
+/* A new peer, watched until it leaves the bus, refused until its verdict is set; -EBUSY if the table is full. */
+int bus_peer_add(VmBus *b, const char *name, BusPeer **ret);
+void bus_peer_forget(VmBus *b, BusPeer *p);
+
+/* verdict.c: asks the bus who a new caller is without blocking the loop, holding its calls meanwhile. */
+int bus_verdict_ask(VmBus *b, const char *sender, sd_bus_message *m);
+int bus_verdict_hold(BusPeer *p, sd_bus_message *m);
+void bus_verdict_forget(BusPeer *p);
 
 /* refusal.c: answers the calls of callers known to be refused before object dispatch. */
 int bus_refusal_setup(VmBus *b);

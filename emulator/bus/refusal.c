@@ -14,8 +14,8 @@
  * flood. Beyond the queue's bounds its calls are dropped without a reply.
  *
  * The verdict comes from the peer cache (bus.c), taken from the uid the
- * bus daemon vouches for; a caller not yet known goes through the
- * method's own check.
+ * bus daemon vouches for; for a caller not yet known, the bus is asked
+ * first (verdict.c).
  */
 
 #include <errno.h>
@@ -131,13 +131,10 @@ static int defer(VmBus *b, BusPeer *p, sd_bus_message *m) {
         return r < 0 ? r : 1;
 }
 
-/* Whether the VM would refuse 'm' of a caller that is not its owner: every org.orrery method is owner-only. */
+/* Whether the VM would refuse method call 'm' of a caller that is not its owner: every org.orrery method is. */
 static bool is_owner_only_call(sd_bus_message *m) {
-        const char *interface;
+        const char *interface = sd_bus_message_get_interface(m);
 
-        if (!sd_bus_message_is_method_call(m, NULL, NULL))
-                return false;
-        interface = sd_bus_message_get_interface(m);
         return !interface || strncmp(interface, "org.orrery.", strlen("org.orrery.")) == 0;
 }
 
@@ -146,11 +143,20 @@ static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         const char *sender;
         BusPeer *p;
 
-        if (!is_owner_only_call(m))
+        if (!sd_bus_message_is_method_call(m, NULL, NULL))
                 return 0;
         sender = sd_bus_message_get_sender(m);
-        p = sender ? bus_peer_find(b, sender) : NULL;
-        if (!p || p->allowed)
+        if (!sender)
+                return 0;
+        p = bus_peer_find(b, sender);
+        /* Its calls keep their order: all of them wait for the verdict (verdict.c). */
+        if (p && p->asking)
+                return bus_verdict_hold(p, m);
+        if (!is_owner_only_call(m))
+                return 0;
+        if (!p)
+                return bus_verdict_ask(b, sender, m);
+        if (p->allowed)
                 return 0;
         /* 1: handled here, no object dispatch. */
         if (bus_refusal_count(b, p)) {
