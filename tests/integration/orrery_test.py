@@ -27,8 +27,8 @@ BOOT_TIMEOUT = float(os.environ.get("ORRERY_BOOT_TIMEOUT", "180"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from orrery_tap import Tap  # noqa: E402  (the tests import it from here)
 
-__all__ = ["BOOT_TIMEOUT", "BUILD", "ORRERY_VM", "READY", "PrivateBus", "Pty", "Tap", "Vm", "Xvfb", "error_name",
-           "fetch", "free_port", "interface_members", "poll"]
+__all__ = ["BOOT_TIMEOUT", "BUILD", "ORRERY_VM", "OPEN_BUS", "OpenBus", "READY", "PrivateBus", "Pty", "Tap", "Vm",
+           "Xvfb", "error_name", "fetch", "free_port", "interface_members", "poll"]
 
 
 def free_port(kind=socket.SOCK_STREAM):
@@ -276,6 +276,45 @@ class PrivateBus:
         self.address = self.proc.stdout.readline().decode().strip()
         if not self.address:
             raise RuntimeError("dbus-daemon did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+# A bus that another user may join too, so that a test sees what the VM refuses that user.
+# dbus-daemon's built-in limits, not session.conf's: with session.conf's (50000 pending replies per
+# connection) a flood of calls saturates dbus-daemon itself, which then stops reading from every
+# client, orrery-vm included, whatever orrery-vm does (bench/RESULTS-bus.md).
+OPEN_BUS = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={path}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+class OpenBus:
+    """A dbus-daemon with the OPEN_BUS policy, its socket in 'tmp' (made 0755: the other user must reach it)."""
+
+    def __init__(self, tmp):
+        os.chmod(tmp, 0o755)
+        sock = os.path.join(tmp, "bus")
+        conf = os.path.join(tmp, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(OPEN_BUS.format(path=sock))
+        self.proc = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={conf}", "--print-address=1"],
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.address = self.proc.stdout.readline().decode().strip()
+        os.chmod(sock, 0o777)
 
     def stop(self):
         self.proc.terminate()

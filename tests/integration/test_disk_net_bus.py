@@ -19,7 +19,7 @@ import dbus  # noqa: E402
 import dbus.mainloop.glib  # noqa: E402
 from gi.repository import GLib  # noqa: E402
 
-from orrery_test import BOOT_TIMEOUT, READY, Tap, Vm, error_name, fetch, free_port, poll  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, OpenBus, Tap, Vm, error_name, fetch, free_port, poll  # noqa: E402
 
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 tap = Tap()
@@ -36,40 +36,6 @@ def spin(seconds, until=lambda: False):
             return True
         time.sleep(0.02)
     return until()
-
-
-# A bus that another user may join, so that the same-user rule of Resize and AddForward is seen to hold.
-OPEN_BUS = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-class OpenBus:
-    def __init__(self, tmp):
-        os.chmod(tmp, 0o755)
-        sock = os.path.join(tmp, "bus")
-        conf = os.path.join(tmp, "bus.conf")
-        with open(conf, "w") as f:
-            f.write(OPEN_BUS.format(path=sock))
-        self.proc = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={conf}", "--print-address=1"],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.address = self.proc.stdout.readline().decode().strip()
-        os.chmod(sock, 0o777)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def as_other_user(args):
