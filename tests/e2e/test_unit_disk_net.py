@@ -15,14 +15,11 @@ Only 127.0.0.1 is ever contacted.
 """
 import os
 import re
-import socket
 import sys
-import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import Tap  # noqa: E402
+from orrery_test import Tap, fetch, free_port  # noqa: E402
 from serial_client import SerialClient, wait_ready  # noqa: E402
 from user_session import SOURCE_ROOT, open_session, wait_for  # noqa: E402
 
@@ -35,21 +32,6 @@ def readme_dropin():
     with open(os.path.join(SOURCE_ROOT, "README.md")) as f:
         m = re.search(r"^<!-- test: vm drop-in\b[^\n]*-->\n```ini\n(.*?)^```", f.read(), re.M | re.S)
     return m.group(1) if m else None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def fetch(port):
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=30).read()
-    except OSError:
-        return None
 
 
 session = open_session(tap, "disknet")

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Keyboard1, Mouse1 and the power key: input sent over the bus reaches the guest as evdev events."""
 import os
-import re
 import signal
 import sys
 import time
