@@ -84,7 +84,9 @@ void input1_teardown(VmBus *b) {
         b->n_held = 0;
 }
 
-static int key(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
+/* Keyboard1's and Mouse1's Press and Release: the code checked, and who holds what remembered. */
+static int key_or_button(sd_bus_message *m, VmBus *b, bool button, bool pressed, sd_bus_error *error) {
+        const char *what = button ? "button" : "key";
         BusPeer *peer;
         uint32_t code;
         int r;
@@ -95,24 +97,26 @@ static int key(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
         r = sd_bus_message_read(m, "u", &code);
         if (r < 0)
                 return r;
-        if (code == 0 || code > UINT16_MAX)
-                return input_error(b, -EINVAL, "key", code, error);
-        r = machine_key(b->machine, (uint16_t) code, pressed);
+        /* Key code 0 is KEY_RESERVED; button codes are checked against the tablet's. */
+        if ((!button && code == 0) || code > UINT16_MAX)
+                return input_error(b, -EINVAL, what, code, error);
+        r = button ? machine_pointer_button(b->machine, (uint16_t) code, pressed)
+                   : machine_key(b->machine, (uint16_t) code, pressed);
         if (r < 0)
-                return input_error(b, r, "key", code, error);
+                return input_error(b, r, what, code, error);
         if (pressed)
-                remember_held(b, peer, (uint16_t) code, false);
+                remember_held(b, peer, (uint16_t) code, button);
         else
-                forget_held(b, (uint16_t) code, false);
+                forget_held(b, (uint16_t) code, button);
         return sd_bus_reply_method_return(m, NULL);
 }
 
 static int method_key_press(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return key(m, userdata, true, error);
+        return key_or_button(m, userdata, false, true, error);
 }
 
 static int method_key_release(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return key(m, userdata, false, error);
+        return key_or_button(m, userdata, false, false, error);
 }
 
 const sd_bus_vtable keyboard1_vtable[] = {
@@ -166,35 +170,12 @@ static int method_rel_motion(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_reply_method_return(m, NULL);
 }
 
-static int button(sd_bus_message *m, VmBus *b, bool pressed, sd_bus_error *error) {
-        BusPeer *peer;
-        uint32_t code;
-        int r;
-
-        r = bus_check_caller(b, m, &peer, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "u", &code);
-        if (r < 0)
-                return r;
-        if (code > UINT16_MAX)
-                return input_error(b, -EINVAL, "button", code, error);
-        r = machine_pointer_button(b->machine, (uint16_t) code, pressed);
-        if (r < 0)
-                return input_error(b, r, "button", code, error);
-        if (pressed)
-                remember_held(b, peer, (uint16_t) code, true);
-        else
-                forget_held(b, (uint16_t) code, true);
-        return sd_bus_reply_method_return(m, NULL);
-}
-
 static int method_button_press(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return button(m, userdata, true, error);
+        return key_or_button(m, userdata, true, true, error);
 }
 
 static int method_button_release(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return button(m, userdata, false, error);
+        return key_or_button(m, userdata, true, false, error);
 }
 
 static int method_wheel(sd_bus_message *m, void *userdata, sd_bus_error *error) {
