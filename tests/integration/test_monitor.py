@@ -15,7 +15,7 @@ import zlib
 import dbus
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Pty, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, READY, PrivateBus, Pty, Tap, Vm, poll  # noqa: E402
 
 MONITOR = os.environ["ORRERY_MONITOR"]
 NAME = "montest"
@@ -36,12 +36,7 @@ def monitor(*args, timeout=TIMEOUT):
 
 
 def wait_until(cond, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return poll(cond, timeout, 0.05)
 
 
 class Session(Pty):

@@ -14,12 +14,11 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from orrery_test import BOOT_TIMEOUT, PrivateBus, READY, Tap, Vm, Xvfb  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, PrivateBus, READY, Tap, Vm, Xvfb, poll as poll_until  # noqa: E402
 
 VIEWER = os.environ["ORRERY_VIEWER"]
 BUS_CONF = os.environ["ORRERY_VIEWER_BUS_CONF"]
@@ -36,12 +35,7 @@ tap = Tap()
 
 def poll(fn, timeout=TIMEOUT, interval=0.05):
     """fn() until it returns something true, within timeout; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+    return poll_until(fn, timeout, interval)
 
 
 class Lines:
