@@ -13,6 +13,11 @@
  * what it holds (keys, buttons, a character device, a Watch). One
  * sd_bus_track per peer tells when it leaves the bus, and everything it
  * held is released then: one mechanism for all client lifetimes.
+ *
+ * A filter sees every call before object dispatch: a new caller's calls
+ * wait while the bus is asked who it is, without blocking the loop
+ * (verdict.c); a refused caller is answered there, at a bounded pace, so
+ * that its flood does not queue the owner's replies (refusal.c).
  */
 
 #include <stdbool.h>
