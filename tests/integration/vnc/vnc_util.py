@@ -10,19 +10,15 @@ import subprocess
 import threading
 import time
 
+from orrery_test import poll  # the tests put tests/integration on the path first
+
 VNC = os.environ["ORRERY_VNC"]
 PROBE = os.environ["ORRERY_VNC_PROBE"]
 TIMEOUT = 60  # generous: catches hangs only (sanitizer builds on a loaded machine are slow)
 
 
 def wait_until(cond, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    return cond()
+    return poll(cond, timeout, 0.1)
 
 
 class Lines:
