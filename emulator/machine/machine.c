@@ -760,6 +760,8 @@ static bool handle_requests(Machine *m) {
                         pthread_mutex_lock(&m->lock);
                         m->cpu_side_busy = false;
                 }
+                if (req & (1u << MACHINE_REQUEST_DROP_WRITE_TLB))
+                        hart_drop_write_tlb(m->hart);
                 if ((req & (1u << MACHINE_REQUEST_PAUSE)) && m->state == MACHINE_RUNNING) {
                         m->state = MACHINE_PAUSED;
                         m->paused_at_ns = monotonic_ns();
@@ -1152,6 +1154,7 @@ void machine_free(Machine *m) {
         if (m->mem.fb)
                 munmap(m->mem.fb, m->mem.fb_size);
         free(m->mem.fb_dirty);
+        physmem_ram_dirty_free(&m->mem);
         safe_close(m->ram_fd);
         safe_close(m->fb_fd);
         safe_close(m->notify_fd);
@@ -1165,4 +1168,31 @@ void machine_free(Machine *m) {
         pthread_cond_destroy(&m->cond);
         pthread_cond_destroy(&m->done_cond);
         free(m);
+}
+
+int machine_dirty_start(Machine *m, uint64_t timeout_usec) {
+        int r = physmem_ram_dirty_start(&m->mem);
+        if (r < 0)
+                return r;
+        return machine_dirty_sync(m, timeout_usec);
+}
+
+int machine_dirty_sync(Machine *m, uint64_t timeout_usec) {
+        if (!m->cpu_thread_started) {
+                hart_drop_write_tlb(m->hart);
+                return 0;
+        }
+        return machine_request_wait(m, MACHINE_REQUEST_DROP_WRITE_TLB, timeout_usec);
+}
+
+void machine_dirty_stop(Machine *m) {
+        physmem_ram_dirty_stop(&m->mem);
+}
+
+size_t machine_dirty_words(Machine *m) {
+        return m->mem.ram_dirty_words;
+}
+
+uint64_t machine_dirty_take(Machine *m, size_t word) {
+        return word < m->mem.ram_dirty_words ? physmem_ram_take_dirty(&m->mem, word) : 0;
 }

@@ -58,6 +58,7 @@ typedef enum MachineRequest {
         MACHINE_REQUEST_RESUME,
         MACHINE_REQUEST_RESET,
         MACHINE_REQUEST_QUIT,           /* hard stop, exit code 0 */
+        MACHINE_REQUEST_DROP_WRITE_TLB, /* the hart drops its write TLB entries (RAM dirty tracking) */
 } MachineRequest;
 
 typedef struct MachineCallbacks {
@@ -175,6 +176,23 @@ uint64_t machine_guest_ticks(Machine *m);
 int machine_set_guest_ticks(Machine *m, uint64_t ticks);
 void machine_set_start_paused(Machine *m, bool paused);
 void machine_drain_io(Machine *m);
+
+/*
+ * RAM dirty tracking for live migration (one bit per 4 KiB page, 64 per
+ * word). machine_dirty_start() clears the bitmap, turns tracking on and
+ * waits (up to timeout_usec) until the CPU thread dropped its write TLB
+ * entries: from then on every write to RAM, by the guest or a device,
+ * sets its page's bit. A round of pre-copy takes the bitmap
+ * (machine_dirty_take(), atomic), then calls machine_dirty_sync() before
+ * reading the pages it took: a store through an entry made before the
+ * take has landed by then, and later ones mark again. -ETIMEDOUT,
+ * -ENOMEM. Any thread but the CPU thread.
+ */
+int machine_dirty_start(Machine *m, uint64_t timeout_usec);
+int machine_dirty_sync(Machine *m, uint64_t timeout_usec);
+void machine_dirty_stop(Machine *m);
+size_t machine_dirty_words(Machine *m);
+uint64_t machine_dirty_take(Machine *m, size_t word);
 
 /*
  * Debugging (org.orrery.Debug1). machine_debug_lock() gives the hart to
