@@ -39,6 +39,7 @@
 #include "macro.h"
 #include "orrery-client.h"
 #include "savevm.h"
+#include "migrate.h"
 #include "gdbserver.h"
 #include "screendump.h"
 #include "text.h"
@@ -281,10 +282,11 @@ struct Command {
 };
 
 static const Command *command_find(const char *name);
+static int cmd_migrate(Monitor *m, const Command *cmd, char **argv, size_t argc);
 static int usage_of(const Command *cmd);
 
 static const char *const info_topics[] = { "status", "vm", "consoles", "chardevs", "agent", "version", "block",
-                                            "network", NULL };
+                                            "network", "migrate", NULL };
 
 static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
@@ -380,9 +382,12 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
                 return strcmp(topic, "block") == 0 ? monitor_info_block(&ref) : monitor_info_network(&ref);
         }
 
+        if (strcmp(topic, "migrate") == 0)
+                return cmd_migrate(m, cmd, argv, argc);
+
         if (strcmp(topic, "status") != 0 && strcmp(topic, "vm") != 0 && strcmp(topic, "consoles") != 0 &&
             strcmp(topic, "chardevs") != 0 && strcmp(topic, "agent") != 0) {
-                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version, block, network)",
+                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version, block, network, migrate)",
                         topic);
                 return usage_of(cmd);
         }
@@ -609,6 +614,13 @@ static int cmd_savevm_file(Monitor *m, const Command *cmd, char **argv, size_t a
         return r == 2 ? usage_of(cmd) : r;
 }
 
+static int cmd_migrate(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        if (!need_vm(m))
+                return EXIT_FAILURE;
+        int r = monitor_migrate_run(orrery_client_get_bus(m->client), m->name, argv, argc);
+        return r == 2 ? usage_of(cmd) : r;
+}
+
 static int cmd_gdbserver(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         if (!m->name) {
                 log_error("no VM attached (attach NAME; list shows the VMs)");
@@ -631,8 +643,8 @@ static int cmd_exit(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
 static const Command commands[] = {
         { "help", "[COMMAND]", "show the commands, or one command's usage", cmd_help, 0, 1 },
-        { "info", "status|vm|consoles|chardevs|agent|version|block|network",
-          "show the VM's state, properties, consoles, chardevs, guest agent, versions, disks, NICs",
+        { "info", "status|vm|consoles|chardevs|agent|version|block|network|migrate",
+          "show the VM's state, properties, consoles, chardevs, guest agent, versions, disks, NICs, migration",
           cmd_info, 1, 1 },
         { "stop", "", "pause the VM", cmd_action, 0, 0 },
         { "cont", "", "resume the VM", cmd_action, 0, 0 },
@@ -645,6 +657,11 @@ static const Command commands[] = {
         { "savevm-file", MONITOR_SAVEVM_USAGE,
           "save the whole VM to FILE (orrery-vm --restore FILE starts from it); --quit: then stop the emulator",
           cmd_savevm_file, 1, 2 },
+        { "migrate", MONITOR_MIGRATE_USAGE, "move the VM live to orrery-vm --incoming URI, showing progress",
+          cmd_migrate, 1, 1 },
+        { "migrate_cancel", "", "stop the running migration (the VM runs on here)", cmd_migrate, 0, 0 },
+        { "migrate_set_parameter", MONITOR_MIGRATE_SET_USAGE, "the pause a migration aims at (default 300 ms)",
+          cmd_migrate, 2, 2 },
         { "console", "[--dump] [CHARDEV]",
           "talk to a character device (serial0 by default); Ctrl-] leaves. --dump: print its scrollback as text",
           cmd_console, 0, 2 },
