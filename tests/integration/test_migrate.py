@@ -32,6 +32,7 @@ SERVICE = f"org.orrery.VM.{NAME}"
 PATH = f"/org/orrery/VM/{NAME}"
 BEAT = re.compile(r"beat=(\d+)\r?\n")
 # Generous: a loaded machine may take this long for a whole move.
+MONITOR = os.environ["ORRERY_MONITOR"]
 MOVE_TIMEOUT = 120
 # The longest the heartbeat may stop across a move (the target is far lower; bench/ measures it).
 GAP_BOUND = 10.0
@@ -160,7 +161,12 @@ class Watch:
         return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
-def move(src, uri, listen, what):
+def monitor(*args, timeout=MOVE_TIMEOUT):
+    return subprocess.run([MONITOR, "--bus", pbus.address, NAME, "-c", " ".join(args)], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=dict(os.environ, TERM="dumb"))
+
+
+def move(src, uri, listen, what, via_monitor=False):
     """Migrates 'src' to a new destination listening on 'listen'; returns the destination."""
     dst = Vm(*common, "--incoming", listen, name=NAME, bus=pbus.address)
     vms.append(dst)
@@ -174,7 +180,12 @@ def move(src, uri, listen, what):
     m1, props = machine(bus)
     watch = Watch(src, dst)
     t0 = time.monotonic()
-    m1.Migrate(uri)
+    if via_monitor:
+        r = monitor("migrate", uri)
+        tap.check(r.returncode == 0 and "migration completed" in r.stdout and "sent" in r.stdout,
+                  f"{what}: orrery-monitor's migrate shows progress and the end", r.stdout + r.stderr)
+    else:
+        m1.Migrate(uri)
     code = src.wait_exit(MOVE_TIMEOUT)
     took = time.monotonic() - t0
     tap.check(code == 0, f"{what}: the source exits 0 after handing over ({took:.1f} s)", src.tail())
@@ -269,7 +280,14 @@ try:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dst2 = move(dst, f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}", "TCP on 127.0.0.1")
+    r = monitor("migrate_set_parameter", "downtime-limit", "100")
+    info = monitor("info", "migrate")
+    tap.check(r.returncode == 0 and "downtime limit: 100 ms" in info.stdout and "migration: none" in info.stdout,
+              "orrery-monitor: migrate_set_parameter downtime-limit, info migrate", r.stderr + info.stdout + info.stderr)
+    r = monitor("migrate_cancel")
+    tap.check(r.returncode == 1 and "not being migrated" in r.stderr, "migrate_cancel with none running fails, saying so",
+              r.stderr)
+    dst2 = move(dst, f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}", "TCP on 127.0.0.1 (monitor)", via_monitor=True)
     dst2.send("poweroff\n")
     tap.check(dst2.wait_exit(60) == 0, "the twice-moved guest powers off (exit 0)", dst2.tail())
 finally:
