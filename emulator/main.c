@@ -373,7 +373,9 @@ static int open_drives(Vm *vm) {
         for (size_t i = 0; i < o->n_drives; i++) {
                 const DriveSpec *d = &o->drives[i];
 
-                r = drive_open(d, &vm->images[i], message, sizeof(message));
+                /* A migration's destination takes the locks only once the source let go of them. */
+                r = vm->options.incoming ? drive_open_unlocked(d, &vm->images[i], message, sizeof(message))
+                                         : drive_open(d, &vm->images[i], message, sizeof(message));
                 if (r < 0)
                         return log_error_errno(r, "%s", message);
                 if (d->cache == BLOCK_CACHE_NONE && !d->snapshot && !block_image_direct(vm->images[i]))

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "block/image.h"
 #include "migration/incoming.h"
 #include "migration/savevm-internal.h"
 #include "migration/savevm.h"
@@ -252,9 +253,22 @@ static int on_go(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
-        if (k == 1 && c == SAVEVM_ACK_GO)
+        if (k == 1 && c == SAVEVM_ACK_GO) {
+                /* The source let go of the images: they are ours before the guest runs here. */
+                for (size_t i = 0; i < machine_n_disks(in->machine); i++) {
+                        BlockImage *img = machine_disk_image(in->machine, i);
+                        int r = block_image_lock(img);
+                        if (r < 0) {
+                                snprintf(in->error, sizeof(in->error), "cannot take the lock of disk image '%s': %s",
+                                         block_image_path(img), strerror(-r));
+                                for (size_t j = 0; j < i; j++)
+                                        block_image_unlock(machine_disk_image(in->machine, j));
+                                finish(in, r, in->error);
+                                return 0;
+                        }
+                }
                 finish(in, 0, NULL);
-        else
+        } else
                 finish(in, -ECONNRESET, "the source gave the migration up after the stream");
         return 0;
 }

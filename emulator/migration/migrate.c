@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block/image.h"
 #include "migration/migrate.h"
 #include "migration/savevm-internal.h"
 #include "migration/savevm.h"
@@ -57,6 +58,7 @@ struct Migration {
         uint64_t pages;
         uint8_t *ram;
         bool paused_here;
+        bool disks_released;            /* the destination may take the image locks */
 };
 
 const char *migration_status_to_string(MigrationStatus s) {
@@ -395,6 +397,13 @@ static int run_migration(Migration *mg) {
                 set_error(mg, "the destination refused the stream (see its log)");
         if (r >= 0) {
                 char go = SAVEVM_ACK_GO;
+
+                /* The destination has it all: its disks are flushed, and their locks are for it to take. */
+                for (size_t i = 0; i < machine_n_disks(mg->machine); i++) {
+                        (void) block_image_flush(machine_disk_image(mg->machine, i));
+                        block_image_unlock(machine_disk_image(mg->machine, i));
+                }
+                mg->disks_released = true;
                 r = write(mg->fd, &go, 1) == 1 ? 0 : -errno;
         }
         if (r >= 0) {
@@ -416,7 +425,17 @@ static void *migration_thread(void *userdata) {
                         set_error(mg, "cancelled");
                 set_error(mg, "%s", strerror(-r));
                 (void) shutdown(mg->fd, SHUT_RDWR);
-                if (mg->paused_here)
+                bool relocked = true;
+                for (size_t i = 0; mg->disks_released && i < machine_n_disks(mg->machine); i++)
+                        if (block_image_lock(machine_disk_image(mg->machine, i)) < 0)
+                                relocked = false;
+                if (!relocked) {
+                        /* Someone took an image meanwhile: running the guest here could corrupt it. */
+                        pthread_mutex_lock(&mg->lock);
+                        snprintf(mg->error, sizeof(mg->error),
+                                 "the destination failed after taking a disk image; the VM stays paused here");
+                        pthread_mutex_unlock(&mg->lock);
+                } else if (mg->paused_here)
                         (void) machine_request_wait(mg->machine, MACHINE_REQUEST_RESUME, REQUEST_TIMEOUT_USEC);
         }
         pthread_mutex_lock(&mg->lock);

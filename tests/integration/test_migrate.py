@@ -2,7 +2,9 @@
 """Live migration end to end with the default guest printing a heartbeat
 every 100 ms while it dirties memory: Machine1.Migrate to a new
 orrery-vm --incoming over a Unix socket, then onwards over TCP on
-127.0.0.1. The heartbeat goes on on the destination's serial with no beat
+127.0.0.1 (through orrery-monitor's migrate), while a file is being
+written on a disk both processes open: its lock moves with the guest and
+the file completes intact. The heartbeat goes on on the destination's serial with no beat
 repeated or lost and no long gap, the bus name moves to the destination
 (one owner change) and the source exits 0. A migration cancelled mid-way
 (MigrateCancel) and one whose destination goes away mid-stream leave the
@@ -10,6 +12,7 @@ source running as before; a corrupted stream and another configuration
 are refused by the destination (exit 2, one line) before the guest runs
 there.
 """
+import hashlib
 import os
 import re
 import shutil
@@ -43,6 +46,8 @@ tmp = tempfile.mkdtemp(prefix="orrery-test-migrate-")
 pbus = PrivateBus()
 vms = []
 common = ["--display", "none", "--no-config", "--memory", "256M"]
+MKFS = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
+LINES = 100
 
 
 def machine(bus):
@@ -211,7 +216,18 @@ def move(src, uri, listen, what, via_monitor=False):
     return dst
 
 
+def expected_file():
+    return "".join(f"line {j} of the file being written\n" for j in range(1, LINES + 1))
+
+
 try:
+    # A disk shared by source and destination: its lock moves with the guest.
+    disk = os.path.join(tmp, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run([MKFS, "-q", "-F", "-O", "^metadata_csum_seed", disk], check=True)
+    common += ["--drive", f"file={disk},id=data"]
+
     src = Vm(*common, name=NAME, bus=pbus.address)
     vms.append(src)
     if not tap.check(src.wait_for(READY, BOOT_TIMEOUT) is not None, "the guest boots", src.tail()):
@@ -274,7 +290,11 @@ try:
     other = [a if a != "256M" else "384M" for a in common]
     refused(stream, other, "another memory size", r"memory size differs")
 
-    # The move itself: over a Unix socket, then onwards over TCP on 127.0.0.1.
+    # The move itself: over a Unix socket, then onwards over TCP on 127.0.0.1, while a file is being
+    # written a line at a time (each synced) on the disk.
+    src.command("mount -t ext4 /dev/vda /mnt && echo mounted-''ok", r"mounted-ok\r?\n", 60)
+    src.send(f"(for j in $(seq 1 {LINES}); do echo \"line $j of the file being written\" >> /mnt/file; sync; "
+             "sleep 0.2; done; echo file-''done) &\n")
     sock = os.path.join(tmp, "dest.sock")
     dst = move(src, f"unix:{sock}", f"unix:{sock}", "Unix socket")
     with socket.socket() as s:
@@ -288,6 +308,12 @@ try:
     tap.check(r.returncode == 1 and "not being migrated" in r.stderr, "migrate_cancel with none running fails, saying so",
               r.stderr)
     dst2 = move(dst, f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}", "TCP on 127.0.0.1 (monitor)", via_monitor=True)
+    tap.check(dst2.wait_for(r"file-done\r?\n", 120, since=0) is not None,
+              "the file written across both moves completes on the last destination", dst2.tail())
+    m = dst2.command("sync; md5sum /mnt/file", r"\n([0-9a-f]{32})  /mnt/file", 60)
+    want = hashlib.md5(expected_file().encode()).hexdigest()
+    tap.check(m is not None and m.group(1) == want, "the file has every line once, in order", dst2.tail())
+    dst2.command("umount /mnt; echo umounted-''ok", r"umounted-ok\r?\n", 60)
     dst2.send("poweroff\n")
     tap.check(dst2.wait_exit(60) == 0, "the twice-moved guest powers off (exit 0)", dst2.tail())
 finally:
