@@ -1072,6 +1072,14 @@ const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *re
         return m->mem.fb;
 }
 
+int machine_framebuffer_write(Machine *m, uint64_t offset, const void *data, size_t n) {
+        if (!m->mem.fb || offset > m->mem.fb_size || n > m->mem.fb_size - offset)
+                return -ERANGE;
+        memcpy(m->mem.fb + offset, data, n);
+        physmem_fb_mark_range(&m->mem, offset, n);
+        return 0;
+}
+
 int machine_framebuffer_fd(Machine *m) {
         return m->fb_fd;
 }

@@ -213,6 +213,8 @@ const void *machine_device_tree(Machine *m, size_t *ret_size);
 /* Test/debug hooks: the framebuffer as the guest wrote it. */
 const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride);
 int machine_framebuffer_fd(Machine *m);
+/* Writes framebuffer bytes at 'offset' (its memfd is sealed; a migration brings the screen). CPU paused or not started. */
+int machine_framebuffer_write(Machine *m, uint64_t offset, const void *data, size_t n);
 /*
  * The framebuffer's dirty bitmap, one bit per 4 KiB page, 64 pages per word.
  * machine_framebuffer_take_dirty() returns a word's bits and clears them

@@ -181,12 +181,42 @@ static int read_ram(Incoming *in) {
         }
 }
 
+/* The framebuffer, as the source's guest left it. */
+static int read_framebuffer(Incoming *in) {
+        uint32_t w, h, stride;
+        const uint8_t *fb = machine_framebuffer(in->machine, &w, &h, &stride);
+        uint64_t n, want = fb ? (uint64_t) stride * h : 0;
+        int r;
+
+        if ((r = in_le(in, 8, &n)) < 0)
+                return r;
+        if (n != want)
+                return MALFORMED("framebuffer size");
+        for (uint64_t done = 0; done < n;) {
+                size_t k = (size_t) MIN(n - done, (uint64_t) IN_BUFFER);
+                _cleanup_free_ uint8_t *chunk = malloc(k);
+
+                if (!chunk)
+                        return -ENOMEM;
+                if ((r = in_read(in, chunk, k, false)) < 0)
+                        return r;
+                r = machine_framebuffer_write(in->machine, done, chunk, k);
+                if (r < 0)
+                        return r;
+                done += k;
+        }
+        return 0;
+}
+
 static int read_tail(Incoming *in) {
         uint8_t trailer[SAVEVM_MAGIC_SIZE + 4];
         uint64_t running, n;
         uint32_t want, crc;
         int r;
 
+        r = read_framebuffer(in);
+        if (r < 0)
+                return r;
         if ((r = in_le(in, 8, &in->ticks)) < 0 || (r = in_le(in, 1, &running)) < 0 || (r = in_le(in, 8, &n)) < 0)
                 return r;
         if (in->ticks > UINT64_MAX / 100 || running > 1)

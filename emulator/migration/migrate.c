@@ -341,6 +341,13 @@ static int stop_and_copy(Migration *mg) {
         report(mg, dirty, UINT64_MAX, false);
         send_pending(mg);
         out_le(mg, SAVEVM_LIVE_END, 1);
+        /* The screen as the guest left it: a console that does not redraw would stay black otherwise. */
+        uint32_t fb_w, fb_h, stride;
+        const uint8_t *fb = machine_framebuffer(mg->machine, &fb_w, &fb_h, &stride);
+        uint64_t fb_size = fb ? (uint64_t) stride * fb_h : 0;
+        out_le(mg, fb_size, 8);
+        if (fb_size > 0)
+                out_bytes(mg, fb, fb_size);
         out_le(mg, machine_guest_ticks(mg->machine), 8);
         out_le(mg, running, 1);
         r = machine_save_state(mg->machine, &state);

@@ -14,7 +14,8 @@
  *     u8 3, u64 first, u64 count, count * 4096 bytes   pages as they are
  *     u8 4, u64 first, u64 count                        zero pages
  *     u8 0                                              end of RAM
- *   u64 guest time (ticks) when the source paused
+ *   u64 n + the framebuffer (n: its whole size, 0 without a display)
+ *   u64 guest time (ticks) when the source paused, u8 whether it ran
  *   u64 n + machine_save_state()
  *   "ORRERYND" u32 CRC-32 of every byte before it
  * and after it, the destination answers on the same connection: 'L' once
