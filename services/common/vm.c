@@ -925,6 +925,7 @@ static void vm_become_ready_if_loaded(OrreryVm *vm, bool notify) {
         log_debug("VM '%s': ready (owner %s)", vm->name, vm->owner);
         if (notify)
                 VM_CALLBACK0(vm, appeared);
+        vm->moving = false;
 }
 
 static void vm_vanish(OrreryVm *vm) {
@@ -1081,6 +1082,8 @@ static void vm_set_owner(OrreryVm *vm, const char *owner) {
                 vm_call_free(TAKE_PTR(vm->owner_check));
         }
 
+        /* A migration hands the name from one process to the next without a gap. */
+        vm->moving = vm->owner && owner;
         if (vm->owner)
                 vm_vanish(vm);
         if (vm->detached || !owner)
@@ -1531,6 +1534,10 @@ const char *orrery_vm_get_owner(OrreryVm *vm) {
 
 const char *orrery_vm_get_uuid(OrreryVm *vm) {
         return vm && vm->ready ? vm->uuid : NULL;
+}
+
+bool orrery_vm_is_moving(OrreryVm *vm) {
+        return vm && vm->moving;
 }
 
 const char *orrery_vm_get_state(OrreryVm *vm) {

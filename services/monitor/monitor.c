@@ -173,7 +173,8 @@ static void on_vm_vanished(OrreryVm *vm, void *userdata) {
         if (m->console_fd >= 0)
                 console_leave(m, "the VM went away");
         m->shown_state = mfree_str(m->shown_state);
-        if (m->interactive)
+        /* A move is told once, when the new process answers. */
+        if (m->interactive && !orrery_vm_is_moving(vm))
                 notice(m, "VM '%s' is gone from the bus; waiting for it to come back (Ctrl-D leaves)", m->name);
 }
 
@@ -184,7 +185,10 @@ static void on_vm_appeared(OrreryVm *vm, void *userdata) {
         m->shown_state = mfree_str(m->shown_state);
         if (state)
                 m->shown_state = strdup(state);
-        if (m->interactive)
+        if (m->interactive && orrery_vm_is_moving(vm))
+                notice(m, "VM '%s' moved to a new process (%s, %s)", m->name, orrery_vm_get_owner(vm) ?: "?",
+                       state ? printable(state) : "state unknown");
+        else if (m->interactive)
                 notice(m, "VM '%s' is on the bus (%s)", m->name, state ? printable(state) : "state unknown");
 }
 

@@ -28,7 +28,7 @@ from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, Pty, READY, Tap, Vm  # noqa: E402
 
 NAME = "migtest"
 SERVICE = f"org.orrery.VM.{NAME}"
@@ -296,7 +296,17 @@ try:
     src.send(f"(for j in $(seq 1 {LINES}); do echo \"line $j of the file being written\" >> /mnt/file; sync; "
              "sleep 0.2; done; echo file-''done) &\n")
     sock = os.path.join(tmp, "dest.sock")
+    # An interactive monitor attached meanwhile says once that the VM moved, and keeps working.
+    session = Pty([MONITOR, "--bus", pbus.address, NAME], env=dict(os.environ, TERM="dumb"))
+    tap.check(session.expect(rf"\(orrery {NAME}\) ", 30) is not None, "an interactive orrery-monitor is attached",
+              session.tail())
     dst = move(src, f"unix:{sock}", f"unix:{sock}", "Unix socket")
+    moved = session.expect(r"moved to a new process", 30)
+    tap.check(moved is not None and "gone from the bus" not in session.output,
+              "the interactive monitor prints one line about the move", session.tail())
+    tap.check(session.line("info status", r"running", 30) is not None, "and keeps working with the new process",
+              session.tail())
+    session.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
