@@ -175,6 +175,7 @@ struct OrreryVm {
 
         char *uuid;
         char *state;
+        char *migration_state;          /* Machine1.MigrationState */
         char *version;
         uint64_t memory_bytes;
         uint32_t vcpus;

@@ -220,6 +220,8 @@ bool orrery_vm_is_moving(OrreryVm *vm);
 /* Machine1 properties as last read; NULL/0 while the VM is not ready. */
 const char *orrery_vm_get_uuid(OrreryVm *vm);
 const char *orrery_vm_get_state(OrreryVm *vm);
+/* Machine1.MigrationState: "none", "active", "completed", "failed"; NULL from a VM that has none. */
+const char *orrery_vm_get_migration_state(OrreryVm *vm);
 const char *orrery_vm_get_version(OrreryVm *vm);
 uint64_t orrery_vm_get_memory_bytes(OrreryVm *vm);
 uint32_t orrery_vm_get_vcpus(OrreryVm *vm);

@@ -256,6 +256,7 @@ static void vm_clear_state(OrreryVm *vm) {
 
         vm->uuid = mfree(vm->uuid);
         vm->state = mfree(vm->state);
+        vm->migration_state = mfree(vm->migration_state);
         vm->version = mfree(vm->version);
         vm->memory_bytes = 0;
         vm->vcpus = 0;
@@ -410,7 +411,9 @@ static int parse_property(OrreryVm *vm, const ObjRef *o, const char *iface, cons
                 else if (streq(prop, "State")) {
                         r = prop_string(m, &vm->state, &ch);
                         bit = CHANGED_STATE;
-                } else if (streq(prop, "Version"))
+                } else if (streq(prop, "MigrationState"))
+                        r = prop_string(m, &vm->migration_state, &ch);
+                else if (streq(prop, "Version"))
                         r = prop_string(m, &vm->version, &ch);
                 else if (streq(prop, "MemoryBytes"))
                         r = prop_u64(m, &vm->memory_bytes, &ch);
@@ -1534,6 +1537,10 @@ const char *orrery_vm_get_owner(OrreryVm *vm) {
 
 const char *orrery_vm_get_uuid(OrreryVm *vm) {
         return vm && vm->ready ? vm->uuid : NULL;
+}
+
+const char *orrery_vm_get_migration_state(OrreryVm *vm) {
+        return vm && vm->ready ? vm->migration_state : NULL;
 }
 
 bool orrery_vm_is_moving(OrreryVm *vm) {
