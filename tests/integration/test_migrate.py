@@ -262,6 +262,23 @@ try:
               f"after the cancel the VM runs ({prop(props, 'MigrationError')})")
     beats_go_on(src, "the heartbeat goes on on the source after the cancel")
 
+    # MigrateFd: the stream goes into a socket the caller connected; closing it ends the migration.
+    mine, theirs = socket.socketpair()
+    m1.MigrateFd(dbus.types.UnixFd(theirs.fileno()))
+    theirs.close()
+    mine.settimeout(30)
+    head = b""
+    try:
+        while len(head) < 16:
+            head += mine.recv(16 - len(head))
+    except OSError:
+        pass
+    mine.close()
+    tap.check(head.startswith(b"ORRERYVM"), "MigrateFd streams into the caller's socket", head)
+    tap.check(wait_until(lambda: str(prop(props, "MigrationState")) == "failed", 60)
+              and str(prop(props, "State")) == "running", "and the VM runs on once the caller closes it",
+              str(prop(props, "MigrationError")))
+
     # The destination goes away mid-stream.
     gone = os.path.join(tmp, "gone.sock")
     sink = Sink(gone, limit=4 << 20, close_after=True)
