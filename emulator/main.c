@@ -30,6 +30,7 @@
 #include "net/user.h"
 #include "macro.h"
 #include "options.h"
+#include "migration/incoming.h"
 
 #define EXIT_USAGE 2
 #define HARD_STOP_TIMEOUT_USEC (10ULL * 1000000ULL)
@@ -55,6 +56,7 @@ typedef struct Vm {
         char *managed_save;             /* on-stop=save: where SIGTERM saves the VM and the next start restores it */
         NetUser *nets[MACHINE_FREE_VIRTIO_SLOTS];       /* user networking of each NIC */
         BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* each --drive's image, open and locked */
+        Incoming *incoming;             /* --incoming: until the migrated VM runs here */
 } Vm;
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
@@ -371,7 +373,9 @@ static int open_drives(Vm *vm) {
         for (size_t i = 0; i < o->n_drives; i++) {
                 const DriveSpec *d = &o->drives[i];
 
-                r = drive_open(d, &vm->images[i], message, sizeof(message));
+                /* A migration's destination takes the locks only once the source let go of them. */
+                r = vm->options.incoming ? drive_open_unlocked(d, &vm->images[i], message, sizeof(message))
+                                         : drive_open(d, &vm->images[i], message, sizeof(message));
                 if (r < 0)
                         return log_error_errno(r, "%s", message);
                 if (d->cache == BLOCK_CACHE_NONE && !d->snapshot && !block_image_direct(vm->images[i]))
@@ -472,6 +476,7 @@ static int setup_bus(Vm *vm) {
                 .nets = vm->nets,
                 .n_nets = vm->options.n_nets,
                 .debug = vm->options.debug,
+                .take_over = vm->options.incoming != NULL,
         };
 
         if (vm->options.no_bus)
@@ -548,8 +553,7 @@ static int setup_managed_save(Vm *vm) {
         return 0;
 }
 
-/* Starts the guest and runs the event loop until the VM stops; returns the exit status. */
-static int run_vm(Vm *vm) {
+static int start_guest(Vm *vm) {
         int r;
 
         r = machine_start(vm->machine);
@@ -560,7 +564,51 @@ static int run_vm(Vm *vm) {
         vm->notified_state = machine_get_state(vm->machine);
         (void) sd_notifyf(false, "READY=1\nSTATUS=VM %s %s", vm->options.name,
                           vm->notified_state == MACHINE_PAUSED ? "paused" : "running");
+        return 0;
+}
 
+/*
+ * --incoming: the stream is loaded and the source let go. Only now do the
+ * host forwards listen and the bus name move here (in one step, replacing
+ * the source), and the guest run; then the source is told, and exits.
+ */
+static void on_incoming_done(Incoming *in, int r, const char *error, void *userdata) {
+        Vm *vm = userdata;
+
+        if (r < 0) {
+                log_error_errno(r, "Migration of VM '%s' refused: %s", vm->options.name, error ? error : "unknown error");
+                (void) sd_event_exit(vm->event, EXIT_USAGE);
+                return;
+        }
+        if (setup_nets(vm) < 0 || setup_bus(vm) < 0 || start_guest(vm) < 0) {
+                (void) sd_event_exit(vm->event, EXIT_FAILURE);
+                return;
+        }
+        incoming_running(in);
+        log_info("VM '%s' migrated in from %s and running here", vm->options.name, vm->options.incoming);
+}
+
+static int wait_incoming(Vm *vm) {
+        char error[512] = "";
+        int r;
+
+        r = incoming_new(vm->event, vm->machine, vm->options.incoming, on_incoming_done, vm, &vm->incoming, error,
+                         sizeof(error));
+        if (r < 0)
+                return log_error_errno(r, "Cannot wait for VM '%s' to migrate in: %s", vm->options.name, error);
+        log_info("VM '%s' waits for a migration on %s", vm->options.name, vm->options.incoming);
+        return 0;
+}
+
+/* Starts the guest (or waits for it to migrate in) and runs the event loop until the VM stops; returns the exit status. */
+static int run_vm(Vm *vm) {
+        int r;
+
+        if (!vm->options.incoming) {
+                r = start_guest(vm);
+                if (r < 0)
+                        return r;
+        }
         r = sd_event_loop(vm->event);
         restore_terminal(vm);
         if (r < 0)
@@ -595,7 +643,12 @@ static int run(Vm *vm) {
                 restore_terminal(vm);
                 return EXIT_FAILURE;
         }
-        if (setup_nets(vm) < 0 || setup_bus(vm) < 0) {
+        if (vm->options.incoming) {
+                if (wait_incoming(vm) < 0) {
+                        restore_terminal(vm);
+                        return EXIT_USAGE;
+                }
+        } else if (setup_nets(vm) < 0 || setup_bus(vm) < 0) {
                 restore_terminal(vm);
                 return EXIT_USAGE;
         }
@@ -605,6 +658,7 @@ static int run(Vm *vm) {
 static void vm_done(Vm *vm) {
         if (vm->machine)
                 machine_request(vm->machine, MACHINE_REQUEST_QUIT);
+        vm->incoming = incoming_free(vm->incoming);
         vm->bus = vm_bus_free(vm->bus);
         for (size_t i = 0; i < ELEMENTSOF(vm->nets); i++)
                 vm->nets[i] = net_user_free(vm->nets[i]);

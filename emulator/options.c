@@ -113,6 +113,8 @@ static void help(void) {
                "  --restore FILE|fd:N  start from a state saved by Machine1.Save (same options as when saved)\n"
                "  --restore-paused     with --restore: stay paused until Machine1.Resume\n"
                "  --restore-force      with --restore: accept disk images modified since the save\n"
+               "  --incoming unix:PATH|tcp:127.0.0.1:PORT|fd:N\n"
+               "                       wait for a live migration (Machine1.Migrate) and run the VM it brings\n"
                "  --on-stop poweroff|save\n"
                "                       what SIGTERM does: press the power button (default), or save the VM\n"
                "                       to the state directory and restore it on the next start\n"
@@ -205,6 +207,7 @@ enum {
         ARG_VERSION,
         ARG_BUS_INTROSPECT,
         ARG_RESTORE,
+        ARG_INCOMING,
         ARG_RESTORE_PAUSED,
         ARG_RESTORE_FORCE,
         ARG_ON_STOP,
@@ -236,6 +239,7 @@ static const struct option longopts[] = {
         { "version", no_argument, NULL, ARG_VERSION },
         { "bus-introspect", no_argument, NULL, ARG_BUS_INTROSPECT },
         { "restore", required_argument, NULL, ARG_RESTORE },
+        { "incoming", required_argument, NULL, ARG_INCOMING },
         { "restore-paused", no_argument, NULL, ARG_RESTORE_PAUSED },
         { "restore-force", no_argument, NULL, ARG_RESTORE_FORCE },
         { "on-stop", required_argument, NULL, ARG_ON_STOP },
@@ -408,6 +412,11 @@ static int option_set(Options *o, int id, const char *value, const char *label, 
                 if (!*value)
                         return log_error_errno(EINVAL, "--restore needs a file name or fd:N");
                 r = set_string(&o->restore, value);
+                break;
+        case ARG_INCOMING:
+                if (!*value)
+                        return log_error_errno(EINVAL, "--incoming needs unix:PATH, tcp:HOST:PORT or fd:N");
+                r = set_string(&o->incoming, value);
                 break;
         case ARG_RESTORE_PAUSED:
                 o->restore_paused = true;
@@ -711,6 +720,9 @@ int options_parse(Options *o, int argc, char *argv[]) {
         if (o->no_config && o->config) {
                 return log_error_errno(-EINVAL, "--config and --no-config exclude each other");
         }
+        if (o->incoming && o->restore) {
+                return log_error_errno(-EINVAL, "--incoming and --restore exclude each other");
+        }
         if (!o->restore && (o->restore_paused || o->restore_force)) {
                 return log_error_errno(-EINVAL, "--restore-paused and --restore-force need --restore");
         }
@@ -751,6 +763,7 @@ void options_free(Options *o) {
         free(o->dump_dtb);
         free(o->config);
         free(o->restore);
+        free(o->incoming);
         for (size_t i = 0; i < o->n_drives; i++)
                 drive_spec_done(&o->drives[i]);
         free(o->drives);

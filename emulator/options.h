@@ -32,6 +32,7 @@ typedef struct Options {
         size_t n_nets;
         char *restore;                  /* --restore FILE|fd:N: start from a saved state */
         bool restore_paused;            /* --restore-paused: and stay paused */
+        char *incoming;                 /* --incoming URI: wait for a live migration */
         bool restore_force;             /* --restore-force: accept disk images changed since the save */
         bool on_stop_save;              /* --on-stop save: SIGTERM saves the VM (managed save) */
 } Options;

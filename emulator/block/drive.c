@@ -162,13 +162,24 @@ int drive_specs_finish(DriveSpec *d, size_t n) {
         return 0;
 }
 
+static int open_image(const DriveSpec *d, bool defer_lock, BlockImage **ret, char *error, size_t error_size);
+
 int drive_open(const DriveSpec *d, BlockImage **ret, char *error, size_t error_size) {
+        return open_image(d, false, ret, error, error_size);
+}
+
+int drive_open_unlocked(const DriveSpec *d, BlockImage **ret, char *error, size_t error_size) {
+        return open_image(d, true, ret, error, error_size);
+}
+
+static int open_image(const DriveSpec *d, bool defer_lock, BlockImage **ret, char *error, size_t error_size) {
         BlockOptions o = {
                 .path = d->path,
                 .readonly = d->readonly,
                 .snapshot = d->snapshot,
                 .discard = d->discard,
                 .cache = d->cache,
+                .defer_lock = defer_lock,
         };
         struct stat st;
         int r;

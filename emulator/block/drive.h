@@ -45,3 +45,5 @@ int drive_specs_finish(DriveSpec *d, size_t n);
  * "drive 'disk0': '/x.img' is in use by orrery-vm (pid 42)".
  */
 int drive_open(const DriveSpec *d, BlockImage **ret, char *error, size_t error_size);
+/* The same without taking the image's lock (block_image_lock() later): for a migration's destination. */
+int drive_open_unlocked(const DriveSpec *d, BlockImage **ret, char *error, size_t error_size);

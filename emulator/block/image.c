@@ -135,13 +135,11 @@ int block_image_open(const BlockOptions *o, BlockImage **ret) {
         if (img->size % BLOCK_SECTOR_SIZE != 0)
                 return -ERANGE;
 
-        /* Writers exclusive, readers shared: held by this open file description until it closes. */
-        struct flock fl = {
-                .l_type = (o->readonly || o->snapshot) ? F_RDLCK : F_WRLCK,
-                .l_whence = SEEK_SET,
-        };
-        if (fcntl(img->fd_buf, F_OFD_SETLK, &fl) < 0)
-                return (errno == EAGAIN || errno == EACCES) ? -EBUSY : -errno;
+        if (!o->defer_lock) {
+                r = block_image_lock(img);
+                if (r < 0)
+                        return r;
+        }
 
         img->fd = img->fd_buf;
         if (o->cache == BLOCK_CACHE_NONE && !o->snapshot) {
@@ -168,6 +166,22 @@ int block_image_open(const BlockOptions *o, BlockImage **ret) {
 
         *ret = TAKE_PTR(img);
         return 0;
+}
+
+int block_image_lock(BlockImage *img) {
+        /* Writers exclusive, readers shared: held by this open file description until it closes. */
+        struct flock fl = {
+                .l_type = (img->readonly || img->snapshot) ? F_RDLCK : F_WRLCK,
+                .l_whence = SEEK_SET,
+        };
+        if (fcntl(img->fd_buf, F_OFD_SETLK, &fl) < 0)
+                return (errno == EAGAIN || errno == EACCES) ? -EBUSY : -errno;
+        return 0;
+}
+
+void block_image_unlock(BlockImage *img) {
+        struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
+        (void) fcntl(img->fd_buf, F_OFD_SETLK, &fl);
 }
 
 BlockImage *block_image_close(BlockImage *img) {

@@ -49,6 +49,7 @@ typedef struct BlockOptions {
         bool snapshot;
         bool discard;
         BlockCache cache;
+        bool defer_lock;        /* open without the lock: block_image_lock() takes it (a migration's destination) */
 } BlockOptions;
 
 typedef struct BlockImage BlockImage;
@@ -60,6 +61,14 @@ typedef struct BlockImage BlockImage;
  * another user), ...
  */
 int block_image_open(const BlockOptions *options, BlockImage **ret);
+
+/*
+ * Live migration hands the lock over: the source lets go once the
+ * destination has loaded the VM, the destination takes it before it runs
+ * the guest. -EBUSY when another process holds it.
+ */
+int block_image_lock(BlockImage *img);
+void block_image_unlock(BlockImage *img);
 BlockImage *block_image_close(BlockImage *img);
 static inline void block_image_closep(BlockImage **img) {
         if (*img)

@@ -342,8 +342,14 @@ static int connect_bus(VmBus *b, int level) {
                 goto fail;
         }
 
-        /* Without queueing: a second VM of the same name fails instead of waiting. */
-        r = sd_bus_request_name(b->bus, b->service, 0);
+        /*
+         * Without queueing: a second VM of the same name fails instead of
+         * waiting. Replacement is allowed only for a migration's
+         * destination (--incoming), which takes the name over in one step
+         * once it has loaded the VM; the source then exits.
+         */
+        r = sd_bus_request_name(b->bus, b->service,
+                                SD_BUS_NAME_ALLOW_REPLACEMENT | (b->take_over ? SD_BUS_NAME_REPLACE_EXISTING : 0));
         if (r == -EEXIST || r == -EALREADY) {
                 log_full_errno(level, r, "The bus name %s is already owned: another VM named '%s' is running",
                                b->service, b->name);
@@ -415,6 +421,7 @@ int vm_bus_new(sd_event *event, const VmBusConfig *config, VmBus **ret) {
         b->vcpus = 1;
         b->memory_bytes = machine_memory_bytes(config->machine);
         b->debug_enabled = config->debug;
+        b->take_over = config->take_over;
         b->uuid = calloc(1, SD_ID128_UUID_STRING_MAX);
         b->name = strdup(config->name);
         r = vm_name_to_bus(config->name, &b->service, &b->path);
@@ -460,6 +467,7 @@ fail:
 VmBus *vm_bus_free(VmBus *b) {
         if (!b)
                 return NULL;
+        machine1_migrate_teardown(b);
         machine1_teardown(b);
         chardev1_teardown(b);
         console1_teardown(b);

@@ -66,6 +66,7 @@ typedef struct VmBusConfig {
         NetUser *const *nets;           /* the user networking of NIC i (machine_nic() order), for its forwards */
         size_t n_nets;
         bool debug;                     /* serve org.orrery.Debug1 (--debug) */
+        bool take_over;                 /* --incoming: replace the migration's source as the name's owner */
 } VmBusConfig;
 
 /* Connects, publishes the objects and takes the name. Failures are logged with their context. */
@@ -135,6 +136,8 @@ struct VmBus {
         uint64_t memory_bytes;
         uint32_t vcpus;
         MachineState last_state;
+        bool take_over;                 /* VmBusConfig's */
+        struct BusMigration *migration; /* Machine1.Migrate* (machine1-migrate.c); NULL until the first */
         uint32_t last_leds;
         bool last_absolute;
 
@@ -237,6 +240,14 @@ void debug1_machine_changed(VmBus *b);
 void debug1_teardown(VmBus *b);
 
 void machine1_answer_pending(VmBus *b);
+void machine1_migrate_teardown(VmBus *b);
+/* Machine1's migration members (machine1-migrate.c), in machine1_vtable. */
+int machine1_method_migrate(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int machine1_method_migrate_fd(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int machine1_method_migrate_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int machine1_method_set_migration_downtime_limit(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int machine1_property_migration(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error);
 void machine1_teardown(VmBus *b);
 int console1_setup(VmBus *b);
 int console1_publish(VmBus *b);

@@ -246,6 +246,9 @@ static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, 
         /* A store to translated code drops the page's translations (it was kept out of the store TLB). */
         if (type == ACCESS_WRITE && jit_page_has_code(h->jit, pa))
                 jit_invalidate_page(h->jit, pa);
+        /* Migration: the page is dirty before any write entry for it exists (hart_drop_write_tlb()). */
+        if (type == ACCESS_WRITE)
+                physmem_ram_mark_range(h->mem, pa, size);
         if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type == ACCESS_FETCH && fb_page >= 0)) {
                 TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
                 TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];

@@ -201,6 +201,8 @@ int hart_debug_write_memory(Hart *h, uint64_t addr, const void *buf, size_t len,
                 memcpy(p, in, chunk);
                 if (fb_page >= 0)
                         physmem_fb_mark_range(h->mem, pa - h->mem->fb_base, chunk);
+                else
+                        physmem_ram_mark_range(h->mem, pa, chunk);
                 in += chunk;
                 addr += chunk;
                 len -= chunk;

@@ -114,6 +114,15 @@ int hart_set_reg(Hart *h, unsigned reg, uint64_t value);
 /* Drops every cached translation and decoded instruction (guest RAM was rewritten from outside). */
 void hart_flush_caches(Hart *h);
 
+/*
+ * Drops every write TLB entry, so that the next store to each page takes
+ * the slow path, which marks RAM pages in the PhysMem's dirty bitmap
+ * before it enters the page again (migration's dirty tracking). Both
+ * engines store only through entries present, so none writes unmarked
+ * afterwards. CPU thread (at a slice boundary) or while it is stopped.
+ */
+void hart_drop_write_tlb(Hart *h);
+
 /* Architectural state as explicit fields (state.h). Load validates everything first; interrupt lines are not saved. */
 int hart_save(Hart *h, StateWriter *w);
 int hart_load(Hart *h, StateReader *r);

@@ -220,6 +220,7 @@ int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
                                 return access_fault(type);
                         pte |= want;
                         memcpy(p, &pte, 8);
+                        physmem_ram_mark_range(h->mem, pte_addr, 8);
                 }
 
                 uint64_t page_ppn = ppn | ((vaddr >> PAGE_SHIFT) & low_mask);
@@ -291,6 +292,13 @@ void hart_tlb_flush_all(Hart *h) {
         h->tlb_clock = 0;
         h->tlb[0].satp = address_space(h->satp);
         select_context(h, 0);
+}
+
+void hart_drop_write_tlb(Hart *h) {
+        for (unsigned c = 0; c < TLB_CONTEXTS; c++)
+                for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
+                        for (unsigned i = 0; i < TLB_SIZE; i++)
+                                h->tlb[c].entries[r][ACCESS_WRITE][i].tag = TLB_INVALID;
 }
 
 void hart_tlb_switch(Hart *h) {

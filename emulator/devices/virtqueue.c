@@ -275,6 +275,15 @@ int virtqueue_push(VirtQueue *vq, const VirtqChain *chain, uint32_t written) {
         vq->used_idx++;
         /* Release: the element and the buffer contents are visible before the index. */
         store_le16(vq->used + USED_IDX, vq->used_idx, __ATOMIC_RELEASE);
+        /*
+         * Migration: everything a device wrote for this chain went into its
+         * writable buffers before the push, so marking them (and the used
+         * ring) here covers device writes from any thread.
+         */
+        for (unsigned s = chain->n_out; s < chain->n_out + chain->n_in; s++)
+                physmem_ram_mark_host(vq->mem, chain->seg[s].ptr, chain->seg[s].len);
+        physmem_ram_mark_host(vq->mem, elem, USED_ELEM);
+        physmem_ram_mark_host(vq->mem, vq->used + USED_IDX, 2);
         return 0;
 }
 

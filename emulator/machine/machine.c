@@ -760,6 +760,8 @@ static bool handle_requests(Machine *m) {
                         pthread_mutex_lock(&m->lock);
                         m->cpu_side_busy = false;
                 }
+                if (req & (1u << MACHINE_REQUEST_DROP_WRITE_TLB))
+                        hart_drop_write_tlb(m->hart);
                 if ((req & (1u << MACHINE_REQUEST_PAUSE)) && m->state == MACHINE_RUNNING) {
                         m->state = MACHINE_PAUSED;
                         m->paused_at_ns = monotonic_ns();
@@ -1070,6 +1072,14 @@ const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *re
         return m->mem.fb;
 }
 
+int machine_framebuffer_write(Machine *m, uint64_t offset, const void *data, size_t n) {
+        if (!m->mem.fb || offset > m->mem.fb_size || n > m->mem.fb_size - offset)
+                return -ERANGE;
+        memcpy(m->mem.fb + offset, data, n);
+        physmem_fb_mark_range(&m->mem, offset, n);
+        return 0;
+}
+
 int machine_framebuffer_fd(Machine *m) {
         return m->fb_fd;
 }
@@ -1152,6 +1162,7 @@ void machine_free(Machine *m) {
         if (m->mem.fb)
                 munmap(m->mem.fb, m->mem.fb_size);
         free(m->mem.fb_dirty);
+        physmem_ram_dirty_free(&m->mem);
         safe_close(m->ram_fd);
         safe_close(m->fb_fd);
         safe_close(m->notify_fd);
@@ -1165,4 +1176,31 @@ void machine_free(Machine *m) {
         pthread_cond_destroy(&m->cond);
         pthread_cond_destroy(&m->done_cond);
         free(m);
+}
+
+int machine_dirty_start(Machine *m, uint64_t timeout_usec) {
+        int r = physmem_ram_dirty_start(&m->mem);
+        if (r < 0)
+                return r;
+        return machine_dirty_sync(m, timeout_usec);
+}
+
+int machine_dirty_sync(Machine *m, uint64_t timeout_usec) {
+        if (!m->cpu_thread_started) {
+                hart_drop_write_tlb(m->hart);
+                return 0;
+        }
+        return machine_request_wait(m, MACHINE_REQUEST_DROP_WRITE_TLB, timeout_usec);
+}
+
+void machine_dirty_stop(Machine *m) {
+        physmem_ram_dirty_stop(&m->mem);
+}
+
+size_t machine_dirty_words(Machine *m) {
+        return m->mem.ram_dirty_words;
+}
+
+uint64_t machine_dirty_take(Machine *m, size_t word) {
+        return word < m->mem.ram_dirty_words ? physmem_ram_take_dirty(&m->mem, word) : 0;
 }

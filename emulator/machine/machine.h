@@ -58,6 +58,7 @@ typedef enum MachineRequest {
         MACHINE_REQUEST_RESUME,
         MACHINE_REQUEST_RESET,
         MACHINE_REQUEST_QUIT,           /* hard stop, exit code 0 */
+        MACHINE_REQUEST_DROP_WRITE_TLB, /* the hart drops its write TLB entries (RAM dirty tracking) */
 } MachineRequest;
 
 typedef struct MachineCallbacks {
@@ -177,6 +178,23 @@ void machine_set_start_paused(Machine *m, bool paused);
 void machine_drain_io(Machine *m);
 
 /*
+ * RAM dirty tracking for live migration (one bit per 4 KiB page, 64 per
+ * word). machine_dirty_start() clears the bitmap, turns tracking on and
+ * waits (up to timeout_usec) until the CPU thread dropped its write TLB
+ * entries: from then on every write to RAM, by the guest or a device,
+ * sets its page's bit. A round of pre-copy takes the bitmap
+ * (machine_dirty_take(), atomic), then calls machine_dirty_sync() before
+ * reading the pages it took: a store through an entry made before the
+ * take has landed by then, and later ones mark again. -ETIMEDOUT,
+ * -ENOMEM. Any thread but the CPU thread.
+ */
+int machine_dirty_start(Machine *m, uint64_t timeout_usec);
+int machine_dirty_sync(Machine *m, uint64_t timeout_usec);
+void machine_dirty_stop(Machine *m);
+size_t machine_dirty_words(Machine *m);
+uint64_t machine_dirty_take(Machine *m, size_t word);
+
+/*
  * Debugging (org.orrery.Debug1). machine_debug_lock() gives the hart to
  * the calling thread while the CPU thread is paused and holds it there
  * (no request is carried out until machine_debug_unlock()); NULL while
@@ -195,6 +213,8 @@ const void *machine_device_tree(Machine *m, size_t *ret_size);
 /* Test/debug hooks: the framebuffer as the guest wrote it. */
 const uint8_t *machine_framebuffer(Machine *m, uint32_t *ret_width, uint32_t *ret_height, uint32_t *ret_stride);
 int machine_framebuffer_fd(Machine *m);
+/* Writes framebuffer bytes at 'offset' (its memfd is sealed; a migration brings the screen). CPU paused or not started. */
+int machine_framebuffer_write(Machine *m, uint64_t offset, const void *data, size_t n);
 /*
  * The framebuffer's dirty bitmap, one bit per 4 KiB page, 64 pages per word.
  * machine_framebuffer_take_dirty() returns a word's bits and clears them

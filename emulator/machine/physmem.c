@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 
 #include <errno.h>
+#include <stdlib.h>
 
 #include "machine/physmem.h"
 
@@ -82,4 +83,30 @@ void physmem_fb_mark_range(PhysMem *pm, uint64_t offset, uint64_t len) {
         uint64_t last = offset + len - 1 < pm->fb_size ? offset + len - 1 : pm->fb_size - 1;
         for (uint64_t page = offset >> 12; page <= last >> 12; page++)
                 physmem_fb_mark_dirty(pm, page);
+}
+
+int physmem_ram_dirty_start(PhysMem *pm) {
+        size_t words = (size_t) ((pm->ram_size / 4096 + 63) / 64);
+
+        if (!pm->ram_dirty) {
+                pm->ram_dirty = calloc(words ? words : 1, sizeof(uint64_t));
+                if (!pm->ram_dirty)
+                        return -ENOMEM;
+                pm->ram_dirty_words = words;
+        }
+        for (size_t i = 0; i < pm->ram_dirty_words; i++)
+                atomic_store_explicit(&pm->ram_dirty[i], 0, memory_order_relaxed);
+        atomic_store_explicit(&pm->ram_dirty_on, true, memory_order_release);
+        return 0;
+}
+
+void physmem_ram_dirty_stop(PhysMem *pm) {
+        atomic_store_explicit(&pm->ram_dirty_on, false, memory_order_release);
+}
+
+void physmem_ram_dirty_free(PhysMem *pm) {
+        physmem_ram_dirty_stop(pm);
+        free((void *) pm->ram_dirty);
+        pm->ram_dirty = NULL;
+        pm->ram_dirty_words = 0;
 }

@@ -15,22 +15,18 @@
 
 #include "block/image.h"
 #include "migration/savevm.h"
+#include "migration/savevm-internal.h"
 #include "macro.h"
 
-#define MAGIC "ORRERYVM"
-#define END_MAGIC "ORRERYND"
-#define MAGIC_SIZE 8
 #define RUN_END 0
 #define RUN_ZERO 1
 #define RUN_DATA 2
 #define STRING_MAX 4096
-#define HEADER_MAX (64u * 1024u)
-#define STATE_MAX (16u * 1024u * 1024u)
 #define OUT_BUFFER (256u * 1024u)
 /* A reader that takes nothing for this long is gone. */
 #define OUT_STALL_MSEC 10000
 
-_printf_(3, 4) static int fail(char *error, size_t error_size, const char *format, ...) {
+_printf_(3, 4) int savevm_fail(char *error, size_t error_size, const char *format, ...) {
         va_list ap;
 
         va_start(ap, format);
@@ -41,12 +37,7 @@ _printf_(3, 4) static int fail(char *error, size_t error_size, const char *forma
 
 /* ---- CRC-32 (IEEE 802.3, reflected), table-driven ---- */
 
-typedef struct Crc32 {
-        uint32_t table[256];
-        uint32_t value;
-} Crc32;
-
-static void crc32_init(Crc32 *c) {
+void crc32_init(Crc32 *c) {
         for (uint32_t i = 0; i < 256; i++) {
                 uint32_t v = i;
                 for (unsigned k = 0; k < 8; k++)
@@ -56,14 +47,14 @@ static void crc32_init(Crc32 *c) {
         c->value = 0xFFFFFFFFu;
 }
 
-static void crc32_update(Crc32 *c, const uint8_t *p, size_t n) {
+void crc32_update(Crc32 *c, const uint8_t *p, size_t n) {
         uint32_t v = c->value;
         for (size_t i = 0; i < n; i++)
                 v = c->table[(v ^ p[i]) & 0xFF] ^ (v >> 8);
         c->value = v;
 }
 
-static uint32_t crc32_final(const Crc32 *c) {
+uint32_t crc32_final(const Crc32 *c) {
         return c->value ^ 0xFFFFFFFFu;
 }
 
@@ -146,7 +137,7 @@ static uint64_t mtime_ns(const struct stat *st) {
         return (uint64_t) st->st_mtim.tv_sec * 1000000000ULL + (uint64_t) st->st_mtim.tv_nsec;
 }
 
-static int write_header(Machine *m, StateWriter *w, char *error, size_t error_size) {
+int savevm_describe(Machine *m, StateWriter *w, char *error, size_t error_size) {
         uint32_t fb_w, fb_h, stride;
 
         (void) machine_framebuffer(m, &fb_w, &fb_h, &stride);
@@ -160,12 +151,12 @@ static int write_header(Machine *m, StateWriter *w, char *error, size_t error_si
                 struct stat st;
 
                 if (block_image_snapshot(img)) {
-                        fail(error, error_size, "drive '%s' is snapshot=on: its writes would not survive the save",
+                        savevm_fail(error, error_size, "drive '%s' is snapshot=on: its writes would not survive the save",
                              machine_disk_id(m, i));
                         return -EOPNOTSUPP;
                 }
                 if (block_image_flush(img) < 0 || stat(block_image_path(img), &st) < 0) {
-                        fail(error, error_size, "drive '%s': cannot flush or stat '%s'", machine_disk_id(m, i),
+                        savevm_fail(error, error_size, "drive '%s': cannot flush or stat '%s'", machine_disk_id(m, i),
                              block_image_path(img));
                         return -EIO;
                 }
@@ -252,37 +243,37 @@ int savevm_write(Machine *m, int fd, uint64_t *ret_bytes, char *error, size_t er
 
         *error = 0;
         machine_drain_io(m);
-        r = write_header(m, &header, error, error_size);
+        r = savevm_describe(m, &header, error, error_size);
         if (r < 0) {
                 if (!*error)
-                        fail(error, error_size, "cannot describe the machine: %s", strerror(-r));
+                        savevm_fail(error, error_size, "cannot describe the machine: %s", strerror(-r));
                 goto out;
         }
         r = machine_save_state(m, &state);
         if (r < 0) {
-                fail(error, error_size, "cannot save the devices' state: %s", strerror(-r));
+                savevm_fail(error, error_size, "cannot save the devices' state: %s", strerror(-r));
                 goto out;
         }
         o.buf = malloc(OUT_BUFFER);
         if (!o.buf) {
                 r = -ENOMEM;
-                fail(error, error_size, "out of memory");
+                savevm_fail(error, error_size, "out of memory");
                 goto out;
         }
         crc32_init(&o.crc);
-        out_bytes(&o, MAGIC, MAGIC_SIZE);
+        out_bytes(&o, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
         out_le(&o, SAVEVM_VERSION, 4);
         out_le(&o, 0, 4);
         out_blob(&o, &header);
         out_blob(&o, &state);
         write_ram(m, &o);
         crc = crc32_final(&o.crc);
-        out_bytes(&o, END_MAGIC, MAGIC_SIZE);
+        out_bytes(&o, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
         out_le(&o, crc, 4);
         out_flush(&o);
         r = o.error;
         if (r < 0)
-                fail(error, error_size, "cannot write the saved state: %s", strerror(-r));
+                savevm_fail(error, error_size, "cannot write the saved state: %s", strerror(-r));
         else if (ret_bytes)
                 *ret_bytes = o.total;
 out:
@@ -321,7 +312,7 @@ static int get_blob(StateReader *r, uint64_t max, StateReader *ret) {
         return 0;
 }
 
-static int check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ticks, char *error, size_t error_size) {
+int savevm_check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ticks, char *error, size_t error_size) {
         uint32_t fb_w, fb_h, w, hh, stride, n;
         uint64_t memory, ticks;
 
@@ -333,12 +324,12 @@ static int check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
                 return -EBADMSG;
         (void) machine_framebuffer(m, &w, &hh, &stride);
         if (memory != machine_memory_bytes(m)) {
-                fail(error, error_size, "memory size differs: the saved VM has %llu MiB, this one %llu MiB",
+                savevm_fail(error, error_size, "memory size differs: the saved VM has %llu MiB, this one %llu MiB",
                      (unsigned long long) (memory >> 20), (unsigned long long) (machine_memory_bytes(m) >> 20));
                 return -EMEDIUMTYPE;
         }
         if (fb_w != w || fb_h != hh) {
-                fail(error, error_size, "display differs: the saved VM has %ux%u, this one %ux%u", fb_w, fb_h, w, hh);
+                savevm_fail(error, error_size, "display differs: the saved VM has %ux%u, this one %ux%u", fb_w, fb_h, w, hh);
                 return -EMEDIUMTYPE;
         }
 
@@ -346,7 +337,7 @@ static int check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
         if (state_reader_error(h) < 0)
                 return -EBADMSG;
         if (n != machine_n_disks(m)) {
-                fail(error, error_size, "drives differ: the saved VM has %u, this one %zu", n, machine_n_disks(m));
+                savevm_fail(error, error_size, "drives differ: the saved VM has %u, this one %zu", n, machine_n_disks(m));
                 return -EMEDIUMTYPE;
         }
         for (size_t i = 0; i < n; i++) {
@@ -362,19 +353,19 @@ static int check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
                 if (state_reader_error(h) < 0)
                         return -EBADMSG;
                 if (!streq(id, machine_disk_id(m, i))) {
-                        fail(error, error_size, "drive %zu differs: the saved VM has '%s', this one '%s'", i + 1, id,
+                        savevm_fail(error, error_size, "drive %zu differs: the saved VM has '%s', this one '%s'", i + 1, id,
                              machine_disk_id(m, i));
                         return -EMEDIUMTYPE;
                 }
                 if (size != block_image_size(img)) {
-                        fail(error, error_size,
+                        savevm_fail(error, error_size,
                              "drive '%s': image size differs: the saved VM had %llu bytes ('%s'), this one %llu ('%s')",
                              id, (unsigned long long) size, path, (unsigned long long) block_image_size(img),
                              block_image_path(img));
                         return -EMEDIUMTYPE;
                 }
                 if (!force && (stat(block_image_path(img), &st) < 0 || mtime_ns(&st) != mtime)) {
-                        fail(error, error_size,
+                        savevm_fail(error, error_size,
                              "drive '%s': image '%s' changed since the save (modification time); --restore-force to use it",
                              id, block_image_path(img));
                         return -ESTALE;
@@ -385,7 +376,7 @@ static int check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
         if (state_reader_error(h) < 0)
                 return -EBADMSG;
         if (n != machine_n_nics(m)) {
-                fail(error, error_size, "NICs differ: the saved VM has %u, this one %zu", n, machine_n_nics(m));
+                savevm_fail(error, error_size, "NICs differ: the saved VM has %u, this one %zu", n, machine_n_nics(m));
                 return -EMEDIUMTYPE;
         }
         for (size_t i = 0; i < n; i++) {
@@ -394,7 +385,7 @@ static int check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
                 if (get_string(h, id, sizeof(id)) < 0)
                         return -EBADMSG;
                 if (!streq(id, machine_nic_id(m, i))) {
-                        fail(error, error_size, "NIC %zu differs: the saved VM has '%s', this one '%s'", i + 1, id,
+                        savevm_fail(error, error_size, "NIC %zu differs: the saved VM has '%s', this one '%s'", i + 1, id,
                              machine_nic_id(m, i));
                         return -EMEDIUMTYPE;
                 }
@@ -450,52 +441,52 @@ int savevm_load(Machine *m, const uint8_t *data, size_t size, bool force, char *
         int e;
 
         *error = 0;
-        if (size < MAGIC_SIZE + 8 + MAGIC_SIZE + 4 || memcmp(data, MAGIC, MAGIC_SIZE) != 0) {
-                fail(error, error_size, "not a saved Orrery VM (no " MAGIC " magic)");
+        if (size < SAVEVM_MAGIC_SIZE + 8 + SAVEVM_MAGIC_SIZE + 4 || memcmp(data, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE) != 0) {
+                savevm_fail(error, error_size, "not a saved Orrery VM (no " SAVEVM_MAGIC " magic)");
                 return -EBADMSG;
         }
-        r.pos = MAGIC_SIZE;
+        r.pos = SAVEVM_MAGIC_SIZE;
         state_get_u32(&r, &version);
         state_get_u32(&r, &flags);
         if (version != SAVEVM_VERSION || flags != 0) {
-                fail(error, error_size, "saved-state format version %u is not supported (this build reads %u)", version,
+                savevm_fail(error, error_size, "saved-state format version %u is not supported (this build reads %u)", version,
                      SAVEVM_VERSION);
                 return -EBADMSG;
         }
 
         /* The trailer first: a damaged stream is refused before anything is parsed further. */
-        if (memcmp(data + size - 4 - MAGIC_SIZE, END_MAGIC, MAGIC_SIZE) != 0) {
-                fail(error, error_size, "the saved state is truncated (no end marker)");
+        if (memcmp(data + size - 4 - SAVEVM_MAGIC_SIZE, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE) != 0) {
+                savevm_fail(error, error_size, "the saved state is truncated (no end marker)");
                 return -EBADMSG;
         }
         crc32_init(&c);
-        crc32_update(&c, data, size - 4 - MAGIC_SIZE);
+        crc32_update(&c, data, size - 4 - SAVEVM_MAGIC_SIZE);
         want = (uint32_t) data[size - 4] | (uint32_t) data[size - 3] << 8 | (uint32_t) data[size - 2] << 16 |
                (uint32_t) data[size - 1] << 24;
         crc = crc32_final(&c);
         if (crc != want) {
-                fail(error, error_size, "the saved state is corrupted (checksum %08x, expected %08x)", crc, want);
+                savevm_fail(error, error_size, "the saved state is corrupted (checksum %08x, expected %08x)", crc, want);
                 return -EBADMSG;
         }
-        r.size = size - 4 - MAGIC_SIZE;
+        r.size = size - 4 - SAVEVM_MAGIC_SIZE;
 
-        if (get_blob(&r, HEADER_MAX, &header) < 0 || get_blob(&r, STATE_MAX, &state) < 0) {
-                fail(error, error_size, "the saved state is malformed (header or device state)");
+        if (get_blob(&r, SAVEVM_HEADER_MAX, &header) < 0 || get_blob(&r, SAVEVM_STATE_MAX, &state) < 0) {
+                savevm_fail(error, error_size, "the saved state is malformed (header or device state)");
                 return -EBADMSG;
         }
-        e = check_header(m, &header, force, &ticks, error, error_size);
+        e = savevm_check_header(m, &header, force, &ticks, error, error_size);
         if (e == -EBADMSG)
-                fail(error, error_size, "the saved state is malformed (machine configuration)");
+                savevm_fail(error, error_size, "the saved state is malformed (machine configuration)");
         if (e < 0)
                 return e;
         ram = state_reader(r.data + r.pos, r.size - r.pos);
         StateReader ram_check = ram;
         if (walk_ram(m, &ram_check, false) < 0 || state_reader_finish(&ram_check) < 0) {
-                fail(error, error_size, "the saved state is malformed (RAM)");
+                savevm_fail(error, error_size, "the saved state is malformed (RAM)");
                 return -EBADMSG;
         }
         if (ticks > UINT64_MAX / 100) {
-                fail(error, error_size, "the saved state is malformed (guest time)");
+                savevm_fail(error, error_size, "the saved state is malformed (guest time)");
                 return -EBADMSG;
         }
 
@@ -503,7 +494,7 @@ int savevm_load(Machine *m, const uint8_t *data, size_t size, bool force, char *
         e = machine_save_state(m, &before);
         if (e < 0) {
                 state_writer_done(&before);
-                fail(error, error_size, "cannot keep the current state: %s", strerror(-e));
+                savevm_fail(error, error_size, "cannot keep the current state: %s", strerror(-e));
                 return e;
         }
         e = machine_load_state(m, &state);
@@ -511,7 +502,7 @@ int savevm_load(Machine *m, const uint8_t *data, size_t size, bool force, char *
                 back = state_reader(before.data, before.size);
                 (void) machine_load_state(m, &back);
                 state_writer_done(&before);
-                fail(error, error_size, "the saved device state is refused: %s", strerror(-e));
+                savevm_fail(error, error_size, "the saved device state is refused: %s", strerror(-e));
                 return e == -ENOMEM ? e : -EBADMSG;
         }
         state_writer_done(&before);
@@ -525,7 +516,7 @@ int savevm_load(Machine *m, const uint8_t *data, size_t size, bool force, char *
 uint64_t savevm_size_bound(uint64_t memory) {
         uint64_t pages = memory / SAVEVM_PAGE_SIZE;
         /* Every page as data, in runs that alternate at worst, plus the fixed parts. */
-        return memory + pages * 9 + HEADER_MAX + STATE_MAX + 1024;
+        return memory + pages * 9 + SAVEVM_HEADER_MAX + SAVEVM_STATE_MAX + 1024;
 }
 
 int savevm_blob_read(const char *source, uint64_t limit, SavevmBlob *ret, char *error, size_t error_size) {
@@ -539,7 +530,7 @@ int savevm_blob_read(const char *source, uint64_t limit, SavevmBlob *ret, char *
                 char *end;
                 long v = strtol(source + 3, &end, 10);
                 if (!source[3] || *end || v < 0 || v > INT32_MAX) {
-                        fail(error, error_size, "invalid restore source '%s': expected FILE or fd:N", source);
+                        savevm_fail(error, error_size, "invalid restore source '%s': expected FILE or fd:N", source);
                         return -EINVAL;
                 }
                 /* Ours from now on: closed once read. */
@@ -548,27 +539,27 @@ int savevm_blob_read(const char *source, uint64_t limit, SavevmBlob *ret, char *
                 owned = open(source, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                 if (owned < 0) {
                         int e = -errno;
-                        fail(error, error_size, "cannot open saved state '%s': %s", source, strerror(-e));
+                        savevm_fail(error, error_size, "cannot open saved state '%s': %s", source, strerror(-e));
                         return e;
                 }
                 fd = owned;
         }
         if (fstat(fd, &st) < 0) {
                 int e = -errno;
-                fail(error, error_size, "cannot read saved state '%s': %s", source, strerror(-e));
+                savevm_fail(error, error_size, "cannot read saved state '%s': %s", source, strerror(-e));
                 return e;
         }
         if (S_ISREG(st.st_mode) && st.st_size > 0) {
                 void *p;
 
                 if ((uint64_t) st.st_size > limit) {
-                        fail(error, error_size, "saved state '%s' is larger than this VM can need", source);
+                        savevm_fail(error, error_size, "saved state '%s' is larger than this VM can need", source);
                         return -EFBIG;
                 }
                 p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
                 if (p == MAP_FAILED) {
                         int e = -errno;
-                        fail(error, error_size, "cannot map saved state '%s': %s", source, strerror(-e));
+                        savevm_fail(error, error_size, "cannot map saved state '%s': %s", source, strerror(-e));
                         return e;
                 }
                 *ret = (SavevmBlob) { .data = p, .size = (size_t) st.st_size, .mapped = true };
@@ -583,13 +574,13 @@ int savevm_blob_read(const char *source, uint64_t limit, SavevmBlob *ret, char *
 
                         if (allocated >= limit) {
                                 free(buf);
-                                fail(error, error_size, "saved state '%s' is larger than this VM can need", source);
+                                savevm_fail(error, error_size, "saved state '%s' is larger than this VM can need", source);
                                 return -EFBIG;
                         }
                         q = realloc(buf, a);
                         if (!q) {
                                 free(buf);
-                                fail(error, error_size, "out of memory reading saved state '%s'", source);
+                                savevm_fail(error, error_size, "out of memory reading saved state '%s'", source);
                                 return -ENOMEM;
                         }
                         buf = q;
@@ -601,7 +592,7 @@ int savevm_blob_read(const char *source, uint64_t limit, SavevmBlob *ret, char *
                 if (k < 0) {
                         int e = -errno;
                         free(buf);
-                        fail(error, error_size, "cannot read saved state '%s': %s", source, strerror(-e));
+                        savevm_fail(error, error_size, "cannot read saved state '%s': %s", source, strerror(-e));
                         return e;
                 }
                 if (k == 0)

@@ -215,10 +215,25 @@ int agent_reply_not_available(Agent *a, sd_bus_message *m, int r, sd_bus_error *
         return sd_bus_error_set_errnof(error, r, "Cannot call the guest agent of %s: %m", a->label);
 }
 
+int agent_refuse_while_migrating(Agent *a, sd_bus_error *error) {
+        const char *s = a->vm ? orrery_vm_get_migration_state(a->vm) : NULL;
+
+        if (s && strcmp(s, "active") == 0)
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY,
+                                         "%s is migrating to a new process; try again once it runs there", a->label);
+        return 0;
+}
+
 static int agent_call(sd_bus_message *m, Agent *a, Op op, json_object *args, QgaCallFlags flags,
                       sd_bus_error *error) {
         Pending *p;
         int r;
+
+        r = agent_refuse_while_migrating(a, error);
+        if (r < 0) {
+                json_object_put(args);
+                return r;
+        }
 
         p = calloc(1, sizeof(*p));
         if (!p) {

@@ -85,3 +85,5 @@ void copies_abort_all(Agent *a, const sd_bus_error *error);
 
 /* Replies an error for a request that could not even be queued. */
 int agent_reply_not_available(Agent *a, sd_bus_message *m, int r, sd_bus_error *error);
+/* While the VM migrates, new calls are answered Busy (the guest agent moves with it); 0 otherwise. */
+int agent_refuse_while_migrating(Agent *a, sd_bus_error *error);

@@ -632,6 +632,9 @@ static int method_copy(sd_bus_message *m, Agent *a, bool to_guest, bool ex, sd_b
                                         "The guest path must be non-empty and at most 4096 bytes");
         if (!qga_channel_is_attached(a->channel))
                 return agent_reply_not_available(a, m, -ENOTCONN, error);
+        r = agent_refuse_while_migrating(a, error);
+        if (r < 0)
+                return r;
         n = 0;
         for (Copy *o = a->copies; o; o = o->next)
                 n++;

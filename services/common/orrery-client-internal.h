@@ -168,12 +168,14 @@ struct OrreryVm {
         /* Everything below is what the VM can give back: cleared when it vanishes. */
         char *owner; /* unique name; NULL when not on the bus */
         bool ready;
+        bool moving;                    /* the name went straight to a new owner: vanished, appeared follows */
         unsigned n_loading;
         bool have_machine;
         bool load_failed;
 
         char *uuid;
         char *state;
+        char *migration_state;          /* Machine1.MigrationState */
         char *version;
         uint64_t memory_bytes;
         uint32_t vcpus;

@@ -211,9 +211,17 @@ bool orrery_vm_is_ready(OrreryVm *vm);
 /* The unique name of the VM's current owner, NULL when it is not on the bus. */
 const char *orrery_vm_get_owner(OrreryVm *vm);
 
+/*
+ * Between vanished and appeared: true when the name went straight from one
+ * process to another (a live migration), not through a time without owner.
+ */
+bool orrery_vm_is_moving(OrreryVm *vm);
+
 /* Machine1 properties as last read; NULL/0 while the VM is not ready. */
 const char *orrery_vm_get_uuid(OrreryVm *vm);
 const char *orrery_vm_get_state(OrreryVm *vm);
+/* Machine1.MigrationState: "none", "active", "completed", "failed"; NULL from a VM that has none. */
+const char *orrery_vm_get_migration_state(OrreryVm *vm);
 const char *orrery_vm_get_version(OrreryVm *vm);
 uint64_t orrery_vm_get_memory_bytes(OrreryVm *vm);
 uint32_t orrery_vm_get_vcpus(OrreryVm *vm);

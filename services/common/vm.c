@@ -256,6 +256,7 @@ static void vm_clear_state(OrreryVm *vm) {
 
         vm->uuid = mfree(vm->uuid);
         vm->state = mfree(vm->state);
+        vm->migration_state = mfree(vm->migration_state);
         vm->version = mfree(vm->version);
         vm->memory_bytes = 0;
         vm->vcpus = 0;
@@ -410,7 +411,9 @@ static int parse_property(OrreryVm *vm, const ObjRef *o, const char *iface, cons
                 else if (streq(prop, "State")) {
                         r = prop_string(m, &vm->state, &ch);
                         bit = CHANGED_STATE;
-                } else if (streq(prop, "Version"))
+                } else if (streq(prop, "MigrationState"))
+                        r = prop_string(m, &vm->migration_state, &ch);
+                else if (streq(prop, "Version"))
                         r = prop_string(m, &vm->version, &ch);
                 else if (streq(prop, "MemoryBytes"))
                         r = prop_u64(m, &vm->memory_bytes, &ch);
@@ -925,6 +928,7 @@ static void vm_become_ready_if_loaded(OrreryVm *vm, bool notify) {
         log_debug("VM '%s': ready (owner %s)", vm->name, vm->owner);
         if (notify)
                 VM_CALLBACK0(vm, appeared);
+        vm->moving = false;
 }
 
 static void vm_vanish(OrreryVm *vm) {
@@ -1081,6 +1085,8 @@ static void vm_set_owner(OrreryVm *vm, const char *owner) {
                 vm_call_free(TAKE_PTR(vm->owner_check));
         }
 
+        /* A migration hands the name from one process to the next without a gap. */
+        vm->moving = vm->owner && owner;
         if (vm->owner)
                 vm_vanish(vm);
         if (vm->detached || !owner)
@@ -1531,6 +1537,14 @@ const char *orrery_vm_get_owner(OrreryVm *vm) {
 
 const char *orrery_vm_get_uuid(OrreryVm *vm) {
         return vm && vm->ready ? vm->uuid : NULL;
+}
+
+const char *orrery_vm_get_migration_state(OrreryVm *vm) {
+        return vm && vm->ready ? vm->migration_state : NULL;
+}
+
+bool orrery_vm_is_moving(OrreryVm *vm) {
+        return vm && vm->moving;
 }
 
 const char *orrery_vm_get_state(OrreryVm *vm) {

@@ -39,6 +39,7 @@
 #include "macro.h"
 #include "orrery-client.h"
 #include "savevm.h"
+#include "migrate.h"
 #include "gdbserver.h"
 #include "screendump.h"
 #include "text.h"
@@ -172,7 +173,8 @@ static void on_vm_vanished(OrreryVm *vm, void *userdata) {
         if (m->console_fd >= 0)
                 console_leave(m, "the VM went away");
         m->shown_state = mfree_str(m->shown_state);
-        if (m->interactive)
+        /* A move is told once, when the new process answers. */
+        if (m->interactive && !orrery_vm_is_moving(vm))
                 notice(m, "VM '%s' is gone from the bus; waiting for it to come back (Ctrl-D leaves)", m->name);
 }
 
@@ -183,7 +185,10 @@ static void on_vm_appeared(OrreryVm *vm, void *userdata) {
         m->shown_state = mfree_str(m->shown_state);
         if (state)
                 m->shown_state = strdup(state);
-        if (m->interactive)
+        if (m->interactive && orrery_vm_is_moving(vm))
+                notice(m, "VM '%s' moved to a new process (%s, %s)", m->name, orrery_vm_get_owner(vm) ?: "?",
+                       state ? printable(state) : "state unknown");
+        else if (m->interactive)
                 notice(m, "VM '%s' is on the bus (%s)", m->name, state ? printable(state) : "state unknown");
 }
 
@@ -281,10 +286,11 @@ struct Command {
 };
 
 static const Command *command_find(const char *name);
+static int cmd_migrate(Monitor *m, const Command *cmd, char **argv, size_t argc);
 static int usage_of(const Command *cmd);
 
 static const char *const info_topics[] = { "status", "vm", "consoles", "chardevs", "agent", "version", "block",
-                                            "network", NULL };
+                                            "network", "migrate", NULL };
 
 static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
@@ -380,9 +386,12 @@ static int cmd_info(Monitor *m, const Command *cmd, char **argv, size_t argc) {
                 return strcmp(topic, "block") == 0 ? monitor_info_block(&ref) : monitor_info_network(&ref);
         }
 
+        if (strcmp(topic, "migrate") == 0)
+                return cmd_migrate(m, cmd, argv, argc);
+
         if (strcmp(topic, "status") != 0 && strcmp(topic, "vm") != 0 && strcmp(topic, "consoles") != 0 &&
             strcmp(topic, "chardevs") != 0 && strcmp(topic, "agent") != 0) {
-                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version, block, network)",
+                log_error("unknown info topic '%s' (status, vm, consoles, chardevs, agent, version, block, network, migrate)",
                         topic);
                 return usage_of(cmd);
         }
@@ -609,6 +618,13 @@ static int cmd_savevm_file(Monitor *m, const Command *cmd, char **argv, size_t a
         return r == 2 ? usage_of(cmd) : r;
 }
 
+static int cmd_migrate(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        if (!need_vm(m))
+                return EXIT_FAILURE;
+        int r = monitor_migrate_run(orrery_client_get_bus(m->client), m->name, argv, argc);
+        return r == 2 ? usage_of(cmd) : r;
+}
+
 static int cmd_gdbserver(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         if (!m->name) {
                 log_error("no VM attached (attach NAME; list shows the VMs)");
@@ -631,8 +647,8 @@ static int cmd_exit(Monitor *m, const Command *cmd, char **argv, size_t argc) {
 
 static const Command commands[] = {
         { "help", "[COMMAND]", "show the commands, or one command's usage", cmd_help, 0, 1 },
-        { "info", "status|vm|consoles|chardevs|agent|version|block|network",
-          "show the VM's state, properties, consoles, chardevs, guest agent, versions, disks, NICs",
+        { "info", "status|vm|consoles|chardevs|agent|version|block|network|migrate",
+          "show the VM's state, properties, consoles, chardevs, guest agent, versions, disks, NICs, migration",
           cmd_info, 1, 1 },
         { "stop", "", "pause the VM", cmd_action, 0, 0 },
         { "cont", "", "resume the VM", cmd_action, 0, 0 },
@@ -645,6 +661,11 @@ static const Command commands[] = {
         { "savevm-file", MONITOR_SAVEVM_USAGE,
           "save the whole VM to FILE (orrery-vm --restore FILE starts from it); --quit: then stop the emulator",
           cmd_savevm_file, 1, 2 },
+        { "migrate", MONITOR_MIGRATE_USAGE, "move the VM live to orrery-vm --incoming URI, showing progress",
+          cmd_migrate, 1, 1 },
+        { "migrate_cancel", "", "stop the running migration (the VM runs on here)", cmd_migrate, 0, 0 },
+        { "migrate_set_parameter", MONITOR_MIGRATE_SET_USAGE, "the pause a migration aims at (default 300 ms)",
+          cmd_migrate, 2, 2 },
         { "console", "[--dump] [CHARDEV]",
           "talk to a character device (serial0 by default); Ctrl-] leaves. --dump: print its scrollback as text",
           cmd_console, 0, 2 },

@@ -234,6 +234,22 @@ static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED, "orrery-fake-vm has no machine state to save");
 }
 
+/* Nor one to migrate: the migration members answer as a VM that never migrated, and refuse. */
+static int method_migrate(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED, "orrery-fake-vm cannot migrate");
+}
+
+static int property_migration(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        if (strcmp(property, "MigrationState") == 0)
+                return sd_bus_message_append(reply, "s", "none");
+        if (strcmp(property, "MigrationProgress") == 0)
+                return sd_bus_message_append(reply, "(ttt)", UINT64_C(0), UINT64_C(0), UINT64_C(0));
+        if (strcmp(property, "MigrationError") == 0)
+                return sd_bus_message_append(reply, "s", "");
+        return sd_bus_message_append(reply, "t", UINT64_C(300));
+}
+
 static const sd_bus_vtable machine_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Fake, name), SD_BUS_VTABLE_PROPERTY_CONST),
@@ -251,6 +267,18 @@ static const sd_bus_vtable machine_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SaveAndQuit", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("MigrationState", "s", property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigrationProgress", "(ttt)", property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigrationError", "s", property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigrationDowntimeLimit", "t", property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Migrate", SD_BUS_ARGS("s", uri), SD_BUS_NO_RESULT, method_migrate,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("MigrateFd", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_migrate,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("MigrateCancel", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_migrate,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetMigrationDowntimeLimit", SD_BUS_ARGS("t", msec), SD_BUS_NO_RESULT,
+                                method_migrate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

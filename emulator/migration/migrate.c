@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: MIT */
+
+/* Live migration, the sending side (migrate.h). */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/image.h"
+#include "migration/migrate.h"
+#include "migration/savevm-internal.h"
+#include "migration/savevm.h"
+#include "macro.h"
+#include "time-util.h"
+
+#define OUT_BUFFER (256u * 1024u)
+/* A destination that takes nothing (or says nothing) for this long is gone. */
+#define STALL_MSEC 30000
+#define REQUEST_TIMEOUT_USEC (5ULL * 1000000ULL)
+/* Pages per record: bounded so progress moves and cancel is seen often. */
+#define RUN_MAX_PAGES 256u
+#define PROGRESS_EVERY_BYTES (8ULL << 20)
+
+struct Migration {
+        Machine *machine;
+        int fd;
+        int notify_fd;                  /* eventfd: status or progress changed */
+        int cancel_fd;                  /* eventfd: migration_cancel() */
+        pthread_t thread;
+        bool thread_started;
+        uint64_t downtime_limit_msec;
+
+        /* 'lock' guards what the getters read; the rest belongs to the thread. */
+        pthread_mutex_t lock;
+        MigrationStatus status;
+        MigrationProgress progress;
+        char error[512];
+
+        uint8_t *buf;
+        size_t n;
+        Crc32 crc;
+        uint64_t sent;
+        uint64_t reported;
+        int out_error;
+        uint64_t *pending;              /* pages still to send, one bit each */
+        size_t words;
+        uint64_t pages;
+        uint8_t *ram;
+        bool paused_here;
+        bool disks_released;            /* the destination may take the image locks */
+};
+
+const char *migration_status_to_string(MigrationStatus s) {
+        switch (s) {
+        case MIGRATION_ACTIVE:
+                return "active";
+        case MIGRATION_COMPLETED:
+                return "completed";
+        case MIGRATION_FAILED:
+                return "failed";
+        default:
+                return "none";
+        }
+}
+
+static void notify(Migration *mg) {
+        uint64_t one = 1;
+        (void) !write(mg->notify_fd, &one, sizeof(one));
+}
+
+_printf_(2, 3) static void set_error(Migration *mg, const char *format, ...) {
+        va_list ap;
+
+        pthread_mutex_lock(&mg->lock);
+        if (!mg->error[0]) {
+                va_start(ap, format);
+                vsnprintf(mg->error, sizeof(mg->error), format, ap);
+                va_end(ap);
+        }
+        pthread_mutex_unlock(&mg->lock);
+}
+
+static bool cancelled(Migration *mg) {
+        struct pollfd p = { .fd = mg->cancel_fd, .events = POLLIN };
+        return poll(&p, 1, 0) > 0;
+}
+
+static void report(Migration *mg, uint64_t dirty, uint64_t downtime_msec, bool round) {
+        pthread_mutex_lock(&mg->lock);
+        mg->progress.bytes_sent = mg->sent;
+        if (dirty != UINT64_MAX)
+                mg->progress.dirty_pages = dirty;
+        if (downtime_msec != UINT64_MAX)
+                mg->progress.expected_downtime_msec = downtime_msec;
+        if (round)
+                mg->progress.rounds++;
+        pthread_mutex_unlock(&mg->lock);
+        mg->reported = mg->sent;
+        notify(mg);
+}
+
+/* ---- the stream ---- */
+
+/* Waits until 'fd' is ready for 'events', or cancel, or STALL_MSEC. */
+static int wait_fd(Migration *mg, short events) {
+        struct pollfd p[2] = {
+                { .fd = mg->fd, .events = events },
+                { .fd = mg->cancel_fd, .events = POLLIN },
+        };
+
+        for (;;) {
+                int n = poll(p, 2, STALL_MSEC);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (p[1].revents)
+                        return -ECANCELED;
+                return 0;
+        }
+}
+
+static void out_flush(Migration *mg) {
+        size_t done = 0;
+
+        while (!mg->out_error && done < mg->n) {
+                ssize_t k = write(mg->fd, mg->buf + done, mg->n - done);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && errno == EAGAIN) {
+                        mg->out_error = wait_fd(mg, POLLOUT);
+                        continue;
+                }
+                if (k < 0)
+                        mg->out_error = -errno;
+                else if (k == 0)
+                        mg->out_error = -EIO;
+                else
+                        done += (size_t) k;
+        }
+        mg->n = 0;
+        if (!mg->out_error && cancelled(mg))
+                mg->out_error = -ECANCELED;
+}
+
+static void out_bytes(Migration *mg, const void *p, size_t n) {
+        const uint8_t *b = p;
+
+        if (mg->out_error)
+                return;
+        mg->sent += n;
+        while (n > 0 && !mg->out_error) {
+                size_t k = MIN(n, OUT_BUFFER - mg->n);
+                memcpy(mg->buf + mg->n, b, k);
+                /* Over the copy: the guest may write the page again meanwhile (it is sent again then). */
+                crc32_update(&mg->crc, mg->buf + mg->n, k);
+                mg->n += k;
+                b += k;
+                n -= k;
+                if (mg->n == OUT_BUFFER)
+                        out_flush(mg);
+        }
+}
+
+static void out_le(Migration *mg, uint64_t v, unsigned n) {
+        uint8_t b[8];
+        for (unsigned i = 0; i < n; i++)
+                b[i] = (uint8_t) (v >> (8 * i));
+        out_bytes(mg, b, n);
+}
+
+/* Reads the destination's one-byte answer. */
+static int read_ack(Migration *mg, char want) {
+        for (;;) {
+                char c;
+                ssize_t k = read(mg->fd, &c, 1);
+                if (k == 1)
+                        return c == want ? 0 : -EPROTO;
+                if (k == 0)
+                        return -ECONNRESET;
+                if (errno == EINTR)
+                        continue;
+                if (errno != EAGAIN)
+                        return -errno;
+                int r = wait_fd(mg, POLLIN);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* ---- RAM ---- */
+
+static bool page_is_zero(const uint8_t *p) {
+        const uint64_t *q = (const uint64_t *) p;
+        for (size_t i = 0; i < SAVEVM_PAGE_SIZE / 8; i++)
+                if (q[i])
+                        return false;
+        return true;
+}
+
+static bool pending_test(const Migration *mg, uint64_t page) {
+        return mg->pending[page / 64] >> (page % 64) & 1;
+}
+
+/* Round 0: every page that holds something (the destination's RAM starts as zeroes). */
+static void pending_all_data(Migration *mg) {
+        int fd = machine_ram_fd(mg->machine);
+
+        for (uint64_t p = 0; p < mg->pages;) {
+                off_t data = lseek(fd, (off_t) (p * SAVEVM_PAGE_SIZE), SEEK_DATA);
+                uint64_t hole_page;
+
+                if (data < 0 && errno == ENXIO)
+                        break;
+                if (data >= 0 && (uint64_t) data / SAVEVM_PAGE_SIZE > p) {
+                        p = (uint64_t) data / SAVEVM_PAGE_SIZE;
+                        continue;
+                }
+                off_t hole = lseek(fd, (off_t) (p * SAVEVM_PAGE_SIZE), SEEK_HOLE);
+                hole_page = hole < 0 ? mg->pages : MIN(((uint64_t) hole + SAVEVM_PAGE_SIZE - 1) / SAVEVM_PAGE_SIZE,
+                                                       mg->pages);
+                if (hole_page <= p)
+                        hole_page = p + 1;
+                for (; p < hole_page; p++)
+                        if (!page_is_zero(mg->ram + p * SAVEVM_PAGE_SIZE))
+                                mg->pending[p / 64] |= 1ULL << (p % 64);
+        }
+}
+
+/* Adds what the guest and devices dirtied since the last take; returns how many pages are pending. */
+static uint64_t pending_take_dirty(Migration *mg) {
+        uint64_t count = 0;
+
+        for (size_t w = 0; w < mg->words; w++) {
+                mg->pending[w] |= machine_dirty_take(mg->machine, w);
+                count += (uint64_t) __builtin_popcountll(mg->pending[w]);
+        }
+        return count;
+}
+
+/* Sends every pending page, as runs; clears them. */
+static void send_pending(Migration *mg) {
+        for (uint64_t p = 0; p < mg->pages && !mg->out_error;) {
+                if (!mg->pending[p / 64]) {
+                        p = (p / 64 + 1) * 64;
+                        continue;
+                }
+                if (!pending_test(mg, p)) {
+                        p++;
+                        continue;
+                }
+                uint64_t first = p;
+                while (p < mg->pages && p - first < RUN_MAX_PAGES && pending_test(mg, p)) {
+                        mg->pending[p / 64] &= ~(1ULL << (p % 64));
+                        p++;
+                }
+                out_le(mg, SAVEVM_LIVE_PAGES, 1);
+                out_le(mg, first, 8);
+                out_le(mg, p - first, 8);
+                out_bytes(mg, mg->ram + first * SAVEVM_PAGE_SIZE, (p - first) * SAVEVM_PAGE_SIZE);
+                if (mg->sent - mg->reported >= PROGRESS_EVERY_BYTES)
+                        report(mg, UINT64_MAX, UINT64_MAX, false);
+        }
+}
+
+/* ---- the thread ---- */
+
+/* Pre-copy while the guest runs; returns with the pages that are left pending. */
+static int precopy(Migration *mg) {
+        uint64_t rate, start, bytes;
+        int r;
+
+        r = machine_dirty_start(mg->machine, REQUEST_TIMEOUT_USEC);
+        if (r < 0) {
+                set_error(mg, "cannot start tracking dirty pages: %s", strerror(-r));
+                return r;
+        }
+        start = now_usec(CLOCK_MONOTONIC);
+        bytes = mg->sent;
+        pending_all_data(mg);
+        send_pending(mg);
+        out_flush(mg);
+        rate = (mg->sent - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
+
+        for (unsigned round = 1;; round++) {
+                if (mg->out_error)
+                        return mg->out_error;
+                uint64_t dirty = pending_take_dirty(mg);
+                /* Stores through entries made before the take land before the pages are read. */
+                r = machine_dirty_sync(mg->machine, REQUEST_TIMEOUT_USEC);
+                if (r < 0) {
+                        set_error(mg, "the CPU did not answer in time: %s", strerror(-r));
+                        return r;
+                }
+                rate = MAX(rate, (uint64_t) 1 << 20);
+                uint64_t downtime = dirty * SAVEVM_PAGE_SIZE * 1000 / rate;
+                report(mg, dirty, downtime, true);
+                if (downtime <= mg->downtime_limit_msec || round >= MIGRATION_MAX_ROUNDS)
+                        return 0;
+                start = now_usec(CLOCK_MONOTONIC);
+                bytes = mg->sent;
+                send_pending(mg);
+                out_flush(mg);
+                rate = (mg->sent - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
+        }
+}
+
+/* The guest paused: the rest of RAM, time and state, then the trailer. */
+static int stop_and_copy(Migration *mg) {
+        StateWriter state = {};
+        bool running;
+        int r;
+
+        running = machine_get_state(mg->machine) == MACHINE_RUNNING;
+        if (running) {
+                r = machine_request_wait(mg->machine, MACHINE_REQUEST_PAUSE, REQUEST_TIMEOUT_USEC);
+                if (r < 0 || machine_get_state(mg->machine) != MACHINE_PAUSED) {
+                        set_error(mg, "the VM did not pause in time");
+                        return r < 0 ? r : -ESHUTDOWN;
+                }
+                mg->paused_here = true;
+        } else if (machine_get_state(mg->machine) != MACHINE_PAUSED) {
+                set_error(mg, "the VM is shutting down");
+                return -ESHUTDOWN;
+        }
+        machine_drain_io(mg->machine);
+        uint64_t dirty = pending_take_dirty(mg);
+        report(mg, dirty, UINT64_MAX, false);
+        send_pending(mg);
+        out_le(mg, SAVEVM_LIVE_END, 1);
+        /* The screen as the guest left it: a console that does not redraw would stay black otherwise. */
+        uint32_t fb_w, fb_h, stride;
+        const uint8_t *fb = machine_framebuffer(mg->machine, &fb_w, &fb_h, &stride);
+        uint64_t fb_size = fb ? (uint64_t) stride * fb_h : 0;
+        out_le(mg, fb_size, 8);
+        if (fb_size > 0)
+                out_bytes(mg, fb, fb_size);
+        out_le(mg, machine_guest_ticks(mg->machine), 8);
+        out_le(mg, running, 1);
+        r = machine_save_state(mg->machine, &state);
+        if (r < 0) {
+                state_writer_done(&state);
+                set_error(mg, "cannot save the devices' state: %s", strerror(-r));
+                return r;
+        }
+        out_le(mg, state.size, 8);
+        out_bytes(mg, state.data, state.size);
+        state_writer_done(&state);
+        uint32_t crc = crc32_final(&mg->crc);
+        out_bytes(mg, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
+        out_le(mg, crc, 4);
+        out_flush(mg);
+        report(mg, 0, UINT64_MAX, false);
+        return mg->out_error;
+}
+
+static int run_migration(Migration *mg) {
+        StateWriter header = {};
+        uint64_t size;
+        int r;
+
+        mg->ram = machine_ram(mg->machine, &size);
+        mg->pages = size / SAVEVM_PAGE_SIZE;
+        mg->words = (size_t) ((mg->pages + 63) / 64);
+        mg->pending = calloc(mg->words, sizeof(uint64_t));
+        mg->buf = malloc(OUT_BUFFER);
+        if (!mg->pending || !mg->buf) {
+                set_error(mg, "out of memory");
+                return -ENOMEM;
+        }
+        r = savevm_describe(mg->machine, &header, mg->error, sizeof(mg->error));
+        if (r < 0) {
+                state_writer_done(&header);
+                set_error(mg, "cannot describe the machine: %s", strerror(-r));
+                return r;
+        }
+        crc32_init(&mg->crc);
+        out_bytes(mg, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
+        out_le(mg, SAVEVM_VERSION, 4);
+        out_le(mg, SAVEVM_FLAG_LIVE, 4);
+        out_le(mg, header.size, 8);
+        out_bytes(mg, header.data, header.size);
+        state_writer_done(&header);
+
+        r = precopy(mg);
+        if (r >= 0)
+                r = stop_and_copy(mg);
+        if (r >= 0)
+                r = read_ack(mg, SAVEVM_ACK_LOADED);
+        if (r == -ECONNRESET || r == -EPROTO)
+                set_error(mg, "the destination refused the stream (see its log)");
+        if (r >= 0) {
+                char go = SAVEVM_ACK_GO;
+
+                /* The destination has it all: its disks are flushed, and their locks are for it to take. */
+                for (size_t i = 0; i < machine_n_disks(mg->machine); i++) {
+                        (void) block_image_flush(machine_disk_image(mg->machine, i));
+                        block_image_unlock(machine_disk_image(mg->machine, i));
+                }
+                mg->disks_released = true;
+                r = write(mg->fd, &go, 1) == 1 ? 0 : -errno;
+        }
+        if (r >= 0) {
+                r = read_ack(mg, SAVEVM_ACK_RUNNING);
+                if (r < 0)
+                        set_error(mg, "the destination did not take the VM over: %s", strerror(-r));
+        }
+        return r;
+}
+
+static void *migration_thread(void *userdata) {
+        Migration *mg = userdata;
+        int r;
+
+        r = run_migration(mg);
+        machine_dirty_stop(mg->machine);
+        if (r < 0) {
+                if (r == -ECANCELED)
+                        set_error(mg, "cancelled");
+                set_error(mg, "%s", strerror(-r));
+                (void) shutdown(mg->fd, SHUT_RDWR);
+                bool relocked = true;
+                for (size_t i = 0; mg->disks_released && i < machine_n_disks(mg->machine); i++)
+                        if (block_image_lock(machine_disk_image(mg->machine, i)) < 0)
+                                relocked = false;
+                if (!relocked) {
+                        /* Someone took an image meanwhile: running the guest here could corrupt it. */
+                        pthread_mutex_lock(&mg->lock);
+                        snprintf(mg->error, sizeof(mg->error),
+                                 "the destination failed after taking a disk image; the VM stays paused here");
+                        pthread_mutex_unlock(&mg->lock);
+                } else if (mg->paused_here)
+                        (void) machine_request_wait(mg->machine, MACHINE_REQUEST_RESUME, REQUEST_TIMEOUT_USEC);
+        }
+        pthread_mutex_lock(&mg->lock);
+        mg->status = r < 0 ? MIGRATION_FAILED : MIGRATION_COMPLETED;
+        mg->progress.bytes_sent = mg->sent;
+        pthread_mutex_unlock(&mg->lock);
+        notify(mg);
+        return NULL;
+}
+
+int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, Migration **ret) {
+        Migration *mg;
+        int r;
+
+        mg = calloc(1, sizeof(*mg));
+        if (!mg) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        mg->machine = m;
+        mg->fd = fd;
+        mg->downtime_limit_msec = downtime_limit_msec;
+        mg->status = MIGRATION_ACTIVE;
+        pthread_mutex_init(&mg->lock, NULL);
+        mg->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        mg->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (mg->notify_fd < 0 || mg->cancel_fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+                r = -errno;
+                migration_free(mg);
+                return r;
+        }
+        r = -pthread_create(&mg->thread, NULL, migration_thread, mg);
+        if (r < 0) {
+                migration_free(mg);
+                return r;
+        }
+        mg->thread_started = true;
+        *ret = mg;
+        return 0;
+}
+
+Migration *migration_free(Migration *mg) {
+        if (!mg)
+                return NULL;
+        if (mg->thread_started) {
+                migration_cancel(mg);
+                pthread_join(mg->thread, NULL);
+        }
+        safe_close(mg->fd);
+        safe_close(mg->notify_fd);
+        safe_close(mg->cancel_fd);
+        pthread_mutex_destroy(&mg->lock);
+        free(mg->pending);
+        free(mg->buf);
+        free(mg);
+        return NULL;
+}
+
+int migration_notify_fd(Migration *mg) {
+        return mg->notify_fd;
+}
+
+void migration_notify_drain(Migration *mg) {
+        uint64_t v;
+        (void) !read(mg->notify_fd, &v, sizeof(v));
+}
+
+MigrationStatus migration_status(Migration *mg) {
+        MigrationStatus s;
+
+        pthread_mutex_lock(&mg->lock);
+        s = mg->status;
+        pthread_mutex_unlock(&mg->lock);
+        return s;
+}
+
+MigrationProgress migration_progress(Migration *mg) {
+        MigrationProgress p;
+
+        pthread_mutex_lock(&mg->lock);
+        p = mg->progress;
+        pthread_mutex_unlock(&mg->lock);
+        return p;
+}
+
+const char *migration_error(Migration *mg) {
+        /* Written before the status turns FAILED, never after. */
+        return mg->error;
+}
+
+void migration_cancel(Migration *mg) {
+        uint64_t one = 1;
+        (void) !write(mg->cancel_fd, &one, sizeof(one));
+}
+
+/* ---- connecting ---- */
+
+int migration_connect(const char *uri, char *error, size_t error_size) {
+        _cleanup_close_ int fd = -EBADF;
+
+        if (strncmp(uri, "unix:", 5) == 0) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                const char *path = uri + 5;
+
+                if (!*path || strlen(path) >= sizeof(sa.sun_path))
+                        return savevm_fail(error, error_size, "invalid socket path in '%s'", uri), -EINVAL;
+                memcpy(sa.sun_path, path, strlen(path));
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                        int r = -errno;
+                        savevm_fail(error, error_size, "cannot connect to %s: %s", uri, strerror(-r));
+                        return r;
+                }
+                return TAKE_FD(fd);
+        }
+        if (strncmp(uri, "tcp:", 4) == 0) {
+                struct sockaddr_in sa = { .sin_family = AF_INET };
+                char host[INET_ADDRSTRLEN];
+                const char *colon = strrchr(uri + 4, ':');
+                char *end;
+                unsigned long port;
+
+                if (!colon || (size_t) (colon - (uri + 4)) >= sizeof(host))
+                        return savevm_fail(error, error_size, "invalid '%s': expected tcp:ADDRESS:PORT", uri), -EINVAL;
+                memcpy(host, uri + 4, (size_t) (colon - (uri + 4)));
+                host[colon - (uri + 4)] = 0;
+                port = strtoul(colon + 1, &end, 10);
+                if (!colon[1] || *end || port == 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+                        return savevm_fail(error, error_size, "invalid '%s': expected tcp:ADDRESS:PORT", uri), -EINVAL;
+                sa.sin_port = htons((uint16_t) port);
+                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                        int r = -errno;
+                        savevm_fail(error, error_size, "cannot connect to %s: %s", uri, strerror(-r));
+                        return r;
+                }
+                return TAKE_FD(fd);
+        }
+        savevm_fail(error, error_size, "invalid migration address '%s': expected unix:PATH or tcp:ADDRESS:PORT", uri);
+        return -EINVAL;
+}
