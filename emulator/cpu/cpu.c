@@ -924,7 +924,7 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                         if (h->debug.stop.reason != HART_STOP_NONE)
                                 return HART_EXIT_DEBUG;
                 } else if (h->jit)
-                        executed = jit_run_slice(h);
+                        executed = jit_run_slice(h, left);
                 else
                         while (h->instret < h->slice_end) {
                                 step(h);

@@ -32,6 +32,7 @@
 #define JIT_MIN_CACHE_SIZE (256u << 10)
 #define JIT_MAX_BLOCKS (1u << 17)
 #define JIT_HASH_BITS 16
+#define INTERP_PROFILE_SIZE 256
 /* Host bytes one guest instruction may take, including its share of the exits (generous). */
 #define JIT_MAX_INSN_BYTES 200
 #define ALIGN_TO(n, a) (((n) + (a) - 1) & ~((size_t) (a) - 1))
@@ -41,6 +42,9 @@ enum {
         EXIT_NEXT = 0,          /* h->pc is set: look up the next block */
         EXIT_STEP = 1,          /* h->pc is set: the interpreter executes this one instruction */
         EXIT_TLB = 2,           /* as EXIT_STEP, for a load/store that missed the inline TLB */
+        EXIT_JC_MISS = 3,       /* as EXIT_NEXT, after a jump the jump cache did not know */
+        EXIT_SLICE = 4,         /* as EXIT_NEXT: a chained block did not fit in the slice */
+        EXIT_DIVERTED = 5,      /* as EXIT_NEXT: an instruction the interpreter ran inline trapped, jumped or ended the slice */
         _EXIT_MAX,              /* anything above is a direct-jump site to chain */
 };
 
@@ -52,6 +56,7 @@ typedef struct Block {
         uint32_t hash_next;     /* next block in the hash bucket (index into blocks, 0 = none) */
         uint32_t page_next;     /* next block of the same guest page */
         const uint8_t *code;    /* entry point, in the executable mapping */
+        const uint8_t *body;    /* entry point past the slice check, for the dispatcher (which checks itself) */
 } Block;
 
 typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
@@ -59,12 +64,23 @@ typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
 /*
  * The jump cache: guest virtual pc -> block entry, looked up inline by
  * indirect jumps and jumps out of the page, filled by the dispatcher. An
- * entry is valid while its tag (privilege | generation << 32) matches;
- * the generation moves on every TLB flush (mappings may have changed),
- * FENCE.I and invalidation, which empties the cache in O(1).
+ * entry is valid while its tag (privilege | TLB context << 8 | generation
+ * << 32) matches; the generation moves on every TLB flush (mappings may
+ * have changed), FENCE.I and invalidation, which empties the cache in
+ * O(1). The TLB context (address space) is part of the tag rather than a
+ * reason to flush, so that switching between processes keeps each one's
+ * entries.
  */
-#define JC_BITS 12
+#define JC_BITS 13
 #define JC_SIZE (1u << JC_BITS)
+#define JC_CONTEXT_SHIFT 8
+
+#define JC_HASH_MUL 0x9e3779b97f4a7c15ULL
+
+/* Multiplicative hashing: the pc's low bits alone made hot code a few pages apart collide. */
+static inline unsigned jc_index(uint64_t pc) {
+        return (unsigned) (((pc >> 1) * JC_HASH_MUL) >> (64 - JC_BITS));
+}
 
 typedef struct JcEntry {
         uint64_t pc;
@@ -98,8 +114,13 @@ struct Jit {
         bool single_block;
 
         JitStats stats;
+        /* $ORRERY_JIT_STATS: interpreter steps by instruction pattern, to choose what to translate next */
+        struct {
+                uint32_t pattern;
+                uint64_t count;
+        } *interp_profile;
 
-        uint64_t jc_tag;        /* generation << 32; translated code reads it at jc[-1] */
+        uint64_t jc_tag;        /* generation << 32 | TLB context << 8; translated code reads it at jc[-1] */
         JcEntry jc[JC_SIZE];
 };
 
@@ -108,13 +129,18 @@ _Static_assert(sizeof(JcEntry) == 32, "translated code scales the jump cache ind
 
 static void jc_invalidate(Jit *j) {
         j->jc_tag += 1ULL << 32;
-        if (j->jc_tag == 0)
+        if ((j->jc_tag >> 32) == 0)
                 memset(j->jc, 0, sizeof(j->jc)); /* the generation wrapped: old tags could match again */
 }
 
 void jit_tlb_flushed(Jit *j) {
         if (j)
                 jc_invalidate(j);
+}
+
+void jit_tlb_context_selected(Jit *j, unsigned context) {
+        if (j)
+                j->jc_tag = (j->jc_tag & ~0xffffffffULL) | (uint64_t) context << JC_CONTEXT_SHIFT;
 }
 
 bool jit_supported(void) {
@@ -267,6 +293,8 @@ static void unmap_page_for_stores(Jit *j, uint64_t pa_page) {
                         }
 }
 
+static void log_interp_profile(Jit *j);
+
 int jit_new(Hart *h, Jit **ret) {
         _cleanup_close_ int fd = -EBADF;
         const char *s;
@@ -289,6 +317,11 @@ int jit_new(Hart *h, Jit **ret) {
         if (s && atoi(s) >= 1 && atoi(s) <= JIT_MAX_BLOCK_INSNS)
                 j->max_insns = (unsigned) atoi(s);
         j->no_chain = getenv("ORRERY_JIT_NO_CHAIN") != NULL;
+        if (getenv("ORRERY_JIT_STATS")) {
+                j->interp_profile = calloc(INTERP_PROFILE_SIZE, sizeof(*j->interp_profile));
+                if (!j->interp_profile)
+                        goto nomem;
+        }
         j->hart = h;
         j->size = size;
         j->rw = j->rx = MAP_FAILED;
@@ -316,6 +349,7 @@ int jit_new(Hart *h, Jit **ret) {
 
         emit_trampoline(j);
         flush_all(j);
+        jit_tlb_context_selected(j, h->tlb_current);
         j->stats.cache_flushes = 0;
         *ret = j;
         return 0;
@@ -335,13 +369,19 @@ Jit *jit_free(Jit *j) {
                 JitStats s;
                 jit_get_stats(j, &s);
                 log_info("jit: %llu blocks translated (%llu instructions), %llu block entries, %llu chains, "
-                         "%llu interpreter steps, %llu TLB exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
+                         "%llu interpreter steps, %llu inline interpreter calls, %llu TLB exits, "
+                         "%llu jump cache misses, %llu unchained exits, %llu slice exits, %llu diverted exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
                          "code cache peak %llu KiB of %zu KiB",
                          (unsigned long long) s.blocks_translated, (unsigned long long) s.insns_translated,
                          (unsigned long long) s.block_runs, (unsigned long long) s.chains_patched,
-                         (unsigned long long) s.interp_steps, (unsigned long long) s.tlb_exits,
+                         (unsigned long long) s.interp_steps, (unsigned long long) s.inline_steps,
+                         (unsigned long long) s.tlb_exits, (unsigned long long) s.jc_misses,
+                         (unsigned long long) s.chain_exits, (unsigned long long) s.slice_exits,
+                         (unsigned long long) s.diverted_exits,
                          (unsigned long long) s.fence_i, (unsigned long long) s.cache_flushes, (unsigned long long) s.page_invalidations,
                          (unsigned long long) s.code_bytes_peak / 1024, j->size / 1024);
+                if (j->interp_profile)
+                        log_interp_profile(j);
         }
         if (j->rw != MAP_FAILED)
                 munmap(j->rw, j->size);
@@ -351,6 +391,7 @@ Jit *jit_free(Jit *j) {
         free(j->page_hash);
         free(j->page_fence);
         free(j->blocks);
+        free(j->interp_profile);
         return mfree(j);
 }
 
@@ -441,7 +482,8 @@ typedef struct Stub {
         uint8_t *rel[3];        /* jcc rel32s that lead here */
         uint64_t pc;
         unsigned done;          /* instructions retired before this one */
-        unsigned code;          /* EXIT_STEP or EXIT_TLB */
+        unsigned code;          /* EXIT_STEP, EXIT_TLB or EXIT_DIVERTED */
+        bool pc_set;            /* h->pc is already right (after an interpreter call) */
 } Stub;
 
 typedef struct Translation {
@@ -450,6 +492,7 @@ typedef struct Translation {
         Stub stubs[JIT_MAX_BLOCK_INSNS + 1];
         unsigned n_stubs;
         uint64_t page;          /* virtual page of the block */
+        unsigned committed;     /* instructions already added to instret inside the block (see emit_interp_step) */
 } Translation;
 
 static void emit_jmp_epilogue(Translation *t) {
@@ -479,9 +522,12 @@ static void emit_jump_cache(Translation *t) {
         Emit *e = &t->e;
         uint8_t *miss[2];
 
+        /* rax = jc_index(rcx) * 32 */
         emit_mov_rr(e, RAX, RCX);
         emit_shift_imm(e, SHIFT_SHR, true, RAX, 1);
-        emit_alu_imm(e, ALU_AND, false, RAX, JC_SIZE - 1);
+        emit_mov_imm(e, RSI, JC_HASH_MUL);
+        e8(e, 0x48); e8(e, 0x0f); e8(e, 0xaf); e8(e, 0xc6);             /* imul rax, rsi */
+        emit_shift_imm(e, SHIFT_SHR, true, RAX, 64 - JC_BITS);
         emit_shift_imm(e, SHIFT_SHL, true, RAX, 5);
         emit_mov_imm(e, RDX, (uint64_t) (uintptr_t) t->j->jc);
         e8(e, 0x48); e8(e, 0x3b); e8(e, 0x0c); e8(e, 0x02);             /* cmp rcx, [rdx + rax] */
@@ -494,7 +540,7 @@ static void emit_jump_cache(Translation *t) {
         e8(e, 0xff); e8(e, 0x64); e8(e, 0x02); e8(e, 0x10);             /* jmp [rdx + rax + 16] */
         patch_rel32(miss[0], e->p);
         patch_rel32(miss[1], e->p);
-        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_mov_imm(e, RAX, EXIT_JC_MISS);
         emit_jmp_epilogue(t);
 }
 
@@ -522,7 +568,7 @@ static void emit_exit_to(Translation *t, uint64_t target) {
 static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code) {
         Stub *s = &t->stubs[t->n_stubs++];
 
-        *s = (Stub) { .pc = pc, .done = done, .code = code };
+        *s = (Stub) { .pc = pc, .done = done - t->committed, .code = code };
         return s;
 }
 
@@ -673,6 +719,71 @@ static void emit_fp_op(Translation *t, const DecodedInsn *d, uint64_t pc, unsign
         s->rel[0] = emit_jcc(e, CC_NE);
 }
 
+/*
+ * Instructions the interpreter executes from inside a block (a call, not
+ * an exit to the dispatcher): atomics and CSR accesses, except satp and
+ * PMP, whose writes change the fetch mappings or permissions the rest of
+ * the block was translated under, and mcycle/minstret, whose writes move
+ * instret under the block's own count. They may trap, jump or end the slice (a CSR write that unmasks
+ * an interrupt); the block checks for that after the call and leaves.
+ */
+#define CSR_SATP 0x180
+#define CSR_PMP_FIRST 0x3a0
+#define CSR_PMP_LAST 0x3ef
+#define CSR_MCOUNTERS_FIRST 0xb00
+#define CSR_MCOUNTERS_LAST 0xbff
+
+static void profile_step(Jit *j, Hart *h);
+
+static bool steps_inline(const DecodedInsn *d) {
+        uint32_t insn = (uint32_t) d->imm;
+
+        if (d->op == OP_AMO)
+                return true;
+        if (d->op != OP_SYSTEM || ((insn >> 12) & 3) == 0)
+                return false; /* not Zicsr: ECALL, EBREAK, xRET, WFI, SFENCE.VMA */
+        unsigned csr = insn >> 20;
+        return csr != CSR_SATP && !(csr >= CSR_PMP_FIRST && csr <= CSR_PMP_LAST) &&
+                !(csr >= CSR_MCOUNTERS_FIRST && csr <= CSR_MCOUNTERS_LAST);
+}
+
+static void helper_interp_step(Hart *h) {
+        Jit *j = h->jit;
+
+        if (j->interp_profile)
+                profile_step(j, h);
+        hart_step(h);
+        h->instret++;
+        j->stats.inline_steps++;
+}
+
+/*
+ * Calls the interpreter for the instruction at 'pc', the block's
+ * instruction number 'n'. instret must be exact for it (it may read
+ * instret or trap), so the block's count so far is added first.
+ */
+static void emit_interp_step(Translation *t, uint64_t pc, unsigned n, unsigned len) {
+        Emit *e = &t->e;
+        Stub *s;
+
+        if (n > t->committed)
+                emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n - t->committed));
+        t->committed = n + 1;
+        emit_set_pc(t, pc);
+        emit_mov_rr(e, RDI, RBX);
+        emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_interp_step);
+        emit_call_rax(e);
+        /* Leave if it did not simply fall through to the next instruction, or ended the slice. */
+        s = new_stub(t, 0, n + 1, EXIT_DIVERTED);
+        s->pc_set = true;
+        emit_mov_imm(e, RCX, pc + len);
+        emit_alu_mem(e, ALU_CMP, true, RCX, RBX, OFF(pc));
+        s->rel[0] = emit_jcc(e, CC_NE);
+        /* cmp qword [rbx + slice_end], 0 */
+        e8(e, 0x48); e8(e, 0x83); modrm_disp32(e, 7, RBX, OFF(slice_end)); e8(e, 0x00);
+        s->rel[1] = emit_jcc(e, CC_E);
+}
+
 static void emit_helper2(Translation *t, const DecodedInsn *d, uint64_t (*fn)(uint64_t, uint64_t)) {
         Emit *e = &t->e;
 
@@ -780,6 +891,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         t->e.p = j->rw + j->used;
         t->n_stubs = 0;
         t->page = pc & PAGE_MASK;
+        t->committed = 0;
 
         const uint8_t *entry = t->e.p;
         Emit *e = &t->e;
@@ -791,6 +903,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         e32(e, 0);
         emit_alu_mem(e, ALU_CMP, true, RAX, RBX, OFF(slice_end));
         budget_rel = emit_jcc(e, CC_A);
+        const uint8_t *body = e->p;
 
         for (;;) {
                 unsigned off = (unsigned) (pc & (PAGE_SIZE - 1));
@@ -799,7 +912,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 DecodedInsn d;
 
                 if (n == j->max_insns || (pc & PAGE_MASK) != t->page) {
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n - t->committed));
                         emit_exit_to(t, pc);
                         break;
                 }
@@ -808,7 +921,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 if ((lo & 3) == 3) {
                         uint16_t hi;
                         if (off + 4 > PAGE_SIZE) {
-                                emit_exit(t, n, pc, EXIT_STEP);
+                                emit_exit(t, n - t->committed, pc, EXIT_STEP);
                                 break;
                         }
                         memcpy(&hi, page + off + 2, 2);
@@ -839,7 +952,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                                 emit_mov_imm(e, RAX, pc + d.len);
                                 emit_store64(e, RBX, XOFF(d.rd), RAX);
                         }
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n + 1 - t->committed));
                         emit_exit_to(t, pc + (uint64_t) d.imm);
                         n++;
                         break;
@@ -853,18 +966,20 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                                 emit_store64(e, RBX, XOFF(d.rd), RAX);
                         }
                         emit_store64(e, RBX, OFF(pc), RCX);
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n + 1 - t->committed));
                         emit_jump_cache(t);
                         n++;
                         break;
                 } else if (op >= OP_BEQ && op <= OP_BGEU) {
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n + 1 - t->committed));
                         emit_branch(t, &d, pc);
                         n++;
                         break;
+                } else if (steps_inline(&d)) {
+                        emit_interp_step(t, pc, n, d.len);
                 } else {
-                        /* Everything else (CSRs, A, F/D, system, FENCE.I, illegal) is the interpreter's. */
-                        emit_exit(t, n, pc, EXIT_STEP);
+                        /* What may change the mappings, the privilege or the code (xRET, ECALL, SFENCE.VMA, satp, FENCE.I, WFI, illegal) ends the block. */
+                        emit_exit(t, n - t->committed, pc, EXIT_STEP);
                         break;
                 }
                 n++;
@@ -874,14 +989,18 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         /* Out-of-line exits: the budget check and the TLB misses. */
         patch_rel32(budget_rel, e->p);
         emit_set_pc(t, start);
-        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_mov_imm(e, RAX, EXIT_SLICE);
         emit_jmp_epilogue(t);
         for (unsigned i = 0; i < t->n_stubs; i++) {
                 Stub *s = &t->stubs[i];
                 for (unsigned k = 0; k < ELEMENTSOF(s->rel); k++)
                         if (s->rel[k])
                                 patch_rel32(s->rel[k], e->p);
-                emit_exit(t, s->done, s->pc, s->code);
+                if (s->pc_set) {
+                        emit_mov_imm(e, RAX, s->code);
+                        emit_jmp_epilogue(t);
+                } else
+                        emit_exit(t, s->done, s->pc, s->code);
         }
         uint32_t len = n;
         memcpy(budget_imm, &len, 4);
@@ -903,6 +1022,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 .priv = h->priv,
                 .ninsn = n,
                 .code = rw_to_rx(j, entry),
+                .body = rw_to_rx(j, body),
         };
         unsigned hi = hash_block(pa, start);
         b->hash_next = j->hash[hi];
@@ -948,16 +1068,62 @@ static Block *lookup(Jit *j, Hart *h) {
         return translate(j, h, pc, pa, mem->ram + (off & PAGE_MASK));
 }
 
+/* The instruction's opcode, funct3 and (for CSRs and system instructions) immediate field: one pattern per kind. */
+static uint32_t insn_pattern(uint32_t raw) {
+        if ((raw & 3) != 3)
+                return raw & 0xe003;
+        if ((raw & 0x7f) == 0x73)
+                return raw & 0xfff0707f;
+        return raw & 0xf800707f;
+}
+
+static void profile_step(Jit *j, Hart *h) {
+        const TlbEntry *te = &h->tlb_fetch[(h->pc >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+        uint32_t raw = 0, pattern;
+
+        if (te->tag == (h->pc & PAGE_MASK) && (h->pc & (PAGE_SIZE - 1)) <= PAGE_SIZE - 4)
+                memcpy(&raw, (const void *) (uintptr_t) (h->pc + te->addend), 4);
+        pattern = insn_pattern(raw);
+        for (unsigned k = 0; k < INTERP_PROFILE_SIZE; k++) {
+                unsigned i = (pattern + k) % INTERP_PROFILE_SIZE;
+                if (j->interp_profile[i].count == 0)
+                        j->interp_profile[i].pattern = pattern;
+                if (j->interp_profile[i].pattern == pattern) {
+                        j->interp_profile[i].count++;
+                        return;
+                }
+        }
+}
+
+/* Logs the most frequent patterns (and forgets the counts). */
+static void log_interp_profile(Jit *j) {
+        for (unsigned n = 0; n < 16; n++) {
+                unsigned best = INTERP_PROFILE_SIZE;
+                for (unsigned i = 0; i < INTERP_PROFILE_SIZE; i++)
+                        if (j->interp_profile[i].count && (best == INTERP_PROFILE_SIZE ||
+                                                           j->interp_profile[i].count > j->interp_profile[best].count))
+                                best = i;
+                if (best == INTERP_PROFILE_SIZE)
+                        return;
+                log_info("jit: interpreter steps for pattern 0x%08x: %llu", j->interp_profile[best].pattern,
+                         (unsigned long long) j->interp_profile[best].count);
+                j->interp_profile[best].count = 0;
+        }
+}
+
 static void step(Jit *j, Hart *h) {
+        if (j->interp_profile)
+                profile_step(j, h);
         hart_step(h);
         h->instret++;
         j->stats.interp_steps++;
         j->stats.retired++;
 }
 
-uint64_t jit_run_slice(Hart *h) {
+uint64_t jit_run_slice(Hart *h, uint64_t max) {
         Jit *j = h->jit;
         uint64_t start = j->stats.retired;
+        uint64_t end = h->instret + max;
         uintptr_t pending = 0;          /* a direct-jump site to chain to the next block */
         uint64_t pending_gen = 0;
 
@@ -965,7 +1131,12 @@ uint64_t jit_run_slice(Hart *h) {
                 Block *b = lookup(j, h);
                 uintptr_t r;
 
-                if (!b || b->ninsn == 0 || b->ninsn > h->slice_end - h->instret) {
+                /*
+                 * A block that starts in the slice may end past it (by less than a block), not past
+                 * the caller's budget: stepping the slice's last instructions one by one cost a
+                 * dispatcher round each, and a translation for every block tail.
+                 */
+                if (!b || b->ninsn == 0 || b->ninsn > end - h->instret) {
                         pending = 0;
                         step(j, h);
                         if (j->single_block)
@@ -981,23 +1152,39 @@ uint64_t jit_run_slice(Hart *h) {
                 pending = 0;
 
                 if (!j->no_chain && !j->single_block) {
-                        JcEntry *c = &j->jc[(h->pc >> 1) & (JC_SIZE - 1)];
+                        JcEntry *c = &j->jc[jc_index(h->pc)];
                         *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = b->code };
                 }
 
                 pending_gen = j->gen;
                 j->stats.block_runs++;
                 uint64_t before = h->instret;
-                r = j->enter(h, b->code);
+                r = j->enter(h, b->body);
                 /* Translated code writes instret only by adding what it retired. */
                 j->stats.retired += h->instret - before;
-                if (r == EXIT_STEP || r == EXIT_TLB) {
-                        if (r == EXIT_TLB)
-                                j->stats.tlb_exits++;
-                        if (h->instret < h->slice_end)
+                switch (r) {
+                case EXIT_TLB:
+                        j->stats.tlb_exits++;
+                        __attribute__((fallthrough));
+                case EXIT_STEP:
+                        if (h->instret < end)
                                 step(j, h);
-                } else if (r != EXIT_NEXT)
+                        break;
+                case EXIT_JC_MISS:
+                        j->stats.jc_misses++;
+                        break;
+                case EXIT_SLICE:
+                        j->stats.slice_exits++;
+                        break;
+                case EXIT_DIVERTED:
+                        j->stats.diverted_exits++;
+                        break;
+                case EXIT_NEXT:
+                        break;
+                default:
+                        j->stats.chain_exits++;
                         pending = r;
+                }
                 if (j->single_block)
                         break;
         }

@@ -38,10 +38,11 @@
  * across remappings because the source block was itself found through the
  * current mapping.
  *
- * Interrupts: a block is entered only if all of it fits in the current
- * slice (hart_run() never overshoots its budget), so a guest spinning in a
- * loop of chained blocks still returns to hart_run() every slice, where
- * interrupts and kicks are looked at exactly as with the interpreter.
+ * Interrupts: a chained block is entered only if all of it fits in the
+ * current slice, so a guest spinning in a loop of chained blocks still
+ * returns to hart_run() every slice, where interrupts and kicks are looked
+ * at exactly as with the interpreter; the dispatcher lets the slice's last
+ * block run past the slice, never past hart_run()'s budget.
  *
  * W^X: the code cache is one memfd mapped twice, read-write for the
  * translator and read-execute for running, so no mapping is ever writable
@@ -60,8 +61,13 @@ typedef struct JitStats {
         uint64_t insns_translated;
         uint64_t block_runs;            /* entries from the dispatcher (chained entries are not counted) */
         uint64_t chains_patched;
-        uint64_t interp_steps;          /* instructions left to the interpreter */
+        uint64_t interp_steps;          /* instructions left to the interpreter by the dispatcher */
+        uint64_t inline_steps;          /* instructions translated code called the interpreter for (CSRs, atomics) */
         uint64_t tlb_exits;             /* loads/stores that missed the inline TLB */
+        uint64_t jc_misses;             /* indirect or cross-page jumps the jump cache did not know */
+        uint64_t chain_exits;           /* direct jumps not (yet) chained */
+        uint64_t slice_exits;           /* chained blocks that did not fit in the slice */
+        uint64_t diverted_exits;        /* inline interpreter calls that trapped, jumped or ended the slice */
         uint64_t fence_i;
         uint64_t cache_flushes;         /* whole-cache flushes: full, reset */
         uint64_t page_invalidations;
@@ -79,10 +85,11 @@ Jit *jit_free(Jit *j);
 
 /*
  * Runs translated blocks (and the interpreter for what is not translated)
- * until h->instret reaches h->slice_end; never beyond it. Returns the
- * number of instructions retired.
+ * until h->instret reaches h->slice_end. The last block may end past the
+ * slice, but never beyond 'max' instructions (the caller's budget).
+ * Returns the number of instructions retired.
  */
-uint64_t jit_run_slice(Hart *h);
+uint64_t jit_run_slice(Hart *h, uint64_t max);
 
 /* Drops every translation (reset, guest RAM rewritten). */
 void jit_invalidate_all(Jit *j);
@@ -95,6 +102,9 @@ void jit_invalidate_page(Jit *j, uint64_t pa);
 
 /* The hart's TLB was flushed (SFENCE.VMA, satp, PMP): virtual-address shortcuts are stale. */
 void jit_tlb_flushed(Jit *j);
+
+/* The hart switched to TLB context (address space) 'context', whose mappings are unchanged since it was last left. */
+void jit_tlb_context_selected(Jit *j, unsigned context);
 
 /* Whether the page of 'pa' holds translated code (then it must stay out of the store TLB). */
 bool jit_page_has_code(const Jit *j, uint64_t pa);
