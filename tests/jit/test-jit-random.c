@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "macro.h"
 #include "tap.h"
 
 #define PROGRAM_INSNS 400
@@ -234,6 +235,63 @@ static void test_spin_takes_interrupt(void) {
               "... and takes the timer interrupt raised meanwhile (mcause 0x%llx)", (unsigned long long) h->mcause);
 }
 
+/*
+ * The dispatcher lets a slice's last block run past the slice (stepping
+ * its tail instruction by instruction was slow), but hart_run() must still
+ * retire exactly its budget: budgets here end inside a 51-instruction
+ * loop body, across several 4096-instruction slices.
+ */
+static void test_long_block_budget(void) {
+        static const uint64_t budgets[] = { 4096 + 25, 3 * 4096 - 1, 2 * 4096 + 50 };
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        uint64_t executed = 0;
+
+        th_use_engine(t, "jit");
+        for (unsigned i = 0; i < 50; i++)
+                th_emit(t, ADDI(5, 5, 1));
+        th_emit(t, JAL(0, -50 * 4));
+
+        for (size_t i = 0; i < ELEMENTSOF(budgets); i++) {
+                uint64_t before = h->instret, rem;
+
+                th_run(t, budgets[i]);
+                executed += budgets[i];
+                rem = executed % 51;
+                CHECK(h->instret - before == budgets[i] && h->pc == CODE_BASE + 4 * rem &&
+                      h->x[5] == executed / 51 * 50 + MIN(rem, 50),
+                      "a budget of %llu ending inside a long block retires exactly that (%llu, pc +0x%llx, x5 = %llu)",
+                      (unsigned long long) budgets[i], (unsigned long long) (h->instret - before),
+                      (unsigned long long) (h->pc - CODE_BASE), (unsigned long long) h->x[5]);
+        }
+}
+
+/*
+ * A CSR write inside a block runs in place (no exit to the dispatcher);
+ * one that unmasks a pending interrupt must still have it taken right
+ * after it, not at the end of the block.
+ */
+static void test_csr_write_unmasks_interrupt(void) {
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        uint64_t after;
+
+        th_use_engine(t, "jit");
+        th_csr_write(t, CSR_MIE, MIP_MTIP);
+        hart_set_external_irq(h, MIP_MTIP, true);
+        th_emit(t, ADDI(5, 5, 1));
+        th_emit(t, CSRRSI(0, CSR_MSTATUS, 1u << 3)); /* MIE */
+        after = th_emit(t, ADDI(6, 6, 1));
+        th_emit(t, ADDI(6, 6, 1));
+        th_emit(t, ECALL());
+
+        th_run(t, 4);
+        CHECK(h->mcause == (CAUSE_INTERRUPT | 7) && th_csr(t, CSR_MEPC) == after && h->x[5] == 1 && h->x[6] == 0,
+              "an interrupt unmasked mid-block is taken right after the CSR write (mcause 0x%llx, mepc +0x%llx, x6 = %llu)",
+              (unsigned long long) h->mcause, (unsigned long long) (th_csr(t, CSR_MEPC) - CODE_BASE),
+              (unsigned long long) h->x[6]);
+}
+
 int main(void) {
         const char *s = getenv("ORRERY_JIT_SEEDS");
         unsigned n_seeds = s ? (unsigned) atoi(s) : 40;
@@ -241,6 +299,8 @@ int main(void) {
         test_self_modifying();
         test_fence_i_after_dma();
         test_spin_takes_interrupt();
+        test_long_block_budget();
+        test_csr_write_unmasks_interrupt();
 
         for (unsigned seed = 1; seed <= n_seeds; seed++) {
                 _cleanup_th_ TestHart *t = th_new();
