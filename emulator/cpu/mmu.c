@@ -356,5 +356,8 @@ void hart_tlb_fence(Hart *h, bool has_va, uint64_t va, bool has_asid, uint64_t a
                         continue;
                 context_fence(c, has_va, va, has_asid);
         }
-        jit_tlb_flushed(h->jit);
+        if (has_va)
+                jit_tlb_page_flushed(h->jit, va);
+        else
+                jit_tlb_flushed(h->jit);
 }

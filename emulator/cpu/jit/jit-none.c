@@ -32,6 +32,9 @@ void jit_fence_i(Jit *j) {
 void jit_tlb_context_selected(Jit *j, unsigned context) {
 }
 
+void jit_tlb_page_flushed(Jit *j, uint64_t va) {
+}
+
 void jit_tlb_flushed(Jit *j) {
 }
 

@@ -71,11 +71,17 @@ typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
  * reason to flush, so that switching between processes keeps each one's
  * entries.
  */
-#define JC_BITS 13
+#define JC_BITS 15
 #define JC_SIZE (1u << JC_BITS)
 #define JC_CONTEXT_SHIFT 8
 
 #define JC_HASH_MUL 0x9e3779b97f4a7c15ULL
+#define JC_PAGE_BITS 12
+
+/* The slot of a virtual page in the filter of pages that have jump cache entries. */
+static inline unsigned jc_page_index(uint64_t pc) {
+        return (unsigned) (((pc >> PAGE_SHIFT) * JC_HASH_MUL) >> (64 - JC_PAGE_BITS));
+}
 
 /* Multiplicative hashing: the pc's low bits alone made hot code a few pages apart collide. */
 static inline unsigned jc_index(uint64_t pc) {
@@ -120,6 +126,12 @@ struct Jit {
                 uint64_t count;
         } *interp_profile;
 
+        /*
+         * A filter of the virtual pages the jump cache has entries for in this generation:
+         * SFENCE.VMA of one page (Linux issues many, mostly for data) empties the cache only
+         * if that page may be in it.
+         */
+        uint64_t jc_pages[(1u << JC_PAGE_BITS) / 64];
         uint64_t jc_tag;        /* generation << 32 | TLB context << 8; translated code reads it at jc[-1] */
         JcEntry jc[JC_SIZE];
 };
@@ -128,6 +140,7 @@ _Static_assert(offsetof(Jit, jc) == offsetof(Jit, jc_tag) + 8, "translated code 
 _Static_assert(sizeof(JcEntry) == 32, "translated code scales the jump cache index by 32");
 
 static void jc_invalidate(Jit *j) {
+        memset(j->jc_pages, 0, sizeof(j->jc_pages));
         j->jc_tag += 1ULL << 32;
         if ((j->jc_tag >> 32) == 0)
                 memset(j->jc, 0, sizeof(j->jc)); /* the generation wrapped: old tags could match again */
@@ -135,6 +148,16 @@ static void jc_invalidate(Jit *j) {
 
 void jit_tlb_flushed(Jit *j) {
         if (j)
+                jc_invalidate(j);
+}
+
+void jit_tlb_page_flushed(Jit *j, uint64_t va) {
+        unsigned i;
+
+        if (!j)
+                return;
+        i = jc_page_index(va);
+        if (j->jc_pages[i / 64] & (1ULL << (i % 64)))
                 jc_invalidate(j);
 }
 
@@ -1153,7 +1176,9 @@ uint64_t jit_run_slice(Hart *h, uint64_t max) {
 
                 if (!j->no_chain && !j->single_block) {
                         JcEntry *c = &j->jc[jc_index(h->pc)];
+                        unsigned pi = jc_page_index(h->pc);
                         *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = b->code };
+                        j->jc_pages[pi / 64] |= 1ULL << (pi % 64);
                 }
 
                 pending_gen = j->gen;

@@ -103,6 +103,9 @@ void jit_invalidate_page(Jit *j, uint64_t pa);
 /* The hart's TLB was flushed (SFENCE.VMA, satp, PMP): virtual-address shortcuts are stale. */
 void jit_tlb_flushed(Jit *j);
 
+/* SFENCE.VMA of the page of 'va' (in one or all address spaces). */
+void jit_tlb_page_flushed(Jit *j, uint64_t va);
+
 /* The hart switched to TLB context (address space) 'context', whose mappings are unchanged since it was last left. */
 void jit_tlb_context_selected(Jit *j, unsigned context);
 
