@@ -516,7 +516,44 @@ typedef struct Translation {
         unsigned n_stubs;
         uint64_t page;          /* virtual page of the block */
         unsigned committed;     /* instructions already added to instret inside the block (see emit_interp_step) */
+        /*
+         * The guest register whose value rax / rcx hold, or -1: guest registers are always
+         * stored back at once, but reading the value just computed from the host register
+         * saves the store-to-load round trip on dependency chains.
+         */
+        int rax_reg, rcx_reg;
 } Translation;
+
+/* Host register 'r' (rax, rcx or another scratch register) = x[g], from rax/rcx if they hold it. */
+static void emit_get(Translation *t, unsigned r, unsigned g) {
+        Emit *e = &t->e;
+
+        if (g != 0 && t->rax_reg == (int) g) {
+                if (r != RAX)
+                        emit_mov_rr(e, r, RAX);
+        } else if (g != 0 && t->rcx_reg == (int) g) {
+                if (r != RCX)
+                        emit_mov_rr(e, r, RCX);
+        } else
+                emit_load64(e, r, RBX, XOFF(g));
+        if (r == RAX)
+                t->rax_reg = (int) g;
+        else if (r == RCX)
+                t->rcx_reg = (int) g;
+}
+
+/* op rax, x[g] (w: 64-bit), from rcx if it holds x[g]. */
+static void emit_alu_x(Translation *t, unsigned alu, bool w, unsigned g) {
+        Emit *e = &t->e;
+
+        if (g != 0 && t->rcx_reg == (int) g) {
+                if (w)
+                        e8(e, 0x48);
+                e8(e, (uint8_t) (alu * 8 + 3));
+                e8(e, (uint8_t) (0xc0 | (RAX << 3) | RCX));
+        } else
+                emit_alu_mem(e, alu, w, RAX, RBX, XOFF(g));
+}
 
 static void emit_jmp_epilogue(Translation *t) {
         patch_rel32(emit_jmp(&t->e), rx_to_rw(t->j, t->j->epilogue));
@@ -603,7 +640,7 @@ static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code)
 static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size, bool store, Stub *s) {
         Emit *e = &t->e;
 
-        emit_load64(e, RAX, RBX, XOFF(d->rs1));
+        emit_get(t, RAX, d->rs1);
         if (d->imm)
                 emit_alu_imm(e, ALU_ADD, true, RAX, (int32_t) d->imm);
         emit_mov_rr(e, RCX, RAX);
@@ -822,8 +859,8 @@ static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
         int32_t imm = (int32_t) d->imm;
         unsigned rs1 = d->rs1, rs2 = d->rs2;
 
-#define LOAD_A() emit_load64(e, RAX, RBX, XOFF(rs1))
-#define SHIFT_B() emit_load64(e, RCX, RBX, XOFF(rs2))
+#define LOAD_A() emit_get(t, RAX, rs1)
+#define SHIFT_B() emit_get(t, RCX, rs2)
         switch ((Op) d->op) {
         case OP_LUI: emit_mov_imm(e, RAX, (uint64_t) d->imm); break;
         case OP_AUIPC: emit_mov_imm(e, RAX, pc + (uint64_t) d->imm); break;
@@ -840,18 +877,18 @@ static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
         case OP_SLLIW: LOAD_A(); emit_shift_imm(e, SHIFT_SHL, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
         case OP_SRLIW: LOAD_A(); emit_shift_imm(e, SHIFT_SHR, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
         case OP_SRAIW: LOAD_A(); emit_shift_imm(e, SHIFT_SAR, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
-        case OP_ADD: LOAD_A(); emit_alu_mem(e, ALU_ADD, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_SUB: LOAD_A(); emit_alu_mem(e, ALU_SUB, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_XOR: LOAD_A(); emit_alu_mem(e, ALU_XOR, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_OR: LOAD_A(); emit_alu_mem(e, ALU_OR, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_AND: LOAD_A(); emit_alu_mem(e, ALU_AND, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_SLT: LOAD_A(); emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(rs2)); emit_setcc_rax(e, CC_L); break;
-        case OP_SLTU: LOAD_A(); emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(rs2)); emit_setcc_rax(e, CC_B); break;
+        case OP_ADD: LOAD_A(); emit_alu_x(t, ALU_ADD, true, rs2); break;
+        case OP_SUB: LOAD_A(); emit_alu_x(t, ALU_SUB, true, rs2); break;
+        case OP_XOR: LOAD_A(); emit_alu_x(t, ALU_XOR, true, rs2); break;
+        case OP_OR: LOAD_A(); emit_alu_x(t, ALU_OR, true, rs2); break;
+        case OP_AND: LOAD_A(); emit_alu_x(t, ALU_AND, true, rs2); break;
+        case OP_SLT: LOAD_A(); emit_alu_x(t, ALU_CMP, true, rs2); emit_setcc_rax(e, CC_L); break;
+        case OP_SLTU: LOAD_A(); emit_alu_x(t, ALU_CMP, true, rs2); emit_setcc_rax(e, CC_B); break;
         case OP_SLL: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHL, true, RAX); break;
         case OP_SRL: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHR, true, RAX); break;
         case OP_SRA: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, true, RAX); break;
-        case OP_ADDW: LOAD_A(); emit_alu_mem(e, ALU_ADD, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
-        case OP_SUBW: LOAD_A(); emit_alu_mem(e, ALU_SUB, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
+        case OP_ADDW: LOAD_A(); emit_alu_x(t, ALU_ADD, false, rs2); emit_sext32(e, RAX); break;
+        case OP_SUBW: LOAD_A(); emit_alu_x(t, ALU_SUB, false, rs2); emit_sext32(e, RAX); break;
         case OP_SLLW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHL, false, RAX); emit_sext32(e, RAX); break;
         case OP_SRLW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHR, false, RAX); emit_sext32(e, RAX); break;
         case OP_SRAW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, false, RAX); emit_sext32(e, RAX); break;
@@ -887,8 +924,8 @@ static void emit_branch(Translation *t, const DecodedInsn *d, uint64_t pc) {
         Emit *e = &t->e;
         uint8_t *taken;
 
-        emit_load64(e, RAX, RBX, XOFF(d->rs1));
-        emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(d->rs2));
+        emit_get(t, RAX, d->rs1);
+        emit_alu_x(t, ALU_CMP, true, d->rs2);
         taken = emit_jcc(e, cc[d->op]);
         emit_exit_to(t, pc + d->len);
         patch_rel32(taken, e->p);
@@ -915,6 +952,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         t->n_stubs = 0;
         t->page = pc & PAGE_MASK;
         t->committed = 0;
+        t->rax_reg = t->rcx_reg = -1;
 
         const uint8_t *entry = t->e.p;
         Emit *e = &t->e;
@@ -953,14 +991,20 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 decode_insn(decode_key(raw), &d);
 
                 Op op = (Op) d.op;
+                int rax_reg = -1, rcx_reg = -1;        /* what rax and rcx hold after this instruction */
                 if (is_alu(op)) {
                         if (d.rd != 0) {
                                 emit_alu(t, &d, pc);
                                 emit_store64(e, RBX, XOFF(d.rd), RAX);
+                                rax_reg = d.rd;
+                        } else {
+                                rax_reg = t->rax_reg;
+                                rcx_reg = t->rcx_reg;
                         }
-                } else if (op >= OP_LB && op <= OP_LWU)
+                } else if (op >= OP_LB && op <= OP_LWU) {
                         emit_load(t, &d, pc, n);
-                else if (op >= OP_SB && op <= OP_SD)
+                        rcx_reg = d.rd ? d.rd : -1;
+                } else if (op >= OP_SB && op <= OP_SD)
                         emit_store(t, &d, pc, n);
                 else if (op == OP_FLW || op == OP_FLD)
                         emit_fp_load(t, &d, pc, n);
@@ -980,7 +1024,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                         n++;
                         break;
                 } else if (op == OP_JALR) {
-                        emit_load64(e, RCX, RBX, XOFF(d.rs1));
+                        emit_get(t, RCX, d.rs1);
                         if (d.imm)
                                 emit_alu_imm(e, ALU_ADD, true, RCX, (int32_t) d.imm);
                         emit_alu_imm(e, ALU_AND, true, RCX, -2);
@@ -1005,6 +1049,8 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                         emit_exit(t, n - t->committed, pc, EXIT_STEP);
                         break;
                 }
+                t->rax_reg = rax_reg;
+                t->rcx_reg = rcx_reg;
                 n++;
                 pc += d.len;
         }
