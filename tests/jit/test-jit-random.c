@@ -292,6 +292,75 @@ static void test_csr_write_unmasks_interrupt(void) {
               (unsigned long long) h->x[6]);
 }
 
+/*
+ * F/D arithmetic runs on the host's SSE/FMA unit when it can (round to
+ * nearest, a non-NaN result, no new exception flag) and in the FPU's own
+ * code otherwise. In lockstep with the interpreter: every operation on
+ * pairs of awkward values (NaNs, infinities, zeros, tiny and huge
+ * numbers), in static and dynamic rounding modes, with the accrued flags
+ * cleared now and then so that both paths are taken.
+ */
+static void test_fp_fast_path(void) {
+        static const uint64_t values[] = {
+                0x3ff0000000000000ULL,  /* 1.0 */
+                0x3fb999999999999aULL,  /* 0.1 */
+                0x7ff0000000000000ULL,  /* +inf */
+                0x8000000000000000ULL,  /* -0.0 */
+                0x7ff8000000000000ULL,  /* quiet NaN */
+                0x7ff0000000000001ULL,  /* signalling NaN */
+                0x0010000000000001ULL,  /* tiny (near the smallest normal) */
+                0x7fefffffffffffffULL,  /* largest finite */
+        };
+        static const unsigned funct7[] = { 0x01, 0x05, 0x09, 0x0d }; /* FADD/FSUB/FMUL/FDIV.D */
+        const unsigned n = ELEMENTSOF(values);
+        const uint64_t base = RAM_BASE + 0x20000;
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        unsigned count = 0, rd = 16;
+
+        th_use_engine(t, "lockstep");
+        th_pmp_allow_all(t);
+        th_csr_write(t, CSR_MSTATUS, 3u << 13); /* FS = dirty */
+        for (unsigned i = 0; i < n; i++)
+                h->fpu.f[1 + i] = values[i];
+
+        th_org(t, base);
+        for (unsigned frm = 0; frm < 2; frm++) {
+                th_emit(t, CSRRWI(0, CSR_FRM, frm));
+                count++;
+                for (unsigned op = 0; op < ELEMENTSOF(funct7) + 1; op++)
+                        for (unsigned rm = 0; rm < 8; rm += 7)
+                                for (unsigned a = 0; a < n; a++)
+                                        for (unsigned b = 0; b < n; b++) {
+                                                unsigned rs1 = 1 + a, rs2 = 1 + b, rs3 = 1 + (a + b) % n;
+                                                uint32_t insn = op == ELEMENTSOF(funct7) ?
+                                                        enc_r4(0x43, rm, 1, rd, rs1, rs2, rs3) :
+                                                        enc_r(0x53, rm, funct7[op], rd, rs1, rs2);
+                                                th_emit(t, insn);
+                                                rd = rd == 31 ? 16 : rd + 1;
+                                                count++;
+                                                /* A block ends every 16 results (compared before they are overwritten). */
+                                                if (rd == 16) {
+                                                        th_emit(t, JAL(0, 4));
+                                                        count++;
+                                                }
+                                                if ((a + b) % 5 == 0) {
+                                                        th_emit(t, CSRRW(0, CSR_FFLAGS, 0));
+                                                        count++;
+                                                }
+                                        }
+        }
+        th_emit(t, ECALL());
+        count++;
+
+        th_jump(t, base, PRIV_M);
+        th_run(t, count);
+        /* Reaching here means every block matched (a difference aborts). */
+        CHECK(th_in_mtrap(t) && h->mepc == base + 4 * (count - 1),
+              "F/D arithmetic on awkward values: host fast path and FPU agree in lockstep (%u instructions, %llu blocks)",
+              count, (unsigned long long) t->lockstep_blocks);
+}
+
 int main(void) {
         const char *s = getenv("ORRERY_JIT_SEEDS");
         unsigned n_seeds = s ? (unsigned) atoi(s) : 40;
@@ -301,6 +370,7 @@ int main(void) {
         test_spin_takes_interrupt();
         test_long_block_budget();
         test_csr_write_unmasks_interrupt();
+        test_fp_fast_path();
 
         for (unsigned seed = 1; seed <= n_seeds; seed++) {
                 _cleanup_th_ TestHart *t = th_new();

@@ -34,7 +34,7 @@
 #define JIT_HASH_BITS 16
 #define INTERP_PROFILE_SIZE 256
 /* Host bytes one guest instruction may take, including its share of the exits (generous). */
-#define JIT_MAX_INSN_BYTES 200
+#define JIT_MAX_INSN_BYTES 256
 #define ALIGN_TO(n, a) (((n) + (a) - 1) & ~((size_t) (a) - 1))
 #define JIT_MAX_BLOCK_BYTES (JIT_MAX_BLOCK_INSNS * JIT_MAX_INSN_BYTES + 256)
 
@@ -95,8 +95,16 @@ typedef struct JcEntry {
         uint64_t unused;
 } JcEntry;
 
+/* For the FP fast path: a slot for stmxcsr and the map from MXCSR's flag bits to fflags. */
+typedef struct JitFp {
+        uint32_t mxcsr;
+        uint8_t mxcsr_to_fflags[64];
+} JitFp;
+
 struct Jit {
         Hart *hart;
+        JitFp fp;
+        bool host_fma;          /* the host has FMA3 (vfmadd231sd) */
 
         uint8_t *rw, *rx;       /* the two mappings of the code cache */
         size_t size;
@@ -340,6 +348,12 @@ int jit_new(Hart *h, Jit **ret) {
         if (s && atoi(s) >= 1 && atoi(s) <= JIT_MAX_BLOCK_INSNS)
                 j->max_insns = (unsigned) atoi(s);
         j->no_chain = getenv("ORRERY_JIT_NO_CHAIN") != NULL;
+        j->host_fma = __builtin_cpu_supports("fma");
+        for (unsigned m = 0; m < ELEMENTSOF(j->fp.mxcsr_to_fflags); m++)
+                /* MXCSR: IE DE ZE OE UE PE (bits 0..5); DE has no RISC-V flag. */
+                j->fp.mxcsr_to_fflags[m] = (uint8_t) (((m & 0x01) ? FFLAG_NV : 0) | ((m & 0x04) ? FFLAG_DZ : 0) |
+                                                      ((m & 0x08) ? FFLAG_OF : 0) | ((m & 0x10) ? FFLAG_UF : 0) |
+                                                      ((m & 0x20) ? FFLAG_NX : 0));
         if (getenv("ORRERY_JIT_STATS")) {
                 j->interp_profile = calloc(INTERP_PROFILE_SIZE, sizeof(*j->interp_profile));
                 if (!j->interp_profile)
@@ -767,16 +781,90 @@ static uint64_t helper_fp(Hart *h, uint64_t insn) {
         return 0;
 }
 
+#define FOFF(r) ((int32_t) (offsetof(Hart, fpu.f) + 8 * (r)))
+#define RM_DYN 7
+
+/* [rbx + disp32] as the memory operand of an SSE instruction on xmm 'x' (prefix and opcode already out). */
+static void emit_xmm_mem(Emit *e, unsigned x, int32_t disp) {
+        modrm_disp32(e, x, RBX, disp);
+}
+
+/*
+ * FADD/FSUB/FMUL/FDIV.D and FMADD.D on the host's SSE/FMA unit, in the
+ * common case only: round to nearest even (the host's mode outside the
+ * FPU), a result that is not a NaN (RISC-V wants the canonical NaN), and
+ * no exception flag the guest has not accrued yet (the host flags are
+ * sticky, as in the FPU's own host path). Anything else falls to
+ * helper_fp(), which computes it again exactly.
+ */
+static bool emit_fp_fast(Translation *t, const DecodedInsn *d, Stub *s, uint8_t **ret_slow) {
+        static const uint8_t sse_op[] = { [0x01] = 0x58, [0x05] = 0x5c, [0x09] = 0x59, [0x0d] = 0x5e };
+        uint32_t insn = (uint32_t) d->imm;
+        unsigned opcode = insn & 0x7f, rd = (insn >> 7) & 31, rm = (insn >> 12) & 7;
+        unsigned rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31, rs3 = insn >> 27, f7 = insn >> 25;
+        bool fma = opcode == 0x43 && ((insn >> 25) & 3) == 1;
+        Emit *e = &t->e;
+        uint8_t *slow[3];
+
+        if (!fma && !(opcode == 0x53 && f7 < sizeof(sse_op) && sse_op[f7]))
+                return false;
+        if (fma && !t->j->host_fma)
+                return false;
+        if (rm != 0 && rm != RM_DYN)
+                return false;
+
+        emit_fs_check(t, s);
+        if (rm == RM_DYN) {
+                e8(e, 0x83); emit_xmm_mem(e, 7, OFF(fpu.frm)); e8(e, 0x00);     /* cmp dword [frm], 0 */
+                slow[0] = emit_jcc(e, CC_NE);
+        } else
+                slow[0] = NULL;
+        if (fma) {
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x10); emit_xmm_mem(e, 0, FOFF(rs3));  /* movsd xmm0, f[rs3] */
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x10); emit_xmm_mem(e, 1, FOFF(rs1));  /* movsd xmm1, f[rs1] */
+                /* vfmadd231sd xmm0, xmm1, f[rs2]: xmm0 = xmm1 * f[rs2] + xmm0 */
+                e8(e, 0xc4); e8(e, 0xe2); e8(e, 0xf1); e8(e, 0xb9); emit_xmm_mem(e, 0, FOFF(rs2));
+        } else {
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x10); emit_xmm_mem(e, 0, FOFF(rs1));  /* movsd xmm0, f[rs1] */
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, sse_op[f7]); emit_xmm_mem(e, 0, FOFF(rs2));
+        }
+        e8(e, 0x66); e8(e, 0x0f); e8(e, 0x2e); e8(e, 0xc0);                     /* ucomisd xmm0, xmm0 */
+        slow[1] = emit_jcc(e, 0xa);                                             /* jp: NaN */
+        emit_mov_imm(e, RDX, (uint64_t) (uintptr_t) &t->j->fp);
+        e8(e, 0x0f); e8(e, 0xae); e8(e, 0x1a);                                  /* stmxcsr [rdx] */
+        e8(e, 0x8b); e8(e, 0x02);                                               /* mov eax, [rdx] */
+        emit_alu_imm(e, ALU_AND, false, RAX, 0x3f);
+        e8(e, 0x0f); e8(e, 0xb6); e8(e, 0x44); e8(e, 0x02);                     /* movzx eax, byte [rdx + rax + to_fflags] */
+        e8(e, (uint8_t) offsetof(JitFp, mxcsr_to_fflags));
+        e8(e, 0x8b); emit_xmm_mem(e, RCX, OFF(fpu.fflags));                     /* mov ecx, [fflags] */
+        e8(e, 0xf7); e8(e, 0xd1);                                               /* not ecx */
+        e8(e, 0x85); e8(e, 0xc8);                                               /* test eax, ecx */
+        slow[2] = emit_jcc(e, CC_NE);
+        e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x11); emit_xmm_mem(e, 0, FOFF(rd));   /* movsd f[rd], xmm0 */
+        emit_fs_dirty(t);
+        memcpy(ret_slow, slow, sizeof(slow));
+        return true;
+}
+
 static void emit_fp_op(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
         Emit *e = &t->e;
         Stub *s = new_stub(t, pc, done, EXIT_STEP);
+        uint8_t *slow[3], *skip = NULL;
 
+        if (emit_fp_fast(t, d, s, slow)) {
+                skip = emit_jmp(e);
+                for (unsigned i = 0; i < ELEMENTSOF(slow); i++)
+                        if (slow[i])
+                                patch_rel32(slow[i], e->p);
+        }
         emit_mov_rr(e, RDI, RBX);
         emit_mov_imm(e, RSI, (uint32_t) d->imm);
         emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_fp);
         emit_call_rax(e);
         e8(e, 0x48); e8(e, 0x85); e8(e, 0xc0);                  /* test rax, rax */
         s->rel[0] = emit_jcc(e, CC_NE);
+        if (skip)
+                patch_rel32(skip, e->p);
 }
 
 /*
