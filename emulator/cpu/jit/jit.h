@@ -9,10 +9,15 @@
  *
  * What a block is: up to JIT_MAX_BLOCK_INSNS straight-line instructions
  * (RV64I, M, F/D, and C through the decoder's expansion) inside one 4 KiB
- * guest page, ended by a branch or jump, by the page's end, or before the
- * first instruction the translator leaves to the interpreter (CSRs, A,
- * system instructions, FENCE.I). F/D loads and stores are translated; F/D
- * arithmetic calls the FPU's own code (bit-exact by construction), and the
+ * guest page, ended by a branch or jump, by the page's end, or at the
+ * first instruction the translator leaves to the dispatcher and the
+ * interpreter (xRET, ECALL, WFI, SFENCE.VMA, FENCE.I, satp, PMP and
+ * counter writes). CSR accesses and atomics call the interpreter from
+ * inside the block, which goes on unless the instruction trapped, jumped
+ * or ended the slice. F/D loads and stores are translated; double add,
+ * sub, mul, div and fmadd run on SSE/FMA when round-to-nearest, a
+ * non-NaN result and no new flag make that exact; other F/D arithmetic
+ * calls the FPU's own code (bit-exact by construction), and the
  * interpreter executes it again only when it must trap. Blocks are keyed by the guest
  * physical address of their first instruction, its virtual address (the
  * code embeds absolute pcs) and the privilege level.
@@ -32,8 +37,10 @@
  * whole cache, as does a full cache. Blocks are found through the TLB, so
  * they need no ASID of their own: SFENCE.VMA drops TLB entries and a satp
  * write switches to the TLB context of the new address space (ASID), so
- * lookups see the right mappings; both empty the jump cache (virtual pc ->
- * block) in O(1); blocks
+ * lookups see the right mappings. The jump cache (virtual pc -> block) is
+ * tagged with the TLB context, and emptied in O(1) when a context's
+ * mappings may have changed (SFENCE.VMA of a page it has entries for, or
+ * of everything; a context reused); blocks
  * chain directly only to targets in their own page, which stay valid
  * across remappings because the source block was itself found through the
  * current mapping.
