@@ -442,16 +442,8 @@ void jit_set_single_block(Jit *j, bool b) {
 
 /* ---- helpers called from translated code ---- */
 
-static uint64_t helper_mulh(uint64_t a, uint64_t b) {
-        return (uint64_t) (((__int128) (int64_t) a * (int64_t) b) >> 64);
-}
-
 static uint64_t helper_mulhsu(uint64_t a, uint64_t b) {
         return (uint64_t) (((__int128) (int64_t) a * (unsigned __int128) b) >> 64);
-}
-
-static uint64_t helper_mulhu(uint64_t a, uint64_t b) {
-        return (uint64_t) (((unsigned __int128) a * b) >> 64);
 }
 
 static uint64_t helper_div(uint64_t a, uint64_t b) {
@@ -462,20 +454,12 @@ static uint64_t helper_div(uint64_t a, uint64_t b) {
         return (uint64_t) ((int64_t) a / (int64_t) b);
 }
 
-static uint64_t helper_divu(uint64_t a, uint64_t b) {
-        return b == 0 ? UINT64_MAX : a / b;
-}
-
 static uint64_t helper_rem(uint64_t a, uint64_t b) {
         if (b == 0)
                 return a;
         if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
                 return 0;
         return (uint64_t) ((int64_t) a % (int64_t) b);
-}
-
-static uint64_t helper_remu(uint64_t a, uint64_t b) {
-        return b == 0 ? a : a % b;
 }
 
 static uint64_t helper_divw(uint64_t a, uint64_t b) {
@@ -941,6 +925,35 @@ static void emit_helper2(Translation *t, const DecodedInsn *d, uint64_t (*fn)(ui
         emit_call_rax(e);
 }
 
+/* rax = the high 64 bits of rax * x[rs2], signed or unsigned (one-operand imul/mul). */
+static void emit_mul_high(Emit *e, bool is_signed, unsigned rs2) {
+        e8(e, 0x48);
+        e8(e, 0xf7);
+        modrm_disp32(e, is_signed ? 5 : 4, RBX, XOFF(rs2));
+        emit_mov_rr(e, RAX, RDX);
+}
+
+/*
+ * rax = rax / rcx or rax % rcx, unsigned; RISC-V's division by zero gives
+ * all ones (quotient) or the dividend (remainder), where x86 would trap.
+ * The signed forms, with their INT64_MIN / -1 case, stay in helpers.
+ */
+static void emit_divu(Emit *e, bool remainder) {
+        uint8_t *zero, *done;
+
+        e8(e, 0x48); e8(e, 0x85); e8(e, 0xc9);                  /* test rcx, rcx */
+        zero = emit_jcc(e, CC_E);
+        e8(e, 0x31); e8(e, 0xd2);                               /* xor edx, edx */
+        e8(e, 0x48); e8(e, 0xf7); e8(e, 0xf1);                  /* div rcx */
+        if (remainder)
+                emit_mov_rr(e, RAX, RDX);
+        done = emit_jmp(e);
+        patch_rel32(zero, e->p);
+        if (!remainder)
+                emit_mov_imm(e, RAX, UINT64_MAX);
+        patch_rel32(done, e->p);
+}
+
 /* Computes an ALU result into rax; false if 'd' is not an ALU instruction handled here. */
 static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
         Emit *e = &t->e;
@@ -982,13 +995,13 @@ static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
         case OP_SRAW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, false, RAX); emit_sext32(e, RAX); break;
         case OP_MUL: LOAD_A(); emit_imul_mem(e, true, RAX, RBX, XOFF(rs2)); break;
         case OP_MULW: LOAD_A(); emit_imul_mem(e, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
-        case OP_MULH: emit_helper2(t, d, helper_mulh); break;
+        case OP_MULH: LOAD_A(); emit_mul_high(e, true, rs2); break;
         case OP_MULHSU: emit_helper2(t, d, helper_mulhsu); break;
-        case OP_MULHU: emit_helper2(t, d, helper_mulhu); break;
+        case OP_MULHU: LOAD_A(); emit_mul_high(e, false, rs2); break;
         case OP_DIV: emit_helper2(t, d, helper_div); break;
-        case OP_DIVU: emit_helper2(t, d, helper_divu); break;
+        case OP_DIVU: LOAD_A(); SHIFT_B(); emit_divu(e, false); break;
         case OP_REM: emit_helper2(t, d, helper_rem); break;
-        case OP_REMU: emit_helper2(t, d, helper_remu); break;
+        case OP_REMU: LOAD_A(); SHIFT_B(); emit_divu(e, true); break;
         case OP_DIVW: emit_helper2(t, d, helper_divw); break;
         case OP_DIVUW: emit_helper2(t, d, helper_divuw); break;
         case OP_REMW: emit_helper2(t, d, helper_remw); break;
