@@ -98,11 +98,18 @@ def main():
     args.kernel = os.path.join(args.build, "guest", "Image")
     args.initrd = os.path.join(args.build, "guest", "initramfs.cpio.gz")
 
-    results = {}
     kinds = ["orrery-" + e for e in (args.engine or ["interp"])] + ([] if args.no_qemu else ["qemu"])
+    # Rounds interleave the kinds, so that on a shared machine each sees the same changes in load.
+    results = {kind: [] for kind in kinds}
+    for i in range(args.runs):
+        for kind in kinds:
+            results[kind].append(run_one(kind, args))
+            r = results[kind][-1]
+            loop = f", shell loop {r[6]:.2f} s" if args.loop else ""
+            print(f"round {i + 1} {kind}: boot {r[0]:.3f} s, cpu-bench {r[1]} ms{loop}, load {os.getloadavg()[0]:.1f}")
+            sys.stdout.flush()
     for kind in kinds:
-        rows = [run_one(kind, args) for _ in range(args.runs)]
-        results[kind] = rows
+        rows = results[kind]
         print(f"{kind:13s} boot to ready (s)     {summary([r[0] for r in rows])}")
         print(f"{kind:13s} cpu-bench guest (ms)  {summary([r[1] for r in rows])}")
         print(f"{kind:13s} cpu-bench wall (s)    {summary([r[2] for r in rows])}")

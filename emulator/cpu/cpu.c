@@ -387,6 +387,15 @@ static void *amo_ptr(Hart *h, uint64_t va, unsigned size, bool is_lr, uint64_t *
                 trap_enter(h, is_lr ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, va);
                 return NULL;
         }
+        /* TLB hit on a RAM page (glibc's locks make LR/SC frequent): no page walk. */
+        const TlbEntry *e = &(is_lr ? h->tlb_load : h->tlb_store)[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+        if (e->tag == (va & PAGE_MASK) && e->fb_page < 0) {
+                uint64_t off = (uint64_t) ((uintptr_t) (va + e->addend) - (uintptr_t) h->mem->ram);
+                if (off < h->mem->ram_size) {
+                        *ret_pa = h->mem->ram_base + off;
+                        return h->mem->ram + off;
+                }
+        }
         p = translate_access(h, va, size, is_lr ? ACCESS_READ : ACCESS_WRITE, &pa, &fb_page, &fault);
         if (fault)
                 return NULL;
@@ -926,7 +935,7 @@ HartExit hart_run(Hart *h, uint64_t max_instructions) {
                         if (h->debug.stop.reason != HART_STOP_NONE)
                                 return HART_EXIT_DEBUG;
                 } else if (h->jit)
-                        executed = jit_run_slice(h);
+                        executed = jit_run_slice(h, left);
                 else
                         while (h->instret < h->slice_end) {
                                 step(h);

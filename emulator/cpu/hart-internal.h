@@ -82,7 +82,7 @@ enum {
  * never entered; framebuffer pages are entered for writes with 'fb_page'
  * set so that the store path marks them dirty.
  */
-#define TLB_BITS 8
+#define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (1ULL << PAGE_SHIFT)

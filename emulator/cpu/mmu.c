@@ -263,6 +263,7 @@ void hart_update_regime(Hart *h) {
         h->tlb_fetch = c->entries[fetch_regime][ACCESS_FETCH];
 }
 
+/* Callers tell the JIT (jit_tlb_flushed): its jump cache holds virtual-address shortcuts. */
 static void context_clear(TlbContext *c) {
         for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
                 for (unsigned t = 0; t < 3; t++)
@@ -279,8 +280,8 @@ static uint64_t address_space(uint64_t satp) {
 static void select_context(Hart *h, unsigned i) {
         h->tlb_current = i;
         h->tlb[i].last_used = ++h->tlb_clock;
-        /* Virtual-address shortcuts (the JIT's jump cache) belong to the address space left. */
-        jit_tlb_flushed(h->jit);
+        /* Virtual-address shortcuts (the JIT's jump cache) are kept per context. */
+        jit_tlb_context_selected(h->jit, i);
         hart_update_regime(h);
 }
 
@@ -291,6 +292,7 @@ void hart_tlb_flush_all(Hart *h) {
         }
         h->tlb_clock = 0;
         h->tlb[0].satp = address_space(h->satp);
+        jit_tlb_flushed(h->jit);
         select_context(h, 0);
 }
 
@@ -319,6 +321,7 @@ void hart_tlb_switch(Hart *h) {
                         if (c->satp != space) {
                                 context_clear(c);
                                 c->satp = space;
+                                jit_tlb_flushed(h->jit);
                         }
                         select_context(h, i);
                         return;
@@ -328,6 +331,7 @@ void hart_tlb_switch(Hart *h) {
         }
         context_clear(&h->tlb[victim]);
         h->tlb[victim].satp = space;
+        jit_tlb_flushed(h->jit);
         select_context(h, victim);
 }
 
@@ -360,5 +364,8 @@ void hart_tlb_fence(Hart *h, bool has_va, uint64_t va, bool has_asid, uint64_t a
                         continue;
                 context_fence(c, has_va, va, has_asid);
         }
-        jit_tlb_flushed(h->jit);
+        if (has_va)
+                jit_tlb_page_flushed(h->jit, va);
+        else
+                jit_tlb_flushed(h->jit);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "macro.h"
 #include "tap.h"
 
 #define PROGRAM_INSNS 400
@@ -234,6 +235,132 @@ static void test_spin_takes_interrupt(void) {
               "... and takes the timer interrupt raised meanwhile (mcause 0x%llx)", (unsigned long long) h->mcause);
 }
 
+/*
+ * The dispatcher lets a slice's last block run past the slice (stepping
+ * its tail instruction by instruction was slow), but hart_run() must still
+ * retire exactly its budget: budgets here end inside a 51-instruction
+ * loop body, across several 4096-instruction slices.
+ */
+static void test_long_block_budget(void) {
+        static const uint64_t budgets[] = { 4096 + 25, 3 * 4096 - 1, 2 * 4096 + 50 };
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        uint64_t executed = 0;
+
+        th_use_engine(t, "jit");
+        for (unsigned i = 0; i < 50; i++)
+                th_emit(t, ADDI(5, 5, 1));
+        th_emit(t, JAL(0, -50 * 4));
+
+        for (size_t i = 0; i < ELEMENTSOF(budgets); i++) {
+                uint64_t before = h->instret, rem;
+
+                th_run(t, budgets[i]);
+                executed += budgets[i];
+                rem = executed % 51;
+                CHECK(h->instret - before == budgets[i] && h->pc == CODE_BASE + 4 * rem &&
+                      h->x[5] == executed / 51 * 50 + MIN(rem, 50),
+                      "a budget of %llu ending inside a long block retires exactly that (%llu, pc +0x%llx, x5 = %llu)",
+                      (unsigned long long) budgets[i], (unsigned long long) (h->instret - before),
+                      (unsigned long long) (h->pc - CODE_BASE), (unsigned long long) h->x[5]);
+        }
+}
+
+/*
+ * A CSR write inside a block runs in place (no exit to the dispatcher);
+ * one that unmasks a pending interrupt must still have it taken right
+ * after it, not at the end of the block.
+ */
+static void test_csr_write_unmasks_interrupt(void) {
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        uint64_t after;
+
+        th_use_engine(t, "jit");
+        th_csr_write(t, CSR_MIE, MIP_MTIP);
+        hart_set_external_irq(h, MIP_MTIP, true);
+        th_emit(t, ADDI(5, 5, 1));
+        th_emit(t, CSRRSI(0, CSR_MSTATUS, 1u << 3)); /* MIE */
+        after = th_emit(t, ADDI(6, 6, 1));
+        th_emit(t, ADDI(6, 6, 1));
+        th_emit(t, ECALL());
+
+        th_run(t, 4);
+        CHECK(h->mcause == (CAUSE_INTERRUPT | 7) && th_csr(t, CSR_MEPC) == after && h->x[5] == 1 && h->x[6] == 0,
+              "an interrupt unmasked mid-block is taken right after the CSR write (mcause 0x%llx, mepc +0x%llx, x6 = %llu)",
+              (unsigned long long) h->mcause, (unsigned long long) (th_csr(t, CSR_MEPC) - CODE_BASE),
+              (unsigned long long) h->x[6]);
+}
+
+/*
+ * F/D arithmetic runs on the host's SSE/FMA unit when it can (round to
+ * nearest, a non-NaN result, no new exception flag) and in the FPU's own
+ * code otherwise. In lockstep with the interpreter: every operation on
+ * pairs of awkward values (NaNs, infinities, zeros, tiny and huge
+ * numbers), in static and dynamic rounding modes, with the accrued flags
+ * cleared now and then so that both paths are taken.
+ */
+static void test_fp_fast_path(void) {
+        static const uint64_t values[] = {
+                0x3ff0000000000000ULL,  /* 1.0 */
+                0x3fb999999999999aULL,  /* 0.1 */
+                0x7ff0000000000000ULL,  /* +inf */
+                0x8000000000000000ULL,  /* -0.0 */
+                0x7ff8000000000000ULL,  /* quiet NaN */
+                0x7ff0000000000001ULL,  /* signalling NaN */
+                0x0010000000000001ULL,  /* tiny (near the smallest normal) */
+                0x7fefffffffffffffULL,  /* largest finite */
+        };
+        static const unsigned funct7[] = { 0x01, 0x05, 0x09, 0x0d }; /* FADD/FSUB/FMUL/FDIV.D */
+        const unsigned n = ELEMENTSOF(values);
+        const uint64_t base = RAM_BASE + 0x20000;
+        _cleanup_th_ TestHart *t = th_new();
+        Hart *h = &t->hart;
+        unsigned count = 0, rd = 16;
+
+        th_use_engine(t, "lockstep");
+        th_pmp_allow_all(t);
+        th_csr_write(t, CSR_MSTATUS, 3u << 13); /* FS = dirty */
+        for (unsigned i = 0; i < n; i++)
+                h->fpu.f[1 + i] = values[i];
+
+        th_org(t, base);
+        for (unsigned frm = 0; frm < 2; frm++) {
+                th_emit(t, CSRRWI(0, CSR_FRM, frm));
+                count++;
+                for (unsigned op = 0; op < ELEMENTSOF(funct7) + 1; op++)
+                        for (unsigned rm = 0; rm < 8; rm += 7)
+                                for (unsigned a = 0; a < n; a++)
+                                        for (unsigned b = 0; b < n; b++) {
+                                                unsigned rs1 = 1 + a, rs2 = 1 + b, rs3 = 1 + (a + b) % n;
+                                                uint32_t insn = op == ELEMENTSOF(funct7) ?
+                                                        enc_r4(0x43, rm, 1, rd, rs1, rs2, rs3) :
+                                                        enc_r(0x53, rm, funct7[op], rd, rs1, rs2);
+                                                th_emit(t, insn);
+                                                rd = rd == 31 ? 16 : rd + 1;
+                                                count++;
+                                                /* A block ends every 16 results (compared before they are overwritten). */
+                                                if (rd == 16) {
+                                                        th_emit(t, JAL(0, 4));
+                                                        count++;
+                                                }
+                                                if ((a + b) % 5 == 0) {
+                                                        th_emit(t, CSRRW(0, CSR_FFLAGS, 0));
+                                                        count++;
+                                                }
+                                        }
+        }
+        th_emit(t, ECALL());
+        count++;
+
+        th_jump(t, base, PRIV_M);
+        th_run(t, count);
+        /* Reaching here means every block matched (a difference aborts). */
+        CHECK(th_in_mtrap(t) && h->mepc == base + 4 * (count - 1),
+              "F/D arithmetic on awkward values: host fast path and FPU agree in lockstep (%u instructions, %llu blocks)",
+              count, (unsigned long long) t->lockstep_blocks);
+}
+
 int main(void) {
         const char *s = getenv("ORRERY_JIT_SEEDS");
         unsigned n_seeds = s ? (unsigned) atoi(s) : 40;
@@ -241,6 +368,9 @@ int main(void) {
         test_self_modifying();
         test_fence_i_after_dma();
         test_spin_takes_interrupt();
+        test_long_block_budget();
+        test_csr_write_unmasks_interrupt();
+        test_fp_fast_path();
 
         for (unsigned seed = 1; seed <= n_seeds; seed++) {
                 _cleanup_th_ TestHart *t = th_new();

@@ -398,6 +398,97 @@ static void sfence(TestHart *t, unsigned rs1, uint64_t va, unsigned rs2, uint64_
         th_run(t, 1);
 }
 
+/*
+ * The translating engine's jump cache maps virtual pcs to translated code:
+ * an indirect jump to a remapped code page must reach the new code after
+ * SFENCE.VMA of that page, and the same virtual address in two address
+ * spaces (ASIDs, no fence between them) must run each one's own code.
+ */
+#define VA_JCODE VA_PAGE(12)
+#define JCODE_PA_1 (DATA_BASE + 0x7000)
+#define JCODE_PA_2 (DATA_BASE + 0x8000)
+
+#define JFENCE (CODE_BASE + 0x100)
+
+/*
+ * The code stays unchanged between runs (a store to translated code would
+ * empty the jump cache): CODE_BASE jumps to x5, JFENCE is "sfence.vma x5, x0".
+ */
+static void emit_jcode_callers(TestHart *t) {
+        th_org(t, CODE_BASE);
+        th_emit(t, JALR(0, 5, 0));
+        th_org(t, JFENCE);
+        th_emit(t, SFENCE_VMA(5, 0));
+        th_emit(t, ECALL());
+}
+
+/* jalr to VA_JCODE, whose code sets x6 to its page's number; returns x6, or 0 without the ECALL it ends in. */
+static uint64_t jump_to_jcode(TestHart *t) {
+        Hart *h = &t->hart;
+
+        h->x[5] = VA_JCODE;
+        h->x[6] = 0;
+        th_jump(t, CODE_BASE, RV_PRIV_S);
+        th_clear_trap(t);
+        th_run(t, 3);
+        return h->mcause == RV_CAUSE_SUPERVISOR_ECALL && h->mepc == VA_JCODE + 4 ? h->x[6] : 0;
+}
+
+static void sfence_page(TestHart *t, uint64_t va) {
+        t->hart.x[5] = va;
+        th_jump(t, JFENCE, RV_PRIV_S);
+        th_clear_trap(t);
+        th_run(t, 2);
+}
+
+static void test_jump_cache_remap(void) {
+        _cleanup_th_ TestHart *t = machine();
+        const uint64_t satp_a = RV_SATP_SV39 | (uint64_t) ASID_A << 44 | PT_ROOT >> 12;
+        const uint64_t satp_b = RV_SATP_SV39 | (uint64_t) ASID_B << 44 | PT_ROOT_B >> 12;
+        const uint64_t rx = RV_PTE_V | RV_PTE_R | RV_PTE_X | RV_PTE_A;
+        uint64_t x6[2];
+
+        emit_jcode_callers(t);
+        th_org(t, JCODE_PA_1);
+        th_emit(t, ADDI(6, 0, 1));
+        th_emit(t, ECALL());
+        th_org(t, JCODE_PA_2);
+        th_emit(t, ADDI(6, 0, 2));
+        th_emit(t, ECALL());
+
+        set_pte(t, PT_L0, 12, pte(JCODE_PA_1, rx));
+        th_csr_write(t, CSR_SATP, satp_a);
+        x6[0] = jump_to_jcode(t);
+        x6[1] = jump_to_jcode(t);
+        CHECK(x6[0] == 1 && x6[1] == 1, "an indirect jump runs the mapped code, twice (x6 = %llu, %llu)",
+              (unsigned long long) x6[0], (unsigned long long) x6[1]);
+
+        set_pte(t, PT_L0, 12, pte(JCODE_PA_2, rx));
+        sfence_page(t, VA_RONLY);
+        sfence_page(t, VA_JCODE);
+        x6[0] = jump_to_jcode(t);
+        CHECK_EQ_U64(x6[0], 2, "after remapping the code page and SFENCE.VMA of it, the new code runs");
+
+        /* Root B: root A's tables with VA_JCODE on the first code page again. */
+        for (unsigned i = 0; i < 512; i++) {
+                th_store(t, PT_ROOT_B + 8 * i, 8, th_load(t, PT_ROOT + 8 * i, 8));
+                th_store(t, PT_L1_B + 8 * i, 8, th_load(t, PT_L1 + 8 * i, 8));
+                th_store(t, PT_L0_B + 8 * i, 8, th_load(t, PT_L0 + 8 * i, 8));
+        }
+        set_pte(t, PT_ROOT_B, 1, pte(PT_L1_B, RV_PTE_V));
+        set_pte(t, PT_L1_B, 0, pte(PT_L0_B, RV_PTE_V));
+        set_pte(t, PT_L0_B, 12, pte(JCODE_PA_1, rx));
+        for (unsigned round = 0; round < 2; round++) {
+                th_csr_write(t, CSR_SATP, satp_b);
+                x6[0] = jump_to_jcode(t);
+                th_csr_write(t, CSR_SATP, satp_a);
+                x6[1] = jump_to_jcode(t);
+                CHECK(x6[0] == 1 && x6[1] == 2,
+                      "switching ASIDs without a fence, each runs its own code at the same address (round %u: %llu, %llu)",
+                      round + 1, (unsigned long long) x6[0], (unsigned long long) x6[1]);
+        }
+}
+
 static void test_asid(void) {
         _cleanup_th_ TestHart *t = machine();
         const uint64_t satp_a = RV_SATP_SV39 | (uint64_t) ASID_A << 44 | PT_ROOT >> 12;
@@ -702,6 +793,7 @@ int main(void) {
         test_sfence();
         test_satp();
         test_asid();
+        test_jump_cache_remap();
         test_page_crossing();
         test_pmp();
         return tap_finish();

@@ -19,7 +19,7 @@ Jit *jit_free(Jit *j) {
         return NULL;
 }
 
-uint64_t jit_run_slice(Hart *h) {
+uint64_t jit_run_slice(Hart *h, uint64_t max) {
         return 0;
 }
 
@@ -27,6 +27,12 @@ void jit_invalidate_all(Jit *j) {
 }
 
 void jit_fence_i(Jit *j) {
+}
+
+void jit_tlb_context_selected(Jit *j, unsigned context) {
+}
+
+void jit_tlb_page_flushed(Jit *j, uint64_t va) {
 }
 
 void jit_tlb_flushed(Jit *j) {

@@ -32,8 +32,9 @@
 #define JIT_MIN_CACHE_SIZE (256u << 10)
 #define JIT_MAX_BLOCKS (1u << 17)
 #define JIT_HASH_BITS 16
+#define INTERP_PROFILE_SIZE 256
 /* Host bytes one guest instruction may take, including its share of the exits (generous). */
-#define JIT_MAX_INSN_BYTES 200
+#define JIT_MAX_INSN_BYTES 256
 #define ALIGN_TO(n, a) (((n) + (a) - 1) & ~((size_t) (a) - 1))
 #define JIT_MAX_BLOCK_BYTES (JIT_MAX_BLOCK_INSNS * JIT_MAX_INSN_BYTES + 256)
 
@@ -41,6 +42,9 @@ enum {
         EXIT_NEXT = 0,          /* h->pc is set: look up the next block */
         EXIT_STEP = 1,          /* h->pc is set: the interpreter executes this one instruction */
         EXIT_TLB = 2,           /* as EXIT_STEP, for a load/store that missed the inline TLB */
+        EXIT_JC_MISS = 3,       /* as EXIT_NEXT, after a jump the jump cache did not know */
+        EXIT_SLICE = 4,         /* as EXIT_NEXT: a chained block did not fit in the slice */
+        EXIT_DIVERTED = 5,      /* as EXIT_NEXT: an instruction the interpreter ran inline trapped, jumped or ended the slice */
         _EXIT_MAX,              /* anything above is a direct-jump site to chain */
 };
 
@@ -52,6 +56,7 @@ typedef struct Block {
         uint32_t hash_next;     /* next block in the hash bucket (index into blocks, 0 = none) */
         uint32_t page_next;     /* next block of the same guest page */
         const uint8_t *code;    /* entry point, in the executable mapping */
+        const uint8_t *body;    /* entry point past the slice check, for the dispatcher (which checks itself) */
 } Block;
 
 typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
@@ -59,12 +64,29 @@ typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
 /*
  * The jump cache: guest virtual pc -> block entry, looked up inline by
  * indirect jumps and jumps out of the page, filled by the dispatcher. An
- * entry is valid while its tag (privilege | generation << 32) matches;
- * the generation moves on every TLB flush (mappings may have changed),
- * FENCE.I and invalidation, which empties the cache in O(1).
+ * entry is valid while its tag (privilege | TLB context << 8 | generation
+ * << 32) matches; the generation moves on every TLB flush (mappings may
+ * have changed), FENCE.I and invalidation, which empties the cache in
+ * O(1). The TLB context (address space) is part of the tag rather than a
+ * reason to flush, so that switching between processes keeps each one's
+ * entries.
  */
-#define JC_BITS 12
+#define JC_BITS 15
 #define JC_SIZE (1u << JC_BITS)
+#define JC_CONTEXT_SHIFT 8
+
+#define JC_HASH_MUL 0x9e3779b97f4a7c15ULL
+#define JC_PAGE_BITS 12
+
+/* The slot of a virtual page in the filter of pages that have jump cache entries. */
+static inline unsigned jc_page_index(uint64_t pc) {
+        return (unsigned) (((pc >> PAGE_SHIFT) * JC_HASH_MUL) >> (64 - JC_PAGE_BITS));
+}
+
+/* Multiplicative hashing: the pc's low bits alone made hot code a few pages apart collide. */
+static inline unsigned jc_index(uint64_t pc) {
+        return (unsigned) (((pc >> 1) * JC_HASH_MUL) >> (64 - JC_BITS));
+}
 
 typedef struct JcEntry {
         uint64_t pc;
@@ -73,8 +95,16 @@ typedef struct JcEntry {
         uint64_t unused;
 } JcEntry;
 
+/* For the FP fast path: a slot for stmxcsr and the map from MXCSR's flag bits to fflags. */
+typedef struct JitFp {
+        uint32_t mxcsr;
+        uint8_t mxcsr_to_fflags[64];
+} JitFp;
+
 struct Jit {
         Hart *hart;
+        JitFp fp;
+        bool host_fma;          /* the host has FMA3 (vfmadd231sd) */
 
         uint8_t *rw, *rx;       /* the two mappings of the code cache */
         size_t size;
@@ -98,8 +128,19 @@ struct Jit {
         bool single_block;
 
         JitStats stats;
+        /* $ORRERY_JIT_STATS: interpreter steps by instruction pattern, to choose what to translate next */
+        struct {
+                uint32_t pattern;
+                uint64_t count;
+        } *interp_profile;
 
-        uint64_t jc_tag;        /* generation << 32; translated code reads it at jc[-1] */
+        /*
+         * A filter of the virtual pages the jump cache has entries for in this generation:
+         * SFENCE.VMA of one page (Linux issues many, mostly for data) empties the cache only
+         * if that page may be in it.
+         */
+        uint64_t jc_pages[(1u << JC_PAGE_BITS) / 64];
+        uint64_t jc_tag;        /* generation << 32 | TLB context << 8; translated code reads it at jc[-1] */
         JcEntry jc[JC_SIZE];
 };
 
@@ -107,14 +148,30 @@ _Static_assert(offsetof(Jit, jc) == offsetof(Jit, jc_tag) + 8, "translated code 
 _Static_assert(sizeof(JcEntry) == 32, "translated code scales the jump cache index by 32");
 
 static void jc_invalidate(Jit *j) {
+        memset(j->jc_pages, 0, sizeof(j->jc_pages));
         j->jc_tag += 1ULL << 32;
-        if (j->jc_tag == 0)
+        if ((j->jc_tag >> 32) == 0)
                 memset(j->jc, 0, sizeof(j->jc)); /* the generation wrapped: old tags could match again */
 }
 
 void jit_tlb_flushed(Jit *j) {
         if (j)
                 jc_invalidate(j);
+}
+
+void jit_tlb_page_flushed(Jit *j, uint64_t va) {
+        unsigned i;
+
+        if (!j)
+                return;
+        i = jc_page_index(va);
+        if (j->jc_pages[i / 64] & (1ULL << (i % 64)))
+                jc_invalidate(j);
+}
+
+void jit_tlb_context_selected(Jit *j, unsigned context) {
+        if (j)
+                j->jc_tag = (j->jc_tag & ~0xffffffffULL) | (uint64_t) context << JC_CONTEXT_SHIFT;
 }
 
 bool jit_supported(void) {
@@ -267,6 +324,8 @@ static void unmap_page_for_stores(Jit *j, uint64_t pa_page) {
                         }
 }
 
+static void log_interp_profile(Jit *j);
+
 int jit_new(Hart *h, Jit **ret) {
         _cleanup_close_ int fd = -EBADF;
         const char *s;
@@ -289,6 +348,17 @@ int jit_new(Hart *h, Jit **ret) {
         if (s && atoi(s) >= 1 && atoi(s) <= JIT_MAX_BLOCK_INSNS)
                 j->max_insns = (unsigned) atoi(s);
         j->no_chain = getenv("ORRERY_JIT_NO_CHAIN") != NULL;
+        j->host_fma = __builtin_cpu_supports("fma");
+        for (unsigned m = 0; m < ELEMENTSOF(j->fp.mxcsr_to_fflags); m++)
+                /* MXCSR: IE DE ZE OE UE PE (bits 0..5); DE has no RISC-V flag. */
+                j->fp.mxcsr_to_fflags[m] = (uint8_t) (((m & 0x01) ? FFLAG_NV : 0) | ((m & 0x04) ? FFLAG_DZ : 0) |
+                                                      ((m & 0x08) ? FFLAG_OF : 0) | ((m & 0x10) ? FFLAG_UF : 0) |
+                                                      ((m & 0x20) ? FFLAG_NX : 0));
+        if (getenv("ORRERY_JIT_STATS")) {
+                j->interp_profile = calloc(INTERP_PROFILE_SIZE, sizeof(*j->interp_profile));
+                if (!j->interp_profile)
+                        goto nomem;
+        }
         j->hart = h;
         j->size = size;
         j->rw = j->rx = MAP_FAILED;
@@ -316,6 +386,7 @@ int jit_new(Hart *h, Jit **ret) {
 
         emit_trampoline(j);
         flush_all(j);
+        jit_tlb_context_selected(j, h->tlb_current);
         j->stats.cache_flushes = 0;
         *ret = j;
         return 0;
@@ -335,13 +406,19 @@ Jit *jit_free(Jit *j) {
                 JitStats s;
                 jit_get_stats(j, &s);
                 log_info("jit: %llu blocks translated (%llu instructions), %llu block entries, %llu chains, "
-                         "%llu interpreter steps, %llu TLB exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
+                         "%llu interpreter steps, %llu inline interpreter calls, %llu TLB exits, "
+                         "%llu jump cache misses, %llu unchained exits, %llu slice exits, %llu diverted exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
                          "code cache peak %llu KiB of %zu KiB",
                          (unsigned long long) s.blocks_translated, (unsigned long long) s.insns_translated,
                          (unsigned long long) s.block_runs, (unsigned long long) s.chains_patched,
-                         (unsigned long long) s.interp_steps, (unsigned long long) s.tlb_exits,
+                         (unsigned long long) s.interp_steps, (unsigned long long) s.inline_steps,
+                         (unsigned long long) s.tlb_exits, (unsigned long long) s.jc_misses,
+                         (unsigned long long) s.chain_exits, (unsigned long long) s.slice_exits,
+                         (unsigned long long) s.diverted_exits,
                          (unsigned long long) s.fence_i, (unsigned long long) s.cache_flushes, (unsigned long long) s.page_invalidations,
                          (unsigned long long) s.code_bytes_peak / 1024, j->size / 1024);
+                if (j->interp_profile)
+                        log_interp_profile(j);
         }
         if (j->rw != MAP_FAILED)
                 munmap(j->rw, j->size);
@@ -351,6 +428,7 @@ Jit *jit_free(Jit *j) {
         free(j->page_hash);
         free(j->page_fence);
         free(j->blocks);
+        free(j->interp_profile);
         return mfree(j);
 }
 
@@ -364,16 +442,8 @@ void jit_set_single_block(Jit *j, bool b) {
 
 /* ---- helpers called from translated code ---- */
 
-static uint64_t helper_mulh(uint64_t a, uint64_t b) {
-        return (uint64_t) (((__int128) (int64_t) a * (int64_t) b) >> 64);
-}
-
 static uint64_t helper_mulhsu(uint64_t a, uint64_t b) {
         return (uint64_t) (((__int128) (int64_t) a * (unsigned __int128) b) >> 64);
-}
-
-static uint64_t helper_mulhu(uint64_t a, uint64_t b) {
-        return (uint64_t) (((unsigned __int128) a * b) >> 64);
 }
 
 static uint64_t helper_div(uint64_t a, uint64_t b) {
@@ -384,20 +454,12 @@ static uint64_t helper_div(uint64_t a, uint64_t b) {
         return (uint64_t) ((int64_t) a / (int64_t) b);
 }
 
-static uint64_t helper_divu(uint64_t a, uint64_t b) {
-        return b == 0 ? UINT64_MAX : a / b;
-}
-
 static uint64_t helper_rem(uint64_t a, uint64_t b) {
         if (b == 0)
                 return a;
         if ((int64_t) a == INT64_MIN && (int64_t) b == -1)
                 return 0;
         return (uint64_t) ((int64_t) a % (int64_t) b);
-}
-
-static uint64_t helper_remu(uint64_t a, uint64_t b) {
-        return b == 0 ? a : a % b;
 }
 
 static uint64_t helper_divw(uint64_t a, uint64_t b) {
@@ -441,7 +503,8 @@ typedef struct Stub {
         uint8_t *rel[3];        /* jcc rel32s that lead here */
         uint64_t pc;
         unsigned done;          /* instructions retired before this one */
-        unsigned code;          /* EXIT_STEP or EXIT_TLB */
+        unsigned code;          /* EXIT_STEP, EXIT_TLB or EXIT_DIVERTED */
+        bool pc_set;            /* h->pc is already right (after an interpreter call) */
 } Stub;
 
 typedef struct Translation {
@@ -450,7 +513,45 @@ typedef struct Translation {
         Stub stubs[JIT_MAX_BLOCK_INSNS + 1];
         unsigned n_stubs;
         uint64_t page;          /* virtual page of the block */
+        unsigned committed;     /* instructions already added to instret inside the block (see emit_interp_step) */
+        /*
+         * The guest register whose value rax / rcx hold, or -1: guest registers are always
+         * stored back at once, but reading the value just computed from the host register
+         * saves the store-to-load round trip on dependency chains.
+         */
+        int rax_reg, rcx_reg;
 } Translation;
+
+/* Host register 'r' (rax, rcx or another scratch register) = x[g], from rax/rcx if they hold it. */
+static void emit_get(Translation *t, unsigned r, unsigned g) {
+        Emit *e = &t->e;
+
+        if (g != 0 && t->rax_reg == (int) g) {
+                if (r != RAX)
+                        emit_mov_rr(e, r, RAX);
+        } else if (g != 0 && t->rcx_reg == (int) g) {
+                if (r != RCX)
+                        emit_mov_rr(e, r, RCX);
+        } else
+                emit_load64(e, r, RBX, XOFF(g));
+        if (r == RAX)
+                t->rax_reg = (int) g;
+        else if (r == RCX)
+                t->rcx_reg = (int) g;
+}
+
+/* op rax, x[g] (w: 64-bit), from rcx if it holds x[g]. */
+static void emit_alu_x(Translation *t, unsigned alu, bool w, unsigned g) {
+        Emit *e = &t->e;
+
+        if (g != 0 && t->rcx_reg == (int) g) {
+                if (w)
+                        e8(e, 0x48);
+                e8(e, (uint8_t) (alu * 8 + 3));
+                e8(e, (uint8_t) (0xc0 | (RAX << 3) | RCX));
+        } else
+                emit_alu_mem(e, alu, w, RAX, RBX, XOFF(g));
+}
 
 static void emit_jmp_epilogue(Translation *t) {
         patch_rel32(emit_jmp(&t->e), rx_to_rw(t->j, t->j->epilogue));
@@ -479,9 +580,12 @@ static void emit_jump_cache(Translation *t) {
         Emit *e = &t->e;
         uint8_t *miss[2];
 
+        /* rax = jc_index(rcx) * 32 */
         emit_mov_rr(e, RAX, RCX);
         emit_shift_imm(e, SHIFT_SHR, true, RAX, 1);
-        emit_alu_imm(e, ALU_AND, false, RAX, JC_SIZE - 1);
+        emit_mov_imm(e, RSI, JC_HASH_MUL);
+        e8(e, 0x48); e8(e, 0x0f); e8(e, 0xaf); e8(e, 0xc6);             /* imul rax, rsi */
+        emit_shift_imm(e, SHIFT_SHR, true, RAX, 64 - JC_BITS);
         emit_shift_imm(e, SHIFT_SHL, true, RAX, 5);
         emit_mov_imm(e, RDX, (uint64_t) (uintptr_t) t->j->jc);
         e8(e, 0x48); e8(e, 0x3b); e8(e, 0x0c); e8(e, 0x02);             /* cmp rcx, [rdx + rax] */
@@ -494,7 +598,7 @@ static void emit_jump_cache(Translation *t) {
         e8(e, 0xff); e8(e, 0x64); e8(e, 0x02); e8(e, 0x10);             /* jmp [rdx + rax + 16] */
         patch_rel32(miss[0], e->p);
         patch_rel32(miss[1], e->p);
-        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_mov_imm(e, RAX, EXIT_JC_MISS);
         emit_jmp_epilogue(t);
 }
 
@@ -522,7 +626,7 @@ static void emit_exit_to(Translation *t, uint64_t target) {
 static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code) {
         Stub *s = &t->stubs[t->n_stubs++];
 
-        *s = (Stub) { .pc = pc, .done = done, .code = code };
+        *s = (Stub) { .pc = pc, .done = done - t->committed, .code = code };
         return s;
 }
 
@@ -534,7 +638,7 @@ static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code)
 static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size, bool store, Stub *s) {
         Emit *e = &t->e;
 
-        emit_load64(e, RAX, RBX, XOFF(d->rs1));
+        emit_get(t, RAX, d->rs1);
         if (d->imm)
                 emit_alu_imm(e, ALU_ADD, true, RAX, (int32_t) d->imm);
         emit_mov_rr(e, RCX, RAX);
@@ -661,16 +765,155 @@ static uint64_t helper_fp(Hart *h, uint64_t insn) {
         return 0;
 }
 
+#define FOFF(r) ((int32_t) (offsetof(Hart, fpu.f) + 8 * (r)))
+#define RM_DYN 7
+
+/* [rbx + disp32] as the memory operand of an SSE instruction on xmm 'x' (prefix and opcode already out). */
+static void emit_xmm_mem(Emit *e, unsigned x, int32_t disp) {
+        modrm_disp32(e, x, RBX, disp);
+}
+
+/*
+ * FADD/FSUB/FMUL/FDIV.D and FMADD.D on the host's SSE/FMA unit, in the
+ * common case only: round to nearest even (the host's mode outside the
+ * FPU), a result that is not a NaN (RISC-V wants the canonical NaN), and
+ * no exception flag the guest has not accrued yet (the host flags are
+ * sticky, as in the FPU's own host path). Anything else falls to
+ * helper_fp(), which computes it again exactly.
+ */
+static bool emit_fp_fast(Translation *t, const DecodedInsn *d, Stub *s, uint8_t **ret_slow) {
+        static const uint8_t sse_op[] = { [0x01] = 0x58, [0x05] = 0x5c, [0x09] = 0x59, [0x0d] = 0x5e };
+        uint32_t insn = (uint32_t) d->imm;
+        unsigned opcode = insn & 0x7f, rd = (insn >> 7) & 31, rm = (insn >> 12) & 7;
+        unsigned rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31, rs3 = insn >> 27, f7 = insn >> 25;
+        bool fma = opcode == 0x43 && ((insn >> 25) & 3) == 1;
+        Emit *e = &t->e;
+        uint8_t *slow[3];
+
+        if (!fma && !(opcode == 0x53 && f7 < sizeof(sse_op) && sse_op[f7]))
+                return false;
+        if (fma && !t->j->host_fma)
+                return false;
+        if (rm != 0 && rm != RM_DYN)
+                return false;
+
+        emit_fs_check(t, s);
+        if (rm == RM_DYN) {
+                e8(e, 0x83); emit_xmm_mem(e, 7, OFF(fpu.frm)); e8(e, 0x00);     /* cmp dword [frm], 0 */
+                slow[0] = emit_jcc(e, CC_NE);
+        } else
+                slow[0] = NULL;
+        if (fma) {
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x10); emit_xmm_mem(e, 0, FOFF(rs3));  /* movsd xmm0, f[rs3] */
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x10); emit_xmm_mem(e, 1, FOFF(rs1));  /* movsd xmm1, f[rs1] */
+                /* vfmadd231sd xmm0, xmm1, f[rs2]: xmm0 = xmm1 * f[rs2] + xmm0 */
+                e8(e, 0xc4); e8(e, 0xe2); e8(e, 0xf1); e8(e, 0xb9); emit_xmm_mem(e, 0, FOFF(rs2));
+        } else {
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x10); emit_xmm_mem(e, 0, FOFF(rs1));  /* movsd xmm0, f[rs1] */
+                e8(e, 0xf2); e8(e, 0x0f); e8(e, sse_op[f7]); emit_xmm_mem(e, 0, FOFF(rs2));
+        }
+        e8(e, 0x66); e8(e, 0x0f); e8(e, 0x2e); e8(e, 0xc0);                     /* ucomisd xmm0, xmm0 */
+        slow[1] = emit_jcc(e, 0xa);                                             /* jp: NaN */
+        emit_mov_imm(e, RDX, (uint64_t) (uintptr_t) &t->j->fp);
+        e8(e, 0x0f); e8(e, 0xae); e8(e, 0x1a);                                  /* stmxcsr [rdx] */
+        e8(e, 0x8b); e8(e, 0x02);                                               /* mov eax, [rdx] */
+        emit_alu_imm(e, ALU_AND, false, RAX, 0x3f);
+        e8(e, 0x0f); e8(e, 0xb6); e8(e, 0x44); e8(e, 0x02);                     /* movzx eax, byte [rdx + rax + to_fflags] */
+        e8(e, (uint8_t) offsetof(JitFp, mxcsr_to_fflags));
+        e8(e, 0x8b); emit_xmm_mem(e, RCX, OFF(fpu.fflags));                     /* mov ecx, [fflags] */
+        e8(e, 0xf7); e8(e, 0xd1);                                               /* not ecx */
+        e8(e, 0x85); e8(e, 0xc8);                                               /* test eax, ecx */
+        slow[2] = emit_jcc(e, CC_NE);
+        e8(e, 0xf2); e8(e, 0x0f); e8(e, 0x11); emit_xmm_mem(e, 0, FOFF(rd));   /* movsd f[rd], xmm0 */
+        emit_fs_dirty(t);
+        memcpy(ret_slow, slow, sizeof(slow));
+        return true;
+}
+
 static void emit_fp_op(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
         Emit *e = &t->e;
         Stub *s = new_stub(t, pc, done, EXIT_STEP);
+        uint8_t *slow[3], *skip = NULL;
 
+        if (emit_fp_fast(t, d, s, slow)) {
+                skip = emit_jmp(e);
+                for (unsigned i = 0; i < ELEMENTSOF(slow); i++)
+                        if (slow[i])
+                                patch_rel32(slow[i], e->p);
+        }
         emit_mov_rr(e, RDI, RBX);
         emit_mov_imm(e, RSI, (uint32_t) d->imm);
         emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_fp);
         emit_call_rax(e);
         e8(e, 0x48); e8(e, 0x85); e8(e, 0xc0);                  /* test rax, rax */
         s->rel[0] = emit_jcc(e, CC_NE);
+        if (skip)
+                patch_rel32(skip, e->p);
+}
+
+/*
+ * Instructions the interpreter executes from inside a block (a call, not
+ * an exit to the dispatcher): atomics and CSR accesses, except satp and
+ * PMP, whose writes change the fetch mappings or permissions the rest of
+ * the block was translated under, and mcycle/minstret, whose writes move
+ * instret under the block's own count. They may trap, jump or end the slice (a CSR write that unmasks
+ * an interrupt); the block checks for that after the call and leaves.
+ */
+#define CSR_SATP 0x180
+#define CSR_PMP_FIRST 0x3a0
+#define CSR_PMP_LAST 0x3ef
+#define CSR_MCOUNTERS_FIRST 0xb00
+#define CSR_MCOUNTERS_LAST 0xbff
+
+static void profile_step(Jit *j, Hart *h);
+
+static bool steps_inline(const DecodedInsn *d) {
+        uint32_t insn = (uint32_t) d->imm;
+
+        if (d->op == OP_AMO)
+                return true;
+        if (d->op != OP_SYSTEM || ((insn >> 12) & 3) == 0)
+                return false; /* not Zicsr: ECALL, EBREAK, xRET, WFI, SFENCE.VMA */
+        unsigned csr = insn >> 20;
+        return csr != CSR_SATP && !(csr >= CSR_PMP_FIRST && csr <= CSR_PMP_LAST) &&
+                !(csr >= CSR_MCOUNTERS_FIRST && csr <= CSR_MCOUNTERS_LAST);
+}
+
+static void helper_interp_step(Hart *h) {
+        Jit *j = h->jit;
+
+        if (j->interp_profile)
+                profile_step(j, h);
+        hart_step(h);
+        h->instret++;
+        j->stats.inline_steps++;
+}
+
+/*
+ * Calls the interpreter for the instruction at 'pc', the block's
+ * instruction number 'n'. instret must be exact for it (it may read
+ * instret or trap), so the block's count so far is added first.
+ */
+static void emit_interp_step(Translation *t, uint64_t pc, unsigned n, unsigned len) {
+        Emit *e = &t->e;
+        Stub *s;
+
+        if (n > t->committed)
+                emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n - t->committed));
+        t->committed = n + 1;
+        emit_set_pc(t, pc);
+        emit_mov_rr(e, RDI, RBX);
+        emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_interp_step);
+        emit_call_rax(e);
+        /* Leave if it did not simply fall through to the next instruction, or ended the slice. */
+        s = new_stub(t, 0, n + 1, EXIT_DIVERTED);
+        s->pc_set = true;
+        emit_mov_imm(e, RCX, pc + len);
+        emit_alu_mem(e, ALU_CMP, true, RCX, RBX, OFF(pc));
+        s->rel[0] = emit_jcc(e, CC_NE);
+        /* cmp qword [rbx + slice_end], 0 */
+        e8(e, 0x48); e8(e, 0x83); modrm_disp32(e, 7, RBX, OFF(slice_end)); e8(e, 0x00);
+        s->rel[1] = emit_jcc(e, CC_E);
 }
 
 static void emit_helper2(Translation *t, const DecodedInsn *d, uint64_t (*fn)(uint64_t, uint64_t)) {
@@ -682,14 +925,43 @@ static void emit_helper2(Translation *t, const DecodedInsn *d, uint64_t (*fn)(ui
         emit_call_rax(e);
 }
 
+/* rax = the high 64 bits of rax * x[rs2], signed or unsigned (one-operand imul/mul). */
+static void emit_mul_high(Emit *e, bool is_signed, unsigned rs2) {
+        e8(e, 0x48);
+        e8(e, 0xf7);
+        modrm_disp32(e, is_signed ? 5 : 4, RBX, XOFF(rs2));
+        emit_mov_rr(e, RAX, RDX);
+}
+
+/*
+ * rax = rax / rcx or rax % rcx, unsigned; RISC-V's division by zero gives
+ * all ones (quotient) or the dividend (remainder), where x86 would trap.
+ * The signed forms, with their INT64_MIN / -1 case, stay in helpers.
+ */
+static void emit_divu(Emit *e, bool remainder) {
+        uint8_t *zero, *done;
+
+        e8(e, 0x48); e8(e, 0x85); e8(e, 0xc9);                  /* test rcx, rcx */
+        zero = emit_jcc(e, CC_E);
+        e8(e, 0x31); e8(e, 0xd2);                               /* xor edx, edx */
+        e8(e, 0x48); e8(e, 0xf7); e8(e, 0xf1);                  /* div rcx */
+        if (remainder)
+                emit_mov_rr(e, RAX, RDX);
+        done = emit_jmp(e);
+        patch_rel32(zero, e->p);
+        if (!remainder)
+                emit_mov_imm(e, RAX, UINT64_MAX);
+        patch_rel32(done, e->p);
+}
+
 /* Computes an ALU result into rax; false if 'd' is not an ALU instruction handled here. */
 static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
         Emit *e = &t->e;
         int32_t imm = (int32_t) d->imm;
         unsigned rs1 = d->rs1, rs2 = d->rs2;
 
-#define LOAD_A() emit_load64(e, RAX, RBX, XOFF(rs1))
-#define SHIFT_B() emit_load64(e, RCX, RBX, XOFF(rs2))
+#define LOAD_A() emit_get(t, RAX, rs1)
+#define SHIFT_B() emit_get(t, RCX, rs2)
         switch ((Op) d->op) {
         case OP_LUI: emit_mov_imm(e, RAX, (uint64_t) d->imm); break;
         case OP_AUIPC: emit_mov_imm(e, RAX, pc + (uint64_t) d->imm); break;
@@ -706,30 +978,30 @@ static bool emit_alu(Translation *t, const DecodedInsn *d, uint64_t pc) {
         case OP_SLLIW: LOAD_A(); emit_shift_imm(e, SHIFT_SHL, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
         case OP_SRLIW: LOAD_A(); emit_shift_imm(e, SHIFT_SHR, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
         case OP_SRAIW: LOAD_A(); emit_shift_imm(e, SHIFT_SAR, false, RAX, (uint8_t) imm); emit_sext32(e, RAX); break;
-        case OP_ADD: LOAD_A(); emit_alu_mem(e, ALU_ADD, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_SUB: LOAD_A(); emit_alu_mem(e, ALU_SUB, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_XOR: LOAD_A(); emit_alu_mem(e, ALU_XOR, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_OR: LOAD_A(); emit_alu_mem(e, ALU_OR, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_AND: LOAD_A(); emit_alu_mem(e, ALU_AND, true, RAX, RBX, XOFF(rs2)); break;
-        case OP_SLT: LOAD_A(); emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(rs2)); emit_setcc_rax(e, CC_L); break;
-        case OP_SLTU: LOAD_A(); emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(rs2)); emit_setcc_rax(e, CC_B); break;
+        case OP_ADD: LOAD_A(); emit_alu_x(t, ALU_ADD, true, rs2); break;
+        case OP_SUB: LOAD_A(); emit_alu_x(t, ALU_SUB, true, rs2); break;
+        case OP_XOR: LOAD_A(); emit_alu_x(t, ALU_XOR, true, rs2); break;
+        case OP_OR: LOAD_A(); emit_alu_x(t, ALU_OR, true, rs2); break;
+        case OP_AND: LOAD_A(); emit_alu_x(t, ALU_AND, true, rs2); break;
+        case OP_SLT: LOAD_A(); emit_alu_x(t, ALU_CMP, true, rs2); emit_setcc_rax(e, CC_L); break;
+        case OP_SLTU: LOAD_A(); emit_alu_x(t, ALU_CMP, true, rs2); emit_setcc_rax(e, CC_B); break;
         case OP_SLL: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHL, true, RAX); break;
         case OP_SRL: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHR, true, RAX); break;
         case OP_SRA: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, true, RAX); break;
-        case OP_ADDW: LOAD_A(); emit_alu_mem(e, ALU_ADD, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
-        case OP_SUBW: LOAD_A(); emit_alu_mem(e, ALU_SUB, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
+        case OP_ADDW: LOAD_A(); emit_alu_x(t, ALU_ADD, false, rs2); emit_sext32(e, RAX); break;
+        case OP_SUBW: LOAD_A(); emit_alu_x(t, ALU_SUB, false, rs2); emit_sext32(e, RAX); break;
         case OP_SLLW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHL, false, RAX); emit_sext32(e, RAX); break;
         case OP_SRLW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SHR, false, RAX); emit_sext32(e, RAX); break;
         case OP_SRAW: LOAD_A(); SHIFT_B(); emit_shift_cl(e, SHIFT_SAR, false, RAX); emit_sext32(e, RAX); break;
         case OP_MUL: LOAD_A(); emit_imul_mem(e, true, RAX, RBX, XOFF(rs2)); break;
         case OP_MULW: LOAD_A(); emit_imul_mem(e, false, RAX, RBX, XOFF(rs2)); emit_sext32(e, RAX); break;
-        case OP_MULH: emit_helper2(t, d, helper_mulh); break;
+        case OP_MULH: LOAD_A(); emit_mul_high(e, true, rs2); break;
         case OP_MULHSU: emit_helper2(t, d, helper_mulhsu); break;
-        case OP_MULHU: emit_helper2(t, d, helper_mulhu); break;
+        case OP_MULHU: LOAD_A(); emit_mul_high(e, false, rs2); break;
         case OP_DIV: emit_helper2(t, d, helper_div); break;
-        case OP_DIVU: emit_helper2(t, d, helper_divu); break;
+        case OP_DIVU: LOAD_A(); SHIFT_B(); emit_divu(e, false); break;
         case OP_REM: emit_helper2(t, d, helper_rem); break;
-        case OP_REMU: emit_helper2(t, d, helper_remu); break;
+        case OP_REMU: LOAD_A(); SHIFT_B(); emit_divu(e, true); break;
         case OP_DIVW: emit_helper2(t, d, helper_divw); break;
         case OP_DIVUW: emit_helper2(t, d, helper_divuw); break;
         case OP_REMW: emit_helper2(t, d, helper_remw); break;
@@ -753,8 +1025,8 @@ static void emit_branch(Translation *t, const DecodedInsn *d, uint64_t pc) {
         Emit *e = &t->e;
         uint8_t *taken;
 
-        emit_load64(e, RAX, RBX, XOFF(d->rs1));
-        emit_alu_mem(e, ALU_CMP, true, RAX, RBX, XOFF(d->rs2));
+        emit_get(t, RAX, d->rs1);
+        emit_alu_x(t, ALU_CMP, true, d->rs2);
         taken = emit_jcc(e, cc[d->op]);
         emit_exit_to(t, pc + d->len);
         patch_rel32(taken, e->p);
@@ -780,6 +1052,8 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         t->e.p = j->rw + j->used;
         t->n_stubs = 0;
         t->page = pc & PAGE_MASK;
+        t->committed = 0;
+        t->rax_reg = t->rcx_reg = -1;
 
         const uint8_t *entry = t->e.p;
         Emit *e = &t->e;
@@ -791,6 +1065,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         e32(e, 0);
         emit_alu_mem(e, ALU_CMP, true, RAX, RBX, OFF(slice_end));
         budget_rel = emit_jcc(e, CC_A);
+        const uint8_t *body = e->p;
 
         for (;;) {
                 unsigned off = (unsigned) (pc & (PAGE_SIZE - 1));
@@ -799,7 +1074,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 DecodedInsn d;
 
                 if (n == j->max_insns || (pc & PAGE_MASK) != t->page) {
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n - t->committed));
                         emit_exit_to(t, pc);
                         break;
                 }
@@ -808,7 +1083,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 if ((lo & 3) == 3) {
                         uint16_t hi;
                         if (off + 4 > PAGE_SIZE) {
-                                emit_exit(t, n, pc, EXIT_STEP);
+                                emit_exit(t, n - t->committed, pc, EXIT_STEP);
                                 break;
                         }
                         memcpy(&hi, page + off + 2, 2);
@@ -817,14 +1092,20 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 decode_insn(decode_key(raw), &d);
 
                 Op op = (Op) d.op;
+                int rax_reg = -1, rcx_reg = -1;        /* what rax and rcx hold after this instruction */
                 if (is_alu(op)) {
                         if (d.rd != 0) {
                                 emit_alu(t, &d, pc);
                                 emit_store64(e, RBX, XOFF(d.rd), RAX);
+                                rax_reg = d.rd;
+                        } else {
+                                rax_reg = t->rax_reg;
+                                rcx_reg = t->rcx_reg;
                         }
-                } else if (op >= OP_LB && op <= OP_LWU)
+                } else if (op >= OP_LB && op <= OP_LWU) {
                         emit_load(t, &d, pc, n);
-                else if (op >= OP_SB && op <= OP_SD)
+                        rcx_reg = d.rd ? d.rd : -1;
+                } else if (op >= OP_SB && op <= OP_SD)
                         emit_store(t, &d, pc, n);
                 else if (op == OP_FLW || op == OP_FLD)
                         emit_fp_load(t, &d, pc, n);
@@ -839,12 +1120,12 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                                 emit_mov_imm(e, RAX, pc + d.len);
                                 emit_store64(e, RBX, XOFF(d.rd), RAX);
                         }
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n + 1 - t->committed));
                         emit_exit_to(t, pc + (uint64_t) d.imm);
                         n++;
                         break;
                 } else if (op == OP_JALR) {
-                        emit_load64(e, RCX, RBX, XOFF(d.rs1));
+                        emit_get(t, RCX, d.rs1);
                         if (d.imm)
                                 emit_alu_imm(e, ALU_ADD, true, RCX, (int32_t) d.imm);
                         emit_alu_imm(e, ALU_AND, true, RCX, -2);
@@ -853,20 +1134,24 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                                 emit_store64(e, RBX, XOFF(d.rd), RAX);
                         }
                         emit_store64(e, RBX, OFF(pc), RCX);
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n + 1 - t->committed));
                         emit_jump_cache(t);
                         n++;
                         break;
                 } else if (op >= OP_BEQ && op <= OP_BGEU) {
-                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) n + 1);
+                        emit_add_mem_imm(e, RBX, OFF(instret), (int32_t) (n + 1 - t->committed));
                         emit_branch(t, &d, pc);
                         n++;
                         break;
+                } else if (steps_inline(&d)) {
+                        emit_interp_step(t, pc, n, d.len);
                 } else {
-                        /* Everything else (CSRs, A, F/D, system, FENCE.I, illegal) is the interpreter's. */
-                        emit_exit(t, n, pc, EXIT_STEP);
+                        /* What may change the mappings, the privilege or the code (xRET, ECALL, SFENCE.VMA, satp, FENCE.I, WFI, illegal) ends the block. */
+                        emit_exit(t, n - t->committed, pc, EXIT_STEP);
                         break;
                 }
+                t->rax_reg = rax_reg;
+                t->rcx_reg = rcx_reg;
                 n++;
                 pc += d.len;
         }
@@ -874,14 +1159,18 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         /* Out-of-line exits: the budget check and the TLB misses. */
         patch_rel32(budget_rel, e->p);
         emit_set_pc(t, start);
-        emit_mov_imm(e, RAX, EXIT_NEXT);
+        emit_mov_imm(e, RAX, EXIT_SLICE);
         emit_jmp_epilogue(t);
         for (unsigned i = 0; i < t->n_stubs; i++) {
                 Stub *s = &t->stubs[i];
                 for (unsigned k = 0; k < ELEMENTSOF(s->rel); k++)
                         if (s->rel[k])
                                 patch_rel32(s->rel[k], e->p);
-                emit_exit(t, s->done, s->pc, s->code);
+                if (s->pc_set) {
+                        emit_mov_imm(e, RAX, s->code);
+                        emit_jmp_epilogue(t);
+                } else
+                        emit_exit(t, s->done, s->pc, s->code);
         }
         uint32_t len = n;
         memcpy(budget_imm, &len, 4);
@@ -903,6 +1192,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                 .priv = h->priv,
                 .ninsn = n,
                 .code = rw_to_rx(j, entry),
+                .body = rw_to_rx(j, body),
         };
         unsigned hi = hash_block(pa, start);
         b->hash_next = j->hash[hi];
@@ -948,16 +1238,62 @@ static Block *lookup(Jit *j, Hart *h) {
         return translate(j, h, pc, pa, mem->ram + (off & PAGE_MASK));
 }
 
+/* The instruction's opcode, funct3 and (for CSRs and system instructions) immediate field: one pattern per kind. */
+static uint32_t insn_pattern(uint32_t raw) {
+        if ((raw & 3) != 3)
+                return raw & 0xe003;
+        if ((raw & 0x7f) == 0x73)
+                return raw & 0xfff0707f;
+        return raw & 0xf800707f;
+}
+
+static void profile_step(Jit *j, Hart *h) {
+        const TlbEntry *te = &h->tlb_fetch[(h->pc >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+        uint32_t raw = 0, pattern;
+
+        if (te->tag == (h->pc & PAGE_MASK) && (h->pc & (PAGE_SIZE - 1)) <= PAGE_SIZE - 4)
+                memcpy(&raw, (const void *) (uintptr_t) (h->pc + te->addend), 4);
+        pattern = insn_pattern(raw);
+        for (unsigned k = 0; k < INTERP_PROFILE_SIZE; k++) {
+                unsigned i = (pattern + k) % INTERP_PROFILE_SIZE;
+                if (j->interp_profile[i].count == 0)
+                        j->interp_profile[i].pattern = pattern;
+                if (j->interp_profile[i].pattern == pattern) {
+                        j->interp_profile[i].count++;
+                        return;
+                }
+        }
+}
+
+/* Logs the most frequent patterns (and forgets the counts). */
+static void log_interp_profile(Jit *j) {
+        for (unsigned n = 0; n < 16; n++) {
+                unsigned best = INTERP_PROFILE_SIZE;
+                for (unsigned i = 0; i < INTERP_PROFILE_SIZE; i++)
+                        if (j->interp_profile[i].count && (best == INTERP_PROFILE_SIZE ||
+                                                           j->interp_profile[i].count > j->interp_profile[best].count))
+                                best = i;
+                if (best == INTERP_PROFILE_SIZE)
+                        return;
+                log_info("jit: interpreter steps for pattern 0x%08x: %llu", j->interp_profile[best].pattern,
+                         (unsigned long long) j->interp_profile[best].count);
+                j->interp_profile[best].count = 0;
+        }
+}
+
 static void step(Jit *j, Hart *h) {
+        if (j->interp_profile)
+                profile_step(j, h);
         hart_step(h);
         h->instret++;
         j->stats.interp_steps++;
         j->stats.retired++;
 }
 
-uint64_t jit_run_slice(Hart *h) {
+uint64_t jit_run_slice(Hart *h, uint64_t max) {
         Jit *j = h->jit;
         uint64_t start = j->stats.retired;
+        uint64_t end = h->instret + max;
         uintptr_t pending = 0;          /* a direct-jump site to chain to the next block */
         uint64_t pending_gen = 0;
 
@@ -965,7 +1301,12 @@ uint64_t jit_run_slice(Hart *h) {
                 Block *b = lookup(j, h);
                 uintptr_t r;
 
-                if (!b || b->ninsn == 0 || b->ninsn > h->slice_end - h->instret) {
+                /*
+                 * A block that starts in the slice may end past it (by less than a block), not past
+                 * the caller's budget: stepping the slice's last instructions one by one cost a
+                 * dispatcher round each, and a translation for every block tail.
+                 */
+                if (!b || b->ninsn == 0 || b->ninsn > end - h->instret) {
                         pending = 0;
                         step(j, h);
                         if (j->single_block)
@@ -981,23 +1322,41 @@ uint64_t jit_run_slice(Hart *h) {
                 pending = 0;
 
                 if (!j->no_chain && !j->single_block) {
-                        JcEntry *c = &j->jc[(h->pc >> 1) & (JC_SIZE - 1)];
+                        JcEntry *c = &j->jc[jc_index(h->pc)];
+                        unsigned pi = jc_page_index(h->pc);
                         *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = b->code };
+                        j->jc_pages[pi / 64] |= 1ULL << (pi % 64);
                 }
 
                 pending_gen = j->gen;
                 j->stats.block_runs++;
                 uint64_t before = h->instret;
-                r = j->enter(h, b->code);
+                r = j->enter(h, b->body);
                 /* Translated code writes instret only by adding what it retired. */
                 j->stats.retired += h->instret - before;
-                if (r == EXIT_STEP || r == EXIT_TLB) {
-                        if (r == EXIT_TLB)
-                                j->stats.tlb_exits++;
-                        if (h->instret < h->slice_end)
+                switch (r) {
+                case EXIT_TLB:
+                        j->stats.tlb_exits++;
+                        __attribute__((fallthrough));
+                case EXIT_STEP:
+                        if (h->instret < end)
                                 step(j, h);
-                } else if (r != EXIT_NEXT)
+                        break;
+                case EXIT_JC_MISS:
+                        j->stats.jc_misses++;
+                        break;
+                case EXIT_SLICE:
+                        j->stats.slice_exits++;
+                        break;
+                case EXIT_DIVERTED:
+                        j->stats.diverted_exits++;
+                        break;
+                case EXIT_NEXT:
+                        break;
+                default:
+                        j->stats.chain_exits++;
                         pending = r;
+                }
                 if (j->single_block)
                         break;
         }

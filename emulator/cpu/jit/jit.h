@@ -9,10 +9,15 @@
  *
  * What a block is: up to JIT_MAX_BLOCK_INSNS straight-line instructions
  * (RV64I, M, F/D, and C through the decoder's expansion) inside one 4 KiB
- * guest page, ended by a branch or jump, by the page's end, or before the
- * first instruction the translator leaves to the interpreter (CSRs, A,
- * system instructions, FENCE.I). F/D loads and stores are translated; F/D
- * arithmetic calls the FPU's own code (bit-exact by construction), and the
+ * guest page, ended by a branch or jump, by the page's end, or at the
+ * first instruction the translator leaves to the dispatcher and the
+ * interpreter (xRET, ECALL, WFI, SFENCE.VMA, FENCE.I, satp, PMP and
+ * counter writes). CSR accesses and atomics call the interpreter from
+ * inside the block, which goes on unless the instruction trapped, jumped
+ * or ended the slice. F/D loads and stores are translated; double add,
+ * sub, mul, div and fmadd run on SSE/FMA when round-to-nearest, a
+ * non-NaN result and no new flag make that exact; other F/D arithmetic
+ * calls the FPU's own code (bit-exact by construction), and the
  * interpreter executes it again only when it must trap. Blocks are keyed by the guest
  * physical address of their first instruction, its virtual address (the
  * code embeds absolute pcs) and the privilege level.
@@ -32,16 +37,19 @@
  * whole cache, as does a full cache. Blocks are found through the TLB, so
  * they need no ASID of their own: SFENCE.VMA drops TLB entries and a satp
  * write switches to the TLB context of the new address space (ASID), so
- * lookups see the right mappings; both empty the jump cache (virtual pc ->
- * block) in O(1); blocks
+ * lookups see the right mappings. The jump cache (virtual pc -> block) is
+ * tagged with the TLB context, and emptied in O(1) when a context's
+ * mappings may have changed (SFENCE.VMA of a page it has entries for, or
+ * of everything; a context reused); blocks
  * chain directly only to targets in their own page, which stay valid
  * across remappings because the source block was itself found through the
  * current mapping.
  *
- * Interrupts: a block is entered only if all of it fits in the current
- * slice (hart_run() never overshoots its budget), so a guest spinning in a
- * loop of chained blocks still returns to hart_run() every slice, where
- * interrupts and kicks are looked at exactly as with the interpreter.
+ * Interrupts: a chained block is entered only if all of it fits in the
+ * current slice, so a guest spinning in a loop of chained blocks still
+ * returns to hart_run() every slice, where interrupts and kicks are looked
+ * at exactly as with the interpreter; the dispatcher lets the slice's last
+ * block run past the slice, never past hart_run()'s budget.
  *
  * W^X: the code cache is one memfd mapped twice, read-write for the
  * translator and read-execute for running, so no mapping is ever writable
@@ -60,8 +68,13 @@ typedef struct JitStats {
         uint64_t insns_translated;
         uint64_t block_runs;            /* entries from the dispatcher (chained entries are not counted) */
         uint64_t chains_patched;
-        uint64_t interp_steps;          /* instructions left to the interpreter */
+        uint64_t interp_steps;          /* instructions left to the interpreter by the dispatcher */
+        uint64_t inline_steps;          /* instructions translated code called the interpreter for (CSRs, atomics) */
         uint64_t tlb_exits;             /* loads/stores that missed the inline TLB */
+        uint64_t jc_misses;             /* indirect or cross-page jumps the jump cache did not know */
+        uint64_t chain_exits;           /* direct jumps not (yet) chained */
+        uint64_t slice_exits;           /* chained blocks that did not fit in the slice */
+        uint64_t diverted_exits;        /* inline interpreter calls that trapped, jumped or ended the slice */
         uint64_t fence_i;
         uint64_t cache_flushes;         /* whole-cache flushes: full, reset */
         uint64_t page_invalidations;
@@ -79,10 +92,11 @@ Jit *jit_free(Jit *j);
 
 /*
  * Runs translated blocks (and the interpreter for what is not translated)
- * until h->instret reaches h->slice_end; never beyond it. Returns the
- * number of instructions retired.
+ * until h->instret reaches h->slice_end. The last block may end past the
+ * slice, but never beyond 'max' instructions (the caller's budget).
+ * Returns the number of instructions retired.
  */
-uint64_t jit_run_slice(Hart *h);
+uint64_t jit_run_slice(Hart *h, uint64_t max);
 
 /* Drops every translation (reset, guest RAM rewritten). */
 void jit_invalidate_all(Jit *j);
@@ -95,6 +109,12 @@ void jit_invalidate_page(Jit *j, uint64_t pa);
 
 /* The hart's TLB was flushed (SFENCE.VMA, satp, PMP): virtual-address shortcuts are stale. */
 void jit_tlb_flushed(Jit *j);
+
+/* SFENCE.VMA of the page of 'va' (in one or all address spaces). */
+void jit_tlb_page_flushed(Jit *j, uint64_t va);
+
+/* The hart switched to TLB context (address space) 'context', whose mappings are unchanged since it was last left. */
+void jit_tlb_context_selected(Jit *j, unsigned context);
 
 /* Whether the page of 'pa' holds translated code (then it must stay out of the store TLB). */
 bool jit_page_has_code(const Jit *j, uint64_t pa);
