@@ -12,7 +12,8 @@ the VM: it must exit 0 with no LeakSanitizer report, so any allocation a
 client left behind fails the test.
 
 Without AddressSanitizer (ORRERY_VM_ASAN unset) there is no leak checker
-to ask, and the test says so as a skip.
+to ask: meson defines the test only in such a build, and run by hand
+elsewhere it says so as a skip.
 """
 import os
 import socket
