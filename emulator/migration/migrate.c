@@ -59,6 +59,25 @@ struct Migration {
         uint8_t *ram;
         bool paused_here;
         bool disks_released;            /* the destination may take the image locks */
+
+        /*
+         * The final snapshot, taken on the event-loop thread (guarded by
+         * 'lock', with 'snapshot_cond'): the devices run there (network
+         * frames, console input, disk completions all write guest RAM), so
+         * only there are the last dirty pages, the devices' state and the
+         * guest's time one consistent instant. What the devices do after it
+         * no longer matters: this process either hands the guest over or,
+         * on failure, resumes it from where it is.
+         */
+        pthread_cond_t snapshot_cond;
+        bool snapshot_wanted;
+        bool snapshot_done;
+        int snapshot_error;
+        StateWriter snapshot_state;
+        uint64_t snapshot_ticks;
+        uint8_t *snapshot_pages;        /* the pending pages' contents, in page order */
+        uint8_t *snapshot_fb;
+        uint64_t snapshot_fb_size;
 };
 
 const char *migration_status_to_string(MigrationStatus s) {
@@ -318,9 +337,112 @@ static int precopy(Migration *mg) {
         }
 }
 
+/*
+ * On the event-loop thread, asked for by wait_snapshot(): the pending pages
+ * (copied), the framebuffer, the guest's time and the devices' state, all
+ * as of this instant. The CPU is paused.
+ */
+static void take_snapshot(Migration *mg) {
+        uint64_t count, fb_size;
+        uint32_t fb_w, fb_h, stride;
+        const uint8_t *fb;
+        int r = 0;
+
+        machine_drain_io(mg->machine);
+        /* The CPU is paused: nothing it stored is still on its way. */
+        count = pending_take_dirty(mg);
+        if (count > 0) {
+                mg->snapshot_pages = malloc(count * SAVEVM_PAGE_SIZE);
+                if (!mg->snapshot_pages)
+                        r = -ENOMEM;
+                uint8_t *out = mg->snapshot_pages;
+                for (uint64_t p = 0; r >= 0 && p < mg->pages; p++)
+                        if (pending_test(mg, p)) {
+                                memcpy(out, mg->ram + p * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE);
+                                out += SAVEVM_PAGE_SIZE;
+                        }
+        }
+        /* The screen as the guest left it: a console that does not redraw would stay black otherwise. */
+        fb = machine_framebuffer(mg->machine, &fb_w, &fb_h, &stride);
+        fb_size = fb ? (uint64_t) stride * fb_h : 0;
+        if (r >= 0 && fb_size > 0) {
+                mg->snapshot_fb = malloc(fb_size);
+                if (mg->snapshot_fb) {
+                        memcpy(mg->snapshot_fb, fb, fb_size);
+                        mg->snapshot_fb_size = fb_size;
+                } else
+                        r = -ENOMEM;
+        }
+        mg->snapshot_ticks = machine_guest_ticks(mg->machine);
+        if (r >= 0)
+                r = machine_save_state(mg->machine, &mg->snapshot_state);
+        mg->snapshot_error = r;
+        mg->snapshot_done = true;
+}
+
+/* Asks the event loop for the final snapshot and waits for it, or for cancel. */
+static int wait_snapshot(Migration *mg) {
+        int r;
+
+        pthread_mutex_lock(&mg->lock);
+        mg->snapshot_wanted = true;
+        pthread_mutex_unlock(&mg->lock);
+        notify(mg);
+
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + REQUEST_TIMEOUT_USEC;
+        pthread_mutex_lock(&mg->lock);
+        while (!mg->snapshot_done) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 20 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                (void) pthread_cond_timedwait(&mg->snapshot_cond, &mg->lock, &ts);
+                if (mg->snapshot_done)
+                        break;
+                if (cancelled(mg) || now_usec(CLOCK_MONOTONIC) > deadline) {
+                        /* The event loop must not take it after we gave up. */
+                        mg->snapshot_wanted = false;
+                        pthread_mutex_unlock(&mg->lock);
+                        if (cancelled(mg))
+                                return -ECANCELED;
+                        set_error(mg, "the event loop did not answer in time");
+                        return -ETIMEDOUT;
+                }
+        }
+        r = mg->snapshot_error;
+        pthread_mutex_unlock(&mg->lock);
+        if (r < 0)
+                set_error(mg, "cannot take the final state: %s", strerror(-r));
+        return r;
+}
+
+/* Sends the snapshot's pages as runs (the pending bits say where they go); clears them. */
+static void send_snapshot_pages(Migration *mg) {
+        const uint8_t *data = mg->snapshot_pages;
+
+        for (uint64_t p = 0; p < mg->pages && !mg->out_error;) {
+                if (!pending_test(mg, p)) {
+                        p = mg->pending[p / 64] ? p + 1 : (p / 64 + 1) * 64;
+                        continue;
+                }
+                uint64_t first = p;
+                while (p < mg->pages && p - first < RUN_MAX_PAGES && pending_test(mg, p)) {
+                        mg->pending[p / 64] &= ~(1ULL << (p % 64));
+                        p++;
+                }
+                out_le(mg, SAVEVM_LIVE_PAGES, 1);
+                out_le(mg, first, 8);
+                out_le(mg, p - first, 8);
+                out_bytes(mg, data, (p - first) * SAVEVM_PAGE_SIZE);
+                data += (p - first) * SAVEVM_PAGE_SIZE;
+        }
+}
+
 /* The guest paused: the rest of RAM, time and state, then the trailer. */
 static int stop_and_copy(Migration *mg) {
-        StateWriter state = {};
         bool running;
         int r;
 
@@ -336,29 +458,19 @@ static int stop_and_copy(Migration *mg) {
                 set_error(mg, "the VM is shutting down");
                 return -ESHUTDOWN;
         }
-        machine_drain_io(mg->machine);
-        uint64_t dirty = pending_take_dirty(mg);
-        report(mg, dirty, UINT64_MAX, false);
-        send_pending(mg);
-        out_le(mg, SAVEVM_LIVE_END, 1);
-        /* The screen as the guest left it: a console that does not redraw would stay black otherwise. */
-        uint32_t fb_w, fb_h, stride;
-        const uint8_t *fb = machine_framebuffer(mg->machine, &fb_w, &fb_h, &stride);
-        uint64_t fb_size = fb ? (uint64_t) stride * fb_h : 0;
-        out_le(mg, fb_size, 8);
-        if (fb_size > 0)
-                out_bytes(mg, fb, fb_size);
-        out_le(mg, machine_guest_ticks(mg->machine), 8);
-        out_le(mg, running, 1);
-        r = machine_save_state(mg->machine, &state);
-        if (r < 0) {
-                state_writer_done(&state);
-                set_error(mg, "cannot save the devices' state: %s", strerror(-r));
+        r = wait_snapshot(mg);
+        if (r < 0)
                 return r;
-        }
-        out_le(mg, state.size, 8);
-        out_bytes(mg, state.data, state.size);
-        state_writer_done(&state);
+        report(mg, 0, UINT64_MAX, false);
+        send_snapshot_pages(mg);
+        out_le(mg, SAVEVM_LIVE_END, 1);
+        out_le(mg, mg->snapshot_fb_size, 8);
+        if (mg->snapshot_fb_size > 0)
+                out_bytes(mg, mg->snapshot_fb, mg->snapshot_fb_size);
+        out_le(mg, mg->snapshot_ticks, 8);
+        out_le(mg, running, 1);
+        out_le(mg, mg->snapshot_state.size, 8);
+        out_bytes(mg, mg->snapshot_state.data, mg->snapshot_state.size);
         uint32_t crc = crc32_final(&mg->crc);
         out_bytes(mg, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
         out_le(mg, crc, 4);
@@ -467,6 +579,7 @@ int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, Migration 
         mg->downtime_limit_msec = downtime_limit_msec;
         mg->status = MIGRATION_ACTIVE;
         pthread_mutex_init(&mg->lock, NULL);
+        pthread_cond_init(&mg->snapshot_cond, NULL);
         mg->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         mg->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (mg->notify_fd < 0 || mg->cancel_fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
@@ -495,6 +608,10 @@ Migration *migration_free(Migration *mg) {
         safe_close(mg->notify_fd);
         safe_close(mg->cancel_fd);
         pthread_mutex_destroy(&mg->lock);
+        pthread_cond_destroy(&mg->snapshot_cond);
+        state_writer_done(&mg->snapshot_state);
+        free(mg->snapshot_pages);
+        free(mg->snapshot_fb);
         free(mg->pending);
         free(mg->buf);
         free(mg);
@@ -508,6 +625,13 @@ int migration_notify_fd(Migration *mg) {
 void migration_notify_drain(Migration *mg) {
         uint64_t v;
         (void) !read(mg->notify_fd, &v, sizeof(v));
+
+        pthread_mutex_lock(&mg->lock);
+        if (mg->snapshot_wanted && !mg->snapshot_done) {
+                take_snapshot(mg);
+                pthread_cond_broadcast(&mg->snapshot_cond);
+        }
+        pthread_mutex_unlock(&mg->lock);
 }
 
 MigrationStatus migration_status(Migration *mg) {
