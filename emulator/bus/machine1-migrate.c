@@ -16,6 +16,7 @@
 
 #include "bus/bus.h"
 #include "migration/migrate.h"
+#include "net/user.h"
 #include "log.h"
 #include "macro.h"
 
@@ -27,6 +28,7 @@ typedef struct BusMigration {
         char *error;
         char *uri;                      /* for the log */
         uint64_t downtime_limit_msec;
+        bool forwards_closed;           /* the host forwards' ports were let go for the destination */
 } BusMigration;
 
 static BusMigration *get(VmBus *b) {
@@ -65,9 +67,27 @@ static void ended(VmBus *b, BusMigration *bm) {
                 if (b->bus)
                         (void) sd_bus_flush(b->bus);
                 machine_request(b->machine, MACHINE_REQUEST_QUIT);
-        } else
+        } else {
                 log_error("Migration of VM '%s' to %s failed: %s; the VM runs on here", b->name, bm->uri,
                           bm->error ? bm->error : "unknown error");
+                if (bm->forwards_closed)
+                        for (size_t i = 0; i < b->n_nets; i++) {
+                                size_t failed = net_user_reopen_forwards(b->nets[i]);
+                                if (failed > 0)
+                                        log_error("VM '%s': %zu host forward(s) of NIC %zu could not listen again",
+                                                  b->name, failed, i);
+                        }
+                bm->forwards_closed = false;
+        }
+}
+
+/* The final state is taken: the destination takes over the host forwards' ports. */
+static void close_forwards(void *userdata) {
+        VmBus *b = userdata;
+
+        for (size_t i = 0; i < b->n_nets; i++)
+                net_user_close_forwards(b->nets[i]);
+        b->migration->forwards_closed = b->n_nets > 0;
 }
 
 static int on_migration_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -95,7 +115,7 @@ static int start(sd_bus_message *m, VmBus *b, int fd, const char *uri, sd_bus_er
         }
         free(bm->uri);
         bm->uri = strdup(uri);
-        r = migration_start(b->machine, fd, bm->downtime_limit_msec, &bm->migration);
+        r = migration_start(b->machine, fd, bm->downtime_limit_msec, close_forwards, b, &bm->migration);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot start migrating VM '%s': %m", b->name);
         r = sd_event_add_io(b->event, &bm->source, migration_notify_fd(bm->migration), EPOLLIN, on_migration_notify, b);

@@ -78,6 +78,8 @@ struct Migration {
         uint8_t *snapshot_pages;        /* the pending pages' contents, in page order */
         uint8_t *snapshot_fb;
         uint64_t snapshot_fb_size;
+        void (*on_final)(void *userdata);
+        void *userdata;
 };
 
 const char *migration_status_to_string(MigrationStatus s) {
@@ -376,6 +378,8 @@ static void take_snapshot(Migration *mg) {
         mg->snapshot_ticks = machine_guest_ticks(mg->machine);
         if (r >= 0)
                 r = machine_save_state(mg->machine, &mg->snapshot_state);
+        if (r >= 0 && mg->on_final)
+                mg->on_final(mg->userdata);
         mg->snapshot_error = r;
         mg->snapshot_done = true;
 }
@@ -565,7 +569,8 @@ static void *migration_thread(void *userdata) {
         return NULL;
 }
 
-int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, Migration **ret) {
+int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, void (*on_final)(void *userdata),
+                    void *userdata, Migration **ret) {
         Migration *mg;
         int r;
 
@@ -577,6 +582,8 @@ int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, Migration 
         mg->machine = m;
         mg->fd = fd;
         mg->downtime_limit_msec = downtime_limit_msec;
+        mg->on_final = on_final;
+        mg->userdata = userdata;
         mg->status = MIGRATION_ACTIVE;
         pthread_mutex_init(&mg->lock, NULL);
         pthread_cond_init(&mg->snapshot_cond, NULL);

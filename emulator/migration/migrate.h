@@ -57,8 +57,15 @@ const char *migration_status_to_string(MigrationStatus s);
  */
 int migration_connect(const char *uri, char *error, size_t error_size);
 
-/* Starts sending on 'fd' (taken, also on failure). -ENOMEM, or pthread's error. */
-int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, Migration **ret);
+/*
+ * Starts sending on 'fd' (taken, also on failure). -ENOMEM, or pthread's
+ * error. 'on_final' (may be NULL) runs on the event-loop thread, inside
+ * migration_notify_drain(), the moment the final state is taken: what the
+ * destination will need of the host (the host forwards' ports) is let go
+ * there, before the destination can be told to run the guest.
+ */
+int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, void (*on_final)(void *userdata),
+                    void *userdata, Migration **ret);
 Migration *migration_free(Migration *mg);
 
 int migration_notify_fd(Migration *mg);

@@ -328,6 +328,28 @@ int net_user_remove_forward(NetUser *nu, bool udp, struct in_addr host_addr, uin
         return 0;
 }
 
+void net_user_close_forwards(NetUser *nu) {
+        for (size_t i = 0; nu && i < nu->n_forwards; i++) {
+                const NetForward *f = &nu->forwards[i];
+                (void) slirp_remove_hostfwd(nu->slirp, f->udp, f->host_addr, f->host_port);
+        }
+        if (nu)
+                refill(nu);
+}
+
+size_t net_user_reopen_forwards(NetUser *nu) {
+        size_t failed = 0;
+
+        for (size_t i = 0; nu && i < nu->n_forwards; i++) {
+                const NetForward *f = &nu->forwards[i];
+                if (slirp_add_hostfwd(nu->slirp, f->udp, f->host_addr, f->host_port, f->guest_addr, f->guest_port) < 0)
+                        failed++;
+        }
+        if (nu)
+                refill(nu);
+        return failed;
+}
+
 size_t net_user_n_forwards(const NetUser *nu) {
         return nu ? nu->n_forwards : 0;
 }

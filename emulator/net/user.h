@@ -43,6 +43,13 @@ static inline void net_user_freep(NetUser **nu) {
  */
 int net_user_add_forward(NetUser *nu, const NetForward *f);
 int net_user_remove_forward(NetUser *nu, bool udp, struct in_addr host_addr, uint16_t host_port);
+/*
+ * A VM migrating away stops listening on its host forwards (the ports go to
+ * the destination) and listens again if the migration fails. The list is
+ * kept. Reopen returns how many forwards could not listen again.
+ */
+void net_user_close_forwards(NetUser *nu);
+size_t net_user_reopen_forwards(NetUser *nu);
 /* The forwards in place, in the order they were added; NULL past the end. */
 size_t net_user_n_forwards(const NetUser *nu);
 const NetForward *net_user_forward(const NetUser *nu, size_t i);

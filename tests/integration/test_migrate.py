@@ -28,7 +28,7 @@ from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, Pty, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, Pty, READY, Tap, Vm, fetch, free_port, poll  # noqa: E402
 
 NAME = "migtest"
 SERVICE = f"org.orrery.VM.{NAME}"
@@ -227,6 +227,9 @@ try:
         f.truncate(32 << 20)
     subprocess.run([MKFS, "-q", "-F", "-O", "^metadata_csum_seed", disk], check=True)
     common += ["--drive", f"file={disk},id=data"]
+    # A NIC (restrict=on) with a host forward on 127.0.0.1 to busybox httpd: the forward moves too.
+    web = free_port()
+    common += ["--net", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{web}-:8080"]
 
     src = Vm(*common, name=NAME, bus=pbus.address)
     vms.append(src)
@@ -241,6 +244,10 @@ try:
     src.send("(i=0; while true; do i=$((i+1)); echo beat=$i; "
              "dd if=/dev/urandom of=/tmp/dirty bs=64k count=16 2>/dev/null; sleep 0.1; done) &\n")
     tap.check(src.wait_for(r"beat=5\r?\n", 60) is not None, "the heartbeat runs", src.tail())
+    src.command("mkdir -p /www && echo served-by-the-guest > /www/index.html && httpd -p 8080 -h /www && "
+                "echo httpd-''up", r"httpd-up\r?\n", 60)
+    page = b"served-by-the-guest\n"
+    tap.check(poll(lambda: fetch(web), 60) == page, "a host forward reaches httpd in the guest")
 
     # Cancelled mid-way: a destination that takes 1 MiB and then nothing.
     slow = os.path.join(tmp, "slow.sock")
@@ -298,6 +305,8 @@ try:
     tap.check(wait_until(lambda: str(prop(props, "MigrationState")) == "failed", 60),
               "a destination that does not confirm: MigrationState turns failed", str(prop(props, "MigrationError")))
     beats_go_on(src, "the heartbeat goes on on the source after the destination refused")
+    tap.check(poll(lambda: fetch(web), 60) == page,
+              "and its host forward, let go for the destination, listens again on the source")
 
     # The destination refuses damaged streams and other configurations before running anything.
     damaged = bytearray(stream)
@@ -323,6 +332,7 @@ try:
               "the interactive monitor prints one line about the move", session.tail())
     tap.check(session.line("info status", r"running", 30) is not None, "and keeps working with the new process",
               session.tail())
+    tap.check(poll(lambda: fetch(web), 60) == page, "the host forward reaches httpd in the guest on the destination")
     session.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -337,6 +347,7 @@ try:
     dst2 = move(dst, f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}", "TCP on 127.0.0.1 (monitor)", via_monitor=True)
     tap.check(dst2.wait_for(r"file-done\r?\n", 120, since=0) is not None,
               "the file written across both moves completes on the last destination", dst2.tail())
+    tap.check(poll(lambda: fetch(web), 60) == page, "after the second move too, the host forward reaches httpd")
     m = dst2.command("sync; md5sum /mnt/file", r"\n([0-9a-f]{32})  /mnt/file", 60)
     want = hashlib.md5(expected_file().encode()).hexdigest()
     tap.check(m is not None and m.group(1) == want, "the file has every line once, in order", dst2.tail())
