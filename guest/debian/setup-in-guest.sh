@@ -34,6 +34,26 @@ systemctl enable systemd-networkd.service
 # only a key in /root/.ssh/authorized_keys lets root in.
 passwd -d root
 
+# Each VM makes its own ssh host keys on its first boot: the ones
+# openssh-server's postinst made here would otherwise be shared by every VM
+# copied from this image.
+rm -f /etc/ssh/ssh_host_*
+cat >/etc/systemd/system/orrery-ssh-host-keys.service <<'UNIT'
+[Unit]
+Description=Make this machine's own SSH host keys
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+Before=ssh.service ssh.socket
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+RemainAfterExit=yes
+
+[Install]
+WantedBy=ssh.service ssh.socket multi-user.target
+UNIT
+systemctl enable orrery-ssh-host-keys.service
+
 # The kernel's postinst built the initramfs during the second stage, with
 # the modules build-debian.sh listed in /usr/share/initramfs-tools/modules.d.
 ls /boot/initrd.img-* >/dev/null 2>&1 || update-initramfs -c -k all
