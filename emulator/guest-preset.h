@@ -17,7 +17,7 @@ typedef enum GuestPreset {
         GUEST_PRESET_DEBIAN,
 } GuestPreset;
 
-#define GUEST_DEBIAN_APPEND "root=/dev/vda ro console=tty1 console=ttyS0"
+#define GUEST_DEBIAN_APPEND "root=LABEL=debian-root ro console=tty1 console=ttyS0"
 #define GUEST_DEBIAN_MEMORY (1024ULL << 20)
 /* systemd stops every unit before it powers off: slower than busybox's
  * poweroff, but within orrery-vm@.service's TimeoutStopSec=30. */
