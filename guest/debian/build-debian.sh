@@ -289,7 +289,8 @@ for pkg in "${REPO_PACKAGES[@]}"; do
         sed "s|^Filename: .*|Filename: ./$(basename "$file")|" <<<"$stanza" >>"$WORK/repo/Packages"
         echo >>"$WORK/repo/Packages"
 done
-mkfs.ext4 -q -F -L debian-repo -d "$WORK/repo" "$WORK/repo.img" 16M
+truncate -s 16M "$WORK/repo.img"
+mkfs.ext4 -q -F -L debian-repo -d "$WORK/repo" "$WORK/repo.img"
 
 truncate -s "$IMAGE_SIZE" "$WORK/debian.img"
 : >"$LOGS/mkfs.log"

@@ -15,8 +15,9 @@ cat >/etc/hosts <<'HOSTS'
 ::1             localhost ip6-localhost ip6-loopback
 HOSTS
 
-# One ext4 file system on the first virtio disk, no partition table.
-echo '/dev/vda / ext4 defaults,errors=remount-ro 0 1' >/etc/fstab
+# One ext4 file system, no partition table, found by its label: with a
+# second drive it is not always the first virtio disk.
+echo 'LABEL=debian-root / ext4 defaults,errors=remount-ro 0 1' >/etc/fstab
 
 # DHCP on the virtio NIC (slirp answers it) by systemd-networkd.
 mkdir -p /etc/systemd/network
