@@ -17,8 +17,11 @@ typedef enum GuestPreset {
         GUEST_PRESET_DEBIAN,
 } GuestPreset;
 
-#define GUEST_DEBIAN_APPEND "root=/dev/vda ro console=tty1 console=ttyS0"
+#define GUEST_DEBIAN_APPEND "root=LABEL=debian-root ro console=tty1 console=ttyS0"
 #define GUEST_DEBIAN_MEMORY (1024ULL << 20)
+/* systemd stops every unit before it powers off: slower than busybox's
+ * poweroff, but within orrery-vm@.service's TimeoutStopSec=30. */
+#define GUEST_DEBIAN_STOP_TIMEOUT_USEC (25ULL * 1000000ULL)
 
 /* "default" or "debian"; -EINVAL for anything else. */
 int guest_preset_from_string(const char *s, GuestPreset *ret);

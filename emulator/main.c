@@ -34,6 +34,7 @@
 
 #define EXIT_USAGE 2
 #define HARD_STOP_TIMEOUT_USEC (10ULL * 1000000ULL)
+
 /* More than any device tree this machine builds: what boot planning reserves for it. */
 #define FDT_SIZE_BOUND (64U * 1024U)
 
@@ -58,6 +59,11 @@ typedef struct Vm {
         BlockImage *images[MACHINE_FREE_VIRTIO_SLOTS];  /* each --drive's image, open and locked */
         Incoming *incoming;             /* --incoming: until the migrated VM runs here */
 } Vm;
+
+/* How long the guest gets to power off after SIGTERM pressed its power button. */
+static uint64_t hard_stop_timeout_usec(const Vm *vm) {
+        return vm->options.stop_timeout_usec ?: HARD_STOP_TIMEOUT_USEC;
+}
 
 static void serial_output(void *opaque, const uint8_t *buf, size_t n) {
         Vm *vm = opaque;
@@ -236,7 +242,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         request_clean_stop(vm);
         (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: the guest is shutting down", vm->options.name);
         if (!vm->stop_timer) {
-                r = sd_event_add_time_relative(vm->event, &vm->stop_timer, CLOCK_MONOTONIC, HARD_STOP_TIMEOUT_USEC, 0,
+                r = sd_event_add_time_relative(vm->event, &vm->stop_timer, CLOCK_MONOTONIC, hard_stop_timeout_usec(vm), 0,
                                                on_hard_stop_timer, vm);
                 if (r < 0)
                         machine_request(vm->machine, MACHINE_REQUEST_QUIT);
@@ -615,7 +621,8 @@ static int run_vm(Vm *vm) {
                 return log_error_errno(r, "Failed to run the event loop: %m");
         if (vm->hard_stopped) {
                 /* Not a clean stop: say so, and let a service manager see a failure. */
-                log_error("The guest did not shut down within %llu s; stopped it.", HARD_STOP_TIMEOUT_USEC / 1000000ULL);
+                log_error("The guest did not shut down within %llu s; stopped it.",
+                          (unsigned long long) (hard_stop_timeout_usec(vm) / 1000000ULL));
                 return EXIT_FAILURE;
         }
         return r;

@@ -589,6 +589,7 @@ static int guest_debian_fill_in(Options *o) {
                 return log_oom();
         if (!o->memory_set)
                 o->memory = GUEST_DEBIAN_MEMORY;
+        o->stop_timeout_usec = GUEST_DEBIAN_STOP_TIMEOUT_USEC;
 
         if (o->n_drives == 0) {
                 if (asprintf(&pristine, "%s/debian.img", dir) < 0)

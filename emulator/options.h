@@ -35,6 +35,7 @@ typedef struct Options {
         char *incoming;                 /* --incoming URI: wait for a live migration */
         bool restore_force;             /* --restore-force: accept disk images changed since the save */
         bool on_stop_save;              /* --on-stop save: SIGTERM saves the VM (managed save) */
+        uint64_t stop_timeout_usec;     /* after SIGTERM's power button, stop hard; 0: the default */
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)

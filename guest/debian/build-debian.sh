@@ -10,6 +10,8 @@
 #                       table), the root of the installed system
 #   OUTDIR/vmlinux      Debian's linux-image-riscv64 kernel (an Image)
 #   OUTDIR/initrd.img   the initramfs initramfs-tools built inside the guest
+#   OUTDIR/repo.img     a small ext4 image holding a host-local apt
+#                       repository (REPO_PACKAGES), for a read-only drive
 #
 # How, since this machine cannot run riscv64 programs itself:
 #   1. host: `debootstrap --foreign` downloads and unpacks the packages
@@ -44,9 +46,11 @@ readonly DEBIAN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SUITE=trixie
 readonly IMAGE_SIZE=4G
 # What the image holds beyond --variant=minbase; Recommends are not installed.
-readonly PACKAGES=systemd-sysv,udev,openssh-server,qemu-guest-agent,iproute2,linux-image-riscv64,initramfs-tools,kmod,xz-utils,busybox-static
+readonly PACKAGES=systemd-sysv,udev,dbus,openssh-server,qemu-guest-agent,iproute2,linux-image-riscv64,initramfs-tools,kmod,xz-utils,busybox-static
 # Modules the build initramfs loads to reach the ext4 root on virtio-blk.
 readonly BUILD_MODULES=(virtio_mmio virtio_blk crc32c_generic ext4)
+# Served to the VM by the host-local repository drive (repo.img).
+readonly REPO_PACKAGES=(hello)
 # The guest gets this long to finish the second stage and configuration.
 readonly GUEST_TIMEOUT=${ORRERY_DEBIAN_GUEST_TIMEOUT:-3600}
 
@@ -70,7 +74,7 @@ CACHE_ROOT=${ORRERY_DEBIAN_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:?HOME is not set}
 readonly OUTDIR CACHE_ROOT
 
 missing=()
-for tool in debootstrap mkfs.ext4 debugfs dpkg-deb cpio xz gzip sha256sum flock truncate; do
+for tool in debootstrap mkfs.ext4 debugfs dpkg-deb cpio xz gzip sha256sum flock truncate wget; do
         command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [[ ${#missing[@]} -eq 0 ]] || die "missing: ${missing[*]} (install the packages in guest/build-deps.txt)"
@@ -142,7 +146,7 @@ for f in "${HOME:-/nonexistent}"/.ssh/id_*.pub; do
         [[ -r $f ]] && cat "$f" >>"$KEYS_FILE"
 done
 inputs=(
-        "suite $SUITE" "packages $PACKAGES" "size $IMAGE_SIZE"
+        "suite $SUITE" "packages $PACKAGES" "repository ${REPO_PACKAGES[*]}" "size $IMAGE_SIZE"
         "build-debian.sh $(sha "$DEBIAN_DIR/build-debian.sh")"
         "build-init $(sha "$DEBIAN_DIR/build-init")"
         "setup-in-guest.sh $(sha "$DEBIAN_DIR/setup-in-guest.sh")"
@@ -164,14 +168,14 @@ fi
 publish_outputs() {
         # Hard links: the image is 4 GiB (sparse); users copy it before writing.
         local f
-        for f in debian.img vmlinux initrd.img; do
+        for f in debian.img vmlinux initrd.img repo.img; do
                 rm -f "$OUTDIR/$f"
                 ln "$RESULT/$f" "$OUTDIR/$f" 2>/dev/null || cp --sparse=always "$RESULT/$f" "$OUTDIR/$f"
         done
         log "ready in $OUTDIR ($(( $(date +%s) - START ))s)"
 }
 
-if [[ ${ORRERY_DEBIAN_REBUILD:-0} != 1 && -f $RESULT/debian.img && -f $RESULT/vmlinux && -f $RESULT/initrd.img ]]; then
+if [[ ${ORRERY_DEBIAN_REBUILD:-0} != 1 && -f $RESULT/debian.img && -f $RESULT/vmlinux && -f $RESULT/initrd.img && -f $RESULT/repo.img ]]; then
         log "using the cached image $RESULT"
         publish_outputs
         exit 0
@@ -242,12 +246,51 @@ rm -f "$KEYS_FILE"
 # Debian's kernel has virtio and ext4 as modules: its initramfs (built by
 # the kernel's postinst in the second stage) must carry them.
 mkdir -p "$TREE/usr/share/initramfs-tools/modules.d" "$TREE/etc/initramfs-tools/conf.d"
-printf '%s\n' virtio_mmio virtio_blk virtio_net virtio_console virtio_input ext4 \
+printf '%s\n' virtio_mmio virtio_blk virtio_net virtio_console virtio_input crc32c_generic ext4 \
         >"$TREE/usr/share/initramfs-tools/modules.d/orrery"
 echo COMPRESS=zstd >"$TREE/etc/initramfs-tools/conf.d/orrery-compress"
+# Only the modules listed there (and what they need): with the default
+# MODULES=most the initrd held hundreds of drivers, slow to build emulated.
+echo MODULES=list >"$TREE/etc/initramfs-tools/conf.d/orrery-modules"
 # Nothing survives a crash of the build VM anyway: let dpkg skip its fsyncs.
 mkdir -p "$TREE/etc/dpkg/dpkg.cfg.d"
 echo force-unsafe-io >"$TREE/etc/dpkg/dpkg.cfg.d/orrery-build-unsafe-io"
+# No manuals, documentation or translations: a third of what dpkg would
+# unpack inside the emulator, and a VM is used over ssh and the agent.
+# Licences stay.
+cat >"$TREE/etc/dpkg/dpkg.cfg.d/orrery-nodoc" <<'NODOC'
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-exclude=/usr/share/lintian/*
+NODOC
+
+# The host-local repository: packages the image does not hold, downloaded
+# here (checked against the index debootstrap verified) and served to a VM
+# as a read-only drive with a `file:` apt source (README.md). A VM with a
+# restricted NIC installs from it without reaching beyond the host.
+INDEX=$(ls "$TREE"/var/lib/apt/lists/*_dists_${SUITE}_main_binary-riscv64_Packages | head -n 1)
+[[ -f $INDEX ]] || die "debootstrap left no package index"
+mkdir -p "$WORK/repo"
+for pkg in "${REPO_PACKAGES[@]}"; do
+        stanza=$(awk -v RS= -v p="$pkg" '$0 ~ "^Package: " p "\n" { print; exit }' "$INDEX")
+        file=$(sed -n 's/^Filename: //p' <<<"$stanza")
+        want=$(sed -n 's/^SHA256: //p' <<<"$stanza")
+        [[ -n $file && -n $want ]] || die "$pkg is not in the $SUITE riscv64 index"
+        deb=$CACHE_ROOT/debs/$(basename "$file")
+        if [[ ! -f $deb || $(sha "$deb") != "$want" ]]; then
+                wget -q -O "$deb.part" "$MIRROR/$file" || die "cannot download $MIRROR/$file"
+                mv "$deb.part" "$deb"
+        fi
+        [[ $(sha "$deb") == "$want" ]] || die "$(basename "$deb"): checksum differs from the index"
+        cp "$deb" "$WORK/repo/"
+        sed "s|^Filename: .*|Filename: ./$(basename "$file")|" <<<"$stanza" >>"$WORK/repo/Packages"
+        echo >>"$WORK/repo/Packages"
+done
+truncate -s 16M "$WORK/repo.img"
+mkfs.ext4 -q -F -L debian-repo -d "$WORK/repo" "$WORK/repo.img"
 
 truncate -s "$IMAGE_SIZE" "$WORK/debian.img"
 : >"$LOGS/mkfs.log"
@@ -288,7 +331,7 @@ debugfs -w -R 'rm /orrery-build-status' "$WORK/debian.img" >/dev/null 2>&1
 [[ -s $WORK/vmlinux && -s $WORK/initrd.img ]] || die "could not copy the kernel and initrd out of the image"
 
 mkdir -p "$RESULT.tmp"
-mv "$WORK/debian.img" "$WORK/vmlinux" "$WORK/initrd.img" "$RESULT.tmp/"
+mv "$WORK/debian.img" "$WORK/vmlinux" "$WORK/initrd.img" "$WORK/repo.img" "$RESULT.tmp/"
 rm -rf "$WORK" "$RESULT"
 mv "$RESULT.tmp" "$RESULT"
 phase "copying the kernel and initrd out" "$t"

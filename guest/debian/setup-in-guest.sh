@@ -15,8 +15,9 @@ cat >/etc/hosts <<'HOSTS'
 ::1             localhost ip6-localhost ip6-loopback
 HOSTS
 
-# One ext4 file system on the first virtio disk, no partition table.
-echo '/dev/vda / ext4 defaults,errors=remount-ro 0 1' >/etc/fstab
+# One ext4 file system, no partition table, found by its label: with a
+# second drive it is not always the first virtio disk.
+echo 'LABEL=debian-root / ext4 defaults,errors=remount-ro 0 1' >/etc/fstab
 
 # DHCP on the virtio NIC (slirp answers it) by systemd-networkd.
 mkdir -p /etc/systemd/network
@@ -33,6 +34,26 @@ systemctl enable systemd-networkd.service
 # framebuffer's tty1); sshd keeps refusing empty passwords, so over ssh
 # only a key in /root/.ssh/authorized_keys lets root in.
 passwd -d root
+
+# Each VM makes its own ssh host keys on its first boot: the ones
+# openssh-server's postinst made here would otherwise be shared by every VM
+# copied from this image.
+rm -f /etc/ssh/ssh_host_*
+cat >/etc/systemd/system/orrery-ssh-host-keys.service <<'UNIT'
+[Unit]
+Description=Make this machine's own SSH host keys
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+Before=ssh.service ssh.socket
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+RemainAfterExit=yes
+
+[Install]
+WantedBy=ssh.service ssh.socket multi-user.target
+UNIT
+systemctl enable orrery-ssh-host-keys.service
 
 # The kernel's postinst built the initramfs during the second stage, with
 # the modules build-debian.sh listed in /usr/share/initramfs-tools/modules.d.

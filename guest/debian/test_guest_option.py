@@ -60,8 +60,8 @@ def run(*args):
 
 code, err, dts = run("--guest", "debian")
 tap.check(code == 0, "--guest debian starts with a built image", err)
-tap.check('bootargs = "root=/dev/vda ro console=tty1 console=ttyS0";' in dts,
-          "the kernel command line mounts the first disk as root", dts)
+tap.check('bootargs = "root=LABEL=debian-root ro console=tty1 console=ttyS0";' in dts,
+          "the kernel command line mounts the image (labelled debian-root) as root", dts)
 tap.check(re.search(r"reg = <0x00 0x80000000 0x00 0x40000000>;", dts) is not None, "1 GiB of RAM by default")
 tap.check(os.path.isfile(disk) and sha(disk) == pristine_sha, "the VM's disk is a copy of the built image", err)
 st = os.stat(disk)
@@ -97,7 +97,7 @@ os.makedirs(conf)
 with open(os.path.join(conf, "deb.conf"), "w") as f:
     f.write("[vm]\nguest = debian\n")
 code, err, dts = run()
-tap.check(code == 0 and "root=/dev/vda" in dts and "ssh -p" in err, "'guest = debian' in the VM's config", err)
+tap.check(code == 0 and "root=LABEL=debian-root" in dts and "ssh -p" in err, "'guest = debian' in the VM's config", err)
 
 code, err, dts = run("--guest", "ubuntu")
 tap.check(code == 2 and err.startswith("orrery-vm: invalid --guest 'ubuntu'"), "an unknown guest is refused", err)
