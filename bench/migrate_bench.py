@@ -130,7 +130,6 @@ def run_orrery(args, tmp, load, bus_address):
         bus = dbus.bus.BusConnection(bus_address)
         machine = dbus.Interface(bus.get_object(f"org.orrery.VM.{NAME}", f"/org/orrery/VM/{NAME}"),
                                  "org.orrery.Machine1")
-        last = max(beats)
         t0 = time.monotonic()
         machine.Migrate(f"unix:{sock}")
         if src.proc.wait(300) != 0:
@@ -181,7 +180,6 @@ def run_qemu(args, tmp, load):
         dst = Guest(cmd(mon_dst, ["-incoming", f"unix:{sock}"]), beats)
         if not wait_until(lambda: os.path.exists(sock) and os.path.exists(mon_src), 60):
             raise RuntimeError("QEMU's destination did not listen")
-        last = max(beats)
         t0 = time.monotonic()
         hmp(mon_src, f"migrate -d unix:{sock}")
         if not wait_until(lambda: "completed" in hmp(mon_src, "info migrate"), 300):
