@@ -366,6 +366,11 @@ static void on_message(QgaChannel *c, json_object *o) {
                         return;
                 }
                 ret = NULL;
+        } else if (!ret) {
+                /* "return": null. qemu-ga answers {} when it has nothing to say; callers rely on a result. */
+                fail_with(req, ORRERY_ERROR_GUEST, "ProtocolError: the guest agent of %s answered %s with a null "
+                          "\"return\"", c->label, req->command);
+                return;
         }
         request_finish(req, ret, NULL);
 }

@@ -81,8 +81,12 @@ static const char *kernel_file(const uint8_t header[BOOT_IMAGE_HEADER_SIZE], uin
                         abort();
                 snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
         }
-        /* Sparse beyond the header: a size of gigabytes costs nothing. */
-        if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t) file_size) < 0)
+        /*
+         * Sparse beyond the header: a size of gigabytes costs nothing. Only
+         * the first 64 bytes are ever written, and they are rewritten below
+         * up to the new size, so no truncation to 0 is needed first.
+         */
+        if (ftruncate(fd, (off_t) file_size) < 0)
                 abort();
         if (pwrite(fd, header, file_size < BOOT_IMAGE_HEADER_SIZE ? file_size : BOOT_IMAGE_HEADER_SIZE, 0) < 0)
                 abort();

@@ -23,14 +23,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define TRAILER 12      /* end magic and CRC-32 */
 
+/*
+ * The loader's CRC-32 (reflected, polynomial 0xEDB88320), one table lookup
+ * per byte: the bit loop, under coverage tracing, took a quarter of each
+ * input's time.
+ */
 static uint32_t crc32(const uint8_t *p, size_t n) {
+        static uint32_t table[256];
         uint32_t crc = 0xFFFFFFFFu;
 
-        for (size_t i = 0; i < n; i++) {
-                crc ^= p[i];
-                for (unsigned k = 0; k < 8; k++)
-                        crc = (crc >> 1) ^ (crc & 1 ? 0xEDB88320u : 0);
-        }
+        if (!table[1])
+                for (uint32_t i = 0; i < 256; i++) {
+                        uint32_t c = i;
+
+                        for (unsigned k = 0; k < 8; k++)
+                                c = (c >> 1) ^ (c & 1 ? 0xEDB88320u : 0);
+                        table[i] = c;
+                }
+        for (size_t i = 0; i < n; i++)
+                crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
         return crc ^ 0xFFFFFFFFu;
 }
 
@@ -44,19 +55,31 @@ static Machine *machine(void) {
         return m;
 }
 
+/*
+ * The machine's device state as saved before a load. A refused load must
+ * leave it so, and then the same snapshot serves the next load: it is taken
+ * again only after a load that was accepted.
+ */
+static StateWriter before;
+static bool before_valid;
+
 static void load(Machine *m, const uint8_t *data, size_t size) {
-        StateWriter before = {}, after = {};
+        StateWriter after = {};
         char error[512];
         int r;
 
-        (void) machine_save_state(m, &before);
+        if (!before_valid) {
+                state_writer_done(&before);
+                (void) machine_save_state(m, &before);
+                before_valid = true;
+        }
         r = savevm_load(m, data, size, false, error, sizeof(error));
         if (r < 0) {
                 (void) machine_save_state(m, &after);
                 assert(before.size == after.size && memcmp(before.data, after.data, before.size) == 0);
                 assert(memchr(error, 0, sizeof(error)) && error[0]);
-        }
-        state_writer_done(&before);
+        } else
+                before_valid = false;
         state_writer_done(&after);
 }
 

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Builds the QGA fuzz target with clang's libFuzzer (plus ASan and UBSan) and
 # runs it for a while: tests/fuzz/run-fuzz-qga.sh [SECONDS] (default 600).
-# The corpus grows in build-fuzz/corpus-qga (seeded from tests/fuzz/corpus-qga);
-# crashes are written to build-fuzz/ as crash-* and make the script fail.
+# The corpus grows in $ORRERY_FUZZ_DIR/corpus-qga (seeded from tests/fuzz/corpus-qga);
+# crashes are written to $ORRERY_FUZZ_DIR/ as crash-* and make the script fail.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-600}
-out=$top/build-fuzz
+# Corpora grow outside the tree (ORRERY_FUZZ_DIR, default ~/.cache/orrery/fuzz): only seeds are kept in it.
+out=${ORRERY_FUZZ_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orrery/fuzz}
 mkdir -p "$out/corpus-qga"
 cp -n "$top"/tests/fuzz/corpus-qga/* "$out/corpus-qga/" 2>/dev/null || true
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -std=gnu11 \
@@ -15,5 +16,10 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GN
         "$top/lib/base64.c" "$top/services/agent/utf8.c" \
         $(pkg-config --libs json-c) -o "$out/fuzz-qga"
 cd "$out"
+# A smaller quarantine than ASan's 256 MB: devices and buffers allocated per
+# input then reuse warm memory instead of faulting in fresh pages (2-3 times
+# the executions per second). A use after free is still caught while fewer
+# than 16 MB have been freed since, which covers one input.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=16}"
 exec ./fuzz-qga -max_total_time="$secs" -max_len=262144 -print_final_stats=1 \
         -dict="$top/tests/fuzz/qga.dict" -artifact_prefix="$out/" corpus-qga
