@@ -392,6 +392,74 @@ static void check_framebuffer_read_only(OrreryVm *vm, const char *vmname) {
         CHECK_LATE(ftruncate(fd, 0) < 0, "the framebuffer fd cannot be shrunk (sealed)");
 }
 
+/* Update's rectangles, as sent, clipped, dropped or merged. */
+static void check_damage(OrreryVm *vm) {
+        const OrreryRect good[] = { { 1, 2, 3, 4 }, { 10, 20, 30, 8 } };
+        const OrreryRect hostile[] = {
+                { 60, 40, 100, 100 },                 /* overhangs: clipped to 4x8 */
+                { UINT32_MAX, 0, 1, 1 },              /* outside */
+                { 10, 10, UINT32_MAX, UINT32_MAX },   /* x + width overflows */
+                { 64, 0, 1, 1 },                      /* just right of the edge */
+                { 0, 48, 1, 1 },                      /* just below */
+                { 0, 0, 0, 5 },                       /* empty */
+        };
+        const OrreryRect only_bad[] = { { 100, 100, 5, 5 }, { 0, 0, 0, 0 } };
+        OrreryRect many[ORRERY_MAX_RECTS + 1];
+
+        CHECK_LATE(ctl_emit_update("gamma", good, ELEMENTSOF(good)) >= 0, "fake emits Update");
+        CHECK_LATE(RUN_UNTIL(seen.n_updates == 1, 2000) && seen.n_rects == 2 &&
+                      memcmp(seen.rects, good, sizeof(good)) == 0,
+              "console_update with the rectangles as sent");
+
+        CHECK_LATE(ctl_emit_update("gamma", hostile, ELEMENTSOF(hostile)) >= 0, "fake emits hostile rectangles");
+        CHECK_LATE(RUN_UNTIL(seen.n_updates == 2, 2000) && seen.n_rects == 2, "outside/empty ones dropped (%zu left)",
+              seen.n_rects);
+        CHECK_LATE(seen.rects[0].x == 60 && seen.rects[0].y == 40 && seen.rects[0].width == 4 &&
+                      seen.rects[0].height == 8,
+              "overhanging rectangle clipped to 60,40 4x8 (%u,%u %ux%u)", seen.rects[0].x, seen.rects[0].y,
+              seen.rects[0].width, seen.rects[0].height);
+        CHECK_LATE(seen.rects[1].x == 10 && seen.rects[1].y == 10 && seen.rects[1].width == 54 &&
+                      seen.rects[1].height == 38,
+              "overflowing rectangle clipped to 10,10 54x38 (%u,%u %ux%u)", seen.rects[1].x, seen.rects[1].y,
+              seen.rects[1].width, seen.rects[1].height);
+
+        CHECK_LATE(ctl_emit_update("gamma", only_bad, ELEMENTSOF(only_bad)) >= 0 &&
+                      ctl_emit_update("gamma", good, 1) >= 0,
+              "fake emits an all-outside Update, then a good one");
+        CHECK_LATE(RUN_UNTIL(seen.n_updates == 3, 2000) && seen.n_rects == 1 && seen.rects[0].x == 1,
+              "an Update with nothing left is not delivered");
+
+        for (size_t i = 0; i < ELEMENTSOF(many); i++)
+                many[i] = (OrreryRect) { (uint32_t) i % 64, 0, 1, 1 };
+        CHECK_LATE(ctl_emit_update("gamma", many, ELEMENTSOF(many)) >= 0, "fake emits %zu rectangles",
+              ELEMENTSOF(many));
+        CHECK_LATE(RUN_UNTIL(seen.n_updates == 4, 2000) && seen.n_rects == 1 && seen.rects[0].x == 0 &&
+                      seen.rects[0].y == 0 && seen.rects[0].width == 64 && seen.rects[0].height == 48,
+              "too many rectangles become one full-screen update");
+}
+
+/* A mode change: the client remaps and clips against the new size. */
+static void check_mode_change(OrreryVm *vm) {
+        OrreryFramebuffer fb;
+        const OrreryRect edge[] = { { 100, 80, 50, 50 } };
+
+        CHECK_LATE(ctl_call("gamma", "SetMode", NULL, "uu", 128u, 96u) >= 0, "fake changes mode to 128x96");
+        CHECK_LATE(RUN_UNTIL(seen.n_mode >= 1, 2000) && !seen.mode_null && seen.mode_fb.width == 128 &&
+                      seen.mode_fb.height == 96 && seen.mode_fb.stride == 512,
+              "console_mode_changed with the new mapping (%ux%u)", seen.mode_fb.width, seen.mode_fb.height);
+        settle(50);
+        CHECK_LATE(seen.n_mode == 1, "one remap for the geometry's PropertiesChanged (%u)", seen.n_mode);
+        CHECK_LATE(orrery_vm_get_framebuffer(vm, 0, &fb) == 0 && fb.width == 128 && fb.data == seen.mode_fb.data,
+              "get_framebuffer returns the new mapping");
+        CHECK_LATE(ctl_call("gamma", "Fill", NULL, "u", 0x123456u) >= 0 &&
+                      ((const uint32_t *) (fb.data + 95 * fb.stride))[127] == 0x123456u,
+              "the new mapping shows the new framebuffer");
+        CHECK_LATE(ctl_emit_update("gamma", edge, 1) >= 0, "fake emits an Update near the new edge");
+        CHECK_LATE(RUN_UNTIL(seen.n_updates == 5, 2000) && seen.n_rects == 1 && seen.rects[0].width == 28 &&
+                      seen.rects[0].height == 16,
+              "clipped against the new size (%ux%u)", seen.rects[0].width, seen.rects[0].height);
+}
+
 static void test_attach(void) {
         _cleanup_(orrery_vm_detachp) OrreryVm *vm = NULL;
         OrreryChardevInfo info = {};
@@ -448,73 +516,8 @@ static void test_attach(void) {
         CHECK_LATE(RUN_UNTIL(seen.n_mouse == 1, 2000) && seen.absolute && orrery_vm_get_mouse_is_absolute(vm),
               "mouse_mode_changed(true)");
 
-        /* Damage */
-        {
-                const OrreryRect good[] = { { 1, 2, 3, 4 }, { 10, 20, 30, 8 } };
-                const OrreryRect hostile[] = {
-                        { 60, 40, 100, 100 },                 /* overhangs: clipped to 4x8 */
-                        { UINT32_MAX, 0, 1, 1 },              /* outside */
-                        { 10, 10, UINT32_MAX, UINT32_MAX },   /* x + width overflows */
-                        { 64, 0, 1, 1 },                      /* just right of the edge */
-                        { 0, 48, 1, 1 },                      /* just below */
-                        { 0, 0, 0, 5 },                       /* empty */
-                };
-                const OrreryRect only_bad[] = { { 100, 100, 5, 5 }, { 0, 0, 0, 0 } };
-                OrreryRect many[ORRERY_MAX_RECTS + 1];
-
-                CHECK_LATE(ctl_emit_update("gamma", good, ELEMENTSOF(good)) >= 0, "fake emits Update");
-                CHECK_LATE(RUN_UNTIL(seen.n_updates == 1, 2000) && seen.n_rects == 2 &&
-                              memcmp(seen.rects, good, sizeof(good)) == 0,
-                      "console_update with the rectangles as sent");
-
-                CHECK_LATE(ctl_emit_update("gamma", hostile, ELEMENTSOF(hostile)) >= 0, "fake emits hostile rectangles");
-                CHECK_LATE(RUN_UNTIL(seen.n_updates == 2, 2000) && seen.n_rects == 2, "outside/empty ones dropped (%zu left)",
-                      seen.n_rects);
-                CHECK_LATE(seen.rects[0].x == 60 && seen.rects[0].y == 40 && seen.rects[0].width == 4 &&
-                              seen.rects[0].height == 8,
-                      "overhanging rectangle clipped to 60,40 4x8 (%u,%u %ux%u)", seen.rects[0].x, seen.rects[0].y,
-                      seen.rects[0].width, seen.rects[0].height);
-                CHECK_LATE(seen.rects[1].x == 10 && seen.rects[1].y == 10 && seen.rects[1].width == 54 &&
-                              seen.rects[1].height == 38,
-                      "overflowing rectangle clipped to 10,10 54x38 (%u,%u %ux%u)", seen.rects[1].x, seen.rects[1].y,
-                      seen.rects[1].width, seen.rects[1].height);
-
-                CHECK_LATE(ctl_emit_update("gamma", only_bad, ELEMENTSOF(only_bad)) >= 0 &&
-                              ctl_emit_update("gamma", good, 1) >= 0,
-                      "fake emits an all-outside Update, then a good one");
-                CHECK_LATE(RUN_UNTIL(seen.n_updates == 3, 2000) && seen.n_rects == 1 && seen.rects[0].x == 1,
-                      "an Update with nothing left is not delivered");
-
-                for (size_t i = 0; i < ELEMENTSOF(many); i++)
-                        many[i] = (OrreryRect) { (uint32_t) i % 64, 0, 1, 1 };
-                CHECK_LATE(ctl_emit_update("gamma", many, ELEMENTSOF(many)) >= 0, "fake emits %zu rectangles",
-                      ELEMENTSOF(many));
-                CHECK_LATE(RUN_UNTIL(seen.n_updates == 4, 2000) && seen.n_rects == 1 && seen.rects[0].x == 0 &&
-                              seen.rects[0].y == 0 && seen.rects[0].width == 64 && seen.rects[0].height == 48,
-                      "too many rectangles become one full-screen update");
-        }
-
-        /* Mode change: remap */
-        {
-                OrreryFramebuffer fb;
-                const OrreryRect edge[] = { { 100, 80, 50, 50 } };
-
-                CHECK_LATE(ctl_call("gamma", "SetMode", NULL, "uu", 128u, 96u) >= 0, "fake changes mode to 128x96");
-                CHECK_LATE(RUN_UNTIL(seen.n_mode >= 1, 2000) && !seen.mode_null && seen.mode_fb.width == 128 &&
-                              seen.mode_fb.height == 96 && seen.mode_fb.stride == 512,
-                      "console_mode_changed with the new mapping (%ux%u)", seen.mode_fb.width, seen.mode_fb.height);
-                settle(50);
-                CHECK_LATE(seen.n_mode == 1, "one remap for the geometry's PropertiesChanged (%u)", seen.n_mode);
-                CHECK_LATE(orrery_vm_get_framebuffer(vm, 0, &fb) == 0 && fb.width == 128 && fb.data == seen.mode_fb.data,
-                      "get_framebuffer returns the new mapping");
-                CHECK_LATE(ctl_call("gamma", "Fill", NULL, "u", 0x123456u) >= 0 &&
-                              ((const uint32_t *) (fb.data + 95 * fb.stride))[127] == 0x123456u,
-                      "the new mapping shows the new framebuffer");
-                CHECK_LATE(ctl_emit_update("gamma", edge, 1) >= 0, "fake emits an Update near the new edge");
-                CHECK_LATE(RUN_UNTIL(seen.n_updates == 5, 2000) && seen.n_rects == 1 && seen.rects[0].width == 28 &&
-                              seen.rects[0].height == 16,
-                      "clipped against the new size (%ux%u)", seen.rects[0].width, seen.rects[0].height);
-        }
+        check_damage(vm);
+        check_mode_change(vm);
 
         CHECK_LATE(orrery_vm_get_n_pending_calls(vm) == 0, "no calls left in flight (%zu)",
               orrery_vm_get_n_pending_calls(vm));

@@ -109,18 +109,13 @@ static uint64_t le64(const uint8_t *p) {
         return v;
 }
 
-int main(void) {
-        Machine *a = described(16ULL << 20), *b = described(16ULL << 20), *other = described(32ULL << 20);
-        StateWriter before = {}, after = {}, wa = {}, wb = {};
-        SavevmBlob blob = {};
+/* A guest that wrote here and there, with a pointer moved and time gone by, saved and loaded into b. */
+static void check_round_trip(Machine *a, Machine *b, SavevmBlob *blob) {
+        StateWriter wa = {}, wb = {};
         char error[200];
         uint64_t size;
         uint8_t *ram;
 
-        if (!a || !b || !other)
-                return tap_finish();
-
-        /* A guest that wrote here and there, with a pointer moved and time gone by. */
         ram = machine_ram(a, &size);
         memset(ram + 4096 * 3, 0xA5, 4096 * 2);
         ram[size - 1] = 7;
@@ -130,10 +125,10 @@ int main(void) {
         /* b's RAM has other contents that the zero runs must clear. */
         memset(machine_ram(b, &size) + 4096 * 100, 0x5A, 4096);
 
-        CHECK_EQ_U64(save_to_blob(a, &blob), 0, "save to an fd, read back from fd:N");
-        CHECK(blob.size < 64 * 1024, "only the touched pages travel (%zu bytes for 16 MiB)", blob.size);
+        CHECK_EQ_U64(save_to_blob(a, blob), 0, "save to an fd, read back from fd:N");
+        CHECK(blob->size < 64 * 1024, "only the touched pages travel (%zu bytes for 16 MiB)", blob->size);
 
-        CHECK_EQ_U64(savevm_load(b, blob.data, blob.size, false, error, sizeof(error)), 0, "load into a second machine");
+        CHECK_EQ_U64(savevm_load(b, blob->data, blob->size, false, error, sizeof(error)), 0, "load into a second machine");
         snapshot(a, &wa);
         snapshot(b, &wb);
         CHECK(same(&wa, &wb), "devices and guest time are the same after the load");
@@ -143,11 +138,16 @@ int main(void) {
         CHECK_EQ_U64(machine_guest_ticks(b), 987654321, "guest time continues from the save");
         state_writer_done(&wa);
         state_writer_done(&wb);
+}
 
-        /* Another configuration: one line that names the difference. */
+/* Another configuration: one line that names the difference, and the machine unchanged. */
+static void check_other_configuration(Machine *other, const SavevmBlob *blob) {
+        StateWriter before = {}, after = {};
+        char error[200];
+
         snapshot(other, &before);
         uint8_t *ram_before = ram_copy(other);
-        CHECK_EQ_U64(savevm_load(other, blob.data, blob.size, false, error, sizeof(error)), (uint64_t) -EMEDIUMTYPE,
+        CHECK_EQ_U64(savevm_load(other, blob->data, blob->size, false, error, sizeof(error)), (uint64_t) -EMEDIUMTYPE,
                      "another memory size is refused");
         CHECK(strstr(error, "memory size differs") && strstr(error, "16 MiB") && strstr(error, "32 MiB") &&
               !strchr(error, '\n'), "the refusal names it: %s", error);
@@ -156,50 +156,57 @@ int main(void) {
         free(ram_before);
         state_writer_done(&before);
         state_writer_done(&after);
+}
 
-        /*
-         * From here on b differs from the stream (pointer, time, RAM), so that
-         * a load that stopped halfway would show.
-         */
-        CHECK_EQ_U64(machine_pointer_abs(b, 100, 200), 0, "the second machine's pointer moves");
-        CHECK_EQ_U64(machine_set_guest_ticks(b, 5), 0, "the second machine's time set");
-        memset(machine_ram(b, &size) + 4096 * 3, 0x11, 4096);
+/* Damage anywhere: truncation and flipped bits are caught by the trailer. */
+static void check_damaged_streams(Machine *b, const SavevmBlob *blob) {
+        StateWriter before = {}, after = {};
+        char error[200];
 
-        /* Damage anywhere: truncation and flipped bits are caught by the trailer. */
         snapshot(b, &before);
-        ram_before = ram_copy(b);
+        uint8_t *ram_before = ram_copy(b);
         unsigned refused = 0, tried = 0;
-        for (size_t cut = 0; cut < blob.size; cut += 1 + cut / 4) {
+        for (size_t cut = 0; cut < blob->size; cut += 1 + cut / 4) {
                 tried++;
-                refused += savevm_load(b, blob.data, cut, false, error, sizeof(error)) == -EBADMSG;
+                refused += savevm_load(b, blob->data, cut, false, error, sizeof(error)) == -EBADMSG;
         }
         CHECK_EQ_U64(refused, tried, "every truncated stream is refused as damaged");
         refused = tried = 0;
-        for (size_t at = 0; at < blob.size; at += 1 + at / 8) {
-                uint8_t *c = malloc(blob.size);
-                memcpy(c, blob.data, blob.size);
+        for (size_t at = 0; at < blob->size; at += 1 + at / 8) {
+                uint8_t *c = malloc(blob->size);
+                memcpy(c, blob->data, blob->size);
                 c[at] ^= 0x10;
                 tried++;
-                refused += savevm_load(b, c, blob.size, false, error, sizeof(error)) < 0;
+                refused += savevm_load(b, c, blob->size, false, error, sizeof(error)) < 0;
                 free(c);
         }
         CHECK_EQ_U64(refused, tried, "every flipped bit is refused");
         snapshot(b, &after);
         CHECK(same(&before, &after) && ram_same(b, ram_before), "after all those refusals the machine is unchanged");
         state_writer_done(&after);
+        state_writer_done(&before);
+        free(ram_before);
+}
 
-        /*
-         * A hostile stream with a valid checksum: each byte of the device
-         * state set to 0xff in turn. Whatever the devices refuse, partway
-         * through the table or not, leaves the machine as it was.
-         */
-        size_t header_at = 8 + 8, state_at = header_at + 8 + le64(blob.data + header_at) + 8;
-        size_t state_size = le64(blob.data + state_at - 8);
+/*
+ * A hostile stream with a valid checksum: each byte of the device state
+ * set to 0xff in turn. Whatever the devices refuse, partway through the
+ * table or not, leaves the machine as it was. Then a RAM run that claims
+ * more pages than the machine has.
+ */
+static void check_hostile_streams(Machine *b, const SavevmBlob *blob) {
+        StateWriter before = {}, after = {};
+        char error[200];
+
+        snapshot(b, &before);
+        uint8_t *ram_before = ram_copy(b);
+        size_t header_at = 8 + 8, state_at = header_at + 8 + le64(blob->data + header_at) + 8;
+        size_t state_size = le64(blob->data + state_at - 8);
         bool unchanged = true;
-        refused = 0;
+        unsigned refused = 0;
         for (size_t i = 0; i < state_size; i++) {
-                uint8_t *c = copy_resealed(&blob, state_at + i, 0xff);
-                if (savevm_load(b, c, blob.size, false, error, sizeof(error)) < 0) {
+                uint8_t *c = copy_resealed(blob, state_at + i, 0xff);
+                if (savevm_load(b, c, blob->size, false, error, sizeof(error)) < 0) {
                         refused++;
                         snapshot(b, &after);
                         unchanged = unchanged && same(&before, &after) && ram_same(b, ram_before);
@@ -220,12 +227,31 @@ int main(void) {
         state_writer_done(&before);
         free(ram_before);
 
-        /* A RAM run that claims more pages than the machine has. */
         size_t ram_at = state_at + state_size;
-        uint8_t *c = copy_resealed(&blob, ram_at + 1 + 7, 0x7f);
-        CHECK_EQ_U64(savevm_load(b, c, blob.size, false, error, sizeof(error)), (uint64_t) -EBADMSG,
+        uint8_t *c = copy_resealed(blob, ram_at + 1 + 7, 0x7f);
+        CHECK_EQ_U64(savevm_load(b, c, blob->size, false, error, sizeof(error)), (uint64_t) -EBADMSG,
                      "a RAM run past the end is refused: %s", error);
         free(c);
+}
+
+int main(void) {
+        Machine *a = described(16ULL << 20), *b = described(16ULL << 20), *other = described(32ULL << 20);
+        SavevmBlob blob = {};
+        uint64_t size;
+
+        if (!a || !b || !other)
+                return tap_finish();
+
+        check_round_trip(a, b, &blob);
+        check_other_configuration(other, &blob);
+
+        /* From here on b differs from the stream (pointer, time, RAM), so that a load that stopped halfway would show. */
+        CHECK_EQ_U64(machine_pointer_abs(b, 100, 200), 0, "the second machine's pointer moves");
+        CHECK_EQ_U64(machine_set_guest_ticks(b, 5), 0, "the second machine's time set");
+        memset(machine_ram(b, &size) + 4096 * 3, 0x11, 4096);
+
+        check_damaged_streams(b, &blob);
+        check_hostile_streams(b, &blob);
 
         savevm_blob_done(&blob);
         machine_free(a);

@@ -374,7 +374,7 @@ static void test_overflow_underflow(void) {
                "fmul.s (1-2^-24)*2^-126 rne: tiny, rounds up to minnorm");
 }
 
-static void test_nan_boxing_and_moves(void) {
+static void test_nan_boxing_and_sign_injection(void) {
 
         /* An unboxed S operand reads as the canonical NaN. */
         fpu.f[1] = UINT64_C(0x000000003f800000);
@@ -425,7 +425,9 @@ static void test_nan_boxing_and_moves(void) {
         fpu.f[1] = QNAN_D_PAYLOAD;
         exec(enc_r(F5_SGNJ, FMT_D, 2, 1, 0, 3));
         CHECK_EQ_U64(fpu.f[3], QNAN_D_PAYLOAD, "fsgnj.d keeps NaN payload");
+}
 
+static void test_moves(void) {
         /* FMV.X.W sign-extends and ignores boxing; FMV.W.X boxes. */
         fpu.f[1] = UINT64_C(0x1234567880000001);
         exec(enc_r(F5_MVXF, FMT_S, 0, 1, 0, 5));
@@ -443,7 +445,9 @@ static void test_nan_boxing_and_moves(void) {
         fpu.fflags = 0;
         exec(enc_r(F5_MVFX, FMT_D, 0, 6, 0, 7));
         expect(fpu.f[7], fpu.fflags, SNAN_D, 0, "fmv.d.x raw bits, no flags");
+}
 
+static void test_convert_between_formats(void) {
         /* FCVT.D.S and FCVT.S.D. */
         fpu.f[1] = BOX | fs(0.1f);
         fpu.fflags = 0;
@@ -957,7 +961,9 @@ int main(void) {
         test_rounding_modes();
         test_special_values();
         test_overflow_underflow();
-        test_nan_boxing_and_moves();
+        test_nan_boxing_and_sign_injection();
+        test_moves();
+        test_convert_between_formats();
         test_min_max();
         test_compare();
         test_classify();
