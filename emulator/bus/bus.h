@@ -51,6 +51,14 @@
 #define BUS_DEFERRED_MAX_PER_PEER 128
 #define BUS_DEFERRED_MAX 1024
 
+/*
+ * Calls held while the bus says who a new caller is (verdict.c): a client
+ * of the owner may pipeline hundreds before the answer comes, and must get
+ * them all answered; the total bounds what callers may make the VM hold.
+ */
+#define BUS_VERDICT_WAITING_MAX_PER_PEER 4096
+#define BUS_VERDICT_WAITING_MAX 16384
+
 /* Pause/Resume/Reset calls one client may have waiting for the CPU thread. */
 #define BUS_MAX_PENDING_PER_PEER 128
 
@@ -102,7 +110,7 @@ struct BusPeer {
         uint64_t n_dropped;             /* calls dropped without a reply */
         sd_bus_slot *asking;            /* the bus is asked for its credentials: no verdict yet */
         sd_bus_message **waiting;       /* its calls meanwhile, oldest first (verdict.c) */
-        unsigned n_waiting;
+        unsigned n_waiting, n_allocated;
 };
 
 typedef struct BusDeferred BusDeferred;
@@ -153,6 +161,7 @@ struct VmBus {
         /* Refusals waiting to be answered (refusal.c), oldest first */
         BusDeferred *deferred, *deferred_tail;
         unsigned n_deferred;
+        unsigned n_verdict_waiting;     /* BusPeer.n_waiting, summed */
         sd_event_source *deferred_timer;
 
         /* Console1 */

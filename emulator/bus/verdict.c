@@ -7,7 +7,7 @@
  * not in a blocking call: while another user's flood keeps dbus-daemon
  * busy, such a round trip took tens of milliseconds, during which the
  * owner's calls waited. The caller's calls are held meanwhile (up to
- * BUS_DEFERRED_MAX_PER_PEER; beyond, Busy) and read again, in order, once
+ * BUS_VERDICT_WAITING_MAX_PER_PEER, BUS_VERDICT_WAITING_MAX in all; beyond, Busy) and read again, in order, once
  * the verdict is in: the filter (refusal.c) then lets them through or
  * refuses them.
  *
@@ -83,7 +83,9 @@ static void drop_waiting(BusPeer *p) {
         for (unsigned i = 0; i < p->n_waiting; i++)
                 sd_bus_message_unref(p->waiting[i]);
         p->waiting = mfree(p->waiting);
+        p->vm->n_verdict_waiting -= p->n_waiting;
         p->n_waiting = 0;
+        p->n_allocated = 0;
 }
 
 static int on_credentials(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -116,18 +118,22 @@ static int on_credentials(sd_bus_message *reply, void *userdata, sd_bus_error *r
 }
 
 int bus_verdict_hold(BusPeer *p, sd_bus_message *m) {
-        if (p->n_waiting >= BUS_DEFERRED_MAX_PER_PEER) {
+        if (p->n_waiting >= BUS_VERDICT_WAITING_MAX_PER_PEER || p->vm->n_verdict_waiting >= BUS_VERDICT_WAITING_MAX) {
                 (void) sd_bus_reply_method_errorf(m, ORRERY_ERROR_BUSY,
-                                                  "%u calls of this caller wait for the bus to say who it is; try again",
-                                                  BUS_DEFERRED_MAX_PER_PEER);
+                                                  "%u calls wait for the bus to say who their callers are; try again",
+                                                  p->vm->n_verdict_waiting);
                 return 1;
         }
-        if (!p->waiting) {
-                p->waiting = calloc(BUS_DEFERRED_MAX_PER_PEER, sizeof(*p->waiting));
-                if (!p->waiting)
+        if (p->n_waiting == p->n_allocated) {
+                unsigned n = p->n_allocated ? p->n_allocated * 2 : 64;
+                sd_bus_message **w = reallocarray(p->waiting, n, sizeof(*w));
+                if (!w)
                         return -ENOMEM;
+                p->waiting = w;
+                p->n_allocated = n;
         }
         p->waiting[p->n_waiting++] = sd_bus_message_ref(m);
+        p->vm->n_verdict_waiting++;
         return 1;
 }
 
