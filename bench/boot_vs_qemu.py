@@ -11,7 +11,13 @@ riscv64 "virt" board (TCG) and prints, over N runs (min/median/max):
   - orrery-vm's resident memory beyond the guest RAM the guest touched
     (RSS minus the RAM memfd's resident pages).
 
+With --kernel another kernel boots the same initramfs (Debian's: the
+kernel copied out next to the Debian image, `meson compile -C build
+debian-image`), and the time from process start to the kernel's "Run
+/init" line is printed too.
+
 Usage: bench/boot_vs_qemu.py [--runs N] [--build DIR] [--engine interp|jit]... [--loop N] [--no-qemu]
+                             [--kernel IMAGE]
 """
 import argparse
 import os
@@ -58,6 +64,10 @@ def run_one(kind, args):
                "-global", "virtio-mmio.force-legacy=false", "-monitor", "none", "-serial", "stdio"]
     g = Guest(cmd)
     try:
+        to_init = None
+        if args.init_marker:
+            _, t_init = g.wait_for(rb"Run /init as init process", 300)
+            to_init = t_init - g.start
         _, t_ready = g.wait_for(READY, 300)
         ready = t_ready - g.start
         since = len(g.out)
@@ -75,7 +85,7 @@ def run_one(kind, args):
             if int(m_end.group(1)) != args.loop:
                 raise RuntimeError(f"the loop ended at {m_end.group(1)!r}")
             loop = t_end - t_start
-        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss, cache, loop
+        return ready, int(m.group(2)), t1 - t0, m.group(1).decode(), rss, cache, loop, to_init
     finally:
         g.stop()
 
@@ -93,9 +103,11 @@ def main():
                    help="orrery-vm CPU engine(s) to measure (repeatable; default: interp)")
     p.add_argument("--no-qemu", action="store_true", help="measure orrery-vm only")
     p.add_argument("--loop", type=int, default=300000, help="shell loop iterations (0: skip the loop)")
+    p.add_argument("--kernel", help="another kernel for the same initramfs (e.g. Debian's); times 'Run /init' too")
     args = p.parse_args()
     args.orrery = os.path.join(args.build, "emulator", "orrery-vm")
-    args.kernel = os.path.join(args.build, "guest", "Image")
+    args.init_marker = args.kernel is not None
+    args.kernel = args.kernel or os.path.join(args.build, "guest", "Image")
     args.initrd = os.path.join(args.build, "guest", "initramfs.cpio.gz")
 
     kinds = ["orrery-" + e for e in (args.engine or ["interp"])] + ([] if args.no_qemu else ["qemu"])
@@ -106,10 +118,14 @@ def main():
             results[kind].append(run_one(kind, args))
             r = results[kind][-1]
             loop = f", shell loop {r[6]:.2f} s" if args.loop else ""
-            print(f"round {i + 1} {kind}: boot {r[0]:.3f} s, cpu-bench {r[1]} ms{loop}, load {os.getloadavg()[0]:.1f}")
+            init = f"/init {r[7]:.3f} s, " if args.init_marker else ""
+            print(f"round {i + 1} {kind}: {init}boot {r[0]:.3f} s, cpu-bench {r[1]} ms{loop}, "
+                  f"load {os.getloadavg()[0]:.1f}")
             sys.stdout.flush()
     for kind in kinds:
         rows = results[kind]
+        if args.init_marker:
+            print(f"{kind:13s} start to /init (s)    {summary([r[7] for r in rows])}")
         print(f"{kind:13s} boot to ready (s)     {summary([r[0] for r in rows])}")
         print(f"{kind:13s} cpu-bench guest (ms)  {summary([r[1] for r in rows])}")
         print(f"{kind:13s} cpu-bench wall (s)    {summary([r[2] for r in rows])}")
@@ -128,7 +144,8 @@ def main():
         for kind in results:
             if kind.startswith("orrery"):
                 loop = f", shell loop {med(kind, 6) / med('qemu', 6):.2f}x" if args.loop else ""
-                print(f"ratio {kind}/qemu: boot {med(kind, 0) / med('qemu', 0):.2f}x, "
+                init = f"/init {med(kind, 7) / med('qemu', 7):.2f}x, " if args.init_marker else ""
+                print(f"ratio {kind}/qemu: {init}boot {med(kind, 0) / med('qemu', 0):.2f}x, "
                       f"cpu-bench {med(kind, 1) / med('qemu', 1):.2f}x{loop}")
 
 
