@@ -273,7 +273,8 @@ static uint64_t pending_take_dirty(Migration *mg) {
 }
 
 /* Sends every pending page, as runs; clears them. */
-static void send_pending(Migration *mg) {
+static void send_pending(Migration *mg, const uint8_t *copy) {
+        /* From RAM, or (copy) from the snapshot's pages, which hold the pending pages in page order. */
         for (uint64_t p = 0; p < mg->pages && !mg->out_error;) {
                 if (!mg->pending[p / 64]) {
                         p = (p / 64 + 1) * 64;
@@ -288,10 +289,15 @@ static void send_pending(Migration *mg) {
                         mg->pending[p / 64] &= ~(1ULL << (p % 64));
                         p++;
                 }
+                size_t bytes = (p - first) * SAVEVM_PAGE_SIZE;
                 out_le(mg, SAVEVM_LIVE_PAGES, 1);
                 out_le(mg, first, 8);
                 out_le(mg, p - first, 8);
-                out_bytes(mg, mg->ram + first * SAVEVM_PAGE_SIZE, (p - first) * SAVEVM_PAGE_SIZE);
+                if (copy) {
+                        out_bytes(mg, copy, bytes);
+                        copy += bytes;
+                } else
+                        out_bytes(mg, mg->ram + first * SAVEVM_PAGE_SIZE, bytes);
                 if (mg->sent - mg->reported >= PROGRESS_EVERY_BYTES)
                         report(mg, UINT64_MAX, UINT64_MAX, false);
         }
@@ -312,7 +318,7 @@ static int precopy(Migration *mg) {
         start = now_usec(CLOCK_MONOTONIC);
         bytes = mg->sent;
         pending_all_data(mg);
-        send_pending(mg);
+        send_pending(mg, NULL);
         out_flush(mg);
         rate = (mg->sent - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
 
@@ -333,7 +339,7 @@ static int precopy(Migration *mg) {
                         return 0;
                 start = now_usec(CLOCK_MONOTONIC);
                 bytes = mg->sent;
-                send_pending(mg);
+                send_pending(mg, NULL);
                 out_flush(mg);
                 rate = (mg->sent - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
         }
@@ -423,28 +429,6 @@ static int wait_snapshot(Migration *mg) {
         return r;
 }
 
-/* Sends the snapshot's pages as runs (the pending bits say where they go); clears them. */
-static void send_snapshot_pages(Migration *mg) {
-        const uint8_t *data = mg->snapshot_pages;
-
-        for (uint64_t p = 0; p < mg->pages && !mg->out_error;) {
-                if (!pending_test(mg, p)) {
-                        p = mg->pending[p / 64] ? p + 1 : (p / 64 + 1) * 64;
-                        continue;
-                }
-                uint64_t first = p;
-                while (p < mg->pages && p - first < RUN_MAX_PAGES && pending_test(mg, p)) {
-                        mg->pending[p / 64] &= ~(1ULL << (p % 64));
-                        p++;
-                }
-                out_le(mg, SAVEVM_LIVE_PAGES, 1);
-                out_le(mg, first, 8);
-                out_le(mg, p - first, 8);
-                out_bytes(mg, data, (p - first) * SAVEVM_PAGE_SIZE);
-                data += (p - first) * SAVEVM_PAGE_SIZE;
-        }
-}
-
 /* The guest paused: the rest of RAM, time and state, then the trailer. */
 static int stop_and_copy(Migration *mg) {
         bool running;
@@ -466,7 +450,7 @@ static int stop_and_copy(Migration *mg) {
         if (r < 0)
                 return r;
         report(mg, 0, UINT64_MAX, false);
-        send_snapshot_pages(mg);
+        send_pending(mg, mg->snapshot_pages);
         out_le(mg, SAVEVM_LIVE_END, 1);
         out_le(mg, mg->snapshot_fb_size, 8);
         if (mg->snapshot_fb_size > 0)
