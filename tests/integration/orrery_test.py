@@ -68,6 +68,22 @@ def error_name(call):
     return None
 
 
+MKFS = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
+
+
+def ext4_image(path, size):
+    """A sparse raw image of 'size' bytes at 'path' with an empty ext4 file system, as the guest mounts it."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    subprocess.run([MKFS, "-q", "-F", "-O", "^metadata_csum_seed", path], check=True)
+    return path
+
+
+def numbered_lines(n):
+    """What the tests' guests write into a file line by line: 'line J of the file being written', J = 1..n."""
+    return "".join(f"line {j} of the file being written\n" for j in range(1, n + 1))
+
+
 def reachable_by_others(directory):
     """orrery-vm and the default guest copied into 'directory' (made 0755 on the way) for a run as
     another user (nobody, through setpriv): the clone may sit in a 0700 directory such as one from

@@ -28,7 +28,8 @@ from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, Pty, READY, Tap, Vm, fetch, free_port, poll  # noqa: E402
+from orrery_test import (  # noqa: E402
+    BOOT_TIMEOUT, ext4_image, fetch, free_port, numbered_lines, ORRERY_VM, poll, PrivateBus, Pty, READY, Tap, Vm)
 
 NAME = "migtest"
 SERVICE = f"org.orrery.VM.{NAME}"
@@ -46,7 +47,6 @@ tmp = tempfile.mkdtemp(prefix="orrery-test-migrate-")
 pbus = PrivateBus()
 vms = []
 common = ["--display", "none", "--no-config", "--memory", "256M"]
-MKFS = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
 LINES = 100
 
 
@@ -216,16 +216,10 @@ def move(src, uri, listen, what, via_monitor=False):
     return dst
 
 
-def expected_file():
-    return "".join(f"line {j} of the file being written\n" for j in range(1, LINES + 1))
-
 
 try:
     # A disk shared by source and destination: its lock moves with the guest.
-    disk = os.path.join(tmp, "disk.img")
-    with open(disk, "wb") as f:
-        f.truncate(32 << 20)
-    subprocess.run([MKFS, "-q", "-F", "-O", "^metadata_csum_seed", disk], check=True)
+    disk = ext4_image(os.path.join(tmp, "disk.img"), 32 << 20)
     common += ["--drive", f"file={disk},id=data"]
     # A NIC (restrict=on) with a host forward on 127.0.0.1 to busybox httpd: the forward moves too.
     web = free_port()
@@ -349,7 +343,7 @@ try:
               "the file written across both moves completes on the last destination", dst2.tail())
     tap.check(poll(lambda: fetch(web), 60) == page, "after the second move too, the host forward reaches httpd")
     m = dst2.command("sync; md5sum /mnt/file", r"\n([0-9a-f]{32})  /mnt/file", 60)
-    want = hashlib.md5(expected_file().encode()).hexdigest()
+    want = hashlib.md5(numbered_lines(LINES).encode()).hexdigest()
     tap.check(m is not None and m.group(1) == want, "the file has every line once, in order", dst2.tail())
     dst2.command("umount /mnt; echo umounted-''ok", r"umounted-ok\r?\n", 60)
     dst2.send("poweroff\n")

@@ -19,9 +19,9 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, PrivateBus, READY, Tap, Vm  # noqa: E402
+from orrery_test import (  # noqa: E402
+    BOOT_TIMEOUT, ext4_image, numbered_lines, ORRERY_VM, PrivateBus, READY, Tap, Vm)
 
-MKFS = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
 NAME = "savetest"
 SERVICE = f"org.orrery.VM.{NAME}"
 PATH = f"/org/orrery/VM/{NAME}"
@@ -54,15 +54,9 @@ def refused(args, what, expect):
     tap.check(ok, f"{what}: exit 2, one line ({lines[0] if lines else 'none'})", f"exit {r.returncode}\n{err}")
 
 
-def expected_file():
-    return "".join(f"line {j} of the file being written\n" for j in range(1, LINES + 1))
-
 
 try:
-    disk = os.path.join(tmp, "disk.img")
-    with open(disk, "wb") as f:
-        f.truncate(32 << 20)
-    subprocess.run([MKFS, "-q", "-F", "-O", "^metadata_csum_seed", disk], check=True)
+    disk = ext4_image(os.path.join(tmp, "disk.img"), 32 << 20)
     common = ["--display", "none", "--no-config", "--memory", "256M", "--drive", f"file={disk},id=data"]
 
     vm = Vm(*common, name=NAME, bus=pbus.address)
@@ -159,7 +153,7 @@ try:
     tap.check(vm2.wait_for(r"file-done\r?\n", 120) is not None, "the file's writing completes after the restore",
               vm2.tail())
     m = vm2.command("sync; md5sum /mnt/file", r"\n([0-9a-f]{32})  /mnt/file", 60)
-    want = hashlib.md5(expected_file().encode()).hexdigest()
+    want = hashlib.md5(numbered_lines(LINES).encode()).hexdigest()
     tap.check(m is not None and m.group(1) == want, "the file has every line once, in order", vm2.tail())
     vm2.command("umount /mnt; echo umounted-''ok", r"umounted-ok\r?\n", 60)
     vm2.send("poweroff\n")
