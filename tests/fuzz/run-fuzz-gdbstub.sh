@@ -22,5 +22,5 @@ cd "$out"
 # the executions per second). A use after free is still caught while fewer
 # than 16 MB have been freed since, which covers one input.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=16}"
-exec ./fuzz-gdbstub -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
+exec ./fuzz-gdbstub -max_total_time="$secs" ${ORRERY_FUZZ_ARGS:-} -max_len=4096 -print_final_stats=1 \
         -artifact_prefix="$out/" corpus-gdbstub

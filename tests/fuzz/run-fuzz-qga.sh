@@ -21,5 +21,5 @@ cd "$out"
 # the executions per second). A use after free is still caught while fewer
 # than 16 MB have been freed since, which covers one input.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=16}"
-exec ./fuzz-qga -max_total_time="$secs" -max_len=262144 -print_final_stats=1 \
+exec ./fuzz-qga -max_total_time="$secs" ${ORRERY_FUZZ_ARGS:-} -max_len=262144 -print_final_stats=1 \
         -dict="$top/tests/fuzz/qga.dict" -artifact_prefix="$out/" corpus-qga
