@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "hart-internal.h"
+#include "jit/jit.h"
 #include "macro.h"
 
 void hart_request_stop(Hart *h) {
@@ -40,6 +41,8 @@ uint64_t hart_instret(Hart *h) {
 
 void hart_flush_caches(Hart *h) {
         hart_tlb_flush_all(h);
+        /* RAM written from outside bypassed the store path that drops a code page's translations. */
+        jit_invalidate_all(h->jit);
         /* Decoded instructions are tagged by their bits: stale ones never match. */
 }
 
@@ -186,7 +189,8 @@ int hart_load(Hart *h, StateReader *r) {
         h->reservation = s.reservation;
         h->instret = s.instret;
         h->in_wfi = s.in_wfi;
-        hart_tlb_flush_all(h);
+        /* A loaded state comes with its own RAM (Machine1.Load into a VM that ran): nothing cached stays. */
+        hart_flush_caches(h);
         hart_update_regime(h);
         return 0;
 }
