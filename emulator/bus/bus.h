@@ -257,6 +257,10 @@ int machine1_method_migrate_cancel(sd_bus_message *m, void *userdata, sd_bus_err
 int machine1_method_set_migration_downtime_limit(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int machine1_property_migration(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error);
+/* Machine1.Load (machine1-load.c), in machine1_vtable. */
+int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error);
+/* Whether a migration is running (Load refuses to run meanwhile). */
+bool machine1_migration_active(VmBus *b);
 void machine1_teardown(VmBus *b);
 int console1_setup(VmBus *b);
 int console1_publish(VmBus *b);

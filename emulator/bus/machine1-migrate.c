@@ -248,6 +248,10 @@ int machine1_property_migration(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "t", bm ? bm->downtime_limit_msec : MIGRATION_DOWNTIME_DEFAULT_MSEC);
 }
 
+bool machine1_migration_active(VmBus *b) {
+        return b->migration && b->migration->migration;
+}
+
 void machine1_migrate_teardown(VmBus *b) {
         BusMigration *bm = b->migration;
 

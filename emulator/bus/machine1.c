@@ -282,6 +282,8 @@ const sd_bus_vtable machine1_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Save", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SaveAndQuit", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save_and_quit,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Load", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, machine1_method_load,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("MigrationState", "s", machine1_property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MigrationProgress", "(ttt)", machine1_property_migration, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -618,6 +618,13 @@ static int cmd_savevm_file(Monitor *m, const Command *cmd, char **argv, size_t a
         return r == 2 ? usage_of(cmd) : r;
 }
 
+static int cmd_loadvm_file(Monitor *m, const Command *cmd, char **argv, size_t argc) {
+        if (!need_vm(m))
+                return EXIT_FAILURE;
+        int r = monitor_loadvm_run(orrery_client_get_bus(m->client), m->name, argv, argc);
+        return r == 2 ? usage_of(cmd) : r;
+}
+
 static int cmd_migrate(Monitor *m, const Command *cmd, char **argv, size_t argc) {
         if (!need_vm(m))
                 return EXIT_FAILURE;
@@ -661,6 +668,8 @@ static const Command commands[] = {
         { "savevm-file", MONITOR_SAVEVM_USAGE,
           "save the whole VM to FILE (orrery-vm --restore FILE starts from it); --quit: then stop the emulator",
           cmd_savevm_file, 1, 2 },
+        { "loadvm-file", "FILE", "load a state savevm-file wrote into the running VM (same configuration)",
+          cmd_loadvm_file, 1, 1 },
         { "migrate", MONITOR_MIGRATE_USAGE, "move the VM live to orrery-vm --incoming URI, showing progress",
           cmd_migrate, 1, 1 },
         { "migrate_cancel", "", "stop the running migration (the VM runs on here)", cmd_migrate, 0, 0 },

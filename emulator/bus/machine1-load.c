@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+
+/*
+ * org.orrery.Machine1.Load (dbus/org.orrery.Machine1.xml): the inverse of
+ * Save, into this running process. The VM is paused, the whole stream is
+ * checked against this VM's configuration (savevm_load() changes nothing
+ * before all of it passed), then the hart, the devices, RAM and guest time
+ * are replaced and the VM runs on if it ran. Any refusal leaves the VM as
+ * it was, running again if it ran.
+ *
+ * Only a regular file (a sealed memfd counts) is taken: it is mapped, not
+ * read, so a caller cannot stall the event loop by writing slowly into a
+ * pipe. A stream that comes from a pipe is for orrery-vm --restore fd:N.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "migration/savevm.h"
+#include "log.h"
+#include "macro.h"
+
+#define LOAD_PAUSE_TIMEOUT_USEC (2ULL * 1000000ULL)
+
+static const char *load_error_name(int r) {
+        switch (r) {
+        case -EBADMSG:
+        case -EMEDIUMTYPE:
+        case -ESTALE:
+        case -EFBIG:
+                return ORRERY_ERROR_INVALID_ARGUMENT;
+        default:
+                return SD_BUS_ERROR_IO_ERROR;
+        }
+}
+
+/* Maps the caller's fd; -EBADFD for anything but a non-empty regular file. */
+static int load_blob(VmBus *b, int fd, SavevmBlob *ret, char *error, size_t error_size) {
+        _cleanup_free_ char *source = NULL;
+        struct stat st;
+        int copy;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+                snprintf(error, error_size, "the fd is not a saved state in a regular file (a pipe or socket: use "
+                         "orrery-vm --restore fd:N)");
+                return -EBADFD;
+        }
+        /* savevm_blob_read() closes what it was given: give it a copy, the caller's fd stays theirs. */
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return -errno;
+        if (asprintf(&source, "fd:%d", copy) < 0) {
+                safe_close(copy);
+                return -ENOMEM;
+        }
+        return savevm_blob_read(source, savevm_size_bound(machine_memory_bytes(b->machine)), ret, error, error_size);
+}
+
+int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(savevm_blob_done) SavevmBlob blob = {};
+        char message[1024] = "";
+        VmBus *b = userdata;
+        BusPeer *peer;
+        bool was_running;
+        int fd, r;
+
+        r = bus_check_caller(b, m, &peer, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "h", &fd);
+        if (r < 0)
+                return r;
+        bus_log_origin(peer, "Load");
+        if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
+                return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
+        if (machine1_migration_active(b))
+                return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is being migrated", b->name);
+
+        /* Read and mapped before the VM pauses: a bad fd costs the guest nothing. */
+        r = load_blob(b, fd, &blob, message, sizeof(message));
+        if (r == -EBADFD)
+                return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "Cannot load into VM '%s': %s", b->name,
+                                         message);
+        if (r < 0)
+                return sd_bus_error_setf(error, load_error_name(r), "Cannot load into VM '%s': %s", b->name,
+                                         *message ? message : strerror(-r));
+
+        was_running = machine_get_state(b->machine) == MACHINE_RUNNING;
+        if (was_running && machine_request_wait(b->machine, MACHINE_REQUEST_PAUSE, LOAD_PAUSE_TIMEOUT_USEC) < 0)
+                return sd_bus_error_setf(error, ORRERY_ERROR_TIMEOUT, "VM '%s' did not pause in time to be loaded",
+                                         b->name);
+        if (machine_get_state(b->machine) != MACHINE_PAUSED)
+                return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
+
+        /* Disk requests in flight finish into the RAM that is about to be replaced, not after it. */
+        machine_drain_io(b->machine);
+        r = savevm_load(b->machine, blob.data, blob.size, false, message, sizeof(message));
+        if (was_running)
+                (void) machine_request_wait(b->machine, MACHINE_REQUEST_RESUME, LOAD_PAUSE_TIMEOUT_USEC);
+        if (r < 0) {
+                log_warning("Refused to load a saved state into VM '%s': %s", b->name, message);
+                return sd_bus_error_setf(error, load_error_name(r), "Cannot load into VM '%s': %s", b->name, message);
+        }
+        log_info("Loaded a saved state into VM '%s' (%llu MiB)", b->name, (unsigned long long) (blob.size >> 20));
+        return sd_bus_reply_method_return(m, NULL);
+}
