@@ -266,6 +266,8 @@ int console1_setup(VmBus *b);
 int console1_publish(VmBus *b);
 void console1_teardown(VmBus *b);
 void input1_teardown(VmBus *b);
+/* Releases in the guest every key and button a client holds (the VM moves to another process). */
+void input1_release_all(VmBus *b);
 int chardev1_setup(VmBus *b);
 int chardev1_publish(VmBus *b);
 void chardev1_teardown(VmBus *b);

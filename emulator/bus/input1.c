@@ -8,7 +8,8 @@
  *
  * A client that leaves the bus (or is killed) while holding a key or a
  * button down would leave it stuck in the guest: what each client holds is
- * remembered, and released for it when it leaves (its BusPeer's track).
+ * remembered, and released for it when it leaves (its BusPeer's track),
+ * and for everyone when the VM migrates away (input1_release_all()).
  */
 
 #include <errno.h>
@@ -76,6 +77,11 @@ static void forget_held(VmBus *b, uint16_t code, bool button) {
                         b->held[i] = b->held[--b->n_held];
                 } else
                         i++;
+}
+
+void input1_release_all(VmBus *b) {
+        while (b->n_held > 0)
+                (void) release_held(b, b->n_held - 1);
 }
 
 void input1_teardown(VmBus *b) {

@@ -81,13 +81,19 @@ static void ended(VmBus *b, BusMigration *bm) {
         }
 }
 
-/* The final state is taken: the destination takes over the host forwards' ports. */
-static void close_forwards(void *userdata) {
+/*
+ * The final state is about to be taken: the destination takes over the host
+ * forwards' ports, and the keys and buttons clients hold are released in
+ * the guest (the destination knows nothing of who holds what, so they
+ * would stay down there forever).
+ */
+static void before_final(void *userdata) {
         VmBus *b = userdata;
 
         for (size_t i = 0; i < b->n_nets; i++)
                 net_user_close_forwards(b->nets[i]);
         b->migration->forwards_closed = b->n_nets > 0;
+        input1_release_all(b);
 }
 
 static int on_migration_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -115,7 +121,7 @@ static int start(sd_bus_message *m, VmBus *b, int fd, const char *uri, sd_bus_er
         }
         free(bm->uri);
         bm->uri = strdup(uri);
-        r = migration_start(b->machine, fd, bm->downtime_limit_msec, close_forwards, b, &bm->migration);
+        r = migration_start(b->machine, fd, bm->downtime_limit_msec, before_final, b, &bm->migration);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot start migrating VM '%s': %m", b->name);
         r = sd_event_add_io(b->event, &bm->source, migration_notify_fd(bm->migration), EPOLLIN, on_migration_notify, b);

@@ -356,6 +356,9 @@ static void take_snapshot(Migration *mg) {
         const uint8_t *fb;
         int r = 0;
 
+        /* First: what it changes in the guest (keys released) belongs in the state taken below. */
+        if (mg->on_final)
+                mg->on_final(mg->userdata);
         machine_drain_io(mg->machine);
         /* The CPU is paused: nothing it stored is still on its way. */
         count = pending_take_dirty(mg);
@@ -384,8 +387,6 @@ static void take_snapshot(Migration *mg) {
         mg->snapshot_ticks = machine_guest_ticks(mg->machine);
         if (r >= 0)
                 r = machine_save_state(mg->machine, &mg->snapshot_state);
-        if (r >= 0 && mg->on_final)
-                mg->on_final(mg->userdata);
         mg->snapshot_error = r;
         mg->snapshot_done = true;
 }

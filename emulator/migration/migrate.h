@@ -60,9 +60,13 @@ int migration_connect(const char *uri, char *error, size_t error_size);
 /*
  * Starts sending on 'fd' (taken, also on failure). -ENOMEM, or pthread's
  * error. 'on_final' (may be NULL) runs on the event-loop thread, inside
- * migration_notify_drain(), the moment the final state is taken: what the
- * destination will need of the host (the host forwards' ports) is let go
- * there, before the destination can be told to run the guest.
+ * migration_notify_drain(), with the guest paused, right before the final
+ * state is taken: what the destination will need of the host (the host
+ * forwards' ports) is let go there, before the destination can be told to
+ * run the guest, and what only this process knows of the guest's input
+ * (keys held through the bus) is released in the guest, so that the
+ * releases travel with the state. Should the migration fail afterwards,
+ * the guest runs on here with those keys released.
  */
 int migration_start(Machine *m, int fd, uint64_t downtime_limit_msec, void (*on_final)(void *userdata),
                     void *userdata, Migration **ret);
