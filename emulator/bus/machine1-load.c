@@ -66,6 +66,7 @@ int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error)
         _cleanup_(savevm_blob_done) SavevmBlob blob = {};
         char message[1024] = "";
         VmBus *b = userdata;
+        const char *drive;
         BusPeer *peer;
         bool was_running;
         int fd, r;
@@ -81,6 +82,12 @@ int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
         if (machine1_migration_active(b))
                 return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is being migrated", b->name);
+        drive = savevm_snapshot_drive(b->machine);
+        if (drive)
+                /* The overlay holds the guest's writes since it started, which the loaded RAM knows nothing of. */
+                return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED,
+                                         "Cannot load into VM '%s': drive '%s' is snapshot=on, and its overlay would "
+                                         "not match the loaded state", b->name, drive);
 
         /* Read and mapped before the VM pauses: a bad fd costs the guest nothing. */
         r = load_blob(b, fd, &blob, message, sizeof(message));

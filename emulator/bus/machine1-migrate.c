@@ -16,6 +16,7 @@
 
 #include "bus/bus.h"
 #include "migration/migrate.h"
+#include "migration/savevm.h"
 #include "net/user.h"
 #include "log.h"
 #include "macro.h"
@@ -140,6 +141,7 @@ static int start(sd_bus_message *m, VmBus *b, int fd, const char *uri, sd_bus_er
 
 /* What refuses a migration before it starts; 0 if none. */
 static int check(sd_bus_message *m, VmBus *b, const char *what, sd_bus_error *error) {
+        const char *drive;
         BusPeer *peer;
         int r;
 
@@ -151,6 +153,11 @@ static int check(sd_bus_message *m, VmBus *b, const char *what, sd_bus_error *er
                 return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is being migrated already", b->name);
         if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
+        drive = savevm_snapshot_drive(b->machine);
+        if (drive)
+                return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED,
+                                         "VM '%s' cannot migrate: drive '%s' is snapshot=on, and its overlay of the "
+                                         "guest's writes exists only in this process", b->name, drive);
         return 0;
 }
 

@@ -447,10 +447,18 @@ static int listen_on(Incoming *in, const char *uri, char *error, size_t error_si
 
 int incoming_new(sd_event *event, Machine *m, const char *uri, IncomingDone done, void *userdata, Incoming **ret,
                  char *error, size_t error_size) {
+        const char *drive;
         Incoming *in;
         uint64_t size;
         int r;
 
+        drive = savevm_snapshot_drive(m);
+        if (drive) {
+                savevm_fail(error, error_size,
+                            "drive '%s' is snapshot=on: its overlay stays with the source, so the VM cannot move here",
+                            drive);
+                return -EOPNOTSUPP;
+        }
         in = calloc(1, sizeof(*in));
         if (!in)
                 return -ENOMEM;

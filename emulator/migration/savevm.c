@@ -610,3 +610,10 @@ void savevm_blob_done(SavevmBlob *b) {
                 free(b->data);
         *b = (SavevmBlob) {};
 }
+
+const char *savevm_snapshot_drive(Machine *m) {
+        for (size_t i = 0; i < machine_n_disks(m); i++)
+                if (block_image_snapshot(machine_disk_image(m, i)))
+                        return machine_disk_id(m, i);
+        return NULL;
+}

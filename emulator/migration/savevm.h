@@ -67,3 +67,10 @@ void savevm_blob_done(SavevmBlob *b);
 
 /* The largest stream a machine with this much RAM can need (for savevm_blob_read()'s limit). */
 uint64_t savevm_size_bound(uint64_t memory);
+
+/*
+ * The id of the first drive with snapshot=on, or NULL. Its overlay lives
+ * only in this process and is in no stream: such a VM cannot be saved,
+ * loaded into or migrated (either way).
+ */
+const char *savevm_snapshot_drive(Machine *m);
