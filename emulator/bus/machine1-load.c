@@ -8,14 +8,14 @@
  * are replaced and the VM runs on if it ran. Any refusal leaves the VM as
  * it was, running again if it ran.
  *
- * Only a regular file (a sealed memfd counts) is taken: it is mapped, not
- * read, so a caller cannot stall the event loop by writing slowly into a
+ * Only a regular file (a memfd counts) is taken, read whole before the VM
+ * pauses: a caller cannot stall the event loop by writing slowly into a
  * pipe. A stream that comes from a pipe is for orrery-vm --restore fd:N.
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,28 +38,43 @@ static const char *load_error_name(int r) {
         }
 }
 
-/* Maps the caller's fd; -EBADFD for anything but a non-empty regular file. */
+/*
+ * Reads the caller's file into memory; -EBADFD for anything but a non-empty
+ * regular file. Read, not mapped: the caller could truncate a mapped file
+ * under the load, and a page that is gone would kill this process (SIGBUS).
+ */
 static int load_blob(VmBus *b, int fd, SavevmBlob *ret, char *error, size_t error_size) {
-        _cleanup_free_ char *source = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
         struct stat st;
-        int copy;
+        size_t n = 0;
 
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+        if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
                 snprintf(error, error_size, "the fd is not a saved state in a regular file (a pipe or socket: use "
                          "orrery-vm --restore fd:N)");
                 return -EBADFD;
         }
-        /* savevm_blob_read() closes what it was given: give it a copy, the caller's fd stays theirs. */
-        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (copy < 0)
-                return -errno;
-        if (asprintf(&source, "fd:%d", copy) < 0) {
-                safe_close(copy);
-                return -ENOMEM;
+        if ((uint64_t) st.st_size > savevm_size_bound(machine_memory_bytes(b->machine))) {
+                snprintf(error, error_size, "the file is larger than a saved state of this VM can be");
+                return -EFBIG;
         }
-        return savevm_blob_read(source, savevm_size_bound(machine_memory_bytes(b->machine)), ret, error, error_size);
+        data = malloc((size_t) st.st_size);
+        if (!data)
+                return -ENOMEM;
+        /* The size as of fstat(): a file that shrinks meanwhile ends early and fails the checks. */
+        while (n < (size_t) st.st_size) {
+                ssize_t k = pread(fd, data + n, (size_t) st.st_size - n, (off_t) n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        *ret = (SavevmBlob) { .data = TAKE_PTR(data), .size = n };
+        return 0;
 }
 
 int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -89,7 +104,7 @@ int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error)
                                          "Cannot load into VM '%s': drive '%s' is snapshot=on, and its overlay would "
                                          "not match the loaded state", b->name, drive);
 
-        /* Read and mapped before the VM pauses: a bad fd costs the guest nothing. */
+        /* Read before the VM pauses: a bad fd costs the guest nothing. */
         r = load_blob(b, fd, &blob, message, sizeof(message));
         if (r == -EBADFD)
                 return sd_bus_error_setf(error, ORRERY_ERROR_INVALID_ARGUMENT, "Cannot load into VM '%s': %s", b->name,
