@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,6 +127,10 @@ int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (was_running)
                 (void) machine_request_wait(b->machine, MACHINE_REQUEST_RESUME, LOAD_PAUSE_TIMEOUT_USEC);
         if (r < 0) {
+                /* That hint is for orrery-vm --restore: Load never forces (old RAM over a newer disk). */
+                char *hint = r == -ESTALE ? strstr(message, "; --restore-force") : NULL;
+                if (hint)
+                        *hint = 0;
                 log_warning("Refused to load a saved state into VM '%s': %s", b->name, message);
                 return sd_bus_error_setf(error, load_error_name(r), "Cannot load into VM '%s': %s", b->name, message);
         }

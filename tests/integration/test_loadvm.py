@@ -4,8 +4,9 @@ orrery-monitor's loadvm-file. The default guest prints a heartbeat every
 100 ms; the VM is saved, the guest changes a file in its /tmp and counts
 on, then the saved state is loaded: the file holds what it held at the
 save and the heartbeat goes on from the saved value, in the same process.
-A corrupted stream, another configuration and an fd that is not a file
-are refused with one line, and the VM runs on unchanged.
+A corrupted or truncated stream, another configuration, a disk image
+modified since the save and an fd that is not a file are refused with one
+line, and the VM runs on unchanged.
 """
 import os
 import re
@@ -18,7 +19,7 @@ import zlib
 import dbus
 
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, PrivateBus, READY, Tap, Vm, poll  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ext4_image, PrivateBus, READY, Tap, Vm, poll  # noqa: E402
 
 NAME = "loadtest"
 SERVICE = f"org.orrery.VM.{NAME}"
@@ -86,7 +87,10 @@ def monitor(*args):
 
 
 try:
-    vm = Vm("--display", "none", "--no-config", "--memory", "256M", name=NAME, bus=pbus.address)
+    # A disk the guest leaves alone: its image is part of the configuration a load is checked against.
+    disk = ext4_image(os.path.join(tmp, "disk.img"), 16 << 20)
+    vm = Vm("--display", "none", "--no-config", "--memory", "256M", "--drive", f"file={disk},id=data",
+            name=NAME, bus=pbus.address)
     if not tap.check(vm.wait_for(READY, BOOT_TIMEOUT) is not None, "the guest boots", vm.tail()):
         tap.finish()
     bus = dbus.bus.BusConnection(pbus.address)
@@ -129,6 +133,11 @@ try:
     with open(os.path.join(tmp, "truncated.save"), "wb") as f:
         f.write(data[: len(data) // 2])
     refused(os.path.join(tmp, "truncated.save"), "a truncated stream", r"truncated")
+    # The image modified since the save (its modification time): old RAM over a newer disk is refused.
+    st = os.stat(disk)
+    os.utime(disk, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    refused(saved, "a state whose disk image changed since", r"drive 'data': image .* changed since the save")
+    os.utime(disk, ns=(st.st_atime_ns, st.st_mtime_ns))
     rd, wr = os.pipe()
     try:
         e = machine.Load(dbus.types.UnixFd(rd), timeout=60)
