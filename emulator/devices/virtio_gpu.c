@@ -501,8 +501,8 @@ static uint16_t gpu_queue_num_max(_unused_ void *backend, _unused_ unsigned inde
         return VIRTIO_GPU_QUEUE_SIZE;
 }
 
-static void gpu_config_read(void *backend, uint32_t offset, uint8_t *buf, unsigned size) {
-        _unused_ VirtioGpu *gpu = backend;
+/* No display-change event is ever raised: events_read stays 0, and events_clear has nothing to clear. */
+static void gpu_config_read(_unused_ void *backend, uint32_t offset, uint8_t *buf, unsigned size) {
         uint8_t config[16] = {};        /* events_read, events_clear, num_scanouts, num_capsets */
 
         put_le32(config + 8, 1);
@@ -511,7 +511,6 @@ static void gpu_config_read(void *backend, uint32_t offset, uint8_t *buf, unsign
 
 static void gpu_config_write(_unused_ void *backend, _unused_ uint32_t offset, _unused_ const uint8_t *buf,
                              _unused_ unsigned size) {
-        /* events_clear: no event is ever raised, so there is nothing to clear. */
 }
 
 static void gpu_queue_notify(void *backend, unsigned index) {
