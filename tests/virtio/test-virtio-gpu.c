@@ -31,8 +31,8 @@ static DeviceHost host = { .fb_width = W, .fb_height = H };
 typedef struct Gpu {
         Guest g;
         GuestQueue ctrl, cursor;
-        uint64_t req, extra, resp;      /* guest buffers for one request */
-        uint64_t backing[2];            /* resource 1's backing: rows 0..23, then rows 24..47 elsewhere */
+        uint64_t req, extra, resp; /* guest buffers for one request */
+        uint64_t backing[2]; /* resource 1's backing: rows 0..23, then rows 24..47 elsewhere */
         uint8_t fb_before[GUEST_FB_SIZE];
 } Gpu;
 
@@ -214,9 +214,11 @@ static void test_display_info(Gpu *t) {
                      "GET_DISPLAY_INFO answered");
         CHECK_EQ_U64(written, VIRTIO_GPU_DISPLAY_INFO_SIZE, "the whole display info written");
         CHECK(get32(resp + 4) == VIRTIO_GPU_FLAG_FENCE && get32(resp + 8) == 0x55667788 &&
-              get32(resp + 12) == 0x11223344, "the fence is echoed");
+                      get32(resp + 12) == 0x11223344,
+              "the fence is echoed");
         CHECK(get32(resp + 24) == 0 && get32(resp + 28) == 0 && get32(resp + 32) == W && get32(resp + 36) == H &&
-              get32(resp + 40) == 1, "scanout 0: the framebuffer's %ux%u, enabled", W, H);
+                      get32(resp + 40) == 1,
+              "scanout 0: the framebuffer's %ux%u, enabled", W, H);
         CHECK_EQ_U64(get32(resp + 24 + 24 + 16), 0, "scanout 1 disabled");
         CHECK(guest_fb_intact(&t->g), "nothing drawn yet");
 }
@@ -249,7 +251,8 @@ static void test_draw(Gpu *t) {
         CHECK_EQ_U64(flush(t, 1, 10, 20, 8, 4), VIRTIO_GPU_RESP_OK_NODATA, "flush of 8x4 at 10,20");
         CHECK(fb_shows(t, 2, 10, 20, 8, 4), "the rectangle changed");
         CHECK(fb_shows(t, 1, 0, 0, W, 20) && fb_shows(t, 1, 0, 24, W, H - 24) && fb_shows(t, 1, 0, 20, 10, 4) &&
-              fb_shows(t, 1, 18, 20, W - 18, 4), "nothing around it did");
+                      fb_shows(t, 1, 18, 20, W - 18, 4),
+              "nothing around it did");
         CHECK_EQ_U64(take_dirty(t), 0x2, "only page 1 is dirty");
 
         /* A rectangle straddling the two backing pieces (rows 22..25). */
@@ -263,7 +266,7 @@ static void test_draw(Gpu *t) {
 static void test_formats(Gpu *t) {
         static const struct {
                 uint32_t format;
-                uint8_t b, g, r;        /* where the test puts blue, green, red */
+                uint8_t b, g, r; /* where the test puts blue, green, red */
         } formats[] = {
                 { VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, 0, 1, 2 }, { VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 0, 1, 2 },
                 { VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM, 3, 2, 1 }, { VIRTIO_GPU_FORMAT_X8R8G8B8_UNORM, 3, 2, 1 },
@@ -281,15 +284,15 @@ static void test_formats(Gpu *t) {
                 p[formats[i].b] = 0x11;
                 p[formats[i].g] = 0x22;
                 p[formats[i].r] = 0x33;
-                CHECK_EQ_U64(create_2d(t, id, formats[i].format, 1, 1), VIRTIO_GPU_RESP_OK_NODATA,
-                             "format %u accepted", formats[i].format);
+                CHECK_EQ_U64(create_2d(t, id, formats[i].format, 1, 1), VIRTIO_GPU_RESP_OK_NODATA, "format %u accepted",
+                             formats[i].format);
                 attach(t, id, &px, &len, 1);
                 transfer(t, id, 0, 0, 1, 1, 0);
                 set_scanout(t, 0, id, 0, 0, 1, 1);
                 const uint8_t *fb = t->g.mem.fb;
                 CHECK(fb[0] == 0x11 && fb[1] == 0x22 && fb[2] == 0x33 && fb[3] == 0,
-                      "format %u converted to x8r8g8b8 (%02x %02x %02x %02x)", formats[i].format, fb[0], fb[1],
-                      fb[2], fb[3]);
+                      "format %u converted to x8r8g8b8 (%02x %02x %02x %02x)", formats[i].format, fb[0], fb[1], fb[2],
+                      fb[3]);
                 CHECK_EQ_U64(simple(t, VIRTIO_GPU_CMD_RESOURCE_UNREF, id), VIRTIO_GPU_RESP_OK_NODATA, "unref");
         }
         CHECK_EQ_U64(create_2d(t, 99, 5, 4, 4), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER, "an unknown format refused");
@@ -298,11 +301,11 @@ static void test_formats(Gpu *t) {
         set_scanout(t, 0, 1, 0, 0, W, H);
 }
 
-#define REFUSED(call, want, ...)                                                                \
-        do {                                                                                    \
-                snapshot(t);                                                                    \
-                take_dirty(t);                                                                  \
-                CHECK_EQ_U64((call), (want), __VA_ARGS__);                                      \
+#define REFUSED(call, want, ...)                                                                      \
+        do {                                                                                          \
+                snapshot(t);                                                                          \
+                take_dirty(t);                                                                        \
+                CHECK_EQ_U64((call), (want), __VA_ARGS__);                                            \
                 CHECK(fb_unchanged(t) && take_dirty(t) == 0, "... and the framebuffer is untouched"); \
         } while (0)
 
@@ -374,13 +377,12 @@ static void test_hostile_backing(Gpu *t) {
         hdr(req, VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING);
         put32(req + 24, 5);
         put32(req + 28, 0xffffffff);
-        REFUSED(send(t, req, sizeof(req)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
-                "4G entries announced, none sent");
+        REFUSED(send(t, req, sizeof(req)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER, "4G entries announced, none sent");
 
         /* Without backing, a transfer has nothing to read. */
         REFUSED(transfer(t, 5, 0, 0, 16, 16, 0), VIRTIO_GPU_RESP_ERR_UNSPEC, "transfer without backing");
         addr[0] = a;
-        len[0] = 512;           /* half of what 16x16 needs */
+        len[0] = 512; /* half of what 16x16 needs */
         CHECK_EQ_U64(attach(t, 5, addr, len, 1), VIRTIO_GPU_RESP_OK_NODATA, "a short backing is attached");
         REFUSED(attach(t, 5, addr, len, 1), VIRTIO_GPU_RESP_ERR_UNSPEC, "a second backing refused");
         CHECK_EQ_U64(transfer(t, 5, 0, 0, 16, 8, 0), VIRTIO_GPU_RESP_OK_NODATA, "the rows it has transfer");
@@ -430,7 +432,7 @@ static void test_cursor(Gpu *t) {
 }
 
 static int save(void *slot, StateWriter *w) {
-        *w = (StateWriter) {};
+        *w = (StateWriter){};
         return virtio_mmio_device.save(slot, w);
 }
 
@@ -524,7 +526,7 @@ int main(void) {
         t.extra = guest_alloc(&t.g, REQ_MAX, 16);
         t.resp = guest_alloc(&t.g, 512, 16);
         t.backing[1] = guest_alloc(&t.g, STRIDE * H / 2, 4096);
-        guest_alloc(&t.g, 4096, 4096);  /* a gap: the two pieces are not contiguous, and in reverse order */
+        guest_alloc(&t.g, 4096, 4096); /* a gap: the two pieces are not contiguous, and in reverse order */
         t.backing[0] = guest_alloc(&t.g, STRIDE * H / 2, 4096);
 
         test_display_info(&t);
