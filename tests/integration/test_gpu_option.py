@@ -2,14 +2,18 @@
 """--gpu virtio / gpu = virtio: the display becomes a virtio-gpu in the highest free virtio slot, the device tree
 drops the simple-framebuffer node (it would describe a second, unused display), and what cannot work is refused
 with one line. The default guest's kernel has no virtio-gpu driver, but Linux lists every virtio device it finds,
-so the guest shows which slot holds DeviceID 16."""
+so the guest shows which slot holds DeviceID 16. The device's state goes into a saved VM: a VM saved with it
+restores with --gpu virtio and is refused with --gpu simplefb (exit 2, one line)."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
+import dbus
+
 sys.path.insert(0, os.path.dirname(__file__))
-from orrery_test import BOOT_TIMEOUT, ORRERY_VM, READY, Tap, Vm  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, ORRERY_VM, READY, PrivateBus, Tap, Vm  # noqa: E402
 
 tap = Tap()
 tmp = tempfile.mkdtemp(prefix="orrery-gpu-opt-")
@@ -55,8 +59,11 @@ usage_error(["--gpu", "virtio", "--display", "none"], "--gpu virtio needs a disp
 usage_error(["--gpu", "virtio"] + ["--net", "user,restrict=on"] * 4,
             "too many drives and NICs: 4 (at most 3 together with --gpu virtio)", "four NICs and a virtio-gpu")
 
-vm = Vm("--gpu", "virtio", "--display", "640x480")
+pbus = PrivateBus()
+common = ["--gpu", "virtio", "--display", "640x480", "--no-config"]
+vm = vm2 = None
 try:
+    vm = Vm(*common, name="gpu", bus=pbus.address)
     if not tap.check(vm.wait_for(READY, BOOT_TIMEOUT) is not None, "the default guest boots with --gpu virtio",
                      vm.tail()):
         tap.finish()
@@ -68,6 +75,30 @@ try:
               "the guest finds DeviceID 16 in the highest slot (0x10008000)", listing)
     fb = vm.framebuffer()
     tap.check(fb is not None and len(fb) >= 640 * 480 * 4, "the framebuffer memfd is still there for the host side")
+
+    vm.command("echo before-save > /tmp/mark; echo mark$((1+1))ed", r"mark2ed\r?\n", 30)
+    saved = os.path.join(tmp, "gpu.save")
+    bus = dbus.bus.BusConnection(pbus.address)
+    machine = dbus.Interface(bus.get_object("org.orrery.VM.gpu", "/org/orrery/VM/gpu"), "org.orrery.Machine1")
+    with open(saved, "wb") as f:
+        machine.SaveAndQuit(dbus.types.UnixFd(f))
+    tap.check(vm.wait_exit(60) == 0, "SaveAndQuit with a virtio-gpu: the emulator exits 0", vm.tail())
+
+    r = subprocess.run([ORRERY_VM, "--name", "gpu", "--no-bus", "--serial", "none", "--no-config", "--display",
+                        "640x480", "--gpu", "simplefb", "--restore", saved], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=120)
+    lines = [line for line in r.stderr.decode(errors="replace").splitlines() if line.startswith("orrery-vm:")]
+    tap.check(r.returncode == 2 and len(lines) == 1 and "device state" in lines[0],
+              "restoring it with --gpu simplefb is refused with one line naming the device state",
+              f"exit {r.returncode}: {r.stderr!r}")
+
+    vm2 = Vm(*common, "--restore", saved, name="gpu")
+    m = vm2.command("cat /tmp/mark", r"\n(before-save)\r?\n", 60)
+    tap.check(m is not None and READY not in vm2.output, "restored with --gpu virtio, the guest goes on", vm2.tail())
 finally:
-    vm.kill()
+    for v in (vm, vm2):
+        if v:
+            v.kill()
+    pbus.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
 tap.finish()
