@@ -373,9 +373,10 @@ static int open_drives(Vm *vm) {
         char message[512];
         int r;
 
-        if (o->n_drives + o->n_nets > MACHINE_FREE_VIRTIO_SLOTS)
-                return log_error_errno(-E2BIG, "too many drives and NICs: %zu (at most %d together)",
-                                       o->n_drives + o->n_nets, MACHINE_FREE_VIRTIO_SLOTS);
+        size_t slots = MACHINE_FREE_VIRTIO_SLOTS - (o->gpu_virtio ? 1 : 0);
+        if (o->n_drives + o->n_nets > slots)
+                return log_error_errno(-E2BIG, "too many drives and NICs: %zu (at most %zu together%s)",
+                                       o->n_drives + o->n_nets, slots, o->gpu_virtio ? " with --gpu virtio" : "");
         for (size_t i = 0; i < o->n_drives; i++) {
                 const DriveSpec *d = &o->drives[i];
 
@@ -415,6 +416,7 @@ static int create_machine(Vm *vm) {
                 .memory = vm->options.memory,
                 .fb_width = vm->options.fb_width,
                 .fb_height = vm->options.fb_height,
+                .gpu_virtio = vm->options.gpu_virtio,
                 .no_reboot = vm->options.no_reboot,
                 .cpu_engine_jit = vm->options.cpu_engine_jit,
                 .cpu_engine_fallback = vm->options.cpu_engine_fallback,

@@ -95,6 +95,9 @@ static void help(void) {
                "                       debian: boot the Debian image (meson compile debian-image)\n"
                "                       on this VM's copy of it, ssh forwarded from 127.0.0.1\n"
                "  --display WxH|none   framebuffer size (default: 1024x768)\n"
+               "  --gpu simplefb|virtio\n"
+               "                       how the guest gets the display: a firmware framebuffer\n"
+               "                       (default), or a virtio-gpu (default with --guest debian)\n"
                "  --serial stdio|none|file:PATH\n"
                "                       where the serial console goes (default: stdio)\n"
                "  --no-reboot          exit when the guest reboots\n"
@@ -191,6 +194,7 @@ enum {
         ARG_MEMORY,
         ARG_GUEST,
         ARG_DISPLAY,
+        ARG_GPU,
         ARG_SERIAL,
         ARG_NO_REBOOT,
         ARG_CPU_ENGINE,
@@ -223,6 +227,7 @@ static const struct option longopts[] = {
         { "memory", required_argument, NULL, ARG_MEMORY },
         { "guest", required_argument, NULL, ARG_GUEST },
         { "display", required_argument, NULL, ARG_DISPLAY },
+        { "gpu", required_argument, NULL, ARG_GPU },
         { "serial", required_argument, NULL, ARG_SERIAL },
         { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
         { "cpu-engine", required_argument, NULL, ARG_CPU_ENGINE },
@@ -250,7 +255,7 @@ static const struct option longopts[] = {
 static const int config_keys[] = {
         ARG_BIOS, ARG_KERNEL, ARG_INITRD, ARG_APPEND, ARG_MEMORY, ARG_GUEST, ARG_DISPLAY, ARG_SERIAL, ARG_NO_REBOOT,
         ARG_CPU_ENGINE, ARG_DEBUG,
-        ARG_DRIVE, ARG_NET, ARG_ON_STOP,
+        ARG_DRIVE, ARG_NET, ARG_ON_STOP, ARG_GPU,
 };
 
 static const char *option_name(int id) {
@@ -329,6 +334,16 @@ static int option_set_machine(Options *o, int id, const char *value, const char 
                         return log_error_errno(EINVAL,
                                                "%sinvalid %s '%s': expected WIDTHxHEIGHT between 16x16 and 8192x8192, or none",
                                                where, label, value);
+                return 0;
+        case ARG_GPU:
+                if (streq(value, "virtio"))
+                        o->gpu_virtio = true;
+                else if (streq(value, "simplefb"))
+                        o->gpu_virtio = false;
+                else
+                        return log_error_errno(EINVAL, "%sinvalid %s '%s': expected simplefb or virtio", where, label,
+                                               value);
+                o->gpu_set = true;
                 return 0;
         case ARG_SERIAL:
                 if (!streq(value, "stdio") && !streq(value, "none") && !(strncmp(value, "file:", 5) == 0 && value[5]))
@@ -536,7 +551,7 @@ static int config_load(Options *o, const char *path, bool must_exist, const bool
                                 id = config_keys[i];
                 if (id == 0) {
                         return log_error_errno(-EINVAL, "%s:%u: unknown key '%s' (known: bios, kernel, initrd, append, memory, guest, display, "
-                                 "serial, no-reboot, cpu-engine, debug, drive, net, on-stop)", path, lineno, key);
+                                 "gpu, serial, no-reboot, cpu-engine, debug, drive, net, on-stop)", path, lineno, key);
                 }
                 if (given[id])
                         continue;
@@ -590,6 +605,9 @@ static int guest_debian_fill_in(Options *o) {
         if (!o->memory_set)
                 o->memory = GUEST_DEBIAN_MEMORY;
         o->stop_timeout_usec = GUEST_DEBIAN_STOP_TIMEOUT_USEC;
+        /* Debian's kernel has no simple-framebuffer driver; its virtio_gpu module puts tty1 on the screen. */
+        if (!o->gpu_set && o->fb_width > 0)
+                o->gpu_virtio = true;
 
         if (o->n_drives == 0) {
                 if (asprintf(&pristine, "%s/debian.img", dir) < 0)
@@ -742,6 +760,9 @@ int options_parse(Options *o, int argc, char *argv[]) {
         r = guest_debian_fill_in(o);
         if (r < 0)
                 return r;
+
+        if (o->gpu_virtio && o->fb_width == 0)
+                return log_error_errno(-EINVAL, "--gpu virtio needs a display (--display WxH, not none)");
 
         r = drive_specs_finish(o->drives, o->n_drives);
         if (r < 0)

@@ -16,6 +16,8 @@ typedef struct Options {
         bool memory_set;                /* --memory or memory = given */
         GuestPreset guest;              /* --guest: defaults for kernel, initrd, append, memory, disk, NIC */
         uint32_t fb_width, fb_height;
+        bool gpu_virtio;                /* --gpu virtio: the display is a virtio-gpu, not a simple-framebuffer */
+        bool gpu_set;                   /* --gpu or gpu = given */
         char *serial;                   /* "stdio", "none" or "file:PATH" */
         bool no_reboot;
         char *bus_address;              /* NULL: the user's session bus */

@@ -31,6 +31,7 @@
 #include "devices/uart16550.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_gpu.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_mmio.h"
@@ -407,10 +408,12 @@ size_t machine_n_disks(Machine *m) {
 /*
  * Puts the disks (their images opened and locked by the caller), then the NICs,
  * in the empty virtio slots from the lowest
- * address up (Linux names the first disk it finds vda).
+ * address up (Linux names the first disk it finds vda); a virtio-gpu takes
+ * the highest empty slot.
  */
 static int build_table(Machine *m) {
-        size_t free_slots[MACHINE_FREE_VIRTIO_SLOTS], n_free = 0, want = m->config.n_drives + m->config.n_nets;
+        size_t free_slots[MACHINE_FREE_VIRTIO_SLOTS], n_free = 0;
+        size_t want = m->config.n_drives + m->config.n_nets + (m->config.gpu_virtio ? 1 : 0);
 
         m->n_table = ELEMENTSOF(machine_devices);
         memcpy(m->table, machine_devices, sizeof(machine_devices));
@@ -439,6 +442,8 @@ static int build_table(Machine *m) {
                 virtio_net_variant_init(&m->nic_types[i], m->config.nets[i].mac);
                 m->table[free_slots[m->config.n_drives + i]].variant = &m->nic_types[i].type;
         }
+        if (m->config.gpu_virtio)
+                m->table[free_slots[n_free - 1]].variant = &virtio_gpu_type;
         return 0;
 }
 
@@ -568,7 +573,8 @@ static int build_fdt(Machine *m, uint64_t initrd_start, uint64_t initrd_end) {
                 .bootargs = m->append,
                 .initrd_start = initrd_start,
                 .initrd_end = initrd_end,
-                .fb_size = m->mem.fb_size,
+                /* The virtio-gpu owns the screen: no second, unused display in the tree. */
+                .fb_size = m->config.gpu_virtio ? 0 : m->mem.fb_size,
                 .fb_width = m->fb_width,
                 .fb_height = m->fb_height,
                 .fb_stride = m->fb_stride,
@@ -650,6 +656,8 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         if (config->fb_width > MACHINE_FB_MAX_DIM || config->fb_height > MACHINE_FB_MAX_DIM ||
             (config->fb_width == 0) != (config->fb_height == 0))
                 return -ERANGE;
+        if (config->gpu_virtio && config->fb_width == 0)
+                return -EINVAL;
 
         m = calloc(1, sizeof(*m));
         if (!m)

@@ -34,6 +34,7 @@ typedef struct MachineConfig {
         const char *append;             /* kernel command line; may be NULL */
         uint64_t memory;                /* bytes of RAM */
         uint32_t fb_width, fb_height;   /* 0x0: no framebuffer */
+        bool gpu_virtio;                /* the framebuffer is a virtio-gpu's scanout, not a simple-framebuffer */
         bool no_reboot;                 /* a guest reboot powers off instead */
         bool cpu_engine_jit;            /* run the hart on the translating engine */
         bool cpu_engine_fallback;       /* ... or on the interpreter if the JIT cannot start */
@@ -41,7 +42,7 @@ typedef struct MachineConfig {
         BlockImage *const *images;      /* drives' images, opened and locked by the caller; outlive the machine */
         size_t n_drives;
         const NetSpec *nets;            /* virtio-net NICs, in the slots after the disks */
-        size_t n_nets;                  /* drives + NICs: at most MACHINE_FREE_VIRTIO_SLOTS */
+        size_t n_nets;                  /* drives + NICs (+ 1 for gpu_virtio): at most MACHINE_FREE_VIRTIO_SLOTS */
 } MachineConfig;
 
 /* virtio slots left for disks and NICs (slots 0..3 are keyboard, tablet, console, rng). */

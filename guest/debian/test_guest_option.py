@@ -91,6 +91,16 @@ tap.check(code == 0 and 'bootargs = "console=ttyS0 single";' in dts and "0x30000
           "--memory and --append override the guest's", err)
 tap.check("ssh -p" not in err, "with a --net of the user's own no ssh forward is added", err)
 
+# Debian's kernel draws tty1 through its virtio_gpu module: the preset's display is a virtio-gpu, and the tree
+# describes no simple-framebuffer beside it, unless the user asks for one.
+code, err, dts = run("--guest", "debian")
+tap.check(code == 0 and "memory@80000000" in dts and "framebuffer@" not in dts,
+          "--guest debian: the display is a virtio-gpu, no simple-framebuffer node", err)
+code, err, dts = run("--guest", "debian", "--gpu", "simplefb")
+tap.check(code == 0 and "simple-framebuffer" in dts, "--guest debian --gpu simplefb keeps the simple-framebuffer", err)
+code, err, dts = run("--guest", "debian", "--display", "none")
+tap.check(code == 0 and "framebuffer@" not in dts, "--guest debian --display none: no display at all", err)
+
 # The configuration file selects it too.
 conf = os.path.join(tmp, "config", "orrery", "vm")
 os.makedirs(conf)

@@ -5,15 +5,20 @@ orrery-vm@deb` with a config saying `guest = debian` (the VM's disk and the host
 README.md's drop-in for the disk and the ssh forward on 127.0.0.1).
   - the serial scrollback reaches `login:`, `systemctl --user status` shows the unit running;
   - the image ships no ssh host key: the VM made its own on its first boot;
-  - through orrery-vnc and a libvncclient client, `root` + Enter typed on the keyboard logs in on tty1
-    (the shell there then runs a command typed the same way). Debian's kernel has no driver for Orrery's
-    simple framebuffer, so tty1 is not on the screen: what the login did is read over ssh;
+  - tty1 is on the screen (Debian's virtio_gpu module drives the VM's virtio-gpu, fbcon draws tty1 on it):
+    the libvncclient client's picture has a lit character cell exactly where tty1's text (/dev/vcsa1, read
+    over ssh) has a non-blank character, showing the login prompt;
+  - through orrery-vnc and that client, `root` + Enter typed on the keyboard logs in on tty1 (the shell there
+    then runs a command typed the same way), and the screen follows: the shell's prompt appears on it.
+    With ORRERY_SCREENSHOT_DIR set, the two screens are also written there as PNG files;
   - `apt-get install hello` from the host-local repository (repo.img, a read-only drive with a `file:`
     source): nothing reaches beyond the host's loopback;
   - `systemctl --user stop orrery-vm@deb` powers Debian off: the unit ends cleanly and the ext4 root is
     clean (no journal replay at the next boot).
 
 Needs the image: meson compile -C build debian-image."""
+import base64
+import collections
 import os
 import re
 import shutil
@@ -21,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
@@ -38,6 +44,8 @@ BOOT_TIMEOUT = float(os.environ.get("ORRERY_DEBIAN_BOOT_TIMEOUT", "900"))
 STEP_TIMEOUT = 300
 
 XK_RETURN = 0xff0d
+# Character cells fbcon draws nothing in: NUL, space and the font's no-break space.
+BLANK_CHARS = {0x00, 0x20, 0xff}
 
 
 def free_port():
@@ -88,6 +96,73 @@ class VncClient:
     def close(self):
         self.proc.kill()
         self.proc.wait()
+
+
+def tty1_cells(run):
+    """tty1's visible text as the guest holds it (/dev/vcsa1): rows, cols, the cursor (row, col), the characters."""
+    r = run("base64 -w0 /dev/vcsa1")
+    data = base64.b64decode(r.stdout.strip()) if r.returncode == 0 else b""
+    if len(data) < 4 or len(data) < 4 + 2 * data[0] * data[1]:
+        return None
+    rows, cols = data[0], data[1]
+    return rows, cols, (data[3], data[2]), data[4:4 + 2 * rows * cols:2]
+
+
+def vnc_screen(vnc, path):
+    """The VNC client's picture (width, height, XRGB8888 with the X byte zeroed), after what the server sent."""
+    updates = vnc.cmd("info").split()[-1]
+    vnc.cmd(f"wait-update {updates} 1000")
+    r = vnc.cmd(f"dump {path}").split()
+    if len(r) != 3 or r[0] != "ok":
+        return None
+    with open(path, "rb") as f:
+        fb = bytearray(f.read())
+    fb[3::4] = bytes(len(fb) // 4)
+    return int(r[1]), int(r[2]), bytes(fb)
+
+
+def lit_cells(screen, rows, cols):
+    """The character cells with any pixel other than the background (the most common colour)."""
+    width, height, fb = screen
+    cw, ch = width // cols, height // rows
+    bg = collections.Counter(fb[i:i + 4] for i in range(0, len(fb), 4 * 97)).most_common(1)[0][0]
+    blank, lit = bg * cw, set()
+    for y in range(rows * ch):
+        line = fb[y * width * 4:(y + 1) * width * 4]
+        for c in range(cols):
+            if line[c * cw * 4:(c + 1) * cw * 4] != blank:
+                lit.add((y // ch, c))
+    return lit
+
+
+def tty1_on_screen(run, vnc, path, expect, last):
+    """The screen when it shows tty1 cell for cell (the cursor's cell aside) and tty1 shows 'expect', else None."""
+    cells, screen = tty1_cells(run), vnc_screen(vnc, path)
+    if not cells or not screen:
+        return None
+    rows, cols, cursor, chars = cells
+    text = [chars[r * cols:(r + 1) * cols].decode("latin-1").rstrip() for r in range(rows)]
+    want = {(r, c) for r in range(rows) for c in range(cols) if chars[r * cols + c] not in BLANK_CHARS}
+    wrong = (want ^ lit_cells(screen, rows, cols)) - {cursor}
+    last["detail"] = (f"tty1 {rows}x{cols} on {screen[0]}x{screen[1]}: {len(want)} characters, {len(wrong)} cells "
+                      f"wrong {sorted(wrong)[:8]}\n" + "\n".join(line for line in text if line))
+    return screen if not wrong and any(expect in line for line in text) else None
+
+
+def write_png(path, screen):
+    width, height, fb = screen
+    raw = bytearray()
+    for y in range(height):
+        line, rgb = fb[y * width * 4:(y + 1) * width * 4], bytearray(width * 3)
+        rgb[0::3], rgb[1::3], rgb[2::3] = line[2::4], line[1::4], line[0::4]
+        raw += b"\0" + rgb
+
+    def chunk(kind, data):
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", width.to_bytes(4, "big") + height.to_bytes(4, "big") +
+                                               bytes([8, 2, 0, 0, 0]))
+                + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
 
 
 tap = Tap()
@@ -173,11 +248,25 @@ try:
     tty1 = ("for p in /proc/[0-9]*; do [ \"$(readlink $p/fd/0)\" = /dev/tty1 ] && cat $p/comm; done; true")
     getty = wait_for(lambda: re.search(r"^agetty$", run(tty1).stdout, re.M), STEP_TIMEOUT, interval=2)
     tap.check(getty is not None, "a getty waits on tty1")
+    dump, last = os.path.join(session.root, "screen.xrgb"), {"detail": "no VNC client"}
+    shots = os.environ.get("ORRERY_SCREENSHOT_DIR")
+    login_screen = vnc and wait_for(lambda: tty1_on_screen(run, vnc, dump, "orrery login:", last), STEP_TIMEOUT,
+                                    interval=2)
+    tap.check(login_screen, "tty1's login prompt is on the VNC client's screen, lit exactly where tty1 has text",
+              last["detail"])
+    if login_screen and shots:
+        write_png(os.path.join(shots, "debian-tty1-login.png"), login_screen)
     if vnc:
         vnc.type("root\n")
     shell = wait_for(lambda: re.search(r"^bash$", run(tty1).stdout, re.M), STEP_TIMEOUT, interval=2)
     tap.check(shell is not None, "root + Enter typed through VNC logs in on tty1 (a shell runs there)",
               run(tty1).stdout)
+    shell_screen = vnc and wait_for(lambda: tty1_on_screen(run, vnc, dump, "root@orrery:~#", last), STEP_TIMEOUT,
+                                    interval=2)
+    tap.check(shell_screen and login_screen and shell_screen[2] != login_screen[2],
+              "the screen follows the login: the shell's prompt is on it, cell for cell", last["detail"])
+    if shell_screen and shots:
+        write_png(os.path.join(shots, "debian-tty1-shell.png"), shell_screen)
     if vnc:
         vnc.type("touch typedontty1\n")
     made = wait_for(lambda: "typedontty1" in run("ls /root").stdout.split(), STEP_TIMEOUT,

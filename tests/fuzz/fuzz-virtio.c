@@ -3,7 +3,7 @@
 /*
  * Fuzz target for the virtio-mmio transport and the request parsing of every
  * device behind it (an empty slot, the echo test backend, keyboard, tablet,
- * console, block, network and entropy devices), driven the way a guest drives them: 32-bit MMIO register
+ * console, block, network, entropy and gpu devices), driven the way a guest drives them: 32-bit MMIO register
  * accesses and the contents of a fake guest RAM (tests/virtio/guest.c: 16 MiB
  * of heap at 0x80000000, a framebuffer at 0x40000000 that no device may
  * write), except that guest RAM here is a static 128 KiB (reset per input)
@@ -11,7 +11,7 @@
  * allocation. libFuzzer entry point; fuzz-driver.c replays it without libFuzzer.
  *
  * Input: byte 0 picks the device (0 empty, 1 echo, 2 keyboard, 3 tablet,
- * 4 console, 5 block, 6 network, 7 entropy; built with -DFUZZ_DEVICE=N the
+ * 4 console, 5 block, 6 network, 7 entropy, 8 gpu; built with -DFUZZ_DEVICE=N the
  * byte is ignored and N is used, for a campaign per device); then a program of operations, each an
  * opcode byte and its operands, read until the input runs out:
  *   0  MMIO write      register (1 byte: index into the register list, or
@@ -25,7 +25,8 @@
  *   6  host call       kind (1), argument (4)
  *   7  interrupt ack / reset
  * Checked: nothing crashes, ASan sees no access outside guest RAM, and the
- * framebuffer is never written.
+ * framebuffer is never written -- except by the gpu, whose scanout is
+ * GPU_WIDTH x GPU_HEIGHT of it: the gpu never writes past that.
  */
 
 #include <assert.h>
@@ -39,6 +40,7 @@
 #include "block/image.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_gpu.h"
 #include "devices/virtio_input.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_rng.h"
@@ -54,6 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static uint8_t fuzz_ram[FUZZ_RAM_SIZE] __attribute__((aligned(4096)));
 static uint8_t fuzz_fb[GUEST_FB_SIZE];
 static uint8_t fb_pattern[GUEST_FB_SIZE];
+static _Atomic uint64_t fuzz_fb_dirty[1];
+
+/* The gpu's display: a corner of the framebuffer, the rest of which it must leave alone. */
+#define GPU_WIDTH 64U
+#define GPU_HEIGHT 48U
+#define GPU_FB_BYTES (GPU_WIDTH * GPU_HEIGHT * 4U)
 
 typedef struct Input {
         const uint8_t *p;
@@ -125,9 +133,10 @@ typedef struct Devices {
         VirtioBlk *blk;
         VirtioNet *net;
         void *rng_slot;
+        void *gpu_slot;
 } Devices;
 
-#define NUM_DEVICES 8
+#define NUM_DEVICES 9
 
 /*
  * One small image for every input: opening it once keeps an input cheap.
@@ -189,6 +198,8 @@ static void create(Devices *d, unsigned kind) {
                         .fb = fuzz_fb,
                         .fb_base = GUEST_FB_BASE,
                         .fb_size = GUEST_FB_SIZE,
+                        .fb_dirty = fuzz_fb_dirty,
+                        .fb_dirty_words = 1,
                 },
                 .next_alloc = GUEST_RAM_BASE + 0x1000,
         };
@@ -270,6 +281,23 @@ static void create(Devices *d, unsigned kind) {
                         guest_attach(&d->g, virtio_mmio_slot_transport(d->rng_slot));
                 break;
         }
+        case 8: {
+                static DeviceHost host = { .fb_width = GPU_WIDTH, .fb_height = GPU_HEIGHT };
+                DeviceContext ctx = {
+                        .host = &host,
+                        .mem = &d->g.mem,
+                        .base = GUEST_MMIO_BASE,
+                        .size = virtio_mmio_device.size,
+                        .irq_number = 1,
+                        .irq = irq,
+                        .variant = &virtio_gpu_type,
+                };
+
+                r = virtio_mmio_device.create(&ctx, &d->gpu_slot);
+                if (r >= 0)
+                        guest_attach(&d->g, virtio_mmio_slot_transport(d->gpu_slot));
+                break;
+        }
         default: {
                 static const VirtioConsolePortConfig ports[] = {
                         { .name = NULL, .console = true },
@@ -301,6 +329,9 @@ static void destroy(Devices *d) {
         if (d->rng_slot)
                 virtio_mmio_device.free(d->rng_slot);
         d->rng_slot = NULL;
+        if (d->gpu_slot)
+                virtio_mmio_device.free(d->gpu_slot);
+        d->gpu_slot = NULL;
 }
 
 static void host_call(Devices *d, uint8_t kind, uint32_t arg) {
@@ -464,7 +495,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (d.blk)
                 virtio_blk_drain(d.blk);
         /* guest_fb_intact(), as one memcmp: a byte loop under coverage tracing would cost more than the input. */
-        assert(memcmp(fuzz_fb, fb_pattern, sizeof(fuzz_fb)) == 0);
+        if (d.gpu_slot) {
+                assert(memcmp(fuzz_fb + GPU_FB_BYTES, fb_pattern, sizeof(fuzz_fb) - GPU_FB_BYTES) == 0);
+                memset(fuzz_fb, GUEST_FB_PATTERN, GPU_FB_BYTES);
+        } else
+                assert(memcmp(fuzz_fb, fb_pattern, sizeof(fuzz_fb)) == 0);
         destroy(&d);
         return 0;
 }

@@ -3,7 +3,8 @@
 device, a driver that negotiates VERSION_1, sets up queues in the RAM window,
 puts a small descriptor chain (readable then writable) on every queue and
 kicks it, plus a register sweep; and for the block, network and entropy
-devices, well-formed requests of each kind. Usage: make-corpus-virtio.py OUTDIR"""
+devices, well-formed requests of each kind (for the gpu: the commands
+Linux sends to bring up a console and draw on it). Usage: make-corpus-virtio.py OUTDIR"""
 import os
 import struct
 import sys
@@ -81,6 +82,22 @@ def net_requests():
     return [[(frame, 0)], [(bytes(12), 0), (frame[12:], 0)]]
 
 
+def gpu_requests():
+    def hdr(t, flags=0):
+        return struct.pack("<IIQIB3x", t, flags, 7 if flags else 0, 0, 0)
+    backing = WINDOW + 0x8000
+    return [
+        [(hdr(0x100), 0), (None, 408)],                                                 # GET_DISPLAY_INFO
+        [(hdr(0x101) + struct.pack("<IIII", 1, 2, 16, 16), 0), (None, 24)],             # RESOURCE_CREATE_2D
+        [(hdr(0x106) + struct.pack("<IIQII", 1, 1, backing, 1024, 0), 0), (None, 24)],  # ATTACH_BACKING
+        [(hdr(0x103) + struct.pack("<IIIIII", 0, 0, 16, 16, 0, 1), 0), (None, 24)],     # SET_SCANOUT
+        [(hdr(0x105, 1) + struct.pack("<IIIIQII", 0, 0, 16, 16, 0, 1, 0), 0), (None, 24)],  # TRANSFER, fenced
+        [(hdr(0x104) + struct.pack("<IIIIII", 2, 2, 8, 8, 1, 0), 0), (None, 24)],       # RESOURCE_FLUSH
+        [(hdr(0x107) + struct.pack("<II", 1, 0), 0), (None, 24)],                       # DETACH_BACKING
+        [(hdr(0x102) + struct.pack("<II", 1, 0), 0), (None, 24)],                       # RESOURCE_UNREF
+    ]
+
+
 def sweep(kind):
     p = bytes([kind])
     for r in range(40):
@@ -92,7 +109,7 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for kind, name, queues in [(0, "empty", 0), (1, "echo", 2), (2, "keyboard", 2), (3, "tablet", 2),
-                               (4, "console", 6), (5, "blk", 1), (6, "net", 2), (7, "rng", 1)]:
+                               (4, "console", 6), (5, "blk", 1), (6, "net", 2), (7, "rng", 1), (8, "gpu", 2)]:
         with open(os.path.join(out, f"{name}-driver"), "wb") as f:
             f.write(driver(kind, queues))
         with open(os.path.join(out, f"{name}-sweep"), "wb") as f:
@@ -106,6 +123,8 @@ def main():
         f.write(chains(6, 0, [[(None, 1526)], [(None, 64), (None, 64)]]) + bytes([6, 0]) + struct.pack("<I", 60))
     with open(os.path.join(out, "rng-requests"), "wb") as f:
         f.write(chains(7, 0, [[(None, 64)], [(None, 16), (None, 4096)], [(bytes(8), 0)]]))
+    with open(os.path.join(out, "gpu-requests"), "wb") as f:
+        f.write(chains(8, 0, gpu_requests()))
 
 
 if __name__ == "__main__":

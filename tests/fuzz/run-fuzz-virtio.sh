@@ -2,7 +2,7 @@
 # Builds the virtio fuzz target (fuzz-virtio.c: the virtio-mmio transport and
 # the devices behind it) with clang's libFuzzer plus ASan and UBSan, and runs
 # it: tests/fuzz/run-fuzz-virtio.sh [SECONDS] [DEVICE] (default 600, all).
-# DEVICE (empty, echo, keyboard, tablet, console, blk, net, rng) pins the
+# DEVICE (empty, echo, keyboard, tablet, console, blk, net, rng, gpu) pins the
 # device, for a campaign per device: binary fuzz-virtio-DEVICE, corpus
 # $ORRERY_FUZZ_DIR/corpus-virtio-DEVICE seeded with that device's seeds. Without it
 # the first input byte picks the device; the corpus is $ORRERY_FUZZ_DIR/corpus-virtio.
@@ -17,7 +17,7 @@ define=
 suffix=
 if [ -n "$device" ]; then
         n=0
-        for name in empty echo keyboard tablet console blk net rng; do
+        for name in empty echo keyboard tablet console blk net rng gpu; do
                 [ "$name" = "$device" ] && define=-DFUZZ_DEVICE=$n
                 n=$((n + 1))
         done
@@ -37,7 +37,7 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GN
         "$top/emulator/devices/virtio_mmio.c" "$top/emulator/devices/virtqueue.c" \
         "$top/emulator/devices/virtio_input.c" "$top/emulator/devices/virtio_console.c" \
         "$top/emulator/devices/virtio_blk.c" "$top/emulator/devices/virtio_net.c" \
-        "$top/emulator/devices/virtio_rng.c" "$top/emulator/devices/state.c" \
+        "$top/emulator/devices/virtio_rng.c" "$top/emulator/devices/virtio_gpu.c" "$top/emulator/devices/state.c" \
         "$top/emulator/block/image.c" "$top/emulator/block/workers.c" \
         "$top/emulator/machine/physmem.c" "$top/emulator/machine/fdt.c" "$top/lib/log.c" -lfdt \
         -o "$out/fuzz-virtio$suffix"
