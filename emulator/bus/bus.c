@@ -241,6 +241,19 @@ int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_err
         return 0;
 }
 
+int bus_check_request(VmBus *b, sd_bus_message *m, const char *what, BusPeer **ret_peer, sd_bus_error *error) {
+        BusPeer *peer;
+        int r;
+
+        r = bus_check_caller(b, m, &peer, error);
+        if (r < 0)
+                return r;
+        bus_log_origin(peer, what);
+        if (ret_peer)
+                *ret_peer = peer;
+        return 0;
+}
+
 void bus_log_origin(BusPeer *p, const char *what) {
         if (p->pid > 0)
                 log_info("%s of VM '%s' requested by %s (pid %d, %s)", what, p->vm->name, p->name, (int) p->pid,

@@ -200,6 +200,12 @@ struct VmBus {
  */
 int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error);
 
+/*
+ * The prologue of a method that acts on the VM: bus_check_caller(), then
+ * bus_log_origin() of 'what' for an admitted caller. ret_peer may be NULL.
+ */
+int bus_check_request(VmBus *b, sd_bus_message *m, const char *what, BusPeer **ret_peer, sd_bus_error *error);
+
 /* The cached peer of a unique name, or NULL. */
 BusPeer *bus_peer_find(VmBus *b, const char *name);
 /* A new peer, watched until it leaves the bus, refused until its verdict is set; -EBUSY if the table is full. */
