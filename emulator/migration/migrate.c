@@ -150,14 +150,6 @@ static int read_ack(Migration *mg, char want) {
 
 /* ---- RAM ---- */
 
-static bool page_is_zero(const uint8_t *p) {
-        const uint64_t *q = (const uint64_t *) p;
-        for (size_t i = 0; i < SAVEVM_PAGE_SIZE / 8; i++)
-                if (q[i])
-                        return false;
-        return true;
-}
-
 static bool pending_test(const Migration *mg, uint64_t page) {
         return mg->pending[page / 64] >> (page % 64) & 1;
 }
@@ -182,7 +174,7 @@ static void pending_all_data(Migration *mg) {
                 if (hole_page <= p)
                         hole_page = p + 1;
                 for (; p < hole_page; p++)
-                        if (!page_is_zero(mg->ram + p * SAVEVM_PAGE_SIZE))
+                        if (!savevm_page_is_zero(mg->ram + p * SAVEVM_PAGE_SIZE))
                                 mg->pending[p / 64] |= 1ULL << (p % 64);
         }
 }

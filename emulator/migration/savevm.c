@@ -109,7 +109,7 @@ int savevm_describe(Machine *m, StateWriter *w, char *error, size_t error_size) 
         return state_writer_error(w);
 }
 
-static bool page_is_zero(const uint8_t *p) {
+bool savevm_page_is_zero(const uint8_t *p) {
         const uint64_t *q = (const uint64_t *) p;
         for (size_t i = 0; i < SAVEVM_PAGE_SIZE / 8; i++)
                 if (q[i])
@@ -161,7 +161,7 @@ static void write_ram(Machine *m, StreamOut *o) {
                 if (hole_page <= p)
                         hole_page = p + 1;
                 for (; p < hole_page; p++) {
-                        bool zero = page_is_zero(ram + p * SAVEVM_PAGE_SIZE);
+                        bool zero = savevm_page_is_zero(ram + p * SAVEVM_PAGE_SIZE);
                         if (zero != run_zero) {
                                 out_run(o, ram, run_zero, run_start, p - run_start);
                                 run_start = p;
