@@ -570,6 +570,13 @@ static int setup_managed_save(Vm *vm) {
 static int start_guest(Vm *vm) {
         int r;
 
+        /*
+         * A restored or migrated-in agent port carries the throttle of the
+         * process that saved it; this one's chardev is empty, and would never
+         * lift it.
+         */
+        if (vm->agent)
+                chardev_assert_flow(vm->agent);
         r = machine_start(vm->machine);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the CPU thread: %m");

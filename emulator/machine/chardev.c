@@ -248,6 +248,17 @@ void chardev_flush(Chardev *c) {
         deliver_output(c);
 }
 
+void chardev_assert_flow(Chardev *c) {
+        bool throttled;
+
+        if (!flow_controlled(c))
+                return;
+        pthread_mutex_lock(&c->lock);
+        throttled = c->throttled;
+        pthread_mutex_unlock(&c->lock);
+        c->backend.throttle(c->backend.opaque, throttled);
+}
+
 static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Chardev *c = userdata;
         uint64_t v;

@@ -179,6 +179,21 @@ static void test_throttle_told_late(void) {
         sd_event_unref(event);
 }
 
+/* A device whose state was loaded throttled (saved by another process) is told this chardev does not hold it. */
+static void test_assert_flow(void) {
+        FakeDevice d = { .throttled = true };
+        ChardevBackend backend = { .write_to_guest = to_guest, .throttle = throttle, .opaque = &d };
+        sd_event *event = NULL;
+        Chardev *c = NULL;
+
+        CHECK(sd_event_new(&event) >= 0 && chardev_new(event, "agent", "agent", &backend, &c) >= 0,
+              "a flow-controlled chardev is created");
+        chardev_assert_flow(c);
+        CHECK(!d.throttled, "a device loaded throttled is let go by a chardev that holds nothing");
+        chardev_free(c);
+        sd_event_unref(event);
+}
+
 static void test_lossy(void) {
         FakeDevice d = {};
         ChardevBackend backend = { .write_to_guest = to_guest, .opaque = &d };
@@ -206,6 +221,7 @@ static void test_lossy(void) {
 int main(void) {
         test_flow_controlled();
         test_throttle_told_late();
+        test_assert_flow();
         test_lossy();
         return tap_finish();
 }
