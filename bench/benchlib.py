@@ -9,10 +9,14 @@ was read).
 import os
 import platform
 import re
-import socket
 import subprocess
+import sys
 import threading
 import time
+
+# The helpers the tests have too (a free port, a process's lines) are theirs, shared from here.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from orrery_test import Lines, free_port  # noqa: E402,F401
 
 
 def pct(values, p):
@@ -47,13 +51,6 @@ def machine():
                 model = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, Linux {platform.release()}"
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    """A port on 127.0.0.1 that was free a moment ago (for a host forward)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SerialGuest:

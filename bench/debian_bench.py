@@ -14,24 +14,17 @@ the ssh round trip above is small beside them). Prints a Markdown table for benc
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 
-from benchlib import SerialGuest as Guest
+from benchlib import SerialGuest as Guest, free_port
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
 # A fixed 32 MiB input for xz: text-like and compressible, the same on every run.
 MAKE_XZ_INPUT = "seq 1 100000000 | head -c 33554432 >/root/xz-input"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def add_key(disk, pub):

@@ -44,37 +44,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_ticks, pct  # noqa: E402
+from benchlib import Lines, cpu_ticks, pct  # noqa: E402
 from bus_latency import Watcher  # noqa: E402  (a D-Bus Update watcher without bindings)
-
-
-
-
-class Lines:
-    def __init__(self, stream):
-        self.lines = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for raw in stream:
-            with self.cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self.cond.notify_all()
-
-    def wait(self, pattern, timeout=120, start=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for i in range(start, len(self.lines)):
-                    m = rx.search(self.lines[i])
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{pattern!r} not seen: {self.lines[-5:]}")
-                self.cond.wait(min(left, 0.5))
 
 
 
@@ -105,7 +76,7 @@ def run_scenario(args, vm, vnc, width, height, encoding, n_clients):
         p = subprocess.Popen([args.probe, "--encodings", encoding, vnc.address], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         p.out = Lines(p.stdout)
-        p.out.wait(r"^connected")
+        p.out.expect(r"^connected")
         probes.append(p)
     time.sleep(1)  # let each client receive its first full frame before measuring
     x, y = width // 2, height * 7 // 8
@@ -123,8 +94,8 @@ def run_scenario(args, vm, vnc, width, height, encoding, n_clients):
         p.stdin.flush()
     updates = 0
     for p in probes:
-        updates += int(p.out.wait(r"^ok (\d+)$", args.seconds + 60).group(1))
-    wlines.wait(r"^done$", 60)
+        updates += int(p.out.expect(r"^ok (\d+)$", args.seconds + 60).group(1))
+    wlines.expect(r"^done$", 60)
     c1, t1 = cpu_ticks(vnc.proc.pid), time.monotonic()
     pc1 = sum(cpu_ticks(p.pid) for p in probes)
     bw.close()
@@ -176,17 +147,17 @@ def flood(args, vm, vnc, n):
     p = subprocess.Popen([args.probe, vnc.address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
     p.out = Lines(p.stdout)
-    p.out.wait(r"^connected")
+    p.out.expect(r"^connected")
     mark = len(vnc.log.lines)
     t0 = time.monotonic()
     p.stdin.write(f"flood-pointer {n}\n".encode())
     p.stdin.flush()
-    p.out.wait(r"^ok$", 600)
+    p.out.expect(r"^ok$", 600)
     t1 = time.monotonic()
     p.stdin.write(b"quit\n")
     p.stdin.flush()
     p.wait(30)
-    m = vnc.log.wait(r"; (\d+) pointer events, (\d+) positions sent\)", start=mark)
+    m = vnc.log.expect(r"; (\d+) pointer events, (\d+) positions sent\)", start=mark)
     t2 = time.monotonic()
     ok = vm.command("echo flood-$((40+2))", r"flood-42\r?\n", 120)
     t3 = time.monotonic()
@@ -200,8 +171,8 @@ class Server:
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env=dict(os.environ, ORRERY_LOG_LEVEL="debug"))
         self.log = Lines(self.proc.stderr)
-        self.address = self.log.wait(r"listening on (\S+) \(VNC").group(1)
-        self.log.wait(r"serving VM")
+        self.address = self.log.expect(r"listening on (\S+) \(VNC").group(1)
+        self.log.expect(r"serving VM")
 
 
 def main():

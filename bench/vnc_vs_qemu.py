@@ -57,7 +57,6 @@ import argparse
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,8 +65,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from benchlib import SerialGuest as Serial  # noqa: E402
-from vnc_bench import Lines, pct  # noqa: E402
+from benchlib import Lines, SerialGuest as Serial, free_port, pct  # noqa: E402
 
 BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin"
 READY = "orrery-guest: ready"
@@ -106,12 +104,6 @@ def busiest_thread(pid):
         if t > most:
             best, most = int(tid), t
     return best
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expected_pixels(workdir, width, height, x, y, seeds):
@@ -215,8 +207,8 @@ class OrrerySide(Side):
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     env=dict(os.environ, ORRERY_LOG_LEVEL="debug"))
         self.log = Lines(self.vnc.stderr)
-        self.address = self.log.wait(r"listening on (\S+) \(VNC").group(1)
-        self.log.wait(r"serving VM")
+        self.address = self.log.expect(r"listening on (\S+) \(VNC").group(1)
+        self.log.expect(r"serving VM")
         self.hart_tid = None
 
     def cpu_ticks(self):
@@ -277,7 +269,7 @@ class Watcher:
         self.proc = subprocess.Popen([args.probe, "--encodings", args.encodings, side.address],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.out = Lines(self.proc.stdout)
-        m = self.out.wait(r"^(connected (\d+) (\d+)|error.*)")
+        m = self.out.expect(r"^(connected (\d+) (\d+)|error.*)")
         if not m.group(2):
             raise RuntimeError(f"{side.name}: {m.group(1)}")
         self.size = (int(m.group(2)), int(m.group(3)))

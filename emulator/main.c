@@ -34,6 +34,8 @@
 
 #define EXIT_USAGE 2
 #define HARD_STOP_TIMEOUT_USEC (10ULL * 1000000ULL)
+/* What the hard stop after the guest's time may take: the CPU thread stopping, disks flushed. */
+#define STOP_MARGIN_USEC (5ULL * 1000000ULL)
 
 /* More than any device tree this machine builds: what boot planning reserves for it. */
 #define FDT_SIZE_BOUND (64U * 1024U)
@@ -240,7 +242,13 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                 return 0;
         }
         request_clean_stop(vm);
-        (void) sd_notifyf(false, "STOPPING=1\nSTATUS=VM %s: the guest is shutting down", vm->options.name);
+        /*
+         * The service manager's own stop timeout (TimeoutStopSec=) would kill
+         * us before a longer --stop-timeout ran out: ask it for the guest's
+         * time and a little more for the hard stop itself.
+         */
+        (void) sd_notifyf(false, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=VM %s: the guest is shutting down",
+                          (unsigned long long) (hard_stop_timeout_usec(vm) + STOP_MARGIN_USEC), vm->options.name);
         if (!vm->stop_timer) {
                 r = sd_event_add_time_relative(vm->event, &vm->stop_timer, CLOCK_MONOTONIC, hard_stop_timeout_usec(vm), 0,
                                                on_hard_stop_timer, vm);
@@ -564,6 +572,13 @@ static int setup_managed_save(Vm *vm) {
 static int start_guest(Vm *vm) {
         int r;
 
+        /*
+         * A restored or migrated-in agent port carries the throttle of the
+         * process that saved it; this one's chardev is empty, and would never
+         * lift it.
+         */
+        if (vm->agent)
+                chardev_assert_flow(vm->agent);
         r = machine_start(vm->machine);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the CPU thread: %m");

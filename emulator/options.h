@@ -37,11 +37,13 @@ typedef struct Options {
         char *incoming;                 /* --incoming URI: wait for a live migration */
         bool restore_force;             /* --restore-force: accept disk images changed since the save */
         bool on_stop_save;              /* --on-stop save: SIGTERM saves the VM (managed save) */
-        uint64_t stop_timeout_usec;     /* after SIGTERM's power button, stop hard; 0: the default */
+        uint64_t stop_timeout_usec;     /* --stop-timeout: after SIGTERM's power button, stop hard; 0: the default */
 } Options;
 
 #define OPTIONS_DEFAULT_MEMORY (512ULL << 20)
 #define OPTIONS_DEFAULT_APPEND "console=tty1 console=ttyS0"
+/* --stop-timeout's bound: an hour is more than any guest should need to power off. */
+#define OPTIONS_STOP_TIMEOUT_MAX_SEC 3600u
 
 /*
  * Parses the command line and the VM's configuration file and fills in

@@ -68,8 +68,7 @@ static void peer_free(VmBus *b, BusPeer *p) {
         bus_refusal_forget(b, p);
         bus_verdict_forget(p);
         b->n_peers--;
-        sd_bus_track_set_userdata(p->track, NULL);
-        sd_bus_track_unref(p->track);
+        sd_bus_slot_unref(p->watch);
         free(p->name);
         free(p->comm);
         free(p);
@@ -88,13 +87,9 @@ static bool peer_is_idle(VmBus *b, BusPeer *p) {
         return true;
 }
 
-static int on_peer_gone(sd_bus_track *track, void *userdata) {
-        BusPeer *p = userdata;
-        VmBus *b;
+void bus_peer_left(BusPeer *p) {
+        VmBus *b = p->vm;
 
-        if (!p)
-                return 0;
-        b = p->vm;
         log_debug("Client %s left the bus", p->name);
         machine1_peer_gone(b, p);
         console1_peer_gone(b, p);
@@ -102,11 +97,42 @@ static int on_peer_gone(sd_bus_track *track, void *userdata) {
         input1_peer_gone(b, p);
         debug1_peer_gone(b, p);
         peer_free(b, p);
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        BusPeer *p = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || !streq(name, p->name))
+                return 0;
+        /* A unique name has no new owner: it is gone for good. */
+        if (!new_owner || !*new_owner)
+                bus_peer_left(p);
         return 0;
+}
+
+static int on_watch_installed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        BusPeer *p = userdata;
+
+        /* Say, the daemon's limit of matches per connection: the peer stays until it is the oldest idle one. */
+        if (sd_bus_message_is_method_error(m, NULL))
+                log_debug_errno(sd_bus_message_get_errno(m), "Cannot watch %s leave the bus: %m", p->name);
+        return 0;
+}
+
+/* Unique names as dbus-daemon makes them (":1.42"): nothing that could change the meaning of a match rule. */
+static bool unique_name_is_plain(const char *name) {
+        if (name[0] != ':' || strlen(name) > 255)
+                return false;
+        for (const char *c = name + 1; *c; c++)
+                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-.", *c))
+                        return false;
+        return true;
 }
 
 int bus_peer_add(VmBus *b, const char *name, BusPeer **ret) {
         _cleanup_free_ BusPeer *p = NULL;
+        _cleanup_free_ char *match = NULL;
         int r;
 
         if (b->n_peers >= BUS_MAX_PEERS) {
@@ -118,6 +144,8 @@ int bus_peer_add(VmBus *b, const char *name, BusPeer **ret) {
                 peer_free(b, victim);
         }
 
+        if (!unique_name_is_plain(name))
+                return -EINVAL;
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
@@ -126,13 +154,16 @@ int bus_peer_add(VmBus *b, const char *name, BusPeer **ret) {
         p->name = strdup(name);
         if (!p->name)
                 return -ENOMEM;
-
-        /* The track's handler runs once the name is gone, and at once if it is gone already. */
-        r = sd_bus_track_new(b->bus, &p->track, on_peer_gone, p);
-        if (r >= 0)
-                r = sd_bus_track_add_name(p->track, name);
+        if (asprintf(&match,
+                     "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                     "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'",
+                     name) < 0) {
+                free(p->name);
+                return -ENOMEM;
+        }
+        /* Sent, not waited for: the daemon takes the VM's messages in order. */
+        r = sd_bus_add_match_async(b->bus, &p->watch, match, on_name_owner_changed, on_watch_installed, p);
         if (r < 0) {
-                sd_bus_track_unref(p->track);
                 free(p->name);
                 return r;
         }
@@ -164,15 +195,18 @@ static int peer_new(VmBus *b, const char *name, BusPeer **ret) {
         BusPeer *p;
         int r;
 
+        /* Watched first: a name that leaves after the answer is seen leaving. */
+        r = bus_peer_add(b, name, &p);
+        if (r < 0)
+                return r;
         r = sd_bus_get_name_creds(b->bus, name,
                                   SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM |
                                           SD_BUS_CREDS_AUGMENT,
                                   &creds);
-        if (r < 0)
+        if (r < 0) {
+                peer_free(b, p);
                 return r;
-        r = bus_peer_add(b, name, &p);
-        if (r < 0)
-                return r;
+        }
         augmented = sd_bus_creds_get_augmented_mask(creds);
         if (!(augmented & SD_BUS_CREDS_EUID) && sd_bus_creds_get_euid(creds, &uid) >= 0)
                 p->uid = uid;
@@ -238,6 +272,19 @@ int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_err
         }
         if (ret_peer)
                 *ret_peer = p;
+        return 0;
+}
+
+int bus_check_request(VmBus *b, sd_bus_message *m, const char *what, BusPeer **ret_peer, sd_bus_error *error) {
+        BusPeer *peer;
+        int r;
+
+        r = bus_check_caller(b, m, &peer, error);
+        if (r < 0)
+                return r;
+        bus_log_origin(peer, what);
+        if (ret_peer)
+                *ret_peer = peer;
         return 0;
 }
 

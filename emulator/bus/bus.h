@@ -10,9 +10,12 @@
  * Every client that calls the VM becomes a BusPeer, keyed by its unique
  * name: the verdict of the caller check (asked of the bus once: a unique
  * name's credentials cannot change), its pid and command for the log, and
- * what it holds (keys, buttons, a character device, a Watch). One
- * sd_bus_track per peer tells when it leaves the bus, and everything it
- * held is released then: one mechanism for all client lifetimes.
+ * what it holds (keys, buttons, a character device, a Watch). One match
+ * per peer, on NameOwnerChanged for just its name, tells when it leaves
+ * the bus, and everything it held is released then: one mechanism for all
+ * client lifetimes. (Not sd_bus_track: adding a name to one asks the bus
+ * whether the name exists with a blocking round trip, which held the
+ * event loop behind a flooded bus daemon for every new caller.)
  *
  * A filter sees every call before object dispatch: a new caller's calls
  * wait while the bus is asked who it is, without blocking the loop
@@ -96,7 +99,7 @@ struct BusPeer {
         BusPeer *hash_next;
         BusPeer *prev, *next;           /* oldest first */
         char *name;                     /* unique name */
-        sd_bus_track *track;            /* just this name: its handler runs when the peer leaves */
+        sd_bus_slot *watch;             /* NameOwnerChanged of just this name: when the peer leaves */
         bool allowed;                   /* same user as the VM, as the bus (not /proc) says */
         uid_t uid;
         pid_t pid;                      /* 0 if the bus did not say */
@@ -200,10 +203,23 @@ struct VmBus {
  */
 int bus_check_caller(VmBus *b, sd_bus_message *m, BusPeer **ret_peer, sd_bus_error *error);
 
+/*
+ * The prologue of a method that acts on the VM: bus_check_caller(), then
+ * bus_log_origin() of 'what' for an admitted caller. ret_peer may be NULL.
+ */
+int bus_check_request(VmBus *b, sd_bus_message *m, const char *what, BusPeer **ret_peer, sd_bus_error *error);
+
 /* The cached peer of a unique name, or NULL. */
 BusPeer *bus_peer_find(VmBus *b, const char *name);
-/* A new peer, watched until it leaves the bus, refused until its verdict is set; -EBUSY if the table is full. */
+/*
+ * A new peer, refused until its verdict is set; -EBUSY if the table is full.
+ * It is watched from the moment the bus daemon reads the next message the
+ * VM sends: ask about the name after this, and a name that leaves after the
+ * answer cannot be missed; one gone before it is bus_peer_left().
+ */
 int bus_peer_add(VmBus *b, const char *name, BusPeer **ret);
+/* The peer left the bus: each interface lets go of what it held, and the peer is freed. */
+void bus_peer_left(BusPeer *p);
 void bus_peer_forget(VmBus *b, BusPeer *p);
 
 /* verdict.c: asks the bus who a new caller is without blocking the loop, holding its calls meanwhile. */

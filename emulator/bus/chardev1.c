@@ -97,7 +97,7 @@ static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return sd_bus_error_set_errnof(error, errno, "Cannot take the socket: %m");
         (void) fcntl(copy, F_SETFL, fcntl(copy, F_GETFL) | O_NONBLOCK);
 
-        /* The peer's track releases the device when the owner leaves the bus. */
+        /* The peer's watch releases the device when the owner leaves the bus. */
         c->owner = strdup(peer->name);
         if (!c->owner)
                 return -ENOMEM;

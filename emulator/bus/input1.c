@@ -8,7 +8,7 @@
  *
  * A client that leaves the bus (or is killed) while holding a key or a
  * button down would leave it stuck in the guest: what each client holds is
- * remembered, and released for it when it leaves (its BusPeer's track),
+ * remembered, and released for it when it leaves (its BusPeer's watch),
  * and for everyone when the VM migrates away (input1_release_all()).
  */
 

@@ -83,17 +83,15 @@ int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error)
         char message[1024] = "";
         VmBus *b = userdata;
         const char *drive;
-        BusPeer *peer;
         bool was_running;
         int fd, r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, "Load", NULL, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "h", &fd);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, "Load");
         if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
         if (machine1_migration_active(b))
@@ -124,6 +122,13 @@ int machine1_method_load(sd_bus_message *m, void *userdata, sd_bus_error *error)
         /* Disk requests in flight finish into the RAM that is about to be replaced, not after it. */
         machine_drain_io(b->machine);
         r = savevm_load(b->machine, blob.data, blob.size, false, message, sizeof(message));
+        /*
+         * A flow-controlled port (the guest agent's) now carries the throttle
+         * of the VM that was saved; tell it what this process's chardev holds.
+         */
+        if (r >= 0)
+                for (unsigned i = 0; i < b->n_chardevs; i++)
+                        chardev_assert_flow(b->chardevs[i].chardev);
         if (was_running)
                 (void) machine_request_wait(b->machine, MACHINE_REQUEST_RESUME, LOAD_PAUSE_TIMEOUT_USEC);
         if (r < 0) {

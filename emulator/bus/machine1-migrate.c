@@ -142,13 +142,11 @@ static int start(sd_bus_message *m, VmBus *b, int fd, const char *uri, sd_bus_er
 /* What refuses a migration before it starts; 0 if none. */
 static int check(sd_bus_message *m, VmBus *b, const char *what, sd_bus_error *error) {
         const char *drive;
-        BusPeer *peer;
         int r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, what, NULL, error);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, what);
         if (b->migration && b->migration->migration)
                 return sd_bus_error_setf(error, ORRERY_ERROR_BUSY, "VM '%s' is being migrated already", b->name);
         if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
@@ -199,13 +197,11 @@ int machine1_method_migrate_fd(sd_bus_message *m, void *userdata, sd_bus_error *
 
 int machine1_method_migrate_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VmBus *b = userdata;
-        BusPeer *peer;
         int r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, "MigrateCancel", NULL, error);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, "MigrateCancel");
         if (!b->migration || !b->migration->migration)
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is not being migrated", b->name);
         /* The thread ends soon, resuming the guest if it paused it; on_migration_notify() reports it. */

@@ -109,10 +109,9 @@ static int request(sd_bus_message *m, VmBus *b, MachineRequest req, const char *
         uint64_t now;
         int r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, what, &peer, error);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, what);
         if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
         if (peer->n_pending >= BUS_MAX_PENDING_PER_PEER)
@@ -158,13 +157,11 @@ static int method_reset(sd_bus_message *m, void *userdata, sd_bus_error *error) 
 
 static int method_power_down(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VmBus *b = userdata;
-        BusPeer *peer;
         int r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, "Power-down", NULL, error);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, "Power-down");
         r = machine_power_button(b->machine);
         if (r == -EOPNOTSUPP)
                 return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED,
@@ -180,13 +177,11 @@ static int method_power_down(sd_bus_message *m, void *userdata, sd_bus_error *er
 
 static int method_quit(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VmBus *b = userdata;
-        BusPeer *peer;
         int r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, "Stop (Quit)", NULL, error);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, "Stop (Quit)");
         r = sd_bus_reply_method_return(m, NULL);
         machine_request(b->machine, MACHINE_REQUEST_QUIT);
         return r;
@@ -199,18 +194,16 @@ static int method_quit(sd_bus_message *m, void *userdata, sd_bus_error *error) {
  */
 static int save(sd_bus_message *m, VmBus *b, bool quit, sd_bus_error *error) {
         char message[1024] = "";
-        BusPeer *peer;
         bool was_running;
         uint64_t bytes = 0;
         int fd, r;
 
-        r = bus_check_caller(b, m, &peer, error);
+        r = bus_check_request(b, m, quit ? "SaveAndQuit" : "Save", NULL, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "h", &fd);
         if (r < 0)
                 return r;
-        bus_log_origin(peer, quit ? "SaveAndQuit" : "Save");
         if (machine_get_state(b->machine) == MACHINE_SHUTDOWN)
                 return sd_bus_error_setf(error, ORRERY_ERROR_UNAVAILABLE, "VM '%s' is shutting down", b->name);
 

@@ -2,9 +2,9 @@
 /*
  * Who a new caller is, without blocking the event loop.
  *
- * The first call of a unique name the VM has not seen makes it ask the bus
- * daemon (GetConnectionCredentials) and wait for the answer in the loop,
- * not in a blocking call: while another user's flood keeps dbus-daemon
+ * The first call of a unique name the VM has not seen makes it watch the
+ * name and ask the bus daemon (GetConnectionCredentials), both sent at
+ * once, and wait for the answer in the loop, not in a blocking call: while another user's flood keeps dbus-daemon
  * busy, such a round trip took tens of milliseconds, during which the
  * owner's calls waited. The caller's calls are held meanwhile (up to
  * BUS_VERDICT_WAITING_MAX_PER_PEER, BUS_VERDICT_WAITING_MAX in all; beyond, Busy) and read again, in order, once
@@ -95,6 +95,11 @@ static int on_credentials(sd_bus_message *reply, void *userdata, sd_bus_error *r
         int r;
 
         p->asking = sd_bus_slot_unref(p->asking);
+        if (sd_bus_message_is_method_error(reply, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
+                /* Gone before the VM watched it: no answer could reach it. */
+                bus_peer_left(p);
+                return 0;
+        }
         r = sd_bus_message_get_errno(reply);
         if (r == 0)
                 r = read_credentials(reply, &uid, &pid);

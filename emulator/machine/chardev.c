@@ -111,8 +111,24 @@ void chardev_guest_output(Chardev *c, const uint8_t *buf, size_t n) {
                 throttle = c->throttled = true;
         pthread_mutex_unlock(&c->lock);
 
-        if (throttle)
+        if (throttle) {
+                bool still;
+
                 c->backend.throttle(c->backend.opaque, true);
+                /*
+                 * Between the decision and the call, the event loop may have
+                 * drained the ring and lifted the throttle, its "go on"
+                 * reaching the device before this "stop": the device would
+                 * wait for a lift that never comes. Tell it what holds now.
+                 * (Only this path throttles, one thread at a time: the
+                 * device's dispatch.)
+                 */
+                pthread_mutex_lock(&c->lock);
+                still = c->throttled;
+                pthread_mutex_unlock(&c->lock);
+                if (!still)
+                        c->backend.throttle(c->backend.opaque, false);
+        }
 
         /* One wakeup per burst, not per byte. */
         if (was_empty)
@@ -230,6 +246,17 @@ static void deliver_output(Chardev *c) {
 
 void chardev_flush(Chardev *c) {
         deliver_output(c);
+}
+
+void chardev_assert_flow(Chardev *c) {
+        bool throttled;
+
+        if (!flow_controlled(c))
+                return;
+        pthread_mutex_lock(&c->lock);
+        throttled = c->throttled;
+        pthread_mutex_unlock(&c->lock);
+        c->backend.throttle(c->backend.opaque, throttled);
 }
 
 static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {

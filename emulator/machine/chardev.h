@@ -89,5 +89,13 @@ bool chardev_has_client(const Chardev *c);
 /* Delivers pending guest output now (before exiting). Event-loop thread. */
 void chardev_flush(Chardev *c);
 
+/*
+ * Tells the device whether this (flow-controlled) chardev holds it back:
+ * after the device's state was loaded from a save or a migration, whose
+ * throttle was another chardev's. Only while the device produces no
+ * output (before the guest runs).
+ */
+void chardev_assert_flow(Chardev *c);
+
 /* A copy of the scrollback (malloc'ed). */
 int chardev_get_scrollback(Chardev *c, uint8_t **ret_data, size_t *ret_size);

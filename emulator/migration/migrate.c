@@ -21,10 +21,10 @@
 #include "migration/migrate.h"
 #include "migration/savevm-internal.h"
 #include "migration/savevm.h"
+#include "migration/stream-out.h"
 #include "macro.h"
 #include "time-util.h"
 
-#define OUT_BUFFER (256u * 1024u)
 /* A destination that takes nothing (or says nothing) for this long is gone. */
 #define STALL_MSEC 30000
 #define REQUEST_TIMEOUT_USEC (5ULL * 1000000ULL)
@@ -47,12 +47,8 @@ struct Migration {
         MigrationProgress progress;
         char error[512];
 
-        uint8_t *buf;
-        size_t n;
-        Crc32 crc;
-        uint64_t sent;
+        StreamOut out;                  /* out.total: bytes sent */
         uint64_t reported;
-        int out_error;
         uint64_t *pending;              /* pages still to send, one bit each */
         size_t words;
         uint64_t pages;
@@ -119,7 +115,7 @@ static bool cancelled(Migration *mg) {
 
 static void report(Migration *mg, uint64_t dirty, uint64_t downtime_msec, bool round) {
         pthread_mutex_lock(&mg->lock);
-        mg->progress.bytes_sent = mg->sent;
+        mg->progress.bytes_sent = mg->out.total;
         if (dirty != UINT64_MAX)
                 mg->progress.dirty_pages = dirty;
         if (downtime_msec != UINT64_MAX)
@@ -127,81 +123,11 @@ static void report(Migration *mg, uint64_t dirty, uint64_t downtime_msec, bool r
         if (round)
                 mg->progress.rounds++;
         pthread_mutex_unlock(&mg->lock);
-        mg->reported = mg->sent;
+        mg->reported = mg->out.total;
         notify(mg);
 }
 
 /* ---- the stream ---- */
-
-/* Waits until 'fd' is ready for 'events', or cancel, or STALL_MSEC. */
-static int wait_fd(Migration *mg, short events) {
-        struct pollfd p[2] = {
-                { .fd = mg->fd, .events = events },
-                { .fd = mg->cancel_fd, .events = POLLIN },
-        };
-
-        for (;;) {
-                int n = poll(p, 2, STALL_MSEC);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -ETIMEDOUT;
-                if (p[1].revents)
-                        return -ECANCELED;
-                return 0;
-        }
-}
-
-static void out_flush(Migration *mg) {
-        size_t done = 0;
-
-        while (!mg->out_error && done < mg->n) {
-                ssize_t k = write(mg->fd, mg->buf + done, mg->n - done);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0 && errno == EAGAIN) {
-                        mg->out_error = wait_fd(mg, POLLOUT);
-                        continue;
-                }
-                if (k < 0)
-                        mg->out_error = -errno;
-                else if (k == 0)
-                        mg->out_error = -EIO;
-                else
-                        done += (size_t) k;
-        }
-        mg->n = 0;
-        if (!mg->out_error && cancelled(mg))
-                mg->out_error = -ECANCELED;
-}
-
-static void out_bytes(Migration *mg, const void *p, size_t n) {
-        const uint8_t *b = p;
-
-        if (mg->out_error)
-                return;
-        mg->sent += n;
-        while (n > 0 && !mg->out_error) {
-                size_t k = MIN(n, OUT_BUFFER - mg->n);
-                memcpy(mg->buf + mg->n, b, k);
-                /* Over the copy: the guest may write the page again meanwhile (it is sent again then). */
-                crc32_update(&mg->crc, mg->buf + mg->n, k);
-                mg->n += k;
-                b += k;
-                n -= k;
-                if (mg->n == OUT_BUFFER)
-                        out_flush(mg);
-        }
-}
-
-static void out_le(Migration *mg, uint64_t v, unsigned n) {
-        uint8_t b[8];
-        for (unsigned i = 0; i < n; i++)
-                b[i] = (uint8_t) (v >> (8 * i));
-        out_bytes(mg, b, n);
-}
 
 /* Reads the destination's one-byte answer. */
 static int read_ack(Migration *mg, char want) {
@@ -216,21 +142,13 @@ static int read_ack(Migration *mg, char want) {
                         continue;
                 if (errno != EAGAIN)
                         return -errno;
-                int r = wait_fd(mg, POLLIN);
+                int r = stream_wait_fd(mg->fd, POLLIN, mg->cancel_fd, STALL_MSEC);
                 if (r < 0)
                         return r;
         }
 }
 
 /* ---- RAM ---- */
-
-static bool page_is_zero(const uint8_t *p) {
-        const uint64_t *q = (const uint64_t *) p;
-        for (size_t i = 0; i < SAVEVM_PAGE_SIZE / 8; i++)
-                if (q[i])
-                        return false;
-        return true;
-}
 
 static bool pending_test(const Migration *mg, uint64_t page) {
         return mg->pending[page / 64] >> (page % 64) & 1;
@@ -256,7 +174,7 @@ static void pending_all_data(Migration *mg) {
                 if (hole_page <= p)
                         hole_page = p + 1;
                 for (; p < hole_page; p++)
-                        if (!page_is_zero(mg->ram + p * SAVEVM_PAGE_SIZE))
+                        if (!savevm_page_is_zero(mg->ram + p * SAVEVM_PAGE_SIZE))
                                 mg->pending[p / 64] |= 1ULL << (p % 64);
         }
 }
@@ -275,7 +193,7 @@ static uint64_t pending_take_dirty(Migration *mg) {
 /* Sends every pending page, as runs; clears them. */
 static void send_pending(Migration *mg, const uint8_t *copy) {
         /* From RAM, or (copy) from the snapshot's pages, which hold the pending pages in page order. */
-        for (uint64_t p = 0; p < mg->pages && !mg->out_error;) {
+        for (uint64_t p = 0; p < mg->pages && !mg->out.error;) {
                 if (!mg->pending[p / 64]) {
                         p = (p / 64 + 1) * 64;
                         continue;
@@ -290,15 +208,15 @@ static void send_pending(Migration *mg, const uint8_t *copy) {
                         p++;
                 }
                 size_t bytes = (p - first) * SAVEVM_PAGE_SIZE;
-                out_le(mg, SAVEVM_LIVE_PAGES, 1);
-                out_le(mg, first, 8);
-                out_le(mg, p - first, 8);
+                stream_out_le(&mg->out, SAVEVM_LIVE_PAGES, 1);
+                stream_out_le(&mg->out, first, 8);
+                stream_out_le(&mg->out, p - first, 8);
                 if (copy) {
-                        out_bytes(mg, copy, bytes);
+                        stream_out_bytes(&mg->out, copy, bytes);
                         copy += bytes;
                 } else
-                        out_bytes(mg, mg->ram + first * SAVEVM_PAGE_SIZE, bytes);
-                if (mg->sent - mg->reported >= PROGRESS_EVERY_BYTES)
+                        stream_out_bytes(&mg->out, mg->ram + first * SAVEVM_PAGE_SIZE, bytes);
+                if (mg->out.total - mg->reported >= PROGRESS_EVERY_BYTES)
                         report(mg, UINT64_MAX, UINT64_MAX, false);
         }
 }
@@ -316,15 +234,15 @@ static int precopy(Migration *mg) {
                 return r;
         }
         start = now_usec(CLOCK_MONOTONIC);
-        bytes = mg->sent;
+        bytes = mg->out.total;
         pending_all_data(mg);
         send_pending(mg, NULL);
-        out_flush(mg);
-        rate = (mg->sent - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
+        stream_out_flush(&mg->out);
+        rate = (mg->out.total - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
 
         for (unsigned round = 1;; round++) {
-                if (mg->out_error)
-                        return mg->out_error;
+                if (mg->out.error)
+                        return mg->out.error;
                 uint64_t dirty = pending_take_dirty(mg);
                 /* Stores through entries made before the take land before the pages are read. */
                 r = machine_dirty_sync(mg->machine, REQUEST_TIMEOUT_USEC);
@@ -338,10 +256,10 @@ static int precopy(Migration *mg) {
                 if (downtime <= mg->downtime_limit_msec || round >= MIGRATION_MAX_ROUNDS)
                         return 0;
                 start = now_usec(CLOCK_MONOTONIC);
-                bytes = mg->sent;
+                bytes = mg->out.total;
                 send_pending(mg, NULL);
-                out_flush(mg);
-                rate = (mg->sent - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
+                stream_out_flush(&mg->out);
+                rate = (mg->out.total - bytes) * 1000000 / MAX(now_usec(CLOCK_MONOTONIC) - start, (uint64_t) 1);
         }
 }
 
@@ -452,20 +370,20 @@ static int stop_and_copy(Migration *mg) {
                 return r;
         report(mg, 0, UINT64_MAX, false);
         send_pending(mg, mg->snapshot_pages);
-        out_le(mg, SAVEVM_LIVE_END, 1);
-        out_le(mg, mg->snapshot_fb_size, 8);
+        stream_out_le(&mg->out, SAVEVM_LIVE_END, 1);
+        stream_out_le(&mg->out, mg->snapshot_fb_size, 8);
         if (mg->snapshot_fb_size > 0)
-                out_bytes(mg, mg->snapshot_fb, mg->snapshot_fb_size);
-        out_le(mg, mg->snapshot_ticks, 8);
-        out_le(mg, running, 1);
-        out_le(mg, mg->snapshot_state.size, 8);
-        out_bytes(mg, mg->snapshot_state.data, mg->snapshot_state.size);
-        uint32_t crc = crc32_final(&mg->crc);
-        out_bytes(mg, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
-        out_le(mg, crc, 4);
-        out_flush(mg);
+                stream_out_bytes(&mg->out, mg->snapshot_fb, mg->snapshot_fb_size);
+        stream_out_le(&mg->out, mg->snapshot_ticks, 8);
+        stream_out_le(&mg->out, running, 1);
+        stream_out_le(&mg->out, mg->snapshot_state.size, 8);
+        stream_out_bytes(&mg->out, mg->snapshot_state.data, mg->snapshot_state.size);
+        uint32_t crc = crc32_final(&mg->out.crc);
+        stream_out_bytes(&mg->out, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
+        stream_out_le(&mg->out, crc, 4);
+        stream_out_flush(&mg->out);
         report(mg, 0, UINT64_MAX, false);
-        return mg->out_error;
+        return mg->out.error;
 }
 
 static int run_migration(Migration *mg) {
@@ -477,8 +395,7 @@ static int run_migration(Migration *mg) {
         mg->pages = size / SAVEVM_PAGE_SIZE;
         mg->words = (size_t) ((mg->pages + 63) / 64);
         mg->pending = calloc(mg->words, sizeof(uint64_t));
-        mg->buf = malloc(OUT_BUFFER);
-        if (!mg->pending || !mg->buf) {
+        if (!mg->pending || stream_out_init(&mg->out, mg->fd, mg->cancel_fd, STALL_MSEC) < 0) {
                 set_error(mg, "out of memory");
                 return -ENOMEM;
         }
@@ -488,12 +405,11 @@ static int run_migration(Migration *mg) {
                 set_error(mg, "cannot describe the machine: %s", strerror(-r));
                 return r;
         }
-        crc32_init(&mg->crc);
-        out_bytes(mg, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
-        out_le(mg, SAVEVM_VERSION, 4);
-        out_le(mg, SAVEVM_FLAG_LIVE, 4);
-        out_le(mg, header.size, 8);
-        out_bytes(mg, header.data, header.size);
+        stream_out_bytes(&mg->out, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
+        stream_out_le(&mg->out, SAVEVM_VERSION, 4);
+        stream_out_le(&mg->out, SAVEVM_FLAG_LIVE, 4);
+        stream_out_le(&mg->out, header.size, 8);
+        stream_out_bytes(&mg->out, header.data, header.size);
         state_writer_done(&header);
 
         r = precopy(mg);
@@ -548,7 +464,7 @@ static void *migration_thread(void *userdata) {
         }
         pthread_mutex_lock(&mg->lock);
         mg->status = r < 0 ? MIGRATION_FAILED : MIGRATION_COMPLETED;
-        mg->progress.bytes_sent = mg->sent;
+        mg->progress.bytes_sent = mg->out.total;
         pthread_mutex_unlock(&mg->lock);
         notify(mg);
         return NULL;
@@ -605,7 +521,7 @@ Migration *migration_free(Migration *mg) {
         free(mg->snapshot_pages);
         free(mg->snapshot_fb);
         free(mg->pending);
-        free(mg->buf);
+        stream_out_done(&mg->out);
         free(mg);
         return NULL;
 }

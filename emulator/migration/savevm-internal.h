@@ -56,6 +56,9 @@ void crc32_init(Crc32 *c);
 void crc32_update(Crc32 *c, const uint8_t *p, size_t n);
 uint32_t crc32_final(const Crc32 *c);
 
+/* Whether a guest page (SAVEVM_PAGE_SIZE bytes, 8-byte aligned) holds only zeroes. */
+bool savevm_page_is_zero(const uint8_t *p);
+
 /* Formats one line for a person into 'error'; returns 0. */
 _printf_(3, 4) int savevm_fail(char *error, size_t error_size, const char *format, ...);
 

@@ -7,7 +7,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -16,13 +15,13 @@
 #include "block/image.h"
 #include "migration/savevm.h"
 #include "migration/savevm-internal.h"
+#include "migration/stream-out.h"
 #include "macro.h"
 
 #define RUN_END 0
 #define RUN_ZERO 1
 #define RUN_DATA 2
 #define STRING_MAX 4096
-#define OUT_BUFFER (256u * 1024u)
 /* A reader that takes nothing for this long is gone. */
 #define OUT_STALL_MSEC 10000
 
@@ -60,70 +59,9 @@ uint32_t crc32_final(const Crc32 *c) {
 
 /* ---- writing ---- */
 
-typedef struct Out {
-        int fd;
-        uint8_t *buf;
-        size_t n;
-        uint64_t total;
-        Crc32 crc;
-        int error;
-} Out;
-
-static void out_flush(Out *o) {
-        size_t done = 0;
-
-        while (!o->error && done < o->n) {
-                ssize_t k = write(o->fd, o->buf + done, o->n - done);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0 && errno == EAGAIN) {
-                        /* A non-blocking fd (a socket the caller made so): wait until it drains. */
-                        struct pollfd p = { .fd = o->fd, .events = POLLOUT };
-                        int n = poll(&p, 1, OUT_STALL_MSEC);
-                        if (n == 0)
-                                o->error = -ETIMEDOUT;
-                        else if (n < 0 && errno != EINTR)
-                                o->error = -errno;
-                        continue;
-                }
-                if (k < 0)
-                        o->error = -errno;
-                else if (k == 0)
-                        o->error = -EIO;
-                else
-                        done += (size_t) k;
-        }
-        o->n = 0;
-}
-
-static void out_bytes(Out *o, const void *p, size_t n) {
-        const uint8_t *b = p;
-
-        if (o->error)
-                return;
-        crc32_update(&o->crc, b, n);
-        o->total += n;
-        while (n > 0 && !o->error) {
-                size_t k = MIN(n, OUT_BUFFER - o->n);
-                memcpy(o->buf + o->n, b, k);
-                o->n += k;
-                b += k;
-                n -= k;
-                if (o->n == OUT_BUFFER)
-                        out_flush(o);
-        }
-}
-
-static void out_le(Out *o, uint64_t v, unsigned n) {
-        uint8_t b[8];
-        for (unsigned i = 0; i < n; i++)
-                b[i] = (uint8_t) (v >> (8 * i));
-        out_bytes(o, b, n);
-}
-
-static void out_blob(Out *o, const StateWriter *w) {
-        out_le(o, w->size, 8);
-        out_bytes(o, w->data, w->size);
+static void out_blob(StreamOut *o, const StateWriter *w) {
+        stream_out_le(o, w->size, 8);
+        stream_out_bytes(o, w->data, w->size);
 }
 
 static void put_string(StateWriter *w, const char *s) {
@@ -171,7 +109,7 @@ int savevm_describe(Machine *m, StateWriter *w, char *error, size_t error_size) 
         return state_writer_error(w);
 }
 
-static bool page_is_zero(const uint8_t *p) {
+bool savevm_page_is_zero(const uint8_t *p) {
         const uint64_t *q = (const uint64_t *) p;
         for (size_t i = 0; i < SAVEVM_PAGE_SIZE / 8; i++)
                 if (q[i])
@@ -180,20 +118,20 @@ static bool page_is_zero(const uint8_t *p) {
 }
 
 /* Emits one run of 'count' pages from 'first'. */
-static void out_run(Out *o, const uint8_t *ram, bool zero, uint64_t first, uint64_t count) {
+static void out_run(StreamOut *o, const uint8_t *ram, bool zero, uint64_t first, uint64_t count) {
         if (count == 0)
                 return;
-        out_le(o, zero ? RUN_ZERO : RUN_DATA, 1);
-        out_le(o, count, 8);
+        stream_out_le(o, zero ? RUN_ZERO : RUN_DATA, 1);
+        stream_out_le(o, count, 8);
         if (!zero)
-                out_bytes(o, ram + first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE);
+                stream_out_bytes(o, ram + first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE);
 }
 
 /*
  * RAM as runs. Holes of the memfd (pages the guest never touched) are
  * skipped without reading them, so that saving does not allocate them.
  */
-static void write_ram(Machine *m, Out *o) {
+static void write_ram(Machine *m, StreamOut *o) {
         uint64_t size, pages, run_start = 0;
         const uint8_t *ram = machine_ram(m, &size);
         int fd = machine_ram_fd(m);
@@ -223,7 +161,7 @@ static void write_ram(Machine *m, Out *o) {
                 if (hole_page <= p)
                         hole_page = p + 1;
                 for (; p < hole_page; p++) {
-                        bool zero = page_is_zero(ram + p * SAVEVM_PAGE_SIZE);
+                        bool zero = savevm_page_is_zero(ram + p * SAVEVM_PAGE_SIZE);
                         if (zero != run_zero) {
                                 out_run(o, ram, run_zero, run_start, p - run_start);
                                 run_start = p;
@@ -232,12 +170,12 @@ static void write_ram(Machine *m, Out *o) {
                 }
         }
         out_run(o, ram, run_zero, run_start, pages - run_start);
-        out_le(o, RUN_END, 1);
+        stream_out_le(o, RUN_END, 1);
 }
 
 int savevm_write(Machine *m, int fd, uint64_t *ret_bytes, char *error, size_t error_size) {
         StateWriter header = {}, state = {};
-        Out o = { .fd = fd };
+        StreamOut o = {};
         uint32_t crc;
         int r;
 
@@ -254,30 +192,28 @@ int savevm_write(Machine *m, int fd, uint64_t *ret_bytes, char *error, size_t er
                 savevm_fail(error, error_size, "cannot save the devices' state: %s", strerror(-r));
                 goto out;
         }
-        o.buf = malloc(OUT_BUFFER);
-        if (!o.buf) {
-                r = -ENOMEM;
+        r = stream_out_init(&o, fd, -1, OUT_STALL_MSEC);
+        if (r < 0) {
                 savevm_fail(error, error_size, "out of memory");
                 goto out;
         }
-        crc32_init(&o.crc);
-        out_bytes(&o, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
-        out_le(&o, SAVEVM_VERSION, 4);
-        out_le(&o, 0, 4);
+        stream_out_bytes(&o, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
+        stream_out_le(&o, SAVEVM_VERSION, 4);
+        stream_out_le(&o, 0, 4);
         out_blob(&o, &header);
         out_blob(&o, &state);
         write_ram(m, &o);
         crc = crc32_final(&o.crc);
-        out_bytes(&o, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
-        out_le(&o, crc, 4);
-        out_flush(&o);
+        stream_out_bytes(&o, SAVEVM_END_MAGIC, SAVEVM_MAGIC_SIZE);
+        stream_out_le(&o, crc, 4);
+        stream_out_flush(&o);
         r = o.error;
         if (r < 0)
                 savevm_fail(error, error_size, "cannot write the saved state: %s", strerror(-r));
         else if (ret_bytes)
                 *ret_bytes = o.total;
 out:
-        free(o.buf);
+        stream_out_done(&o);
         state_writer_done(&header);
         state_writer_done(&state);
         return r;

@@ -125,6 +125,75 @@ static void test_flow_controlled(void) {
         sd_event_unref(event);
 }
 
+/*
+ * The device's thread decides to throttle under the chardev's lock but tells
+ * the device after letting go of it. If it is preempted in between (a slow,
+ * sanitized build on a loaded machine) the event loop can drain the ring and
+ * lift the throttle first: the device then hears "go on" before "stop", and
+ * stays stopped with nothing left to lift it (the guest agent's output, and
+ * so the agent, stalled for good). Here the "stop" arrives late on purpose.
+ */
+typedef struct LateDevice {
+        Chardev *chardev;
+        bool throttled;
+        bool raced;
+} LateDevice;
+
+static void late_throttle(void *opaque, bool on) {
+        LateDevice *d = opaque;
+
+        if (on && !d->raced) {
+                d->raced = true;
+                chardev_flush(d->chardev); /* the event loop's drain, and its "go on", come first */
+        }
+        d->throttled = on;
+}
+
+static void test_throttle_told_late(void) {
+        LateDevice d = {};
+        ChardevBackend backend = { .write_to_guest = to_guest, .throttle = late_throttle, .opaque = &d };
+        _cleanup_free_ uint8_t *buf = calloc(1, CHUNK);
+        sd_event *event = NULL;
+        int sv[2], big = 1 << 20;
+        size_t produced = 0;
+
+        CHECK(sd_event_new(&event) >= 0 && chardev_new(event, "agent", "agent", &backend, &d.chardev) >= 0,
+              "a flow-controlled chardev is created");
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) >= 0, "a client socket");
+        (void) setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+        (void) setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+        CHECK(chardev_attach_client(d.chardev, sv[1]) >= 0, "a client attaches");
+
+        /* Output without the event loop running, until the chardev throttles the device. */
+        while (!d.raced && produced < CHARDEV_RING_SIZE) {
+                chardev_guest_output(d.chardev, buf, CHUNK);
+                produced += CHUNK;
+        }
+        CHECK(d.raced, "the chardev throttled the device after %zu bytes", produced);
+        for (unsigned i = 0; i < 10; i++)
+                (void) sd_event_run(event, 0);
+        CHECK(!d.throttled, "a throttle lifted before the device heard of it does not leave the device stopped");
+
+        safe_close(sv[0]);
+        chardev_free(d.chardev);
+        sd_event_unref(event);
+}
+
+/* A device whose state was loaded throttled (saved by another process) is told this chardev does not hold it. */
+static void test_assert_flow(void) {
+        FakeDevice d = { .throttled = true };
+        ChardevBackend backend = { .write_to_guest = to_guest, .throttle = throttle, .opaque = &d };
+        sd_event *event = NULL;
+        Chardev *c = NULL;
+
+        CHECK(sd_event_new(&event) >= 0 && chardev_new(event, "agent", "agent", &backend, &c) >= 0,
+              "a flow-controlled chardev is created");
+        chardev_assert_flow(c);
+        CHECK(!d.throttled, "a device loaded throttled is let go by a chardev that holds nothing");
+        chardev_free(c);
+        sd_event_unref(event);
+}
+
 static void test_lossy(void) {
         FakeDevice d = {};
         ChardevBackend backend = { .write_to_guest = to_guest, .opaque = &d };
@@ -151,6 +220,8 @@ static void test_lossy(void) {
 
 int main(void) {
         test_flow_controlled();
+        test_throttle_told_late();
+        test_assert_flow();
         test_lossy();
         return tap_finish();
 }

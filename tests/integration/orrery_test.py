@@ -27,8 +27,8 @@ BOOT_TIMEOUT = float(os.environ.get("ORRERY_BOOT_TIMEOUT", "180"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from orrery_tap import Tap  # noqa: E402  (the tests import it from here)
 
-__all__ = ["BOOT_TIMEOUT", "BUILD", "ORRERY_VM", "OPEN_BUS", "OpenBus", "READY", "PrivateBus", "Pty", "Tap", "Vm",
-           "Xvfb", "error_name", "fetch", "free_port", "interface_members", "poll"]
+__all__ = ["BOOT_TIMEOUT", "BUILD", "ORRERY_VM", "OPEN_BUS", "Lines", "OpenBus", "READY", "PrivateBus", "Pty", "Tap",
+           "Vm", "Xvfb", "error_name", "fetch", "free_port", "interface_members", "poll"]
 
 
 def free_port(kind=socket.SOCK_STREAM):
@@ -36,6 +36,73 @@ def free_port(kind=socket.SOCK_STREAM):
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Lines:
+    """The lines of a stream (a process's stdout or stderr), collected by a thread as they come.
+
+    wait() returns the first match at or after line 'start', or None once the
+    stream closed or 'timeout' passed (a generous bound, against hangs);
+    expect() is wait() for callers that cannot go on without the line.
+    """
+
+    def __init__(self, stream):
+        self.lines = []
+        self.cond = threading.Condition()
+        self.closed = False
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for raw in iter(stream.readline, b""):
+            with self.cond:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def wait(self, pattern, timeout=60, start=0):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    return None
+                self.cond.wait(min(left, 0.5))
+
+    def expect(self, pattern, timeout=60, start=0):
+        m = self.wait(pattern, timeout, start)
+        if m is None:
+            raise TimeoutError(f"{pattern!r} not seen{' (the stream closed)' if self.closed else ''}: "
+                               f"{self.lines[-5:]}")
+        return m
+
+    def last(self, pattern):
+        """The match in the latest line that matches, or None."""
+        rx = re.compile(pattern)
+        with self.cond:
+            for line in reversed(self.lines):
+                m = rx.search(line)
+                if m:
+                    return m
+        return None
+
+    def count(self, pattern, start=0):
+        rx = re.compile(pattern)
+        with self.cond:
+            return sum(1 for line in self.lines[start:] if rx.search(line))
+
+    def tail(self, n=40):
+        """The last n lines, for a failing check's detail."""
+        with self.cond:
+            return "\n".join(self.lines[-n:])
+
+    text = tail
 
 
 def fetch(port):

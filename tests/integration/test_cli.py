@@ -103,6 +103,12 @@ conf = write_conf("bad-value.conf", "[vm]\nmemory = lots\n")
 expect_usage_error(["--name", "t", "--config", conf], f"{conf}:2: invalid memory 'lots'", "a config file with a bad value")
 conf = write_conf("bad-flag.conf", "no-reboot = maybe\n")
 expect_usage_error(["--name", "t", "--config", conf], f"{conf}:1: invalid no-reboot 'maybe'", "a config file with a bad flag")
+conf = write_conf("bad-stop-timeout.conf", "stop-timeout = soon\n")
+expect_usage_error(["--name", "t", "--config", conf], f"{conf}:1: invalid stop-timeout 'soon'",
+                   "a config file with a stop-timeout that is not a number")
+expect_usage_error(["--name", "t", "--stop-timeout", "0"], "invalid --stop-timeout '0'", "--stop-timeout 0")
+expect_usage_error(["--name", "t", "--stop-timeout", "3601"], "invalid --stop-timeout '3601'",
+                   "--stop-timeout beyond an hour")
 conf = write_conf("bad-section.conf", "[network]\nmemory = 1G\n")
 expect_usage_error(["--name", "t", "--config", conf], "unknown section [network]", "a config file with an unknown section")
 conf = write_conf("no-equals.conf", "memory 1G\n")

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Keyboard1, Mouse1 and the power key: input sent over the bus reaches the guest as evdev events."""
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
 
 import dbus
@@ -171,5 +174,43 @@ try:
               vm.stderr[-400:])
 finally:
     vm.kill()
+
+# stop-timeout in the VM's configuration sets that deadline, and orrery-vm
+# asks the service manager for as long (EXTEND_TIMEOUT_USEC), so that a unit's
+# TimeoutStopSec= does not kill it first. The notify socket is the test's own.
+tmp = tempfile.mkdtemp(prefix="orrery-input-")
+conf = os.path.join(tmp, "vm.conf")
+with open(conf, "w") as f:
+    f.write("stop-timeout = 3\n")
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.bind(os.path.join(tmp, "notify"))
+notify.settimeout(1)
+vm = Vm("--display", f"{WIDTH}x{HEIGHT}", "--config", conf, name=NAME, bus=pbus.address,
+        env=dict(os.environ, NOTIFY_SOCKET=os.path.join(tmp, "notify")))
+try:
+    if tap.check(vm.wait_for(READY, BOOT_TIMEOUT) is not None, "the guest reaches ready", vm.tail()):
+        machine = dbus.Interface(dbus.bus.BusConnection(pbus.address).get_object(SERVICE, PATH), "org.orrery.Machine1")
+        machine.Pause()
+        t0 = time.monotonic()
+        vm.proc.send_signal(signal.SIGTERM)
+        code = vm.wait_exit(60)
+        took = time.monotonic() - t0
+        vm.err_reader.join(10)
+        tap.check(code == 1 and "did not shut down within 3 s" in vm.stderr and took >= 3,
+                  f"stop-timeout = 3: a guest that never powers off is stopped after 3 s, exit 1 (exit {code}, "
+                  f"{took:.1f} s)", vm.stderr[-400:])
+        messages = []
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode(errors="replace"))
+            except OSError:
+                break
+        stopping = [m for m in messages if "STOPPING=1" in m]
+        tap.check(len(stopping) == 1 and f"EXTEND_TIMEOUT_USEC={(3 + 5) * 1000000}" in stopping[0],
+                  "on SIGTERM it asks the service manager for the guest's 3 s and 5 s to stop hard", messages)
+finally:
+    vm.kill()
+    notify.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     pbus.stop()
 tap.finish()

@@ -13,12 +13,11 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from orrery_test import BOOT_TIMEOUT, PrivateBus, READY, Tap, Vm, Xvfb, poll as poll_until  # noqa: E402
+from orrery_test import BOOT_TIMEOUT, Lines, PrivateBus, READY, Tap, Vm, Xvfb, poll as poll_until  # noqa: E402
 
 VIEWER = os.environ["ORRERY_VIEWER"]
 BUS_CONF = os.environ["ORRERY_VIEWER_BUS_CONF"]
@@ -36,34 +35,6 @@ tap = Tap()
 def poll(fn, timeout=TIMEOUT, interval=0.05):
     """fn() until it returns something true, within timeout; returns the last value."""
     return poll_until(fn, timeout, interval)
-
-
-class Lines:
-    """Collects a process's stderr lines so tests can wait for them."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for raw in iter(stream.readline, b""):
-            with self.cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self.cond.notify_all()
-
-    def last(self, pattern):
-        rx = re.compile(pattern)
-        with self.cond:
-            for line in reversed(self.lines):
-                m = rx.search(line)
-                if m:
-                    return m
-        return None
-
-    def tail(self, n=30):
-        with self.cond:
-            return "\n".join(self.lines[-n:])
 
 
 def x(*args, timeout=TIMEOUT):

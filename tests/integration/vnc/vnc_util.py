@@ -7,10 +7,8 @@ import re
 import signal
 import socket
 import subprocess
-import threading
-import time
 
-from orrery_test import poll  # the tests put tests/integration on the path first
+from orrery_test import Lines, poll  # noqa: F401  (the tests put tests/integration on the path first)
 
 VNC = os.environ["ORRERY_VNC"]
 PROBE = os.environ["ORRERY_VNC_PROBE"]
@@ -19,48 +17,6 @@ TIMEOUT = 60  # generous: catches hangs only (sanitizer builds on a loaded machi
 
 def wait_until(cond, timeout=TIMEOUT):
     return poll(cond, timeout, 0.1)
-
-
-class Lines:
-    """Collects the lines of a stream in a thread; wait() for one matching a regex."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self.cond = threading.Condition()
-        self.closed = False
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for raw in stream:
-            with self.cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-    def wait(self, pattern, timeout=TIMEOUT, start=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or self.closed:
-                    return None
-                self.cond.wait(min(left, 0.5))
-
-    def count(self, pattern, start=0):
-        rx = re.compile(pattern)
-        with self.cond:
-            return sum(1 for line in self.lines[start:] if rx.search(line))
-
-    def text(self):
-        with self.cond:
-            return "\n".join(self.lines[-40:])
 
 
 class Server:
