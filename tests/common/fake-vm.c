@@ -234,6 +234,10 @@ static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED, "orrery-fake-vm has no machine state to save");
 }
 
+static int method_load(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED, "orrery-fake-vm has no machine state to load");
+}
+
 /* Nor one to migrate: the migration members answer as a VM that never migrated, and refuse. */
 static int method_migrate(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return sd_bus_error_setf(error, ORRERY_ERROR_NOT_SUPPORTED, "orrery-fake-vm cannot migrate");
@@ -266,6 +270,8 @@ static const sd_bus_vtable machine_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Save", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SaveAndQuit", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_save,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Load", SD_BUS_ARGS("h", fd), SD_BUS_NO_RESULT, method_load,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("MigrationState", "s", property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MigrationProgress", "(ttt)", property_migration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
