@@ -436,8 +436,11 @@ static int walk_ram(Machine *m, StateReader *r, bool apply) {
                         uint64_t bytes = count * SAVEVM_PAGE_SIZE;
                         if (bytes > r->size - r->pos)
                                 return -EBADMSG;
-                        if (apply)
+                        if (apply) {
+                                /* One call allocates the run's pages, rather than one fault per page in memcpy. */
+                                (void) madvise(ram + p * SAVEVM_PAGE_SIZE, bytes, MADV_POPULATE_WRITE);
                                 memcpy(ram + p * SAVEVM_PAGE_SIZE, r->data + r->pos, bytes);
+                        }
                         r->pos += bytes;
                 } else if (apply) {
                         /* Give the pages back to the host rather than write zeroes into them. */
@@ -574,7 +577,8 @@ int savevm_blob_read(const char *source, uint64_t limit, SavevmBlob *ret, char *
                         savevm_fail(error, error_size, "saved state '%s' is larger than this VM can need", source);
                         return -EFBIG;
                 }
-                p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+                /* Populated at once: the stream is read whole, twice (checked, then loaded). */
+                p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
                 if (p == MAP_FAILED) {
                         int e = -errno;
                         savevm_fail(error, error_size, "cannot map saved state '%s': %s", source, strerror(-e));
