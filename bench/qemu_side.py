@@ -34,7 +34,7 @@ UNCAPPED = 1 << 40
 
 def qemu_cmd(build, memory, qmp_path, extra=(), append=APPEND):
     guest = os.path.join(build, "guest")
-    return ["qemu-system-riscv64", "-M", "virt", "-m", memory, "-smp", "1", "-nographic", "-bios", BIOS,
+    return ["qemu-system-riscv64", "-M", "virt", "-m", memory, "-smp", "1", "-display", "none", "-bios", BIOS,
             "-kernel", os.path.join(guest, "Image"), "-initrd", os.path.join(guest, "initramfs.cpio.gz"),
             "-append", append, "-global", "virtio-mmio.force-legacy=false",
             "-qmp", f"unix:{qmp_path},server=on,wait=off", "-monitor", "none", "-serial", "stdio", *extra]
@@ -64,6 +64,15 @@ class Qmp:
         self.cmd("qmp_capabilities")
 
     def _read(self):
+        try:
+            self._read_lines()
+        except OSError:
+            pass  # QEMU went away: the waiters below learn it
+        with self.cond:
+            self.replies.append({"error": {"desc": "QMP connection closed"}})
+            self.cond.notify_all()
+
+    def _read_lines(self):
         for line in self.file:
             now = time.monotonic()
             msg = json.loads(line)
@@ -75,9 +84,6 @@ class Qmp:
                 elif "QMP" not in msg:
                     self.replies.append(msg)
                 self.cond.notify_all()
-        with self.cond:
-            self.replies.append({"error": {"desc": "QMP connection closed"}})
-            self.cond.notify_all()
 
     def cmd(self, name, timeout=600, **arguments):
         with self.cond:
