@@ -7,16 +7,18 @@ the same kernel command line on both emulators.
 
 QEMU 7.2 (Debian 12) loses the RISC-V timer across a migration or a
 restore: the ACLINT's armed timer events are not part of its migration
-stream (added upstream in QEMU 10.2, not backported), so on the
-destination the guest's next timer interrupt never comes and, idle, it
-never runs again; earlier attempts saw "the destination did not resume".
-Two things get it going again: "highres=off" on the kernel command line
-(given to both emulators, so that both run the same guest) (Linux's low-resolution NO_HZ
-mode reprograms the timer, even one already due, whenever it leaves the
-idle loop) and one byte ("\\n", an empty shell line) on the destination's
-serial console as soon as QMP reports the guest running there (its
-interrupt makes the kernel leave the idle loop; QEMU side only). The byte's own delay (the
-QMP event, then a write to a pipe) is part of QEMU's measured downtime.
+stream (added upstream in October 2025, after QEMU 10.1, and not
+backported), so on the destination the guest's next timer interrupt never
+comes and, idle, it never runs again: what "the destination did not
+resume" was (query-status there said "running"). Two things get it going
+again. "highres=off" on the kernel command line, given to both emulators
+so that both run the same guest: Linux's low-resolution NO_HZ mode
+reprograms the timer, even one already due, whenever it leaves the idle
+loop. And, QEMU side only, a byte ("\\n", an empty shell line) on the
+destination's serial console every 10 ms from the moment QMP reports the
+guest running there until its first heartbeat: an interrupt that finds the
+kernel idle makes it leave the idle loop. Up to 10 ms of QEMU's measured
+downtime can be this workaround's (the QMP event, then the next byte).
 """
 import json
 import os
