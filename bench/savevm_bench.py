@@ -20,6 +20,9 @@ to --touch of RAM in each guest, --runs times again.
            until State reads "paused" on the bus; QEMU -S -incoming
            "exec:cat FILE" until query-status reads "paused".
   stream   the file's size.
+  CPU      user + system time of the emulator process over the same span
+           (Orrery: all its threads; QEMU: its threads and its cat child),
+           the part of the figure that does not depend on the machine's load.
 
 Prints one table row per memory size, guest state and emulator (medians,
 then every run), with the load average before and after each row.
@@ -43,7 +46,23 @@ from qemu_side import APPEND, UNCAPPED, Qmp, qemu_cmd, spawn_quiet, stop  # noqa
 from orrery_test import BOOT_TIMEOUT, BUILD, ORRERY_VM, PrivateBus, READY  # noqa: E402
 
 NAME = "savebench"
+HZ = os.sysconf("SC_CLK_TCK")
 TOUCHED = r"touch-ram mib=(\d+) ms=\d+|orrery-guest-probe: .*"
+
+
+def cpu_s(pid):
+    """CPU time (user + system) of a process, its reaped children and its live ones, in seconds."""
+    def fields(p):
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    total = sum(int(v) for v in fields(pid)[11:15])
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(fields(entry)[1]) == pid:
+                total += sum(int(v) for v in fields(entry)[11:13])
+        except (OSError, IndexError):
+            pass  # gone meanwhile
+    return total / HZ
 
 
 def mib(text):
@@ -67,9 +86,11 @@ class OrrerySide:
         machine = self.machine()
         try:
             with open(path, "wb") as f:
+                c0 = cpu_s(self.guest.proc.pid)
                 t0 = time.monotonic()
                 machine.Save(dbus.types.UnixFd(f), timeout=600)
                 save_s = time.monotonic() - t0
+                save_cpu = cpu_s(self.guest.proc.pid) - c0
             size = os.path.getsize(path)
 
             machine.Pause()  # the guest runs in one process at a time
@@ -85,6 +106,7 @@ class OrrerySide:
                             "org.orrery.Machine1", "State", dbus_interface="org.freedesktop.DBus.Properties")
                         if str(state) == "paused":
                             restore_s = time.monotonic() - t0
+                            restore_cpu = cpu_s(restored.pid)
                             break
                     except dbus.exceptions.DBusException:
                         pass
@@ -94,7 +116,7 @@ class OrrerySide:
             machine.Resume()
             if restore_s is None:
                 raise RuntimeError(f"orrery-vm --restore failed: {restored.stderr.read()[-400:]!r}")
-            return save_s, restore_s, size
+            return save_s, restore_s, size, save_cpu, restore_cpu
         finally:
             if os.path.exists(path):
                 os.unlink(path)
@@ -118,12 +140,15 @@ class QemuSide:
         path = os.path.join(self.tmp, "qemu.save")
         qmp_path = os.path.join(self.tmp, "qdst.qmp")
         try:
+            pid = self.guest.proc.pid
+            c0 = cpu_s(pid)
             t0 = time.monotonic()
             self.qmp.cmd("stop")
             self.qmp.cmd("migrate", uri=f"exec:cat > {path}")
             self.qmp.wait_migration()
             self.qmp.cmd("cont")
             save_s = time.monotonic() - t0
+            save_cpu = cpu_s(pid) - c0
             size = os.path.getsize(path)
 
             t0 = time.monotonic()
@@ -134,6 +159,7 @@ class QemuSide:
                 while time.monotonic() - t0 < 600 and restored.poll() is None:
                     if dst.cmd("query-status")["status"] == "paused":
                         restore_s = time.monotonic() - t0
+                        restore_cpu = cpu_s(restored.pid)
                         break
                     time.sleep(0.002)  # polled: QEMU loads the stream in its main loop
                 dst.close()
@@ -141,7 +167,7 @@ class QemuSide:
                 stop(restored)
             if restore_s is None:
                 raise RuntimeError(f"QEMU -incoming failed: {restored.stderr.read()[-400:]!r}")
-            return save_s, restore_s, size
+            return save_s, restore_s, size, save_cpu, restore_cpu
         finally:
             for p in (path, qmp_path):
                 if os.path.exists(p):
@@ -154,10 +180,11 @@ class QemuSide:
 
 
 def row(memory, state, side, runs, load_before):
-    saves, restores, sizes = zip(*runs)
+    saves, restores, sizes, save_cpus, restore_cpus = zip(*runs)
     print(f"| {memory} {state} | {side.label} | {statistics.median(sizes) / 2**20:.1f} MiB | "
-          f"{statistics.median(saves) * 1000:.0f} ms | {statistics.median(restores) * 1000:.0f} ms | "
-          f"{', '.join(f'{s * 1000:.0f}/{r * 1000:.0f}' for s, _, r in zip(saves, sizes, restores))} | "
+          f"{statistics.median(saves) * 1000:.0f} ms | {statistics.median(save_cpus) * 1000:.0f} ms | "
+          f"{statistics.median(restores) * 1000:.0f} ms | {statistics.median(restore_cpus) * 1000:.0f} ms | "
+          f"{', '.join(f'{s * 1000:.0f}/{r * 1000:.0f}' for s, r in zip(saves, restores))} | "
           f"{load_before}–{benchlib.load()} |", flush=True)
 
 
@@ -170,8 +197,9 @@ def main():
     opts = ap.parse_args()
 
     print(f"# {benchlib.machine()}; load at start: {open('/proc/loadavg').read().strip()}")
-    print("| guest | emulator | stream | Save | restore (spawn to paused) | runs (save/restore ms) | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| guest | emulator | stream | Save | Save CPU | restore (spawn to paused) | restore CPU | "
+          "runs (save/restore ms) | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     tmp = tempfile.mkdtemp(prefix="orrery-bench-savevm-")
     pbus = PrivateBus()
     bus = dbus.bus.BusConnection(pbus.address)
