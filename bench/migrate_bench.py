@@ -325,6 +325,10 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     try:
         for load in args.loads.split(","):
+            if load == "redraw" and args.memory != "512M":
+                # QEMU's device tree with the framebuffer comes from vnc_vs_qemu.py, which describes 512 MiB.
+                print(f"<!-- redraw runs with 512M only, not {args.memory} -->", flush=True)
+                continue
             kinds = [("orrery-vm", lambda: run_orrery(args, tmp, load, address))]
             if not args.no_qemu:
                 kinds.append(("QEMU", lambda: run_qemu(args, tmp, load)))
