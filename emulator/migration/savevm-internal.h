@@ -48,7 +48,7 @@
 #define SAVEVM_ACK_RUNNING 'R'
 
 typedef struct Crc32 {
-        uint32_t table[256];
+        uint32_t table[8][256];
         uint32_t value;
 } Crc32;
 

@@ -15,6 +15,7 @@
  *                     deterministic CPU benchmark: checksum and time
  *   randread DEVICE [COUNT]
  *                     4 KiB direct reads at random aligned offsets: IOPS
+ *   touch-ram MIB     write non-zero data to MIB MiB of RAM (save benchmarks)
  *
  * See guest/README.md for the exact output lines.
  */
@@ -817,6 +818,71 @@ static int verb_randread(int argc, char *argv[]) {
         return 0;
 }
 
+/* Below MemAvailable by this much, so that the fill never wakes the OOM killer. */
+#define TOUCH_RAM_MARGIN_MIB 24U
+
+static int mem_available_mib(uint64_t *ret) {
+        _cleanup_fclose_ FILE *f = NULL;
+        char line[128];
+        unsigned long long kib;
+
+        f = fopen("/proc/meminfo", "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+                        *ret = kib / 1024;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+/*
+ * Writes non-zero data to every byte of MIB MiB of fresh anonymous memory
+ * (each page different), so that that much of the guest's RAM holds data a
+ * save or a migration must carry, then exits: Linux does not clear pages
+ * it frees, so they keep the data until they are used again. Capped below
+ * MemAvailable (the line says how much was touched).
+ */
+static int verb_touch_ram(int argc, char *argv[]) {
+        struct timespec start, end;
+        uint64_t available = 0, words;
+        uint32_t mib;
+        uint64_t *p;
+        int64_t ns;
+        int r;
+
+        if (argc != 2)
+                return log_error("usage: %s touch-ram MIB", program_name);
+        r = parse_uint32(argv[1], &mib);
+        if (r < 0 || mib == 0)
+                return log_error("Invalid size '%s'", argv[1]);
+
+        r = mem_available_mib(&available);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read MemAvailable from /proc/meminfo");
+        if (available <= TOUCH_RAM_MARGIN_MIB)
+                return log_error("Only %" PRIu64 " MiB available", available);
+        if (mib > available - TOUCH_RAM_MARGIN_MIB)
+                mib = (uint32_t) (available - TOUCH_RAM_MARGIN_MIB);
+
+        words = (uint64_t) mib << 17; /* 8-byte words in MIB MiB */
+        p = mmap(NULL, words * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+                return log_error_errno(-errno, "Failed to map %" PRIu32 " MiB", mib);
+
+        if (clock_gettime(CLOCK_MONOTONIC, &start) < 0)
+                return log_error_errno(-errno, "Failed to read the clock");
+        for (uint64_t i = 0; i < words; i++)
+                p[i] = (i * UINT64_C(0x9e3779b97f4a7c15)) | 1;
+        if (clock_gettime(CLOCK_MONOTONIC, &end) < 0)
+                return log_error_errno(-errno, "Failed to read the clock");
+
+        ns = (int64_t) (end.tv_sec - start.tv_sec) * 1000000000 + (end.tv_nsec - start.tv_nsec);
+        emit("touch-ram mib=%" PRIu32 " ms=%" PRIi64, mib, ns / 1000000);
+        return 0;
+}
+
 /* -------------------------------------------------------------------------- */
 
 static void help(void) {
@@ -828,7 +894,8 @@ static void help(void) {
                "                           stop after COUNT of them\n"
                "  powerkey [--detach]      Power off when KEY_POWER is pressed\n"
                "  cpu-bench [ROUNDS]       Run the CPU benchmark (default %u rounds)\n"
-               "  randread DEVICE [COUNT]  4 KiB direct random reads (default %u), print IOPS\n",
+               "  randread DEVICE [COUNT]  4 KiB direct random reads (default %u), print IOPS\n"
+               "  touch-ram MIB            Write non-zero data to MIB MiB of RAM, then exit\n",
                program_name, BENCH_ROUNDS_DEFAULT, RANDREAD_COUNT_DEFAULT);
 }
 
@@ -843,6 +910,7 @@ int probe_main(int argc, char *argv[]) {
                 { "powerkey",  verb_powerkey  },
                 { "cpu-bench", verb_cpu_bench },
                 { "randread",  verb_randread  },
+                { "touch-ram", verb_touch_ram },
         };
 
         if (argc < 2) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "migration/savevm.h"
+#include "migration/savevm-internal.h"
 #include "macro.h"
 #include "tap.h"
 
@@ -234,11 +235,47 @@ static void check_hostile_streams(Machine *b, const SavevmBlob *blob) {
         free(c);
 }
 
+/* The stream's checksum, bit by bit: what the table-driven one must equal. */
+static uint32_t crc32_bitwise(const uint8_t *p, size_t n) {
+        uint32_t v = 0xFFFFFFFFu;
+
+        for (size_t i = 0; i < n; i++) {
+                v ^= p[i];
+                for (unsigned k = 0; k < 8; k++)
+                        v = (v >> 1) ^ (v & 1 ? 0xEDB88320u : 0);
+        }
+        return v ^ 0xFFFFFFFFu;
+}
+
+static void check_crc32(void) {
+        static const char check[] = "123456789";
+        uint8_t data[4099];
+        Crc32 c;
+        size_t at = 0;
+
+        crc32_init(&c);
+        crc32_update(&c, (const uint8_t *) check, strlen(check));
+        CHECK_EQ_U64(crc32_final(&c), 0xCBF43926u, "CRC-32 of \"123456789\" is the standard check value");
+
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t) (i * 131u + (i >> 7));
+        /* Pieces of every length from 1 up, so that each starts at another offset and leaves another tail. */
+        crc32_init(&c);
+        for (size_t piece = 1; at < sizeof(data); piece++) {
+                size_t k = MIN(piece, sizeof(data) - at);
+                crc32_update(&c, data + at, k);
+                at += k;
+        }
+        CHECK_EQ_U64(crc32_final(&c), crc32_bitwise(data, sizeof(data)),
+                     "CRC-32 fed in uneven pieces equals the bit-by-bit CRC of the whole");
+}
+
 int main(void) {
         Machine *a = described(16ULL << 20), *b = described(16ULL << 20), *other = described(32ULL << 20);
         SavevmBlob blob = {};
         uint64_t size;
 
+        check_crc32();
         if (!a || !b || !other)
                 return tap_finish();
 
