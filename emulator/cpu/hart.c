@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "hart-internal.h"
+#include "jit/jit.h"
 #include "macro.h"
 
 void hart_request_stop(Hart *h) {
@@ -40,7 +41,8 @@ uint64_t hart_instret(Hart *h) {
 
 void hart_flush_caches(Hart *h) {
         hart_tlb_flush_all(h);
-        /* Decoded instructions are tagged by their bits: stale ones never match. */
+        /* Decoded instructions are tagged by their bits: stale ones never match. Translations are not. */
+        jit_request_flush(h->jit);
 }
 
 /* CSR access with M-mode rights (a debugger's view), keeping the hart's privilege. */
@@ -186,7 +188,8 @@ int hart_load(Hart *h, StateReader *r) {
         h->reservation = s.reservation;
         h->instret = s.instret;
         h->in_wfi = s.in_wfi;
-        hart_tlb_flush_all(h);
+        /* The RAM that comes with the state holds other code than what was translated. */
+        hart_flush_caches(h);
         hart_update_regime(h);
         return 0;
 }

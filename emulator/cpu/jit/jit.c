@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,7 @@ struct Jit {
         bool no_chain;          /* $ORRERY_JIT_NO_CHAIN: never patch direct jumps */
         uint64_t gen;           /* bumped on every invalidation: pending chain patches are dropped */
         bool single_block;
+        _Atomic bool flush_requested;   /* jit_request_flush(), from any thread */
 
         JitStats stats;
         /* $ORRERY_JIT_STATS: interpreter steps by instruction pattern, to choose what to translate next */
@@ -251,6 +253,11 @@ static void flush_all(Jit *j) {
 void jit_invalidate_all(Jit *j) {
         if (j)
                 flush_all(j);
+}
+
+void jit_request_flush(Jit *j) {
+        if (j)
+                atomic_store_explicit(&j->flush_requested, true, memory_order_release);
 }
 
 static bool pa_to_page(const Jit *j, uint64_t pa, uint64_t *ret) {
@@ -1352,6 +1359,11 @@ uint64_t jit_run_slice(Hart *h, uint64_t max) {
         uint64_t pending_gen = 0;
 
         while (h->instret < h->slice_end) {
+                if (_unlikely_(atomic_load_explicit(&j->flush_requested, memory_order_relaxed)) &&
+                    atomic_exchange_explicit(&j->flush_requested, false, memory_order_acquire)) {
+                        flush_all(j);
+                        pending = 0;
+                }
                 Block *b = lookup(j, h);
                 uintptr_t r;
 
