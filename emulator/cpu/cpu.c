@@ -260,12 +260,11 @@ static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, 
         /* Migration: the page is dirty before any write entry for it exists (hart_drop_write_tlb()). */
         if (type == ACCESS_WRITE)
                 physmem_ram_mark_range(h->mem, pa, size);
-        if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type == ACCESS_FETCH && fb_page >= 0)) {
+        if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type != ACCESS_READ && fb_page >= 0)) {
                 TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
                 TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
                 e->tag = va & PAGE_MASK;
                 e->addend = (uintptr_t) page - (uintptr_t) (va & PAGE_MASK);
-                e->fb_page = fb_page;
                 *hart_tlb_global_flag(h, e) = h->translation_global;
         }
         return p;
@@ -370,7 +369,7 @@ DEFINE_LOAD(load_u64, uint64_t, 8)
 static inline bool store(Hart *h, uint64_t va, unsigned size, uint64_t v) {
         TlbEntry *e = &h->tlb_store[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
 
-        if (_likely_(e->tag == (va & (PAGE_MASK | (size - 1))) && e->fb_page < 0)) {
+        if (_likely_(e->tag == (va & (PAGE_MASK | (size - 1))))) {
                 void *p = (void *) (uintptr_t) (va + e->addend);
                 switch (size) {
                 case 1: { uint8_t b = v; memcpy(p, &b, 1); break; }
@@ -400,7 +399,7 @@ static void *amo_ptr(Hart *h, uint64_t va, unsigned size, bool is_lr, uint64_t *
         }
         /* TLB hit on a RAM page (glibc's locks make LR/SC frequent): no page walk. */
         const TlbEntry *e = &(is_lr ? h->tlb_load : h->tlb_store)[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
-        if (e->tag == (va & PAGE_MASK) && e->fb_page < 0) {
+        if (e->tag == (va & PAGE_MASK)) {
                 uint64_t off = (uint64_t) ((uintptr_t) (va + e->addend) - (uintptr_t) h->mem->ram);
                 if (off < h->mem->ram_size) {
                         *ret_pa = h->mem->ram_base + off;

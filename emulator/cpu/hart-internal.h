@@ -79,8 +79,9 @@ enum {
  * privilege switches (every trap and return) and SUM toggles (every
  * copy_to/from_user) need no flush. An entry maps a virtual page to a host
  * address: host = vaddr + addend. Pages that are not plain RAM (MMIO) are
- * never entered; framebuffer pages are entered for writes with 'fb_page'
- * set so that the store path marks them dirty.
+ * never entered, nor are framebuffer pages for writes, so that every store
+ * to the framebuffer takes the slow path, which marks it dirty. Entries are
+ * 16 bytes: eight contexts of twelve tables are most of a hart's memory.
  */
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
@@ -91,7 +92,6 @@ enum {
 typedef struct TlbEntry {
         uint64_t tag;           /* virtual page address; TLB_INVALID if empty */
         uintptr_t addend;       /* host pointer = vaddr + addend */
-        int64_t fb_page;        /* framebuffer page index for stores, or -1 */
 } TlbEntry;
 
 #define TLB_INVALID (~0ULL)

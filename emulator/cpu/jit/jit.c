@@ -67,6 +67,7 @@ typedef struct Block {
         uint8_t priv;
 } Block;
 
+_Static_assert(sizeof(TlbEntry) == 16, "translated code scales the TLB index by 16");
 _Static_assert(sizeof(Block) == 32, "the block table's size is part of the resident-memory budget");
 _Static_assert(JIT_MAX_BLOCK_INSNS <= UINT16_MAX, "Block.ninsn");
 
@@ -691,8 +692,8 @@ static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code)
 
 /*
  * Inline TLB lookup for an access of 'size' at [x[rs1] + imm]: on a hit,
- * rax holds the host address; a miss (or, for stores, a framebuffer page)
- * jumps to a stub that leaves the block for the interpreter.
+ * rax holds the host address; a miss (framebuffer pages are never in the
+ * store TLB) jumps to a stub that leaves the block for the interpreter.
  */
 static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size, bool store, Stub *s) {
         Emit *e = &t->e;
@@ -703,19 +704,14 @@ static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size,
         emit_mov_rr(e, RCX, RAX);
         emit_shift_imm(e, SHIFT_SHR, true, RCX, PAGE_SHIFT);
         emit_alu_imm(e, ALU_AND, false, RCX, TLB_SIZE - 1);
-        /* lea rcx, [rcx + rcx*2]: TlbEntry is 3 words */
-        e8(e, 0x48); e8(e, 0x8d); e8(e, 0x0c); e8(e, 0x49);
+        /* add rcx, rcx: TlbEntry is 2 words, addressed as [rdx + rcx*8] */
+        e8(e, 0x48); e8(e, 0x01); e8(e, 0xc9);
         emit_load64(e, RDX, RBX, store ? OFF(tlb_store) : OFF(tlb_load));
         emit_mov_rr(e, RSI, RAX);
         emit_alu_imm(e, ALU_AND, true, RSI, (int32_t) (PAGE_MASK | (size - 1)));
         /* cmp rsi, [rdx + rcx*8] */
         e8(e, 0x48); e8(e, 0x3b); e8(e, 0x34); e8(e, 0xca);
         s->rel[0] = emit_jcc(e, CC_NE);
-        if (store) {
-                /* cmp qword [rdx + rcx*8 + 16], 0: framebuffer pages take the slow path */
-                e8(e, 0x48); e8(e, 0x83); e8(e, 0x7c); e8(e, 0xca); e8(e, offsetof(TlbEntry, fb_page)); e8(e, 0x00);
-                s->rel[1] = emit_jcc(e, CC_GE);
-        }
         /* add rax, [rdx + rcx*8 + 8] */
         e8(e, 0x48); e8(e, 0x03); e8(e, 0x44); e8(e, 0xca); e8(e, offsetof(TlbEntry, addend));
 }
