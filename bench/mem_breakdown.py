@@ -20,16 +20,16 @@ the guest sits at its shell prompt. Every mapping falls in one class:
                    other malloc arenas
   main stack       [stack]
 
-"Resident beyond guest RAM" (the figure README.md quotes) is the RSS of
-every mapping except guest RAM, the framebuffer and the code cache, with
-the libraries counted by their Private pages only: their Shared pages are
-the same physical pages every other process using the library has, and
-orrery-vm does not add them. The code cache is reported apart (it is
-bounded: ORRERY_JIT_CACHE_SIZE). RSS including the Shared library pages
-is printed too, for comparison with older tables that used it.
-
-orrery-vm keeps a copy of the firmware, kernel and initramfs it booted
-(for a reset), in the anonymous class: their file sizes are printed apart.
+"Resident beyond guest RAM" (the figure README.md quotes) is the
+anonymous memory of every mapping except guest RAM, the framebuffer and
+the code cache (smaps' "Anonymous": the heap, stacks, tables, and the
+pages of the executable and libraries written after loading). The clean
+file pages of the executable and the libraries are left out and printed
+apart: they are page cache, shared with every other process that maps the
+same files (whether they count as Private or Shared depends on what else
+runs), and reclaimable. The code cache is reported apart (it is bounded:
+ORRERY_JIT_CACHE_SIZE). The RSS of everything but guest RAM, framebuffer
+and code cache is printed too, for comparison with older tables.
 
 The JIT's and the hart's own tables are in the anonymous class; with
 ORRERY_JIT_STATS=1 orrery-vm logs each one's resident size at exit
@@ -53,7 +53,7 @@ CLASSES = ["guest RAM", "framebuffer", "code cache", "orrery-vm", "libraries", "
 
 def classify(maps):
     """maps: [(header fields, {key: kB})] in address order -> {class: {key: kB}}."""
-    out = {c: {"Rss": 0, "Pss": 0, "Private": 0, "Shared": 0} for c in CLASSES}
+    out = {c: {"Rss": 0, "Pss": 0, "Private": 0, "Shared": 0, "Anonymous": 0} for c in CLASSES}
     prev = None
     for fields, kv in maps:
         perms = fields[1]
@@ -82,6 +82,7 @@ def classify(maps):
         o["Pss"] += kv.get("Pss", 0)
         o["Private"] += kv.get("Private_Clean", 0) + kv.get("Private_Dirty", 0)
         o["Shared"] += kv.get("Shared_Clean", 0) + kv.get("Shared_Dirty", 0)
+        o["Anonymous"] += kv.get("Anonymous", 0)
         prev = (fields, kv)
     return out
 
@@ -101,12 +102,7 @@ def read_smaps(pid):
 
 def beyond_ram(cls):
     """The README's figure, in KiB: see the module's docstring."""
-    total = 0
-    for c, o in cls.items():
-        if c in ("guest RAM", "framebuffer", "code cache"):
-            continue
-        total += o["Private"] if c == "libraries" else o["Rss"]
-    return total
+    return sum(o["Anonymous"] for c, o in cls.items() if c not in ("guest RAM", "framebuffer", "code cache"))
 
 
 def run_one(args, engine):
@@ -144,20 +140,21 @@ def main():
     for engine in args.engine or ["interp", "jit"]:
         runs = [run_one(args, engine) for _ in range(args.runs)]
         print(f"\n{engine} ({args.runs} run(s); medians, MiB; load {load()})")
-        print(f"{'class':14s} {'Rss':>8s} {'Pss':>8s} {'Private':>8s} {'Shared':>8s}")
+        print(f"{'class':14s} {'Rss':>8s} {'Pss':>8s} {'Private':>8s} {'Shared':>8s} {'Anon':>8s}")
 
         def med(c, k):
             return statistics.median(r[0][c][k] for r in runs) / 1024.0
         for c in CLASSES:
-            print(f"{c:14s} " + " ".join(f"{med(c, k):8.2f}" for k in ("Rss", "Pss", "Private", "Shared")))
+            print(f"{c:14s} " + " ".join(f"{med(c, k):8.2f}" for k in ("Rss", "Pss", "Private", "Shared", "Anonymous")))
         beyond = statistics.median(beyond_ram(r[0]) for r in runs) / 1024.0
         rss_all = statistics.median(sum(o["Rss"] for c, o in r[0].items()
                                         if c not in ("guest RAM", "framebuffer", "code cache")) for r in runs) / 1024.0
-        print(f"resident beyond guest RAM (libraries' Private only, without the code cache): {beyond:.2f} MiB")
-        print(f"the same with the libraries' Shared pages (RSS): {rss_all:.2f} MiB")
+        files = statistics.median(r[0]["orrery-vm"]["Rss"] + r[0]["libraries"]["Rss"] - r[0]["orrery-vm"]["Anonymous"] -
+                                  r[0]["libraries"]["Anonymous"] for r in runs) / 1024.0
+        print(f"resident beyond guest RAM (anonymous, without the code cache): {beyond:.2f} MiB")
+        print(f"clean file pages of the executable and libraries (page cache, shared): {files:.2f} MiB")
+        print(f"RSS without guest RAM, framebuffer and code cache: {rss_all:.2f} MiB")
         print(f"code cache (PSS of both mappings): {med('code cache', 'Pss'):.2f} MiB")
-        images = sum(os.path.getsize(f) for f in (BIOS, args.kernel, args.initrd)) / 1048576.0
-        print(f"of the anonymous memory, boot images kept for reset (their file sizes): {images:.2f} MiB")
         for line in runs[-1][1]:
             print("  " + line.strip())
         sys.stdout.flush()
