@@ -31,9 +31,16 @@
 #include "machine/physmem.h"
 #include "macro.h"
 
-#define JIT_DEFAULT_CACHE_SIZE (32u << 20)
+/*
+ * Debian's boot to its login prompt used 61 MiB of host code between
+ * flushes (bench/RESULTS-jit.md); with 32 MiB it flushed 64 times, with the
+ * default guest 24 MiB are in use after boot. Pages of the cache (and of
+ * the block table) become resident only as they are written.
+ */
+#define JIT_DEFAULT_CACHE_SIZE (64u << 20)
 #define JIT_MIN_CACHE_SIZE (256u << 10)
-#define JIT_MAX_BLOCKS (1u << 17)
+/* Blocks average some 450 bytes of host code: the table never fills before the cache. */
+#define JIT_CACHE_BYTES_PER_BLOCK 256
 #define JIT_HASH_BITS 15
 #define INTERP_PROFILE_SIZE 256
 /* Host bytes one guest instruction may take, including its share of the exits (generous). */
@@ -134,6 +141,7 @@ struct Jit {
 
         Block *blocks;
         uint32_t n_blocks;      /* index 0 is unused */
+        uint32_t max_blocks;    /* the table's size, from the cache's */
         uint32_t hash[1u << JIT_HASH_BITS];
         /*
          * Per guest RAM page, allocated zero and written only for pages that
@@ -412,7 +420,8 @@ int jit_new(Hart *h, Jit **ret) {
         j->rw = j->rx = MAP_FAILED;
         j->ram_pages = h->mem->ram_size >> PAGE_SHIFT;
         j->pages = table_alloc((j->ram_pages ?: 1) * sizeof(CodePage));
-        j->blocks = table_alloc(JIT_MAX_BLOCKS * sizeof(Block));
+        j->max_blocks = (uint32_t) (size / JIT_CACHE_BYTES_PER_BLOCK);
+        j->blocks = table_alloc(j->max_blocks * sizeof(Block));
         if (!j->pages || !j->blocks)
                 goto nomem;
         j->fence_gen = 1;
@@ -452,7 +461,7 @@ static void log_memory(const Jit *j) {
         log_info("jit: resident: jump cache and block hash %zu KiB, block table %zu KiB, code page table %zu KiB, "
                  "TLB %zu KiB, decode cache %zu KiB, code cache %zu KiB",
                  resident_bytes(j, sizeof(*j)) / 1024,
-                 resident_bytes(j->blocks, JIT_MAX_BLOCKS * sizeof(Block)) / 1024,
+                 resident_bytes(j->blocks, j->max_blocks * sizeof(Block)) / 1024,
                  resident_bytes(j->pages, (j->ram_pages ?: 1) * sizeof(CodePage)) / 1024,
                  resident_bytes(h->tlb, sizeof(h->tlb)) / 1024,
                  resident_bytes(h->dcache, sizeof(h->dcache)) / 1024,
@@ -486,7 +495,7 @@ Jit *jit_free(Jit *j) {
         if (j->rx != MAP_FAILED)
                 munmap(j->rx, j->size);
         table_free(j->pages, (j->ram_pages ?: 1) * sizeof(CodePage));
-        table_free(j->blocks, JIT_MAX_BLOCKS * sizeof(Block));
+        table_free(j->blocks, j->max_blocks * sizeof(Block));
         free(j->interp_profile);
         table_free(j, sizeof(*j));
         return NULL;
@@ -1095,7 +1104,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         unsigned n = 0;
         uint8_t *budget_rel, *budget_imm;
 
-        if (j->size - j->used < JIT_MAX_BLOCK_BYTES || j->n_blocks >= JIT_MAX_BLOCKS)
+        if (j->size - j->used < JIT_MAX_BLOCK_BYTES || j->n_blocks >= j->max_blocks)
                 flush_all(j);
         if (!pa_to_page(j, pa, &page_index))
                 return NULL;
