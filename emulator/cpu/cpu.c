@@ -12,6 +12,7 @@
  */
 
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hart-internal.h"
 #include "decode.h"
@@ -25,10 +26,9 @@ static inline int64_t sext32(uint64_t v) {
         return (int64_t) (int32_t) v;
 }
 
-void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
-        /* Every field starts at zero, whatever is added later; the decode cache's empty state is all zeroes. */
-        memset(h, 0, sizeof(*h));
-        /* The TLB's is not (an empty entry has an invalid tag): it is made empty explicitly. */
+/* hart_init() on memory known to be zero: pages of the TLB and decode cache stay untouched until used. */
+static void hart_init_zeroed(Hart *h, PhysMem *mem, uint64_t hartid) {
+        /* The TLB's empty state is not zero (an empty entry has an invalid tag): it is made empty explicitly. */
         hart_tlb_flush_all(h);
         h->mem = mem;
         h->mhartid = hartid;
@@ -37,12 +37,23 @@ void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
         hart_reset(h, 0);
 }
 
-Hart *hart_new(PhysMem *mem, uint64_t hartid, HartClock clock, void *clock_opaque) {
-        Hart *h = aligned_alloc(64, (sizeof(Hart) + 63) & ~(size_t) 63);
+void hart_init(Hart *h, PhysMem *mem, uint64_t hartid) {
+        /* Every field starts at zero, whatever is added later; the decode cache's empty state is all zeroes. */
+        memset(h, 0, sizeof(*h));
+        hart_init_zeroed(h, mem, hartid);
+}
 
-        if (!h)
+Hart *hart_new(PhysMem *mem, uint64_t hartid, HartClock clock, void *clock_opaque) {
+        /*
+         * Fresh anonymous pages are zero and cost nothing until touched: most
+         * of a Hart is its TLB contexts and decode cache, which a guest fills
+         * only as far as it uses them (memset would make all of it resident).
+         */
+        Hart *h = mmap(NULL, sizeof(Hart), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        if (h == MAP_FAILED)
                 return NULL;
-        hart_init(h, mem, hartid);
+        hart_init_zeroed(h, mem, hartid);
         h->read_time = clock;
         h->time_opaque = clock_opaque;
         return h;
@@ -52,7 +63,7 @@ Hart *hart_free(Hart *h) {
         if (!h)
                 return NULL;
         hart_destroy(h);
-        free(h);
+        munmap(h, sizeof(Hart));
         return NULL;
 }
 
@@ -249,12 +260,11 @@ static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, 
         /* Migration: the page is dirty before any write entry for it exists (hart_drop_write_tlb()). */
         if (type == ACCESS_WRITE)
                 physmem_ram_mark_range(h->mem, pa, size);
-        if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type == ACCESS_FETCH && fb_page >= 0)) {
+        if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type != ACCESS_READ && fb_page >= 0)) {
                 TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
                 TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
                 e->tag = va & PAGE_MASK;
                 e->addend = (uintptr_t) page - (uintptr_t) (va & PAGE_MASK);
-                e->fb_page = fb_page;
                 *hart_tlb_global_flag(h, e) = h->translation_global;
         }
         return p;
@@ -359,7 +369,7 @@ DEFINE_LOAD(load_u64, uint64_t, 8)
 static inline bool store(Hart *h, uint64_t va, unsigned size, uint64_t v) {
         TlbEntry *e = &h->tlb_store[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
 
-        if (_likely_(e->tag == (va & (PAGE_MASK | (size - 1))) && e->fb_page < 0)) {
+        if (_likely_(e->tag == (va & (PAGE_MASK | (size - 1))))) {
                 void *p = (void *) (uintptr_t) (va + e->addend);
                 switch (size) {
                 case 1: { uint8_t b = v; memcpy(p, &b, 1); break; }
@@ -389,7 +399,7 @@ static void *amo_ptr(Hart *h, uint64_t va, unsigned size, bool is_lr, uint64_t *
         }
         /* TLB hit on a RAM page (glibc's locks make LR/SC frequent): no page walk. */
         const TlbEntry *e = &(is_lr ? h->tlb_load : h->tlb_store)[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
-        if (e->tag == (va & PAGE_MASK) && e->fb_page < 0) {
+        if (e->tag == (va & PAGE_MASK)) {
                 uint64_t off = (uint64_t) ((uintptr_t) (va + e->addend) - (uintptr_t) h->mem->ram);
                 if (off < h->mem->ram_size) {
                         *ret_pa = h->mem->ram_base + off;
@@ -887,7 +897,8 @@ static inline void step(Hart *h) {
                 return;
 
         key = decode_key(fetched);
-        d = &h->dcache[(h->pc >> 1) & (DCACHE_SIZE - 1)];
+        /* The translator steps only what it leaves to the interpreter: a corner of the cache is enough. */
+        d = &h->dcache[(h->pc >> 1) & ((h->jit ? DCACHE_SIZE_JIT : DCACHE_SIZE) - 1)];
         if (_unlikely_(d->raw != key || d->op == OP_ILLEGAL))
                 decode_insn(key, d);
         execute(h, d);

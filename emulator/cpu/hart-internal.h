@@ -79,8 +79,9 @@ enum {
  * privilege switches (every trap and return) and SUM toggles (every
  * copy_to/from_user) need no flush. An entry maps a virtual page to a host
  * address: host = vaddr + addend. Pages that are not plain RAM (MMIO) are
- * never entered; framebuffer pages are entered for writes with 'fb_page'
- * set so that the store path marks them dirty.
+ * never entered, nor are framebuffer pages for writes, so that every store
+ * to the framebuffer takes the slow path, which marks it dirty. Entries are
+ * 16 bytes: eight contexts of twelve tables are most of a hart's memory.
  */
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
@@ -91,7 +92,6 @@ enum {
 typedef struct TlbEntry {
         uint64_t tag;           /* virtual page address; TLB_INVALID if empty */
         uintptr_t addend;       /* host pointer = vaddr + addend */
-        int64_t fb_page;        /* framebuffer page index for stores, or -1 */
 } TlbEntry;
 
 #define TLB_INVALID (~0ULL)
@@ -121,11 +121,20 @@ enum {
 typedef struct TlbContext {
         uint64_t satp;                  /* the address space: satp's MODE, ASID and root */
         uint64_t last_used;             /* Hart.tlb_clock when last selected; 0: free */
+        /*
+         * Tables (bit regime * 3 + access) emptied but not yet written: one is
+         * cleared when hart_update_regime() first selects it, so that tables an
+         * address space never uses (M-mode's, a fetch with SUM) are never
+         * touched. Everything else skips them.
+         */
+        uint16_t stale;
         TlbEntry entries[_TLB_REGIME_MAX][3][TLB_SIZE];
         bool global[_TLB_REGIME_MAX][3][TLB_SIZE];      /* the entry maps a global page */
 } TlbContext;
 
 #define DCACHE_SIZE 65536
+/* What the JIT's fallback steps use of it (CSRs, system instructions, TLB-miss loads and stores). */
+#define DCACHE_SIZE_JIT 4096
 
 typedef struct Pmp {
         uint8_t cfg[16];
@@ -243,6 +252,11 @@ void hart_tlb_fence(Hart *h, bool has_va, uint64_t va, bool has_asid, uint64_t a
 
 /* satp was written: makes the TLB context of its address space current. */
 void hart_tlb_switch(Hart *h);
+
+/* Whether table (regime r, access t) of context c holds entries (else it is stale: see TlbContext). */
+static inline bool hart_tlb_table_live(const TlbContext *c, unsigned r, unsigned t) {
+        return !(c->stale & (1u << (r * 3 + t)));
+}
 
 /* Where the current context records whether its entry 'e' maps a global page. */
 static inline bool *hart_tlb_global_flag(Hart *h, const TlbEntry *e) {

@@ -41,9 +41,8 @@ uint64_t hart_instret(Hart *h) {
 
 void hart_flush_caches(Hart *h) {
         hart_tlb_flush_all(h);
-        /* RAM written from outside bypassed the store path that drops a code page's translations. */
-        jit_invalidate_all(h->jit);
-        /* Decoded instructions are tagged by their bits: stale ones never match. */
+        /* Decoded instructions are tagged by their bits: stale ones never match. Translations are not. */
+        jit_request_flush(h->jit);
 }
 
 /* CSR access with M-mode rights (a debugger's view), keeping the hart's privilege. */

@@ -111,7 +111,11 @@ uint64_t hart_instret(Hart *h);
 int hart_get_reg(Hart *h, unsigned reg, uint64_t *ret);
 int hart_set_reg(Hart *h, unsigned reg, uint64_t value);
 
-/* Drops every cached translation and decoded instruction (guest RAM was rewritten from outside). */
+/*
+ * Drops every cached translation and decoded instruction (guest RAM was
+ * rewritten from outside). With the hart stopped; the translating engine
+ * drops its code before it next runs any.
+ */
 void hart_flush_caches(Hart *h);
 
 /*

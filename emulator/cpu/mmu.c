@@ -232,6 +232,15 @@ int mmu_translate(Hart *h, uint64_t vaddr, int type, uint64_t *ret_paddr) {
         return page_fault(type);
 }
 
+static void table_make_live(TlbContext *c, unsigned r, unsigned t) {
+        if (hart_tlb_table_live(c, r, t))
+                return;
+        for (unsigned i = 0; i < TLB_SIZE; i++)
+                c->entries[r][t][i].tag = TLB_INVALID;
+        memset(c->global[r][t], 0, sizeof(c->global[r][t]));
+        c->stale &= (uint16_t) ~(1u << (r * 3 + t));
+}
+
 void hart_update_regime(Hart *h) {
         unsigned data_priv = effective_priv(h, ACCESS_READ);
         unsigned data_regime, fetch_regime;
@@ -258,6 +267,11 @@ void hart_update_regime(Hart *h) {
         }
 
         TlbContext *c = &h->tlb[h->tlb_current];
+        if (_unlikely_(c->stale)) {
+                table_make_live(c, data_regime, ACCESS_READ);
+                table_make_live(c, data_regime, ACCESS_WRITE);
+                table_make_live(c, fetch_regime, ACCESS_FETCH);
+        }
         h->tlb_load = c->entries[data_regime][ACCESS_READ];
         h->tlb_store = c->entries[data_regime][ACCESS_WRITE];
         h->tlb_fetch = c->entries[fetch_regime][ACCESS_FETCH];
@@ -265,11 +279,7 @@ void hart_update_regime(Hart *h) {
 
 /* Callers tell the JIT (jit_tlb_flushed): its jump cache holds virtual-address shortcuts. */
 static void context_clear(TlbContext *c) {
-        for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
-                for (unsigned t = 0; t < 3; t++)
-                        for (unsigned i = 0; i < TLB_SIZE; i++)
-                                c->entries[r][t][i].tag = TLB_INVALID;
-        memset(c->global, 0, sizeof(c->global));
+        c->stale = (1u << (_TLB_REGIME_MAX * 3)) - 1;
 }
 
 /* The address space a context is keyed by: Bare ignores ASID and root, M-mode-only code never looks. */
@@ -285,11 +295,16 @@ static void select_context(Hart *h, unsigned i) {
         hart_update_regime(h);
 }
 
+/*
+ * Only the context selected now is cleared: the others become free, and a
+ * free context is cleared when it is next selected (hart_tlb_switch()), so
+ * that contexts a guest never uses are never written (they are 300 KiB
+ * each) and a flush costs one context, not all of them.
+ */
 void hart_tlb_flush_all(Hart *h) {
-        for (unsigned i = 0; i < TLB_CONTEXTS; i++) {
-                context_clear(&h->tlb[i]);
+        for (unsigned i = 0; i < TLB_CONTEXTS; i++)
                 h->tlb[i].last_used = 0;
-        }
+        context_clear(&h->tlb[0]);
         h->tlb_clock = 0;
         h->tlb[0].satp = address_space(h->satp);
         jit_tlb_flushed(h->jit);
@@ -297,10 +312,14 @@ void hart_tlb_flush_all(Hart *h) {
 }
 
 void hart_drop_write_tlb(Hart *h) {
-        for (unsigned c = 0; c < TLB_CONTEXTS; c++)
+        for (unsigned c = 0; c < TLB_CONTEXTS; c++) {
+                if (!h->tlb[c].last_used)
+                        continue;       /* free: cleared before it is used again */
                 for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
-                        for (unsigned i = 0; i < TLB_SIZE; i++)
-                                h->tlb[c].entries[r][ACCESS_WRITE][i].tag = TLB_INVALID;
+                        if (hart_tlb_table_live(&h->tlb[c], r, ACCESS_WRITE))
+                                for (unsigned i = 0; i < TLB_SIZE; i++)
+                                        h->tlb[c].entries[r][ACCESS_WRITE][i].tag = TLB_INVALID;
+        }
 }
 
 void hart_tlb_switch(Hart *h) {
@@ -341,7 +360,7 @@ static void context_fence(TlbContext *c, bool has_va, uint64_t va, bool keep_glo
 
         for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
                 for (unsigned t = 0; t < 3; t++)
-                        for (unsigned i = first; i <= last; i++) {
+                        for (unsigned i = first; i <= last && hart_tlb_table_live(c, r, t); i++) {
                                 TlbEntry *e = &c->entries[r][t][i];
                                 if (keep_global && c->global[r][t][i])
                                         continue;

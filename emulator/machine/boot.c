@@ -55,6 +55,21 @@ int boot_check_file(const char *path, uint64_t max_size, uint64_t *ret_size) {
         return open_image(path, max_size, NULL, ret_size);
 }
 
+/* FNV-1a over 64-bit words (and the tail bytes): to tell whether a file still holds what was read. */
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+        size_t i = 0;
+
+        for (; i + 8 <= n; i += 8) {
+                uint64_t w;
+                memcpy(&w, p + i, 8);
+                h = (h ^ w) * UINT64_C(0x100000001b3);
+        }
+        for (; i < n; i++)
+                h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+        return h;
+}
+
 int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ uint8_t *data = NULL;
@@ -79,15 +94,42 @@ int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret) {
                 done += n;
         }
 
+        ret->hash = hash_bytes(data, done);
         ret->data = TAKE_PTR(data);
         ret->size = done;
+        ret->fd = TAKE_FD(fd);
         return 0;
 }
 
 void boot_blob_clear(BootBlob *b) {
         free(b->data);
-        b->data = NULL;
-        b->size = 0;
+        if (b->size > 0)
+                safe_close(b->fd);
+        *b = (BootBlob) {};
+}
+
+void boot_blob_release(BootBlob *b) {
+        b->data = mfree(b->data);
+}
+
+int boot_blob_copy(const BootBlob *b, uint8_t *dst) {
+        size_t done = 0;
+
+        if (b->data) {
+                memcpy(dst, b->data, b->size);
+                return 0;
+        }
+        while (done < b->size) {
+                ssize_t n = pread(b->fd, dst + done, b->size - done, (off_t) done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ESTALE;    /* the file shrank */
+                done += n;
+        }
+        return hash_bytes(dst, b->size) == b->hash ? 0 : -ESTALE;
 }
 
 static uint64_t le64(const uint8_t *p) {

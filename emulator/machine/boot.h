@@ -5,8 +5,10 @@
 #include <stdint.h>
 
 typedef struct BootBlob {
-        uint8_t *data;
-        size_t size;
+        uint8_t *data;          /* the bytes, until boot_blob_release() */
+        size_t size;            /* 0: no image (then nothing below is set) */
+        int fd;                 /* the file they were read from, for later copies */
+        uint64_t hash;          /* of the bytes, to check that the file still holds them */
 } BootBlob;
 
 typedef struct BootLayout {
@@ -30,6 +32,16 @@ int boot_check_file(const char *path, uint64_t max_size, uint64_t *ret_size);
 /* Reads a whole boot image. */
 int boot_read_file(const char *path, uint64_t max_size, BootBlob *ret);
 void boot_blob_clear(BootBlob *b);
+
+/*
+ * A reset puts the images back in guest RAM. Keeping their bytes costs as
+ * much memory as the files (a distribution kernel and initrd: tens of
+ * MiB), so after the first copy they are dropped and later copies read the
+ * file again, checking that it still holds the same bytes.
+ */
+void boot_blob_release(BootBlob *b);
+/* Copies the image to dst: -ESTALE if the file changed since it was read, or read()'s errors (dst is then undefined). */
+int boot_blob_copy(const BootBlob *b, uint8_t *dst);
 
 /* Checks the RISC-V Image header; the size the kernel occupies in memory, or -ENOEXEC (no Image magic). */
 int boot_check_kernel(const BootBlob *kernel, uint64_t *ret_image_size);

@@ -623,15 +623,34 @@ static void copy_to_ram(Machine *m, uint64_t paddr, const void *src, size_t size
         memcpy(m->mem.ram + (paddr - MEMMAP_RAM_BASE), src, size);
 }
 
-/* Puts the machine in its power-on state. CPU thread (or before it starts). */
-static void machine_reset_cpu_side(Machine *m) {
-        BootLayout *l = &m->layout;
+static int copy_image_to_ram(Machine *m, uint64_t paddr, const BootBlob *b, const char *path) {
+        int r = boot_blob_copy(b, m->mem.ram + (paddr - MEMMAP_RAM_BASE));
 
-        if (m->kernel.data) {
-                copy_to_ram(m, l->bios_addr, m->bios.data, m->bios.size);
-                copy_to_ram(m, l->kernel_addr, m->kernel.data, m->kernel.size);
-                if (m->initrd.size)
-                        copy_to_ram(m, l->initrd_addr, m->initrd.data, m->initrd.size);
+        if (r == -ESTALE)
+                return log_error_errno(r, "Cannot reset the machine: '%s' changed since the VM started "
+                                       "(start the VM again to boot it)", path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot reset the machine: reading '%s' failed: %m", path);
+        return 0;
+}
+
+/*
+ * Puts the machine in its power-on state. CPU thread (or before it starts).
+ * Fails only if a boot image can no longer be read as it was (the machine
+ * cannot be reset then).
+ */
+static int machine_reset_cpu_side(Machine *m) {
+        BootLayout *l = &m->layout;
+        int r;
+
+        if (m->kernel.size) {
+                r = copy_image_to_ram(m, l->bios_addr, &m->bios, m->config.bios);
+                if (r >= 0)
+                        r = copy_image_to_ram(m, l->kernel_addr, &m->kernel, m->config.kernel);
+                if (r >= 0 && m->initrd.size)
+                        r = copy_image_to_ram(m, l->initrd_addr, &m->initrd, m->config.initrd);
+                if (r < 0)
+                        return r;
                 copy_to_ram(m, l->fdt_addr, m->fdt, m->fdt_size);
                 boot_write_dyninfo(m->mem.ram + (l->dyninfo_addr - MEMMAP_RAM_BASE), l->kernel_addr);
         }
@@ -645,6 +664,7 @@ static void machine_reset_cpu_side(Machine *m) {
         for (unsigned i = 0; i < m->n_devices; i++)
                 m->devices[i].desc->reset(m->devices[i].dev);
         m->power_action = -1;
+        return 0;
 }
 
 int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, Machine **ret) {
@@ -699,9 +719,14 @@ int machine_new(const MachineConfig *config, const MachineCallbacks *callbacks, 
         if (r < 0)
                 goto fail;
 
-        /* Images are kept so that a reset can restore them: the guest may have overwritten RAM. */
         m->time_base_ns = monotonic_ns();
-        machine_reset_cpu_side(m);
+        r = machine_reset_cpu_side(m);
+        if (r < 0)
+                goto fail;
+        /* A reset restores the images (the guest may overwrite RAM) from their files, not from memory. */
+        boot_blob_release(&m->bios);
+        boot_blob_release(&m->kernel);
+        boot_blob_release(&m->initrd);
         m->state = MACHINE_PAUSED;
         *ret = m;
         return 0;
@@ -764,9 +789,19 @@ static bool handle_requests(Machine *m) {
                 if (req & (1u << MACHINE_REQUEST_RESET)) {
                         m->cpu_side_busy = true;
                         pthread_mutex_unlock(&m->lock);
-                        machine_reset_cpu_side(m);
+                        int r = machine_reset_cpu_side(m);
                         pthread_mutex_lock(&m->lock);
                         m->cpu_side_busy = false;
+                        if (r < 0) {
+                                /* Not resettable: the machine stops, as after a failed power-off. */
+                                m->exit_code = 1;
+                                m->state = MACHINE_SHUTDOWN;
+                                m->done_seq = seq;
+                                pthread_cond_broadcast(&m->done_cond);
+                                pthread_mutex_unlock(&m->lock);
+                                notify(m);
+                                return false;
+                        }
                 }
                 if (req & (1u << MACHINE_REQUEST_DROP_WRITE_TLB))
                         hart_drop_write_tlb(m->hart);
@@ -805,12 +840,14 @@ static bool handle_power_action(Machine *m) {
                   (unsigned long long) pc, (unsigned long long) hart_instret(m->hart));
 
         m->power_action = -1;
+        bool failed = false;
         if (action == SIFIVE_TEST_RESET && !m->config.no_reboot) {
-                machine_reset_cpu_side(m);
-                return true;
+                if (machine_reset_cpu_side(m) >= 0)
+                        return true;
+                failed = true;
         }
         pthread_mutex_lock(&m->lock);
-        m->exit_code = action == SIFIVE_TEST_FAIL ? (m->power_code ? m->power_code : 1) : 0;
+        m->exit_code = failed ? 1 : action == SIFIVE_TEST_FAIL ? (m->power_code ? m->power_code : 1) : 0;
         pthread_mutex_unlock(&m->lock);
         set_state(m, MACHINE_SHUTDOWN);
         return false;
@@ -887,7 +924,7 @@ static void *cpu_thread_main(void *userdata) {
 int machine_start(Machine *m) {
         int r;
 
-        if (!m->kernel.data)
+        if (!m->kernel.size)
                 return -ENOEXEC;        /* described only */
         pthread_mutex_lock(&m->lock);
         m->state = m->start_paused ? MACHINE_PAUSED : MACHINE_RUNNING;

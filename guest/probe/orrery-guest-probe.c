@@ -883,6 +883,61 @@ static int verb_touch_ram(int argc, char *argv[]) {
         return 0;
 }
 
+#define EXEC_PAGE 4096U
+#define EXEC_PAGES_DEFAULT 8U
+
+/*
+ * Code loaded by DMA: reads page after page of DEVICE straight into one
+ * executable page (O_DIRECT: the disk's controller writes it, not the CPU),
+ * makes the instruction cache see it as a program loader does (FENCE.I
+ * through the kernel), and calls it. Each page is a function returning a
+ * value in a0; the test that made the disk knows them. The page first holds
+ * code the CPU wrote and ran, so that every read replaces code that has
+ * run: an engine that kept a translation of the old bytes prints the old
+ * value.
+ */
+static int verb_exec_dma(int argc, char *argv[]) {
+        _cleanup_close_ int fd = -EBADF;
+        uint32_t pages = EXEC_PAGES_DEFAULT;
+        long (*fn)(void);
+        uint32_t *code;
+        int r;
+
+        if (argc < 2 || argc > 3)
+                return log_error("usage: %s exec-dma DEVICE [PAGES]", program_name);
+        if (argc == 3) {
+                r = parse_uint32(argv[2], &pages);
+                if (r < 0 || pages == 0)
+                        return log_error("Invalid number of pages '%s'", argv[2]);
+        }
+        fd = open(argv[1], O_RDONLY | O_DIRECT | O_CLOEXEC);
+        if (fd < 0)
+                return log_error_errno(-errno, "Failed to open %s", argv[1]);
+        code = mmap(NULL, EXEC_PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (code == MAP_FAILED)
+                return log_error_errno(-errno, "Failed to map an executable page");
+
+        /* Written by the CPU: addi a0, zero, -1; ret */
+        code[0] = 0xfff00513;
+        code[1] = 0x00008067;
+        __builtin___clear_cache((char *) code, (char *) code + EXEC_PAGE);
+        memcpy(&fn, &code, sizeof(fn));
+        emit("exec-dma cpu-written value=%ld", fn());
+
+        for (uint32_t i = 0; i < pages; i++) {
+                if (pread(fd, code, EXEC_PAGE, (off_t) i * EXEC_PAGE) != EXEC_PAGE) {
+                        r = log_error_errno(-EIO, "Read of page %" PRIu32 " of %s failed", i, argv[1]);
+                        munmap(code, EXEC_PAGE);
+                        return r;
+                }
+                __builtin___clear_cache((char *) code, (char *) code + EXEC_PAGE);
+                emit("exec-dma page=%" PRIu32 " value=%ld", i, fn());
+        }
+        munmap(code, EXEC_PAGE);
+        emit("exec-dma done pages=%" PRIu32, pages);
+        return 0;
+}
+
 /* -------------------------------------------------------------------------- */
 
 static void help(void) {
@@ -895,8 +950,10 @@ static void help(void) {
                "  powerkey [--detach]      Power off when KEY_POWER is pressed\n"
                "  cpu-bench [ROUNDS]       Run the CPU benchmark (default %u rounds)\n"
                "  randread DEVICE [COUNT]  4 KiB direct random reads (default %u), print IOPS\n"
-               "  touch-ram MIB            Write non-zero data to MIB MiB of RAM, then exit\n",
-               program_name, BENCH_ROUNDS_DEFAULT, RANDREAD_COUNT_DEFAULT);
+               "  touch-ram MIB            Write non-zero data to MIB MiB of RAM, then exit\n"
+               "  exec-dma DEVICE [PAGES]  Read each page of DEVICE into one executable page\n"
+               "                           by O_DIRECT and call it (default %u pages)\n",
+               program_name, BENCH_ROUNDS_DEFAULT, RANDREAD_COUNT_DEFAULT, EXEC_PAGES_DEFAULT);
 }
 
 int probe_main(int argc, char *argv[]) {
@@ -911,6 +968,7 @@ int probe_main(int argc, char *argv[]) {
                 { "cpu-bench", verb_cpu_bench },
                 { "randread",  verb_randread  },
                 { "touch-ram", verb_touch_ram },
+                { "exec-dma",  verb_exec_dma  },
         };
 
         if (argc < 2) {

@@ -6,6 +6,7 @@
  */
 
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,14 @@ static void die(const char *what, uint64_t value) {
 TestHart *th_new(void) {
         TestHart *t;
 
+        /*
+         * A program's TestHart (megabytes, mostly TLB and decode cache) is
+         * cleared by hart_init(): keep it in the heap, reused from one
+         * program to the next, rather than in fresh pages faulted in anew
+         * for each of hundreds of programs.
+         */
+        mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
         t = calloc(1, sizeof(*t));
         if (!t)
                 die("out of memory", sizeof(*t));

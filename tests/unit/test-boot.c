@@ -27,15 +27,15 @@ int main(void) {
         BootLayout l;
 
         image_header(h, 22 * MiB);
-        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { h, 20 * MiB }, &image_size), 0, "an Image header is accepted");
+        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { .data = h, .size = 20 * MiB }, &image_size), 0, "an Image header is accepted");
         CHECK_EQ_U64(image_size, 22 * MiB, "its in-memory size comes from the header");
         image_header(h, 4096);
-        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { h, 20 * MiB }, &image_size), 0, "a small header size");
+        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { .data = h, .size = 20 * MiB }, &image_size), 0, "a small header size");
         CHECK_EQ_U64(image_size, 20 * MiB, "is raised to the file's size");
         memset(h + 56, 0, 4);
-        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { h, 20 * MiB }, &image_size), (uint64_t) -ENOEXEC,
+        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { .data = h, .size = 20 * MiB }, &image_size), (uint64_t) -ENOEXEC,
                      "no RSC magic: not an Image");
-        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { h, 63 }, &image_size), (uint64_t) -ENOEXEC,
+        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { .data = h, .size = 63 }, &image_size), (uint64_t) -ENOEXEC,
                      "shorter than a header: not an Image");
 
         CHECK_EQ_U64(boot_plan(&l, 512 * MiB, 270000, 22 * MiB, 2 * MiB, 8192), 0, "a usual layout is planned");
@@ -55,7 +55,7 @@ int main(void) {
 
         /* image_size = 2^64 - 2 MiB: kernel_addr + image_size wraps to just below kernel_addr. */
         image_header(h, 0xffffffffffe00000ULL);
-        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { h, 4096 }, &image_size), 0, "a header claiming 2^64 - 2 MiB");
+        CHECK_EQ_U64(boot_check_kernel(&(BootBlob) { .data = h, .size = 4096 }, &image_size), 0, "a header claiming 2^64 - 2 MiB");
         CHECK_EQ_U64(boot_plan(&l, 16 * MiB, 100, image_size, 100, 8192), (uint64_t) -EFBIG,
                      "is refused as too large, not wrapped into a plan");
         CHECK_EQ_U64(boot_plan(&l, 64ULL << 30, 100, UINT64_MAX, 0, 8192), (uint64_t) -EFBIG,

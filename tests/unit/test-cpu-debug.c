@@ -168,6 +168,22 @@ static void test_memory(TestHart *t) {
         th_csr_write(t, CSR_SATP, 0);
 }
 
+/* A debugger patching code that has run (a JIT has translated it): the next run executes the patch. */
+static void test_patch_code(TestHart *t) {
+        Hart *h = &t->hart;
+        uint32_t add2 = ADDI(5, 5, 2), add1 = ADDI(5, 5, 1);
+
+        restart(t);
+        CHECK(th_run(t, 1000) == HART_EXIT_BUDGET && h->x[5] > 100, "the loop runs (and is translated by a JIT)");
+        CHECK(hart_debug_write_memory(h, CODE_BASE, &add2, 4, false) == 0, "its first instruction is patched");
+        restart(t);
+        HartExit e = th_run(t, 1000);
+        CHECK(e == HART_EXIT_BUDGET && h->x[6] > 100 && (h->x[5] == 2 * h->x[6] || h->x[5] == 2 * h->x[6] + 2),
+              "the loop runs the patched instruction (x5 %llu, x6 %llu)", (unsigned long long) h->x[5],
+              (unsigned long long) h->x[6]);
+        CHECK(hart_debug_write_memory(h, CODE_BASE, &add1, 4, false) == 0, "the patch is undone");
+}
+
 int main(void) {
         _cleanup_th_ TestHart *t = th_new();
 
@@ -177,5 +193,6 @@ int main(void) {
         test_step(t);
         test_watchpoints(t);
         test_memory(t);
+        test_patch_code(t);
         return tap_finish();
 }

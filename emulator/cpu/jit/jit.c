@@ -12,7 +12,9 @@
  * chain the block to its successor.
  */
 
+#include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +24,24 @@
 #include "cpu/hart-internal.h"
 #include "cpu/decode.h"
 #include "cpu/fpu.h"
+#include "cpu/resident.h"
 #include "emit.h"
 #include "jit.h"
 #include "log.h"
 #include "machine/physmem.h"
 #include "macro.h"
 
-#define JIT_DEFAULT_CACHE_SIZE (32u << 20)
+/*
+ * Debian's boot to its login prompt used 61 MiB of host code between
+ * flushes (bench/RESULTS-jit.md); with 32 MiB it flushed 64 times, with the
+ * default guest 24 MiB are in use after boot. Pages of the cache (and of
+ * the block table) become resident only as they are written.
+ */
+#define JIT_DEFAULT_CACHE_SIZE (64u << 20)
 #define JIT_MIN_CACHE_SIZE (256u << 10)
-#define JIT_MAX_BLOCKS (1u << 17)
-#define JIT_HASH_BITS 16
+/* Blocks average some 450 bytes of host code: the table never fills before the cache. */
+#define JIT_CACHE_BYTES_PER_BLOCK 256
+#define JIT_HASH_BITS 15
 #define INTERP_PROFILE_SIZE 256
 /* Host bytes one guest instruction may take, including its share of the exits (generous). */
 #define JIT_MAX_INSN_BYTES 256
@@ -48,16 +58,32 @@ enum {
         _EXIT_MAX,              /* anything above is a direct-jump site to chain */
 };
 
+/*
+ * 32 bytes: a boot translates some 60,000 blocks, so the table's resident
+ * size follows the code cache's; the entry point is an offset into the
+ * cache, and the body (past the slice check, for the dispatcher, which
+ * checks itself) starts a fixed distance after it.
+ */
 typedef struct Block {
         uint64_t pc;            /* guest virtual address of the first instruction */
         uint64_t pa;            /* its guest physical address */
-        uint32_t priv;
-        uint32_t ninsn;         /* 0: the first instruction is left to the interpreter */
         uint32_t hash_next;     /* next block in the hash bucket (index into blocks, 0 = none) */
         uint32_t page_next;     /* next block of the same guest page */
-        const uint8_t *code;    /* entry point, in the executable mapping */
-        const uint8_t *body;    /* entry point past the slice check, for the dispatcher (which checks itself) */
+        uint32_t code;          /* entry point: offset in the code cache */
+        uint16_t ninsn;         /* 0: the first instruction is left to the interpreter */
+        uint8_t priv;
 } Block;
+
+_Static_assert(sizeof(TlbEntry) == 16, "translated code scales the TLB index by 16");
+_Static_assert(sizeof(Block) == 32, "the block table's size is part of the resident-memory budget");
+_Static_assert(JIT_MAX_BLOCK_INSNS <= UINT16_MAX, "Block.ninsn");
+
+/* Per guest RAM page: its blocks and, once it holds code, what FENCE.I re-verifies. */
+typedef struct CodePage {
+        uint32_t head;          /* first block of the page, 0 = no code */
+        uint32_t fence;         /* fence_gen when the hash was last taken or checked */
+        uint64_t hash;          /* hash of the page's bytes then */
+} CodePage;
 
 typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
 
@@ -71,7 +97,7 @@ typedef uintptr_t (*EnterFn)(Hart *h, const uint8_t *code);
  * reason to flush, so that switching between processes keeps each one's
  * entries.
  */
-#define JC_BITS 15
+#define JC_BITS 12
 #define JC_SIZE (1u << JC_BITS)
 #define JC_CONTEXT_SHIFT 8
 
@@ -115,17 +141,22 @@ struct Jit {
 
         Block *blocks;
         uint32_t n_blocks;      /* index 0 is unused */
+        uint32_t max_blocks;    /* the table's size, from the cache's */
         uint32_t hash[1u << JIT_HASH_BITS];
-        uint32_t *page_head;    /* per guest RAM page: first block, 0 = no code */
-        uint64_t *page_hash;    /* per code page: hash of its bytes when last translated or verified */
-        uint32_t *page_fence;   /* per code page: fence_gen at that time */
+        /*
+         * Per guest RAM page, allocated zero and written only for pages that
+         * get code: a flush clears the pages its blocks name, not the table.
+         */
+        CodePage *pages;
         uint64_t ram_pages;
+        size_t body_offset;     /* from a block's entry to its body (the same for every block) */
         uint32_t fence_gen;     /* bumped by FENCE.I: code pages are re-verified when next entered */
 
         unsigned max_insns;     /* block length limit ($ORRERY_JIT_MAX_INSNS, for bisecting) */
         bool no_chain;          /* $ORRERY_JIT_NO_CHAIN: never patch direct jumps */
         uint64_t gen;           /* bumped on every invalidation: pending chain patches are dropped */
         bool single_block;
+        _Atomic bool flush_requested;   /* jit_request_flush(), from any thread */
 
         JitStats stats;
         /* $ORRERY_JIT_STATS: interpreter steps by instruction pattern, to choose what to translate next */
@@ -218,7 +249,8 @@ static void emit_trampoline(Jit *j) {
 
 static void flush_all(Jit *j) {
         memset(j->hash, 0, sizeof(j->hash));
-        memset(j->page_head, 0, j->ram_pages * sizeof(uint32_t));
+        for (uint32_t bi = 1; bi < j->n_blocks; bi++)
+                j->pages[(j->blocks[bi].pa - j->hart->mem->ram_base) >> PAGE_SHIFT].head = 0;
         j->n_blocks = 1;
         j->used = j->prologue_size;
         j->gen++;
@@ -230,6 +262,11 @@ static void flush_all(Jit *j) {
 void jit_invalidate_all(Jit *j) {
         if (j)
                 flush_all(j);
+}
+
+void jit_request_flush(Jit *j) {
+        if (j)
+                atomic_store_explicit(&j->flush_requested, true, memory_order_release);
 }
 
 static bool pa_to_page(const Jit *j, uint64_t pa, uint64_t *ret) {
@@ -245,7 +282,7 @@ static bool pa_to_page(const Jit *j, uint64_t pa, uint64_t *ret) {
 bool jit_page_has_code(const Jit *j, uint64_t pa) {
         uint64_t page;
 
-        return j && pa_to_page(j, pa, &page) && j->page_head[page] != 0;
+        return j && pa_to_page(j, pa, &page) && j->pages[page].head != 0;
 }
 
 static void hash_remove(Jit *j, uint32_t bi) {
@@ -263,13 +300,13 @@ static void hash_remove(Jit *j, uint32_t bi) {
 void jit_invalidate_page(Jit *j, uint64_t pa) {
         uint64_t page;
 
-        if (!j || !pa_to_page(j, pa, &page) || !j->page_head[page])
+        if (!j || !pa_to_page(j, pa, &page) || !j->pages[page].head)
                 return;
 
         /* Blocks chain only within their page, so nothing outside it jumps into these. */
-        for (uint32_t bi = j->page_head[page]; bi; bi = j->blocks[bi].page_next)
+        for (uint32_t bi = j->pages[page].head; bi; bi = j->blocks[bi].page_next)
                 hash_remove(j, bi);
-        j->page_head[page] = 0;
+        j->pages[page].head = 0;
         j->gen++;
         jc_invalidate(j);
         j->stats.page_invalidations++;
@@ -303,11 +340,11 @@ void jit_fence_i(Jit *j) {
 static void verify_page(Jit *j, uint64_t page_index, const uint8_t *page) {
         uint64_t h = hash_page(page);
 
-        if (h != j->page_hash[page_index]) {
+        if (h != j->pages[page_index].hash) {
                 jit_invalidate_page(j, j->hart->mem->ram_base + (page_index << PAGE_SHIFT));
                 return;
         }
-        j->page_fence[page_index] = j->fence_gen;
+        j->pages[page_index].fence = j->fence_gen;
 }
 
 /* A page that gets code leaves the store TLB, so that stores to it reach jit_invalidate_page(). */
@@ -315,16 +352,35 @@ static void unmap_page_for_stores(Jit *j, uint64_t pa_page) {
         Hart *h = j->hart;
         uintptr_t host = (uintptr_t) (h->mem->ram + (pa_page - h->mem->ram_base));
 
-        for (unsigned c = 0; c < TLB_CONTEXTS; c++)
+        for (unsigned c = 0; c < TLB_CONTEXTS; c++) {
+                if (!h->tlb[c].last_used)
+                        continue;       /* free: cleared before it is used again */
                 for (unsigned r = 0; r < _TLB_REGIME_MAX; r++)
-                        for (unsigned i = 0; i < TLB_SIZE; i++) {
+                        for (unsigned i = 0; i < TLB_SIZE && hart_tlb_table_live(&h->tlb[c], r, ACCESS_WRITE); i++) {
                                 TlbEntry *e = &h->tlb[c].entries[r][ACCESS_WRITE][i];
                                 if (e->tag != TLB_INVALID && e->tag + e->addend == host)
                                         e->tag = TLB_INVALID;
                         }
+        }
 }
 
 static void log_interp_profile(Jit *j);
+
+/*
+ * The engine's big tables come straight from mmap: fresh pages are zero and
+ * cost nothing until touched, whatever malloc's heuristics (after a free,
+ * calloc may take a big block from the heap and clear all of it).
+ */
+static void *table_alloc(size_t size) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        return p == MAP_FAILED ? NULL : p;
+}
+
+static void table_free(void *p, size_t size) {
+        if (p)
+                munmap(p, size);
+}
 
 int jit_new(Hart *h, Jit **ret) {
         _cleanup_close_ int fd = -EBADF;
@@ -340,7 +396,7 @@ int jit_new(Hart *h, Jit **ret) {
                         size = ALIGN_TO((size_t) v, 4096);
         }
 
-        j = calloc(1, sizeof(*j));
+        j = table_alloc(sizeof(*j));
         if (!j)
                 return -ENOMEM;
         j->max_insns = JIT_MAX_BLOCK_INSNS;
@@ -363,11 +419,10 @@ int jit_new(Hart *h, Jit **ret) {
         j->size = size;
         j->rw = j->rx = MAP_FAILED;
         j->ram_pages = h->mem->ram_size >> PAGE_SHIFT;
-        j->page_head = calloc(j->ram_pages ?: 1, sizeof(uint32_t));
-        j->page_hash = calloc(j->ram_pages ?: 1, sizeof(uint64_t));
-        j->page_fence = calloc(j->ram_pages ?: 1, sizeof(uint32_t));
-        j->blocks = calloc(JIT_MAX_BLOCKS, sizeof(Block));
-        if (!j->page_head || !j->page_hash || !j->page_fence || !j->blocks)
+        j->pages = table_alloc((j->ram_pages ?: 1) * sizeof(CodePage));
+        j->max_blocks = (uint32_t) (size / JIT_CACHE_BYTES_PER_BLOCK);
+        j->blocks = table_alloc(j->max_blocks * sizeof(Block));
+        if (!j->pages || !j->blocks)
                 goto nomem;
         j->fence_gen = 1;
 
@@ -399,6 +454,20 @@ fail:;
         return r;
 }
 
+/* Resident KiB of the engine's tables and of the hart's that it changes the use of (bench/mem_breakdown.py prints these). */
+static void log_memory(const Jit *j) {
+        const Hart *h = j->hart;
+
+        log_info("jit: resident: jump cache and block hash %zu KiB, block table %zu KiB, code page table %zu KiB, "
+                 "TLB %zu KiB, decode cache %zu KiB, code cache %zu KiB",
+                 resident_bytes(j, sizeof(*j)) / 1024,
+                 resident_bytes(j->blocks, j->max_blocks * sizeof(Block)) / 1024,
+                 resident_bytes(j->pages, (j->ram_pages ?: 1) * sizeof(CodePage)) / 1024,
+                 resident_bytes(h->tlb, sizeof(h->tlb)) / 1024,
+                 resident_bytes(h->dcache, sizeof(h->dcache)) / 1024,
+                 resident_bytes(j->rw, j->size) / 1024);
+}
+
 Jit *jit_free(Jit *j) {
         if (!j)
                 return NULL;
@@ -419,17 +488,17 @@ Jit *jit_free(Jit *j) {
                          (unsigned long long) s.code_bytes_peak / 1024, j->size / 1024);
                 if (j->interp_profile)
                         log_interp_profile(j);
+                log_memory(j);
         }
         if (j->rw != MAP_FAILED)
                 munmap(j->rw, j->size);
         if (j->rx != MAP_FAILED)
                 munmap(j->rx, j->size);
-        free(j->page_head);
-        free(j->page_hash);
-        free(j->page_fence);
-        free(j->blocks);
+        table_free(j->pages, (j->ram_pages ?: 1) * sizeof(CodePage));
+        table_free(j->blocks, j->max_blocks * sizeof(Block));
         free(j->interp_profile);
-        return mfree(j);
+        table_free(j, sizeof(*j));
+        return NULL;
 }
 
 void jit_get_stats(const Jit *j, JitStats *ret) {
@@ -632,8 +701,8 @@ static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code)
 
 /*
  * Inline TLB lookup for an access of 'size' at [x[rs1] + imm]: on a hit,
- * rax holds the host address; a miss (or, for stores, a framebuffer page)
- * jumps to a stub that leaves the block for the interpreter.
+ * rax holds the host address; a miss (framebuffer pages are never in the
+ * store TLB) jumps to a stub that leaves the block for the interpreter.
  */
 static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size, bool store, Stub *s) {
         Emit *e = &t->e;
@@ -644,19 +713,14 @@ static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size,
         emit_mov_rr(e, RCX, RAX);
         emit_shift_imm(e, SHIFT_SHR, true, RCX, PAGE_SHIFT);
         emit_alu_imm(e, ALU_AND, false, RCX, TLB_SIZE - 1);
-        /* lea rcx, [rcx + rcx*2]: TlbEntry is 3 words */
-        e8(e, 0x48); e8(e, 0x8d); e8(e, 0x0c); e8(e, 0x49);
+        /* add rcx, rcx: TlbEntry is 2 words, addressed as [rdx + rcx*8] */
+        e8(e, 0x48); e8(e, 0x01); e8(e, 0xc9);
         emit_load64(e, RDX, RBX, store ? OFF(tlb_store) : OFF(tlb_load));
         emit_mov_rr(e, RSI, RAX);
         emit_alu_imm(e, ALU_AND, true, RSI, (int32_t) (PAGE_MASK | (size - 1)));
         /* cmp rsi, [rdx + rcx*8] */
         e8(e, 0x48); e8(e, 0x3b); e8(e, 0x34); e8(e, 0xca);
         s->rel[0] = emit_jcc(e, CC_NE);
-        if (store) {
-                /* cmp qword [rdx + rcx*8 + 16], 0: framebuffer pages take the slow path */
-                e8(e, 0x48); e8(e, 0x83); e8(e, 0x7c); e8(e, 0xca); e8(e, offsetof(TlbEntry, fb_page)); e8(e, 0x00);
-                s->rel[1] = emit_jcc(e, CC_GE);
-        }
         /* add rax, [rdx + rcx*8 + 8] */
         e8(e, 0x48); e8(e, 0x03); e8(e, 0x44); e8(e, 0xca); e8(e, offsetof(TlbEntry, addend));
 }
@@ -1040,7 +1104,7 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         unsigned n = 0;
         uint8_t *budget_rel, *budget_imm;
 
-        if (j->size - j->used < JIT_MAX_BLOCK_BYTES || j->n_blocks >= JIT_MAX_BLOCKS)
+        if (j->size - j->used < JIT_MAX_BLOCK_BYTES || j->n_blocks >= j->max_blocks)
                 flush_all(j);
         if (!pa_to_page(j, pa, &page_index))
                 return NULL;
@@ -1065,7 +1129,10 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         e32(e, 0);
         emit_alu_mem(e, ALU_CMP, true, RAX, RBX, OFF(slice_end));
         budget_rel = emit_jcc(e, CC_A);
-        const uint8_t *body = e->p;
+        /* The prologue's length depends only on the Hart's layout: every block's body is as far in. */
+        if (!j->body_offset)
+                j->body_offset = (size_t) (e->p - entry);
+        assert(j->body_offset == (size_t) (e->p - entry));
 
         for (;;) {
                 unsigned off = (unsigned) (pc & (PAGE_SIZE - 1));
@@ -1178,10 +1245,10 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         size_t bytes = ALIGN_TO((size_t) (e->p - entry), 16);
         free(t);
 
-        if (!j->page_head[page_index]) {
+        if (!j->pages[page_index].head) {
                 unmap_page_for_stores(j, pa & PAGE_MASK);
-                j->page_hash[page_index] = hash_page(page);
-                j->page_fence[page_index] = j->fence_gen;
+                j->pages[page_index].hash = hash_page(page);
+                j->pages[page_index].fence = j->fence_gen;
         }
 
         uint32_t bi = j->n_blocks++;
@@ -1189,16 +1256,15 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         *b = (Block) {
                 .pc = start,
                 .pa = pa,
-                .priv = h->priv,
-                .ninsn = n,
-                .code = rw_to_rx(j, entry),
-                .body = rw_to_rx(j, body),
+                .priv = (uint8_t) h->priv,
+                .ninsn = (uint16_t) n,
+                .code = (uint32_t) (entry - j->rw),
         };
         unsigned hi = hash_block(pa, start);
         b->hash_next = j->hash[hi];
         j->hash[hi] = bi;
-        b->page_next = j->page_head[page_index];
-        j->page_head[page_index] = bi;
+        b->page_next = j->pages[page_index].head;
+        j->pages[page_index].head = bi;
 
         if (n > 0) {
                 j->used += bytes;
@@ -1227,7 +1293,7 @@ static Block *lookup(Jit *j, Hart *h) {
         pa = mem->ram_base + off;
 
         uint64_t page_index = off >> PAGE_SHIFT;
-        if (j->page_head[page_index] && j->page_fence[page_index] != j->fence_gen)
+        if (j->pages[page_index].head && j->pages[page_index].fence != j->fence_gen)
                 verify_page(j, page_index, mem->ram + (off & PAGE_MASK));
 
         for (uint32_t bi = j->hash[hash_block(pa, pc)]; bi; bi = j->blocks[bi].hash_next) {
@@ -1298,6 +1364,11 @@ uint64_t jit_run_slice(Hart *h, uint64_t max) {
         uint64_t pending_gen = 0;
 
         while (h->instret < h->slice_end) {
+                if (_unlikely_(atomic_load_explicit(&j->flush_requested, memory_order_relaxed)) &&
+                    atomic_exchange_explicit(&j->flush_requested, false, memory_order_acquire)) {
+                        flush_all(j);
+                        pending = 0;
+                }
                 Block *b = lookup(j, h);
                 uintptr_t r;
 
@@ -1316,7 +1387,7 @@ uint64_t jit_run_slice(Hart *h, uint64_t max) {
                 /* Lockstep (single_block) compares after every block: no shortcuts between blocks. */
                 if (pending && pending_gen == j->gen && !j->no_chain && !j->single_block) {
                         uint8_t *site = rx_to_rw(j, (const uint8_t *) pending);
-                        patch_rel32(site + 1, rx_to_rw(j, b->code));
+                        patch_rel32(site + 1, j->rw + b->code);
                         j->stats.chains_patched++;
                 }
                 pending = 0;
@@ -1324,14 +1395,14 @@ uint64_t jit_run_slice(Hart *h, uint64_t max) {
                 if (!j->no_chain && !j->single_block) {
                         JcEntry *c = &j->jc[jc_index(h->pc)];
                         unsigned pi = jc_page_index(h->pc);
-                        *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = b->code };
+                        *c = (JcEntry) { .pc = h->pc, .tag = j->jc_tag | h->priv, .code = j->rx + b->code };
                         j->jc_pages[pi / 64] |= 1ULL << (pi % 64);
                 }
 
                 pending_gen = j->gen;
                 j->stats.block_runs++;
                 uint64_t before = h->instret;
-                r = j->enter(h, b->body);
+                r = j->enter(h, j->rx + b->code + j->body_offset);
                 /* Translated code writes instret only by adding what it retired. */
                 j->stats.retired += h->instret - before;
                 switch (r) {

@@ -51,6 +51,13 @@
  * at exactly as with the interpreter; the dispatcher lets the slice's last
  * block run past the slice, never past hart_run()'s budget.
  *
+ * Threads: a Jit belongs to its hart (one per hart) and is read and
+ * written only by the thread running that hart; another thread only posts
+ * jit_request_flush(). Device threads (virtio-blk's workers, the network
+ * thread) write guest RAM, never the engine's tables: a device's write to
+ * a page holding code is found at the FENCE.I the guest must execute before
+ * running it (the page's hash differs), as the exec-dma test checks.
+ *
  * W^X: the code cache is one memfd mapped twice, read-write for the
  * translator and read-execute for running, so no mapping is ever writable
  * and executable and MemoryDenyWriteExecute=yes keeps working.
@@ -98,8 +105,16 @@ Jit *jit_free(Jit *j);
  */
 uint64_t jit_run_slice(Hart *h, uint64_t max);
 
-/* Drops every translation (reset, guest RAM rewritten). */
+/* Drops every translation (reset, guest RAM rewritten). CPU thread. */
 void jit_invalidate_all(Jit *j);
+
+/*
+ * Any thread: every translation is dropped before the hart next enters
+ * translated code (at its next block boundary). For code rewritten from
+ * outside the hart: a debugger's writes, a loaded state, and (with several
+ * harts) another hart's request.
+ */
+void jit_request_flush(Jit *j);
 
 /* FENCE.I: code pages whose bytes changed since translation (device DMA) are dropped when next entered. */
 void jit_fence_i(Jit *j);
