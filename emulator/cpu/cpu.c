@@ -817,6 +817,8 @@ static inline void execute(Hart *h, const DecodedInsn *d) {
         case OP_FENCE:
                 if (d->len == 4 && ((d->raw >> 12) & 7) == 1) /* FENCE.I */
                         jit_fence_i(h->jit);
+                else if (fence_orders_store_load(d->raw))
+                        __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 h->pc += d->len;
                 return;
         case OP_AMO: {

@@ -10,6 +10,7 @@
  * alone, never on the pc, which is what makes the raw tag sufficient.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef enum Op {
@@ -47,3 +48,19 @@ static inline uint32_t decode_key(uint32_t fetched) {
 
 /* Decodes 'key' (see decode_key) into *d. Illegal encodings give OP_ILLEGAL. */
 void decode_insn(uint32_t key, DecodedInsn *d);
+
+/*
+ * Whether FENCE 'insn' (funct3 0) orders earlier stores (or device
+ * outputs) before later loads (or inputs). The host keeps every other
+ * order of one thread's accesses as the guest wrote them (x86 is TSO), but
+ * a store may wait in its store buffer while a later load goes ahead; with
+ * devices on other threads reading and writing guest RAM (virtqueues),
+ * that reordering is visible, so such a FENCE becomes a host fence.
+ * FENCE.TSO (fm 1000) orders everything except store to load.
+ */
+static inline bool fence_orders_store_load(uint32_t insn) {
+        unsigned fm = insn >> 28, pred = (insn >> 24) & 15, succ = (insn >> 20) & 15;
+        enum { FENCE_R = 2, FENCE_W = 1, FENCE_O = 4, FENCE_I = 8, FM_TSO = 8 };
+
+        return fm != FM_TSO && (pred & (FENCE_W | FENCE_O)) && (succ & (FENCE_R | FENCE_I));
+}

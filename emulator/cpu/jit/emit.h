@@ -181,6 +181,12 @@ static inline void patch_rel32(uint8_t *rel, const uint8_t *target) {
 }
 
 /* call rax */
+static inline void emit_mfence(Emit *e) {
+        e8(e, 0x0f);
+        e8(e, 0xae);
+        e8(e, 0xf0);
+}
+
 static inline void emit_call_rax(Emit *e) {
         e8(e, 0xff);
         e8(e, 0xd0);

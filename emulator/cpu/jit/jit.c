@@ -1180,8 +1180,11 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
                         emit_fp_store(t, &d, pc, n);
                 else if (op == OP_FP)
                         emit_fp_op(t, &d, pc, n);
-                else if (op == OP_FENCE && d.len == 4 && ((raw >> 12) & 7) == 0)
-                        ; /* FENCE: nothing to order on one in-order hart */
+                else if (op == OP_FENCE && d.len == 4 && ((raw >> 12) & 7) == 0) {
+                        /* The host keeps every other order (decode.h); store before load needs MFENCE. */
+                        if (fence_orders_store_load(raw))
+                                emit_mfence(e);
+                }
                 else if (op == OP_JAL) {
                         if (d.rd) {
                                 emit_mov_imm(e, RAX, pc + d.len);
