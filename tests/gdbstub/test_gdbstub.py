@@ -48,7 +48,8 @@ class Proc:
         self.text = ""
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for chunk in iter(lambda: self.proc.stdout.read1(4096), b""):
@@ -63,10 +64,14 @@ class Proc:
         return poll(lambda: re.search(pattern, self.output(), re.M), timeout)
 
     def wait(self, timeout=STEP_TIMEOUT):
+        """The exit status (None if still running after 'timeout'), with all the output read."""
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        # The process has exited, but its last output may still be in the pipe: read to EOF.
+        self.reader.join(timeout)
+        return rc
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:

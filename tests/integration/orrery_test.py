@@ -224,10 +224,15 @@ class Vm:
         return self.wait_for(pattern, timeout, since=start)
 
     def wait_exit(self, timeout=60):
+        """The exit status (None if still running after 'timeout'), with all of stdout and stderr read."""
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        # Exited, but its last lines may still be in the pipes: read them to EOF before callers look.
+        self.reader.join(timeout)
+        self.err_reader.join(timeout)
+        return code
 
     def framebuffer(self):
         """The guest framebuffer, read through the emulator's memfd (no copy in the emulator)."""
