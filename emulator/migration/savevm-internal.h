@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "devices/state.h"
+#include "migration/crc32.h"
 #include "machine/machine.h"
 #include "macro.h"
 
@@ -47,14 +48,6 @@
 #define SAVEVM_ACK_GO 'G'
 #define SAVEVM_ACK_RUNNING 'R'
 
-typedef struct Crc32 {
-        uint32_t table[8][256];
-        uint32_t value;
-} Crc32;
-
-void crc32_init(Crc32 *c);
-void crc32_update(Crc32 *c, const uint8_t *p, size_t n);
-uint32_t crc32_final(const Crc32 *c);
 
 /* Whether a guest page (SAVEVM_PAGE_SIZE bytes, 8-byte aligned) holds only zeroes. */
 bool savevm_page_is_zero(const uint8_t *p);

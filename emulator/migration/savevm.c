@@ -34,47 +34,6 @@ _printf_(3, 4) int savevm_fail(char *error, size_t error_size, const char *forma
         return 0;
 }
 
-/* ---- CRC-32 (IEEE 802.3, reflected), table-driven ----
- * Eight bytes a step ("slicing-by-8"): a byte at a time, the checksum took
- * more CPU than anything else in a save or restore of a full guest. */
-
-void crc32_init(Crc32 *c) {
-        for (uint32_t i = 0; i < 256; i++) {
-                uint32_t v = i;
-                for (unsigned k = 0; k < 8; k++)
-                        v = (v >> 1) ^ (v & 1 ? 0xEDB88320u : 0);
-                c->table[0][i] = v;
-        }
-        /* table[k][i]: the contribution of byte i followed by k more bytes. */
-        for (unsigned k = 1; k < 8; k++)
-                for (uint32_t i = 0; i < 256; i++)
-                        c->table[k][i] = (c->table[k - 1][i] >> 8) ^ c->table[0][c->table[k - 1][i] & 0xFF];
-        c->value = 0xFFFFFFFFu;
-}
-
-static uint32_t le32(const uint8_t *p) {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-
-void crc32_update(Crc32 *c, const uint8_t *p, size_t n) {
-        uint32_t v = c->value;
-
-        for (; n >= 8; p += 8, n -= 8) {
-                uint32_t lo = v ^ le32(p), hi = le32(p + 4);
-
-                v = c->table[7][lo & 0xFF] ^ c->table[6][(lo >> 8) & 0xFF] ^ c->table[5][(lo >> 16) & 0xFF] ^
-                    c->table[4][lo >> 24] ^ c->table[3][hi & 0xFF] ^ c->table[2][(hi >> 8) & 0xFF] ^
-                    c->table[1][(hi >> 16) & 0xFF] ^ c->table[0][hi >> 24];
-        }
-        for (; n > 0; p++, n--)
-                v = c->table[0][(v ^ *p) & 0xFF] ^ (v >> 8);
-        c->value = v;
-}
-
-uint32_t crc32_final(const Crc32 *c) {
-        return c->value ^ 0xFFFFFFFFu;
-}
-
 /* ---- writing ---- */
 
 static void out_blob(StreamOut *o, const StateWriter *w) {
