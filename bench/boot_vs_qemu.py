@@ -16,8 +16,11 @@ kernel copied out next to the Debian image, `meson compile -C build
 debian-image`), and the time from process start to the kernel's "Run
 /init" line is printed too.
 
+With --also-build DIR, that build's orrery-vm (the tree before a change,
+say) is measured too, on the same guest, in the same interleaved rounds.
+
 Usage: bench/boot_vs_qemu.py [--runs N] [--build DIR] [--engine interp|jit]... [--loop N] [--no-qemu]
-                             [--kernel IMAGE]
+                             [--kernel IMAGE] [--also-build DIR]...
 """
 import argparse
 import os
@@ -55,8 +58,8 @@ def rss_beyond_ram(pid):
 
 def run_one(kind, args):
     if kind.startswith("orrery"):
-        engine = kind.partition("-")[2] or "interp"
-        cmd = [args.orrery, "--name", "bench", "--kernel", args.kernel, "--initrd", args.initrd,
+        engine = kind.partition("-")[2].partition("@")[0] or "interp"
+        cmd = [args.binaries.get(kind, args.orrery), "--name", "bench", "--kernel", args.kernel, "--initrd", args.initrd,
                "--bios", BIOS, "--display", "none", "--memory", "512M", "--no-bus", "--cpu-engine", engine]
     else:
         cmd = ["qemu-system-riscv64", "-M", "virt", "-m", "512M", "-nographic", "-bios", BIOS,
@@ -104,13 +107,23 @@ def main():
     p.add_argument("--no-qemu", action="store_true", help="measure orrery-vm only")
     p.add_argument("--loop", type=int, default=300000, help="shell loop iterations (0: skip the loop)")
     p.add_argument("--kernel", help="another kernel for the same initramfs (e.g. Debian's); times 'Run /init' too")
+    p.add_argument("--also-build", action="append", default=[], metavar="DIR",
+                   help="also measure this build's orrery-vm (same guest, interleaved; repeatable), "
+                        "e.g. the tree before a change")
     args = p.parse_args()
     args.orrery = os.path.join(args.build, "emulator", "orrery-vm")
     args.init_marker = args.kernel is not None
     args.kernel = args.kernel or os.path.join(args.build, "guest", "Image")
     args.initrd = os.path.join(args.build, "guest", "initramfs.cpio.gz")
 
-    kinds = ["orrery-" + e for e in (args.engine or ["interp"])] + ([] if args.no_qemu else ["qemu"])
+    kinds = ["orrery-" + e for e in (args.engine or ["interp"])]
+    args.binaries = {}
+    for other in args.also_build:
+        for e in args.engine or ["interp"]:
+            kind = f"orrery-{e}@{other}"
+            args.binaries[kind] = os.path.join(other, "emulator", "orrery-vm")
+            kinds.append(kind)
+    kinds += [] if args.no_qemu else ["qemu"]
     # Rounds interleave the kinds, so that on a shared machine each sees the same changes in load.
     results = {kind: [] for kind in kinds}
     for i in range(args.runs):
@@ -134,7 +147,7 @@ def main():
             print(f"{kind:13s} shell loop (s)        {summary([r[6] for r in rows])}")
         if kind.startswith("orrery"):
             print(f"{kind:13s} RSS beyond RAM (MiB)  {summary([r[4] for r in rows])}")
-            if kind == "orrery-jit":
+            if kind.startswith("orrery-jit"):
                 print(f"{kind:13s} code cache RSS (MiB)  {summary([r[5] for r in rows])}")
         sys.stdout.flush()
 
