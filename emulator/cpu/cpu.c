@@ -218,6 +218,8 @@ static unsigned data_priv(const Hart *h) {
         return h->priv;
 }
 
+static uint8_t *tlb_enter(Hart *h, uint64_t va, uint64_t pa, int type, unsigned priv);
+
 /*
  * Translates and, when the whole page is plain memory with uniform PMP
  * permissions, enters it into the TLB. Returns the host pointer for the
@@ -250,24 +252,55 @@ static uint8_t *translate_access(Hart *h, uint64_t va, unsigned size, int type, 
         if (!p)
                 return NULL;
 
-        /* Cache the page if it is all memory and PMP treats it uniformly. */
-        uint64_t page_pa = pa & PAGE_MASK;
-        int64_t fb_page;
-        uint8_t *page = physmem_host_ptr(h->mem, page_pa, PAGE_SIZE, &fb_page);
         /* A store to translated code drops the page's translations (it was kept out of the store TLB). */
         if (type == ACCESS_WRITE && jit_page_has_code(h->jit, pa))
                 jit_invalidate_page(h->jit, pa);
         /* Migration: the page is dirty before any write entry for it exists (hart_drop_write_tlb()). */
         if (type == ACCESS_WRITE)
                 physmem_ram_mark_range(h->mem, pa, size);
-        if (page && pmp_allows(h, page_pa, PAGE_SIZE, type, priv) && !(type != ACCESS_READ && fb_page >= 0)) {
-                TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
-                TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
-                e->tag = va & PAGE_MASK;
-                e->addend = (uintptr_t) page - (uintptr_t) (va & PAGE_MASK);
-                *hart_tlb_global_flag(h, e) = h->translation_global;
-        }
+        tlb_enter(h, va, pa, type, priv);
         return p;
+}
+
+/*
+ * Enters the page of 'va' (at physical 'pa', just translated) into the TLB
+ * for 'type' if it is all memory and PMP treats it uniformly; framebuffer
+ * pages are never entered for stores (their slow path marks them dirty).
+ * Returns the page's host address, or NULL if it was not entered.
+ */
+static uint8_t *tlb_enter(Hart *h, uint64_t va, uint64_t pa, int type, unsigned priv) {
+        uint64_t page_pa = pa & PAGE_MASK;
+        int64_t fb_page;
+        uint8_t *page = physmem_host_ptr(h->mem, page_pa, PAGE_SIZE, &fb_page);
+
+        if (!page || !pmp_allows(h, page_pa, PAGE_SIZE, type, priv) || (type != ACCESS_READ && fb_page >= 0))
+                return NULL;
+        TlbEntry *table = type == ACCESS_READ ? h->tlb_load : type == ACCESS_WRITE ? h->tlb_store : h->tlb_fetch;
+        TlbEntry *e = &table[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+        e->tag = va & PAGE_MASK;
+        e->addend = (uintptr_t) page - (uintptr_t) (va & PAGE_MASK);
+        *hart_tlb_global_flag(h, e) = h->translation_global;
+        return page;
+}
+
+uint8_t *hart_tlb_refill(Hart *h, uint64_t va, unsigned size, int type) {
+        unsigned priv = data_priv(h);
+        uint64_t pa;
+        uint8_t *page;
+
+        /* Misaligned, a fault, PMP, MMIO, the framebuffer, code: the interpreter's business. */
+        if (va & (size - 1))
+                return NULL;
+        if (mmu_translate(h, va, type, &pa) || !pmp_allows(h, pa, size, type, priv))
+                return NULL;
+        if (type == ACCESS_WRITE && jit_page_has_code(h->jit, pa))
+                return NULL;
+        page = tlb_enter(h, va, pa, type, priv);
+        if (!page)
+                return NULL;
+        if (type == ACCESS_WRITE)
+                physmem_ram_mark_range(h->mem, pa, size);
+        return page + (va & (PAGE_SIZE - 1));
 }
 
 static bool load_slow(Hart *h, uint64_t va, unsigned size, uint64_t *ret) {

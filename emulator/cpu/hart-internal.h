@@ -244,6 +244,17 @@ uint64_t hart_debug_run_slice(Hart *h);
 void hart_tlb_flush_all(Hart *h);
 
 /*
+ * For translated code that missed the TLB on an aligned load (type
+ * ACCESS_READ) or store (ACCESS_WRITE) of 'size' bytes at 'va': walks the
+ * page tables and, if the access would simply succeed on plain memory,
+ * enters the page and returns the host address. Otherwise (a fault, PMP,
+ * MMIO, the framebuffer for a store, a page holding translated code,
+ * misalignment) returns NULL and changes nothing the interpreter would not
+ * redo: it then executes the access, trap included.
+ */
+uint8_t *hart_tlb_refill(Hart *h, uint64_t va, unsigned size, int type);
+
+/*
  * SFENCE.VMA: drops the translations of the page of 'va' (all pages if
  * !has_va) in the address space 'asid', except global ones (every address
  * space, global ones included, if !has_asid).

@@ -9,6 +9,7 @@
  * them from translated code, through its inline TLB lookup.
  */
 
+#include "cpu/jit/jit.h"
 #include "harness.h"
 #include "macro.h"
 #include "tap.h"
@@ -92,6 +93,14 @@ int main(void) {
         CHECK_EQ_U64(t->hart.x[5], 0, "round 1 ran to the end");
         check_dirty((const uint64_t[]) { PAGE_INDEX(PAGE(0)) }, 1,
                     "round 1: only the page stored to, whose write entry predates the round");
+        if (t->hart.jit) {
+                /* Translated code refills the entries dropped for the round without leaving the block. */
+                JitStats st;
+                jit_get_stats(t->hart.jit, &st);
+                CHECK(st.tlb_refills > 0 && st.tlb_exits == 0,
+                      "JIT: the TLB misses were refilled in translated code (%llu refills, %llu exits)",
+                      (unsigned long long) st.tlb_refills, (unsigned long long) st.tlb_exits);
+        }
 
         /* The next round: bitmap taken above, entries dropped again. */
         hart_drop_write_tlb(&t->hart);

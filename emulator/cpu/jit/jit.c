@@ -475,13 +475,14 @@ Jit *jit_free(Jit *j) {
                 JitStats s;
                 jit_get_stats(j, &s);
                 log_info("jit: %llu blocks translated (%llu instructions), %llu block entries, %llu chains, "
-                         "%llu interpreter steps, %llu inline interpreter calls, %llu TLB exits, "
+                         "%llu interpreter steps, %llu inline interpreter calls, %llu TLB refills, %llu TLB exits, "
                          "%llu jump cache misses, %llu unchained exits, %llu slice exits, %llu diverted exits, %llu FENCE.I, %llu cache flushes, %llu page invalidations, "
                          "code cache peak %llu KiB of %zu KiB",
                          (unsigned long long) s.blocks_translated, (unsigned long long) s.insns_translated,
                          (unsigned long long) s.block_runs, (unsigned long long) s.chains_patched,
                          (unsigned long long) s.interp_steps, (unsigned long long) s.inline_steps,
-                         (unsigned long long) s.tlb_exits, (unsigned long long) s.jc_misses,
+                         (unsigned long long) s.tlb_refills, (unsigned long long) s.tlb_exits,
+                         (unsigned long long) s.jc_misses,
                          (unsigned long long) s.chain_exits, (unsigned long long) s.slice_exits,
                          (unsigned long long) s.diverted_exits,
                          (unsigned long long) s.fence_i, (unsigned long long) s.cache_flushes, (unsigned long long) s.page_invalidations,
@@ -574,6 +575,11 @@ typedef struct Stub {
         unsigned done;          /* instructions retired before this one */
         unsigned code;          /* EXIT_STEP, EXIT_TLB or EXIT_DIVERTED */
         bool pc_set;            /* h->pc is already right (after an interpreter call) */
+        /* A TLB miss: refill through hart_tlb_refill() and go on at 'join', else leave as above. */
+        uint8_t *refill_rel;
+        uint8_t *join;
+        uint8_t refill_size;
+        bool refill_store;
 } Stub;
 
 typedef struct Translation {
@@ -701,8 +707,10 @@ static Stub *new_stub(Translation *t, uint64_t pc, unsigned done, unsigned code)
 
 /*
  * Inline TLB lookup for an access of 'size' at [x[rs1] + imm]: on a hit,
- * rax holds the host address; a miss (framebuffer pages are never in the
- * store TLB) jumps to a stub that leaves the block for the interpreter.
+ * rax holds the host address. A miss jumps out of line to refill the
+ * entry (helper_tlb_refill) and comes back with rax set; what the refill
+ * leaves to the interpreter (faults, MMIO, framebuffer stores, stores to
+ * code, misaligned accesses) leaves the block through the same stub.
  */
 static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size, bool store, Stub *s) {
         Emit *e = &t->e;
@@ -720,9 +728,32 @@ static void emit_tlb_lookup(Translation *t, const DecodedInsn *d, unsigned size,
         emit_alu_imm(e, ALU_AND, true, RSI, (int32_t) (PAGE_MASK | (size - 1)));
         /* cmp rsi, [rdx + rcx*8] */
         e8(e, 0x48); e8(e, 0x3b); e8(e, 0x34); e8(e, 0xca);
-        s->rel[0] = emit_jcc(e, CC_NE);
+        s->refill_rel = emit_jcc(e, CC_NE);
+        s->refill_size = (uint8_t) size;
+        s->refill_store = store;
         /* add rax, [rdx + rcx*8 + 8] */
         e8(e, 0x48); e8(e, 0x03); e8(e, 0x44); e8(e, 0xca); e8(e, offsetof(TlbEntry, addend));
+        s->join = e->p;
+}
+
+static uint64_t helper_tlb_refill(Hart *h, uint64_t va, uint64_t size, uint64_t store) {
+        h->jit->stats.tlb_refills++;
+        return (uint64_t) (uintptr_t) hart_tlb_refill(h, va, (unsigned) size, store ? ACCESS_WRITE : ACCESS_READ);
+}
+
+/* The out-of-line half of a TLB lookup: rax (the address) refilled, back at the join if it worked. */
+static void emit_refill(Translation *t, const Stub *s) {
+        Emit *e = &t->e;
+
+        patch_rel32(s->refill_rel, e->p);
+        emit_mov_rr(e, RDI, RBX);
+        emit_mov_rr(e, RSI, RAX);
+        emit_mov_imm(e, RDX, s->refill_size);
+        emit_mov_imm(e, RCX, s->refill_store);
+        emit_mov_imm(e, RAX, (uint64_t) (uintptr_t) helper_tlb_refill);
+        emit_call_rax(e);
+        e8(e, 0x48); e8(e, 0x85); e8(e, 0xc0);          /* test rax, rax */
+        patch_rel32(emit_jcc(e, CC_NE), s->join);
 }
 
 static void emit_load(Translation *t, const DecodedInsn *d, uint64_t pc, unsigned done) {
@@ -1233,6 +1264,8 @@ static Block *translate(Jit *j, Hart *h, uint64_t pc, uint64_t pa, const uint8_t
         emit_jmp_epilogue(t);
         for (unsigned i = 0; i < t->n_stubs; i++) {
                 Stub *s = &t->stubs[i];
+                if (s->refill_rel)
+                        emit_refill(t, s);      /* falls through to the exit when the refill fails */
                 for (unsigned k = 0; k < ELEMENTSOF(s->rel); k++)
                         if (s->rel[k])
                                 patch_rel32(s->rel[k], e->p);

@@ -77,7 +77,8 @@ typedef struct JitStats {
         uint64_t chains_patched;
         uint64_t interp_steps;          /* instructions left to the interpreter by the dispatcher */
         uint64_t inline_steps;          /* instructions translated code called the interpreter for (CSRs, atomics) */
-        uint64_t tlb_exits;             /* loads/stores that missed the inline TLB */
+        uint64_t tlb_refills;           /* inline TLB misses refilled without leaving the block */
+        uint64_t tlb_exits;             /* inline TLB misses left to the interpreter (faults, MMIO, ...) */
         uint64_t jc_misses;             /* indirect or cross-page jumps the jump cache did not know */
         uint64_t chain_exits;           /* direct jumps not (yet) chained */
         uint64_t slice_exits;           /* chained blocks that did not fit in the slice */
