@@ -175,6 +175,24 @@ static void net_power_on(VirtioNet *net) {
                 ;
 }
 
+/* A virtio device type in a machine slot (the transport created through the device table), attached to the guest. */
+static int create_slot(Devices *d, DeviceHost *host, const void *variant, IrqLine irq, void **ret_slot) {
+        DeviceContext ctx = {
+                .host = host,
+                .mem = &d->g.mem,
+                .base = GUEST_MMIO_BASE,
+                .size = virtio_mmio_device.size,
+                .irq_number = 1,
+                .irq = irq,
+                .variant = variant,
+        };
+        int r = virtio_mmio_device.create(&ctx, ret_slot);
+
+        if (r >= 0)
+                guest_attach(&d->g, virtio_mmio_slot_transport(*ret_slot));
+        return r;
+}
+
 /* d is the same static object for every input: the block device keeps a pointer to d->g.mem. */
 static void create(Devices *d, unsigned kind) {
         IrqLine irq;
@@ -266,36 +284,12 @@ static void create(Devices *d, unsigned kind) {
         }
         case 7: {
                 static DeviceHost host;
-                DeviceContext ctx = {
-                        .host = &host,
-                        .mem = &d->g.mem,
-                        .base = GUEST_MMIO_BASE,
-                        .size = virtio_mmio_device.size,
-                        .irq_number = 1,
-                        .irq = irq,
-                        .variant = &virtio_rng_type,
-                };
-
-                r = virtio_mmio_device.create(&ctx, &d->rng_slot);
-                if (r >= 0)
-                        guest_attach(&d->g, virtio_mmio_slot_transport(d->rng_slot));
+                r = create_slot(d, &host, &virtio_rng_type, irq, &d->rng_slot);
                 break;
         }
         case 8: {
                 static DeviceHost host = { .fb_width = GPU_WIDTH, .fb_height = GPU_HEIGHT };
-                DeviceContext ctx = {
-                        .host = &host,
-                        .mem = &d->g.mem,
-                        .base = GUEST_MMIO_BASE,
-                        .size = virtio_mmio_device.size,
-                        .irq_number = 1,
-                        .irq = irq,
-                        .variant = &virtio_gpu_type,
-                };
-
-                r = virtio_mmio_device.create(&ctx, &d->gpu_slot);
-                if (r >= 0)
-                        guest_attach(&d->g, virtio_mmio_slot_transport(d->gpu_slot));
+                r = create_slot(d, &host, &virtio_gpu_type, irq, &d->gpu_slot);
                 break;
         }
         default: {
