@@ -157,23 +157,11 @@ static bool pending_test(const Migration *mg, uint64_t page) {
 /* Round 0: every page that holds something (the destination's RAM starts as zeroes). */
 static void pending_all_data(Migration *mg) {
         int fd = machine_ram_fd(mg->machine);
+        uint64_t first, end;
 
-        for (uint64_t p = 0; p < mg->pages;) {
-                off_t data = lseek(fd, (off_t) (p * SAVEVM_PAGE_SIZE), SEEK_DATA);
-                uint64_t hole_page;
-
-                if (data < 0 && errno == ENXIO)
-                        break;
-                if (data >= 0 && (uint64_t) data / SAVEVM_PAGE_SIZE > p) {
-                        p = (uint64_t) data / SAVEVM_PAGE_SIZE;
-                        continue;
-                }
-                off_t hole = lseek(fd, (off_t) (p * SAVEVM_PAGE_SIZE), SEEK_HOLE);
-                hole_page = hole < 0 ? mg->pages : MIN(((uint64_t) hole + SAVEVM_PAGE_SIZE - 1) / SAVEVM_PAGE_SIZE,
-                                                       mg->pages);
-                if (hole_page <= p)
-                        hole_page = p + 1;
-                for (; p < hole_page; p++)
+        for (uint64_t p = 0; p < mg->pages; p = end) {
+                savevm_ram_data_range(fd, p, mg->pages, &first, &end);
+                for (p = first; p < end; p++)
                         if (!savevm_page_is_zero(mg->ram + p * SAVEVM_PAGE_SIZE))
                                 mg->pending[p / 64] |= 1ULL << (p % 64);
         }

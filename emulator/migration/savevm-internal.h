@@ -52,6 +52,15 @@
 /* Whether a guest page (SAVEVM_PAGE_SIZE bytes, 8-byte aligned) holds only zeroes. */
 bool savevm_page_is_zero(const uint8_t *p);
 
+/*
+ * The next pages of the RAM memfd 'fd' ('pages' in all) that may hold data,
+ * from 'page' on: [*ret_first, *ret_end). Holes (pages the guest never
+ * touched) are skipped without reading them, so that walking RAM does not
+ * allocate it; *ret_first == pages when no data is left. Without
+ * SEEK_DATA every page counts as data.
+ */
+void savevm_ram_data_range(int fd, uint64_t page, uint64_t pages, uint64_t *ret_first, uint64_t *ret_end);
+
 /* Formats one line for a person into 'error'; returns 0. */
 _printf_(3, 4) int savevm_fail(char *error, size_t error_size, const char *format, ...);
 

@@ -104,10 +104,26 @@ static void out_run(StreamOut *o, const uint8_t *ram, bool zero, uint64_t first,
                 stream_out_bytes(o, ram + first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE);
 }
 
-/*
- * RAM as runs. Holes of the memfd (pages the guest never touched) are
- * skipped without reading them, so that saving does not allocate them.
- */
+void savevm_ram_data_range(int fd, uint64_t page, uint64_t pages, uint64_t *ret_first, uint64_t *ret_end) {
+        off_t data = lseek(fd, (off_t) (page * SAVEVM_PAGE_SIZE), SEEK_DATA);
+        uint64_t first, end;
+        off_t hole;
+
+        if (data < 0)
+                first = errno == ENXIO ? pages : page;   /* no more data, or no SEEK_DATA: read it */
+        else
+                first = MAX(MIN((uint64_t) data / SAVEVM_PAGE_SIZE, pages), page);
+        if (first >= pages) {
+                *ret_first = *ret_end = pages;
+                return;
+        }
+        hole = lseek(fd, (off_t) (first * SAVEVM_PAGE_SIZE), SEEK_HOLE);
+        end = hole < 0 ? pages : MIN(((uint64_t) hole + SAVEVM_PAGE_SIZE - 1) / SAVEVM_PAGE_SIZE, pages);
+        *ret_first = first;
+        *ret_end = MAX(end, first + 1);
+}
+
+/* RAM as runs; the memfd's holes are zero runs, read from nowhere. */
 static void write_ram(Machine *m, StreamOut *o) {
         uint64_t size, pages, run_start = 0;
         const uint8_t *ram = machine_ram(m, &size);
@@ -116,28 +132,16 @@ static void write_ram(Machine *m, StreamOut *o) {
 
         pages = size / SAVEVM_PAGE_SIZE;
         for (uint64_t p = 0; p < pages && !o->error;) {
-                off_t data = lseek(fd, (off_t) (p * SAVEVM_PAGE_SIZE), SEEK_DATA);
-                uint64_t data_page, hole_page;
+                uint64_t first, end;
 
-                if (data < 0)
-                        data_page = errno == ENXIO ? pages : p;   /* no more data, or no SEEK_DATA: read it */
-                else
-                        data_page = MIN((uint64_t) data / SAVEVM_PAGE_SIZE, pages);
-                if (data_page > p) {
+                savevm_ram_data_range(fd, p, pages, &first, &end);
+                if (first > p && !run_zero) {
                         /* A hole: zero pages. */
-                        if (!run_zero) {
-                                out_run(o, ram, false, run_start, p - run_start);
-                                run_start = p;
-                                run_zero = true;
-                        }
-                        p = data_page;
-                        continue;
+                        out_run(o, ram, false, run_start, p - run_start);
+                        run_start = p;
+                        run_zero = true;
                 }
-                off_t hole = lseek(fd, (off_t) (p * SAVEVM_PAGE_SIZE), SEEK_HOLE);
-                hole_page = hole < 0 ? pages : MIN(((uint64_t) hole + SAVEVM_PAGE_SIZE - 1) / SAVEVM_PAGE_SIZE, pages);
-                if (hole_page <= p)
-                        hole_page = p + 1;
-                for (; p < hole_page; p++) {
+                for (p = first; p < end; p++) {
                         bool zero = savevm_page_is_zero(ram + p * SAVEVM_PAGE_SIZE);
                         if (zero != run_zero) {
                                 out_run(o, ram, run_zero, run_start, p - run_start);
