@@ -67,7 +67,26 @@ static void finish(Incoming *in, int r, const char *error) {
 
 /* ---- the reader thread ---- */
 
-/* Reads n bytes into p (through the buffer), adding them to the checksum unless 'trailer'. */
+/* The next at most n bytes of the stream, in the buffer (refilled when empty); counts them against the bound. */
+static int in_next(Incoming *in, size_t n, const uint8_t **ret, size_t *ret_len) {
+        while (in->buf_pos == in->buf_len) {
+                ssize_t k = read(in->fd, in->buf, IN_BUFFER);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -ECONNRESET;
+                in->buf_pos = 0;
+                in->buf_len = (size_t) k;
+        }
+        *ret = in->buf + in->buf_pos;
+        *ret_len = MIN(n, in->buf_len - in->buf_pos);
+        in->buf_pos += *ret_len;
+        return 0;
+}
+
+/* Reads n bytes into p, adding them to the checksum unless 'trailer'. */
 static int in_read(Incoming *in, void *p, size_t n, bool trailer) {
         uint8_t *out = p;
 
@@ -75,23 +94,36 @@ static int in_read(Incoming *in, void *p, size_t n, bool trailer) {
                 return -EFBIG;
         in->total += n;
         while (n > 0) {
-                if (in->buf_pos == in->buf_len) {
-                        ssize_t k = read(in->fd, in->buf, IN_BUFFER);
-                        if (k < 0 && errno == EINTR)
-                                continue;
-                        if (k < 0)
-                                return -errno;
-                        if (k == 0)
-                                return -ECONNRESET;
-                        in->buf_pos = 0;
-                        in->buf_len = (size_t) k;
-                }
-                size_t k = MIN(n, in->buf_len - in->buf_pos);
-                memcpy(out, in->buf + in->buf_pos, k);
+                const uint8_t *chunk;
+                size_t k;
+                int r = in_next(in, n, &chunk, &k);
+
+                if (r < 0)
+                        return r;
+                memcpy(out, chunk, k);
                 if (!trailer)
-                        crc32_update(&in->crc, out, k);
-                in->buf_pos += k;
+                        crc32_update(&in->crc, chunk, k);
                 out += k;
+                n -= k;
+        }
+        return 0;
+}
+
+/* Reads n bytes of guest RAM, to 'offset' within it, adding them to the checksum. */
+static int in_read_ram(Incoming *in, uint64_t offset, size_t n) {
+        if (n > in->bound - in->total)
+                return -EFBIG;
+        in->total += n;
+        while (n > 0) {
+                const uint8_t *chunk;
+                size_t k;
+                int r = in_next(in, n, &chunk, &k);
+
+                if (r < 0)
+                        return r;
+                crc32_update(&in->crc, chunk, k);
+                savevm_ram_write(in->machine, offset, chunk, k);
+                offset += k;
                 n -= k;
         }
         return 0;
@@ -176,7 +208,7 @@ static int read_ram(Incoming *in) {
                         return MALFORMED("RAM record outside RAM");
                 if (kind == SAVEVM_LIVE_ZEROS)
                         memset(ram + first * SAVEVM_PAGE_SIZE, 0, count * SAVEVM_PAGE_SIZE);
-                else if ((r = in_read(in, ram + first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE, false)) < 0)
+                else if ((r = in_read_ram(in, first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE)) < 0)
                         return r;
         }
 }

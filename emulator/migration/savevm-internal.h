@@ -61,6 +61,14 @@ bool savevm_page_is_zero(const uint8_t *p);
  */
 void savevm_ram_data_range(int fd, uint64_t page, uint64_t pages, uint64_t *ret_first, uint64_t *ret_end);
 
+/*
+ * Writes n bytes of guest RAM at 'offset' (within RAM) through the RAM
+ * memfd rather than its mapping: the kernel fills the pages from 'src' as
+ * it allocates them, where a copy through the mapping first faults in a
+ * zeroed page and then writes it again.
+ */
+void savevm_ram_write(Machine *m, uint64_t offset, const uint8_t *src, size_t n);
+
 /* Formats one line for a person into 'error'; returns 0. */
 _printf_(3, 4) int savevm_fail(char *error, size_t error_size, const char *format, ...);
 

@@ -123,6 +123,27 @@ void savevm_ram_data_range(int fd, uint64_t page, uint64_t pages, uint64_t *ret_
         *ret_end = MAX(end, first + 1);
 }
 
+void savevm_ram_write(Machine *m, uint64_t offset, const uint8_t *src, size_t n) {
+        uint64_t size;
+        uint8_t *ram = machine_ram(m, &size);
+        int fd = machine_ram_fd(m);
+
+        while (n > 0) {
+                ssize_t k = pwrite(fd, src, MIN(n, (size_t) 1 << 30), (off_t) offset);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        /* The mapping reaches the same pages. */
+                        memcpy(ram + offset, src, n);
+                        return;
+                }
+                src += k;
+                offset += (uint64_t) k;
+                n -= (size_t) k;
+        }
+}
+
 /* RAM as runs; the memfd's holes are zero runs, read from nowhere. */
 static void write_ram(Machine *m, StreamOut *o) {
         uint64_t size, pages, run_start = 0;
@@ -335,11 +356,8 @@ static int walk_ram(Machine *m, StateReader *r, bool apply) {
                         uint64_t bytes = count * SAVEVM_PAGE_SIZE;
                         if (bytes > r->size - r->pos)
                                 return -EBADMSG;
-                        if (apply) {
-                                /* One call allocates the run's pages, rather than one fault per page in memcpy. */
-                                (void) madvise(ram + p * SAVEVM_PAGE_SIZE, bytes, MADV_POPULATE_WRITE);
-                                memcpy(ram + p * SAVEVM_PAGE_SIZE, r->data + r->pos, bytes);
-                        }
+                        if (apply)
+                                savevm_ram_write(m, p * SAVEVM_PAGE_SIZE, r->data + r->pos, bytes);
                         r->pos += bytes;
                 } else if (apply) {
                         /* Give the pages back to the host rather than write zeroes into them. */
