@@ -181,15 +181,14 @@ static int read_header(Incoming *in) {
                 return r;
         /* The source sends only pages that hold something: the boot images placed here must go. */
         uint64_t size;
-        uint8_t *ram = machine_ram(in->machine, &size);
-        if (fallocate(machine_ram_fd(in->machine), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t) size) < 0)
-                memset(ram, 0, size);
+        (void) machine_ram(in->machine, &size);
+        savevm_ram_zero(in->machine, 0, size);
         return 0;
 }
 
 static int read_ram(Incoming *in) {
         uint64_t size, pages;
-        uint8_t *ram = machine_ram(in->machine, &size);
+        (void) machine_ram(in->machine, &size);
         int r;
 
         pages = size / SAVEVM_PAGE_SIZE;
@@ -207,7 +206,7 @@ static int read_ram(Incoming *in) {
                 if (count == 0 || first >= pages || count > pages - first)
                         return MALFORMED("RAM record outside RAM");
                 if (kind == SAVEVM_LIVE_ZEROS)
-                        memset(ram + first * SAVEVM_PAGE_SIZE, 0, count * SAVEVM_PAGE_SIZE);
+                        savevm_ram_zero(in->machine, first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE);
                 else if ((r = in_read_ram(in, first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE)) < 0)
                         return r;
         }

@@ -69,6 +69,9 @@ void savevm_ram_data_range(int fd, uint64_t page, uint64_t pages, uint64_t *ret_
  */
 void savevm_ram_write(Machine *m, uint64_t offset, const uint8_t *src, size_t n);
 
+/* Zeroes n bytes of guest RAM at 'offset' by giving the pages back to the host (or, failing that, writing zeroes). */
+void savevm_ram_zero(Machine *m, uint64_t offset, uint64_t n);
+
 /* Formats one line for a person into 'error'; returns 0. */
 _printf_(3, 4) int savevm_fail(char *error, size_t error_size, const char *format, ...);
 

@@ -144,6 +144,14 @@ void savevm_ram_write(Machine *m, uint64_t offset, const uint8_t *src, size_t n)
         }
 }
 
+void savevm_ram_zero(Machine *m, uint64_t offset, uint64_t n) {
+        uint64_t size;
+        uint8_t *ram = machine_ram(m, &size);
+
+        if (fallocate(machine_ram_fd(m), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) offset, (off_t) n) < 0)
+                memset(ram + offset, 0, n);
+}
+
 /* RAM as runs; the memfd's holes are zero runs, read from nowhere. */
 static void write_ram(Machine *m, StreamOut *o) {
         uint64_t size, pages, run_start = 0;
@@ -337,8 +345,8 @@ int savevm_check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
 /* Walks the RAM runs; writes them into RAM only when 'apply' (after they all were checked). */
 static int walk_ram(Machine *m, StateReader *r, bool apply) {
         uint64_t size, pages, p = 0;
-        uint8_t *ram = machine_ram(m, &size);
 
+        (void) machine_ram(m, &size);
         pages = size / SAVEVM_PAGE_SIZE;
         for (;;) {
                 uint8_t kind;
@@ -359,12 +367,8 @@ static int walk_ram(Machine *m, StateReader *r, bool apply) {
                         if (apply)
                                 savevm_ram_write(m, p * SAVEVM_PAGE_SIZE, r->data + r->pos, bytes);
                         r->pos += bytes;
-                } else if (apply) {
-                        /* Give the pages back to the host rather than write zeroes into them. */
-                        if (fallocate(machine_ram_fd(m), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                      (off_t) (p * SAVEVM_PAGE_SIZE), (off_t) (count * SAVEVM_PAGE_SIZE)) < 0)
-                                memset(ram + p * SAVEVM_PAGE_SIZE, 0, count * SAVEVM_PAGE_SIZE);
-                }
+                } else if (apply)
+                        savevm_ram_zero(m, p * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE);
                 p += count;
         }
         return p == pages ? 0 : -EBADMSG;
