@@ -17,7 +17,13 @@ typedef enum GuestPreset {
         GUEST_PRESET_DEBIAN,
 } GuestPreset;
 
-#define GUEST_DEBIAN_APPEND "root=LABEL=debian-root ro console=tty1 console=ttyS0"
+/*
+ * systemd gives a device 90 s to appear before it fails what needs it. On a
+ * loaded host the emulated guest's udev can take longer to announce
+ * /dev/ttyS0, and the serial getty then never starts: 10 minutes instead.
+ */
+#define GUEST_DEBIAN_APPEND \
+        "root=LABEL=debian-root ro console=tty1 console=ttyS0 systemd.default_device_timeout_sec=600"
 #define GUEST_DEBIAN_MEMORY (1024ULL << 20)
 /* systemd stops every unit before it powers off: slower than busybox's
  * poweroff, but within orrery-vm@.service's TimeoutStopSec=30. */

@@ -60,8 +60,10 @@ def run(*args):
 
 code, err, dts = run("--guest", "debian")
 tap.check(code == 0, "--guest debian starts with a built image", err)
-tap.check('bootargs = "root=LABEL=debian-root ro console=tty1 console=ttyS0";' in dts,
-          "the kernel command line mounts the image (labelled debian-root) as root", dts)
+tap.check('bootargs = "root=LABEL=debian-root ro console=tty1 console=ttyS0 '
+          'systemd.default_device_timeout_sec=600";' in dts,
+          "the kernel command line mounts the image (labelled debian-root) as root and gives devices 10 minutes",
+          dts)
 tap.check(re.search(r"reg = <0x00 0x80000000 0x00 0x40000000>;", dts) is not None, "1 GiB of RAM by default")
 tap.check(os.path.isfile(disk) and sha(disk) == pristine_sha, "the VM's disk is a copy of the built image", err)
 st = os.stat(disk)

@@ -88,6 +88,11 @@ try:
         time.sleep(2)
     tap.check(r.returncode == 0 and re.match(r"Linux orrery 6\.\d+\.\S+-riscv64 .* riscv64 GNU/Linux", r.stdout),
               "ssh -p PORT root@127.0.0.1 uname -a prints the guest's Debian kernel", r.stdout + r.stderr)
+    r = subprocess.run(ssh + ["systemctl", "show", "-p", "DefaultDeviceTimeoutUSec"], capture_output=True, text=True,
+                       timeout=120)
+    tap.check(r.stdout.strip() == "DefaultDeviceTimeoutUSec=10min",
+              "systemd waits 10 minutes for a device (a slow udev on a loaded host still brings up ttyS0's getty)",
+              r.stdout + r.stderr)
     r = subprocess.run(ssh + ["-o", "PubkeyAuthentication=no", "true"], capture_output=True, text=True, timeout=120)
     tap.check(r.returncode != 0, "ssh without the key is refused (no empty password over ssh)", r.stderr)
 
