@@ -86,47 +86,38 @@ static int in_next(Incoming *in, size_t n, const uint8_t **ret, size_t *ret_len)
         return 0;
 }
 
-/* Reads n bytes into p, adding them to the checksum unless 'trailer'. */
-static int in_read(Incoming *in, void *p, size_t n, bool trailer) {
-        uint8_t *out = p;
-
+/*
+ * Reads n bytes into 'out', or when it is NULL into guest RAM at
+ * 'ram_offset' (through the RAM memfd), adding them to the checksum unless
+ * 'trailer'.
+ */
+static int in_read_to(Incoming *in, uint8_t *out, uint64_t ram_offset, size_t n, bool trailer) {
         if (n > in->bound - in->total)
                 return -EFBIG;
         in->total += n;
         while (n > 0) {
-                const uint8_t *chunk;
-                size_t k;
+                const uint8_t *chunk = NULL;
+                size_t k = 0;
                 int r = in_next(in, n, &chunk, &k);
 
                 if (r < 0)
                         return r;
-                memcpy(out, chunk, k);
                 if (!trailer)
                         crc32_update(&in->crc, chunk, k);
-                out += k;
+                if (out) {
+                        memcpy(out, chunk, k);
+                        out += k;
+                } else {
+                        savevm_ram_write(in->machine, ram_offset, chunk, k);
+                        ram_offset += k;
+                }
                 n -= k;
         }
         return 0;
 }
 
-/* Reads n bytes of guest RAM, to 'offset' within it, adding them to the checksum. */
-static int in_read_ram(Incoming *in, uint64_t offset, size_t n) {
-        if (n > in->bound - in->total)
-                return -EFBIG;
-        in->total += n;
-        while (n > 0) {
-                const uint8_t *chunk;
-                size_t k;
-                int r = in_next(in, n, &chunk, &k);
-
-                if (r < 0)
-                        return r;
-                crc32_update(&in->crc, chunk, k);
-                savevm_ram_write(in->machine, offset, chunk, k);
-                offset += k;
-                n -= k;
-        }
-        return 0;
+static int in_read(Incoming *in, void *p, size_t n, bool trailer) {
+        return in_read_to(in, p, 0, n, trailer);
 }
 
 static int in_le(Incoming *in, unsigned n, uint64_t *ret) {
@@ -207,7 +198,7 @@ static int read_ram(Incoming *in) {
                         return MALFORMED("RAM record outside RAM");
                 if (kind == SAVEVM_LIVE_ZEROS)
                         savevm_ram_zero(in->machine, first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE);
-                else if ((r = in_read_ram(in, first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE)) < 0)
+                else if ((r = in_read_to(in, NULL, first * SAVEVM_PAGE_SIZE, count * SAVEVM_PAGE_SIZE, false)) < 0)
                         return r;
         }
 }
