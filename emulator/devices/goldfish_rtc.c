@@ -326,6 +326,8 @@ static int rtc_load(void *dev, StateReader *r) {
         rtc->alarm_armed = armed;
         rtc->irq_enabled = enabled;
         rtc->interrupt = interrupt;
+        /* Drive the line afresh, even at the level it had: the loaded PLIC must see the loaded level. */
+        rtc->irq_level = !(interrupt && enabled);
         rtc_update_irq_locked(rtc);
         pthread_mutex_unlock(&rtc->lock);
         return 0;

@@ -532,6 +532,8 @@ static int uart_load(void *dev, StateReader *r) {
         uart->msr_deltas = n.msr_deltas;
         uart->thr_interrupt = n.thr_interrupt;
         uart->rx_blocked = n.rx_blocked;
+        /* Drive the line afresh, even at the level it had: the loaded PLIC must see the loaded level. */
+        uart->irq_level = (uart_iir_locked(uart) & IIR_NO_INT) != 0;
         uart_update_irq_locked(uart);
         pthread_mutex_unlock(&uart->lock);
         return 0;

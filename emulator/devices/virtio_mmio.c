@@ -581,6 +581,12 @@ int virtio_mmio_load(VirtioMmio *t, StateReader *r) {
         t->driver_features = features;
         t->queue_sel = qsel;
         t->config_generation = gen;
+        /*
+         * Drive the line afresh, even at the level it had: the PLIC's state
+         * was just loaded too, and its pending bit for this source must
+         * follow the loaded level, not the one driven before the load.
+         */
+        t->irq_level = t->isr == 0;
         update_irq_locked(t);
         pthread_mutex_unlock(&t->lock);
         return 0;
