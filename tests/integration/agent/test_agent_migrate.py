@@ -105,7 +105,8 @@ try:
     machine = dbus.Interface(obj, "org.orrery.Machine1")
     props = dbus.Interface(obj, "org.freedesktop.DBus.Properties")
     sock = os.path.join(tmp, "slow.sock")
-    SlowDestination(sock)
+    # Kept referenced: when its reader thread ends, the object (and so the connection) would be freed.
+    slow = SlowDestination(sock)
     machine.Migrate(f"unix:{sock}")
     tap.check(wait_until(lambda: str(props.Get("org.orrery.Machine1", "MigrationState")) == "active", 30),
               "a migration is active")
