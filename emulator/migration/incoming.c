@@ -171,18 +171,14 @@ static int read_header(Incoming *in) {
         if (r < 0)
                 return r;
         /* The source sends only pages that hold something: the boot images placed here must go. */
-        uint64_t size;
-        (void) machine_ram(in->machine, &size);
-        savevm_ram_zero(in->machine, 0, size);
+        savevm_ram_zero(in->machine, 0, machine_memory_bytes(in->machine));
         return 0;
 }
 
 static int read_ram(Incoming *in) {
-        uint64_t size, pages;
-        (void) machine_ram(in->machine, &size);
+        uint64_t pages = machine_memory_bytes(in->machine) / SAVEVM_PAGE_SIZE;
         int r;
 
-        pages = size / SAVEVM_PAGE_SIZE;
         for (;;) {
                 uint64_t kind, first, count;
 

@@ -344,10 +344,8 @@ int savevm_check_header(Machine *m, StateReader *h, bool force, uint64_t *ret_ti
 
 /* Walks the RAM runs; writes them into RAM only when 'apply' (after they all were checked). */
 static int walk_ram(Machine *m, StateReader *r, bool apply) {
-        uint64_t size, pages, p = 0;
+        uint64_t pages = machine_memory_bytes(m) / SAVEVM_PAGE_SIZE, p = 0;
 
-        (void) machine_ram(m, &size);
-        pages = size / SAVEVM_PAGE_SIZE;
         for (;;) {
                 uint8_t kind;
                 uint64_t count;
