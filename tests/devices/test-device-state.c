@@ -274,33 +274,34 @@ static bool plic_pending(Fixture *f, unsigned source) {
  * section said. (Otherwise what a refused load rolls back to depends on
  * the levels driven before it.)
  */
-static void test_load_drives_irq(Fixture *f) {
-        DeviceContext uctx = context(f, &uart16550_device), pctx = context(f, &plic_device);
-        void *uart = NULL, *quiet_plic = NULL;
-        StateWriter uw = {}, pw = {};
+static void test_load_drives_irq(Fixture *f, const DeviceDescriptor *d, Poke raise) {
+        DeviceContext dctx = context(f, d), pctx = context(f, &plic_device);
+        void *dev = NULL, *quiet_plic = NULL;
+        StateWriter dw = {}, pw = {};
         StateReader r;
 
-        CHECK_EQ_U64(uart16550_device.create(&uctx, &uart), 0, "irq: create a UART on the fixture's PLIC");
-        CHECK_EQ_U64(plic_device.create(&pctx, &quiet_plic), 0, "irq: create a PLIC with nothing pending");
-        if (!uart || !quiet_plic)
-                return;
-        uart16550_device.reset(uart);
-        uart16550_device.mmio->write(uart, 1, 0x01, 1);         /* IER: received data */
-        uart_receive(uart, (const uint8_t *) "x", 1);
-        CHECK(plic_pending(f, IRQ_UART0), "irq: the UART's received byte is pending at the PLIC");
-        CHECK_EQ_U64(uart16550_device.save(uart, &uw), 0, "irq: save the UART");
-        CHECK_EQ_U64(plic_device.save(quiet_plic, &pw), 0, "irq: save a PLIC with nothing pending");
+        CHECK_EQ_U64(d->create(&dctx, &dev), 0, "%s irq: create on the fixture's PLIC", d->name);
+        CHECK_EQ_U64(plic_device.create(&pctx, &quiet_plic), 0, "%s irq: create a PLIC with nothing pending", d->name);
+        if (!dev || !quiet_plic)
+                goto out;
+        d->reset(dev);
+        raise(d, dev);
+        CHECK(plic_pending(f, d->irq), "%s irq: the device's interrupt is pending at the PLIC", d->name);
+        CHECK_EQ_U64(d->save(dev, &dw), 0, "%s irq: save the device", d->name);
+        CHECK_EQ_U64(plic_device.save(quiet_plic, &pw), 0, "%s irq: save a PLIC with nothing pending", d->name);
 
         r = state_reader(pw.data, pw.size);
-        CHECK_EQ_U64(plic_device.load(f->plic, &r), 0, "irq: load that PLIC state");
-        CHECK(!plic_pending(f, IRQ_UART0), "irq: now nothing is pending");
-        r = state_reader(uw.data, uw.size);
-        CHECK_EQ_U64(uart16550_device.load(uart, &r), 0, "irq: load the UART's own state again");
-        CHECK(plic_pending(f, IRQ_UART0), "irq: the loaded UART's level is pending at the PLIC again");
-
-        uart16550_device.free(uart);
-        plic_device.free(quiet_plic);
-        state_writer_done(&uw);
+        CHECK_EQ_U64(plic_device.load(f->plic, &r), 0, "%s irq: load that PLIC state", d->name);
+        CHECK(!plic_pending(f, d->irq), "%s irq: now nothing is pending", d->name);
+        r = state_reader(dw.data, dw.size);
+        CHECK_EQ_U64(d->load(dev, &r), 0, "%s irq: load the device's own state again", d->name);
+        CHECK(plic_pending(f, d->irq), "%s irq: the loaded level is pending at the PLIC again", d->name);
+out:
+        if (dev)
+                d->free(dev);
+        if (quiet_plic)
+                plic_device.free(quiet_plic);
+        state_writer_done(&dw);
         state_writer_done(&pw);
 }
 
@@ -320,7 +321,9 @@ int main(void) {
         /* sifive-test: only a version, which must be 0. */
         round_trip(&f, &sifive_test_device, NULL, 0, 1);
         test_hart(&f);
-        test_load_drives_irq(&f);
+        /* Received bytes with their interrupt enabled; an alarm in the past with IRQ_ENABLED. */
+        test_load_drives_irq(&f, &uart16550_device, poke_uart);
+        test_load_drives_irq(&f, &goldfish_rtc_device, poke_rtc);
         fixture_done(&f);
         return tap_finish();
 }

@@ -4,7 +4,8 @@
  * ring positions) through the device descriptor: a driver brings the
  * keyboard up, its slot is saved and loaded into a fresh slot, which must
  * save the same bytes and keep serving the driver's queue where the first
- * left off. Corrupt states are refused and change nothing.
+ * left off. A slot loaded with its own state drives its interrupt line
+ * again at that level. Corrupt states are refused and change nothing.
  */
 
 #include <errno.h>
@@ -69,6 +70,19 @@ int main(void) {
 
         CHECK_EQ_U64(save(a, &w1), 0, "save");
         StateReader r = state_reader(w1.data, w1.size);
+
+        /*
+         * The interrupt is up and unacknowledged. Loading the slot's own
+         * state drives the line again at that level: the PLIC's pending bit
+         * is loaded along with the devices and must follow the device.
+         */
+        CHECK(g.irq_level, "the event's interrupt is up");
+        unsigned drives = g.irq_raises + g.irq_redundant;
+        CHECK_EQ_U64(d->load(a, &r), 0, "load the slot's own state back into it");
+        CHECK_EQ_U64(g.irq_raises + g.irq_redundant, drives + 1, "the load drove the line once more");
+        CHECK(g.irq_level, "... at the loaded level");
+
+        r = state_reader(w1.data, w1.size);
         CHECK_EQ_U64(d->load(b, &r), 0, "load into the second slot");
         CHECK_EQ_U64(state_reader_finish(&r), 0, "the whole state consumed");
         CHECK_EQ_U64(save(b, &w2), 0, "save the loaded slot");
