@@ -60,14 +60,19 @@ static uint64_t host_now_locked(GoldfishRtc *rtc) {
         return rtc->clock(rtc->clock_userdata);
 }
 
-static void rtc_update_irq_locked(GoldfishRtc *rtc) {
+/* Drive the line at the level the registers ask for: if it changed, or 'always' (after a load). */
+static void rtc_drive_irq_locked(GoldfishRtc *rtc, bool always) {
         bool level = rtc->interrupt && rtc->irq_enabled;
 
-        if (level == rtc->irq_level)
+        if (level == rtc->irq_level && !always)
                 return;
 
         rtc->irq_level = level;
         irq_line_set(&rtc->irq, level);
+}
+
+static void rtc_update_irq_locked(GoldfishRtc *rtc) {
+        rtc_drive_irq_locked(rtc, false);
 }
 
 /* Fire the alarm if due, then drive the line. Lock held (RTC → PLIC order). */
@@ -326,9 +331,8 @@ static int rtc_load(void *dev, StateReader *r) {
         rtc->alarm_armed = armed;
         rtc->irq_enabled = enabled;
         rtc->interrupt = interrupt;
-        /* Drive the line afresh, even at the level it had: the loaded PLIC must see the loaded level. */
-        rtc->irq_level = !(interrupt && enabled);
-        rtc_update_irq_locked(rtc);
+        /* Drive the line even at the level it had: the loaded PLIC must see the loaded level. */
+        rtc_drive_irq_locked(rtc, true);
         pthread_mutex_unlock(&rtc->lock);
         return 0;
 }

@@ -148,15 +148,22 @@ static uint8_t uart_iir_locked(const Uart16550 *uart) {
         return IIR_NO_INT;
 }
 
-/* Drive the interrupt line if its level changed. Lock held (UART → PLIC order). */
-static void uart_update_irq_locked(Uart16550 *uart) {
+/*
+ * Drive the line at the level IIR asks for: if it changed, or 'always'
+ * (after a load). Lock held (UART → PLIC order).
+ */
+static void uart_drive_irq_locked(Uart16550 *uart, bool always) {
         bool level = !(uart_iir_locked(uart) & IIR_NO_INT);
 
-        if (level == uart->irq_level)
+        if (level == uart->irq_level && !always)
                 return;
 
         uart->irq_level = level;
         irq_line_set(&uart->irq, level);
+}
+
+static void uart_update_irq_locked(Uart16550 *uart) {
+        uart_drive_irq_locked(uart, false);
 }
 
 /* Whether the host must now be told there is room. Lock held; clears the request. */
@@ -532,9 +539,8 @@ static int uart_load(void *dev, StateReader *r) {
         uart->msr_deltas = n.msr_deltas;
         uart->thr_interrupt = n.thr_interrupt;
         uart->rx_blocked = n.rx_blocked;
-        /* Drive the line afresh, even at the level it had: the loaded PLIC must see the loaded level. */
-        uart->irq_level = (uart_iir_locked(uart) & IIR_NO_INT) != 0;
-        uart_update_irq_locked(uart);
+        /* Drive the line even at the level it had: the loaded PLIC must see the loaded level. */
+        uart_drive_irq_locked(uart, true);
         pthread_mutex_unlock(&uart->lock);
         return 0;
 }

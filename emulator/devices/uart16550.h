@@ -33,7 +33,8 @@
  * either. All state is behind one mutex, the "UART lock".
  *
  * Lock order: UART lock → PLIC lock. The interrupt line is driven (via the
- * IrqLine) with the UART lock held, and only when its level changes.
+ * IrqLine) with the UART lock held, when its level changes and after a
+ * load of the UART's state.
  *
  * Callbacks run WITHOUT the UART lock held, so they may call uart_receive()
  * or uart_rx_room():

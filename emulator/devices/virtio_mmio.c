@@ -49,15 +49,22 @@ static uint64_t device_features(const VirtioMmio *t) {
         return (t->ops.features & VIRTIO_DEVICE_FEATURES_MASK) | (1ULL << VIRTIO_F_VERSION_1);
 }
 
-/* Drive the interrupt line if its level changed. Lock held (device → PLIC order). */
-static void update_irq_locked(VirtioMmio *t) {
+/*
+ * Drive the interrupt line at the level ISR asks for: if it changed, or
+ * 'always' (after a load). Lock held (device → PLIC order).
+ */
+static void drive_irq_locked(VirtioMmio *t, bool always) {
         bool level = t->isr != 0;
 
-        if (level == t->irq_level)
+        if (level == t->irq_level && !always)
                 return;
 
         t->irq_level = level;
         irq_line_set(&t->irq, level);
+}
+
+static void update_irq_locked(VirtioMmio *t) {
+        drive_irq_locked(t, false);
 }
 
 static void raise_locked(VirtioMmio *t, uint32_t bits) {
@@ -582,12 +589,11 @@ int virtio_mmio_load(VirtioMmio *t, StateReader *r) {
         t->queue_sel = qsel;
         t->config_generation = gen;
         /*
-         * Drive the line afresh, even at the level it had: the PLIC's state
-         * was just loaded too, and its pending bit for this source must
-         * follow the loaded level, not the one driven before the load.
+         * Drive the line even at the level it had: the PLIC's state was just
+         * loaded too, and its pending bit for this source must follow the
+         * loaded level, not the one driven before the load.
          */
-        t->irq_level = t->isr == 0;
-        update_irq_locked(t);
+        drive_irq_locked(t, true);
         pthread_mutex_unlock(&t->lock);
         return 0;
 }
